@@ -1,0 +1,95 @@
+"""Settings of the standalone App service, all from environment variables.
+
+With nothing set it runs the demo: SQLite in the working directory and Celery tasks executed
+inline. Production sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL``, ``SECRET_KEY``,
+``CRM_APP_URL`` and ``CRM_ALLOWED_SALEOR_URLS``; see ``docs/settings.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from saleor_crm_plugin.beat import BEAT_SCHEDULE
+from saleor_crm_plugin.conf import INSECURE_DEV_KEY
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(name: str, default: str = "") -> list[str]:
+    return [v.strip() for v in os.environ.get(name, default).split(",") if v.strip()]
+
+
+DEBUG = _bool("DEBUG")
+SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_DEV_KEY)
+ALLOWED_HOSTS = _list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+INSTALLED_APPS = ["saleor_crm_plugin"]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+ROOT_URLCONF = "saleor_crm_plugin.app.urls"
+WSGI_APPLICATION = "saleor_crm_plugin.app.wsgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{Path.cwd() / 'saleor-crm.sqlite3'}"),
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "600")),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+# Without a broker (the demo), tasks run inline in the calling process.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A webhook must not hang when the broker is down: publish fails fast, the sweep catches up.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
+CELERY_TASK_ROUTES = {
+    "saleor_crm_plugin.process_inbox": {"queue": "ingest"},
+    "saleor_crm_plugin.sweep_inbox": {"queue": "ingest"},
+    "saleor_crm_plugin.prune_inbox": {"queue": "ingest"},
+}
+CELERY_TASK_DEFAULT_QUEUE = "analytics"
+CELERY_BEAT_SCHEDULE = dict(BEAT_SCHEDULE)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+
+CRM_APP_MODE = True
+CRM_APP_URL = os.environ.get("CRM_APP_URL", "")
+CRM_ALLOWED_SALEOR_URLS = _list("CRM_ALLOWED_SALEOR_URLS")
+CRM_APP_ID = os.environ.get("CRM_APP_ID", "saleor.crm")
+CRM_INBOX_KICK_COALESCE_SECONDS = float(os.environ.get("CRM_INBOX_KICK_COALESCE_SECONDS", "0"))
+CRM_SALEOR_API_URL = os.environ.get("CRM_SALEOR_API_URL", "")
+CRM_SALEOR_APP_TOKEN = os.environ.get("CRM_SALEOR_APP_TOKEN", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+}

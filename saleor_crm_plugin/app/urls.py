@@ -1,0 +1,10 @@
+from django.urls import path
+
+from saleor_crm_plugin.app import views
+
+urlpatterns = [
+    path("api/manifest", views.manifest, name="crm-manifest"),
+    path("api/register", views.register, name="crm-register"),
+    path("api/webhooks/saleor", views.saleor_webhook, name="crm-webhook"),
+    path("healthz", views.health, name="crm-health"),
+]

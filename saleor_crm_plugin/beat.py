@@ -1,0 +1,29 @@
+"""Periodic work, expressed as a Celery beat schedule.
+
+App mode puts ``BEAT_SCHEDULE`` into its Celery config. In plugin mode, Saleor builds its beat
+schedule from ``settings.CELERY_BEAT_SCHEDULE``; ``register_beat_schedule`` (called from
+``AppConfig.ready``) adds our entries there without overriding anything the deployer set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.schedules import crontab
+from django.conf import settings
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "crm-sweep-inbox": {"task": "saleor_crm_plugin.sweep_inbox", "schedule": 60.0},
+    "crm-prune-inbox": {
+        "task": "saleor_crm_plugin.prune_inbox",
+        "schedule": crontab(hour="3", minute="17"),
+    },
+}
+
+
+def register_beat_schedule() -> None:
+    schedule = getattr(settings, "CELERY_BEAT_SCHEDULE", None)
+    if not isinstance(schedule, dict):
+        return
+    for name, entry in BEAT_SCHEDULE.items():
+        schedule.setdefault(name, entry)

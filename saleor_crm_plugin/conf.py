@@ -1,0 +1,120 @@
+"""CRM settings, read lazily from Django settings (``CRM_*``).
+
+Properties rather than module constants so ``override_settings`` works in tests and nothing is
+read at import time (the package is imported by Saleor before its settings are final). Every
+setting is documented in ``docs/settings.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.conf import settings
+
+# The App's fallback SECRET_KEY; a system check warns when it is used outside DEBUG.
+INSECURE_DEV_KEY = "insecure-dev-key-change-me"
+
+
+class CRMSettings:
+    prefix = "CRM_"
+
+    def _get(self, name: str, default: Any) -> Any:
+        return getattr(settings, self.prefix + name, default)
+
+    # -- App mode -------------------------------------------------------------------------
+    @property
+    def APP_ID(self) -> str:
+        return self._get("APP_ID", "saleor.crm")
+
+    @property
+    def APP_NAME(self) -> str:
+        return self._get("APP_NAME", "Saleor CRM")
+
+    @property
+    def APP_URL(self) -> str:
+        """Public base URL of the App (``https://crm.example.com``); derived from the request
+        when empty, which is right unless a proxy rewrites the host."""
+        return self._get("APP_URL", "").rstrip("/")
+
+    @property
+    def ALLOWED_SALEOR_URLS(self) -> list[str]:
+        """``Saleor-Api-Url`` values (shell patterns allowed) that may install the App."""
+        value = self._get("ALLOWED_SALEOR_URLS", [])
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return list(value)
+
+    @property
+    def APP_PERMISSIONS(self) -> list[str]:
+        return list(
+            self._get(
+                "APP_PERMISSIONS",
+                ["MANAGE_USERS", "MANAGE_ORDERS", "MANAGE_PRODUCTS", "MANAGE_GIFT_CARD"],
+            )
+        )
+
+    @property
+    def REQUIRED_SALEOR_VERSION(self) -> str:
+        return self._get("REQUIRED_SALEOR_VERSION", "^3.23")
+
+    @property
+    def JWKS_REFRESH_INTERVAL(self) -> float:
+        """Minimum seconds between JWKS re-fetches triggered by an unknown ``kid``."""
+        return float(self._get("JWKS_REFRESH_INTERVAL", 60))
+
+    @property
+    def INSTANCE_CACHE_SECONDS(self) -> float:
+        return float(self._get("INSTANCE_CACHE_SECONDS", 30))
+
+    @property
+    def HTTP_TIMEOUT(self) -> float:
+        return float(self._get("HTTP_TIMEOUT", 10))
+
+    # -- plugin mode / outbound calls ------------------------------------------------------
+    @property
+    def SALEOR_API_URL(self) -> str:
+        return self._get("SALEOR_API_URL", "")
+
+    @property
+    def SALEOR_APP_TOKEN(self) -> str:
+        return self._get("SALEOR_APP_TOKEN", "")
+
+    # -- inbox -----------------------------------------------------------------------------
+    @property
+    def INBOX_BATCH_SIZE(self) -> int:
+        return int(self._get("INBOX_BATCH_SIZE", 200))
+
+    @property
+    def INBOX_MAX_ATTEMPTS(self) -> int:
+        return int(self._get("INBOX_MAX_ATTEMPTS", 5))
+
+    @property
+    def INBOX_SWEEP_AFTER_SECONDS(self) -> int:
+        """A pending event older than this is considered stranded and re-enqueued."""
+        return int(self._get("INBOX_SWEEP_AFTER_SECONDS", 60))
+
+    @property
+    def INBOX_RETENTION_DAYS(self) -> int:
+        return int(self._get("INBOX_RETENTION_DAYS", 30))
+
+    @property
+    def INBOX_KICK_COALESCE_SECONDS(self) -> float:
+        """Coalesce processing kicks: at most one queued drain task per this many seconds
+        (needs a cache shared by web and worker processes; 0 = one task per event)."""
+        return float(self._get("INBOX_KICK_COALESCE_SECONDS", 0))
+
+    # -- secrets ---------------------------------------------------------------------------
+    @property
+    def ENCRYPTION_KEY(self) -> bytes:
+        explicit = self._get("ENCRYPTION_KEY", "")
+        material = explicit or f"crm-encryption:{settings.SECRET_KEY}"
+        return hashlib.sha256(material.encode()).digest()
+
+    @property
+    def HASH_KEY(self) -> bytes:
+        material = self._get("HASH_KEY", "") or f"crm-email-hash:{settings.SECRET_KEY}"
+        return hashlib.sha256(material.encode()).digest()
+
+
+crm_settings = CRMSettings()

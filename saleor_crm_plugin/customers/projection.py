@@ -1,0 +1,512 @@
+"""Apply ``CrmEvent`` snapshots to the customer/order projection.
+
+Rules that make processing idempotent and independent of delivery order:
+
+* Each field group of an order (core, payment, lines, fulfilled quantities, refunded
+  quantities) is a last-writer-wins register keyed by ``CrmEvent.version`` (Saleor's
+  ``updatedAt``, then source richness, then the dedupe key): the newest snapshot that *knows*
+  a group wins, whatever arrives first.
+* Milestone dates (paid, fulfilled, cancelled) keep the earliest value seen (a min is
+  commutative), and immutable line facts (product, category) fill in when unknown.
+* A customer's profile is a register too; data embedded in an order ranks below any customer
+  event, so a ``customer_updated`` always beats the name copied onto an order.
+* The customer an order belongs to only gets stronger: a link by Saleor user id beats a link by
+  e-mail (legacy payloads and guests carry no user id).
+* Aggregates (order count, spend) are recomputed from the orders, never incremented.
+* ``customer_deleted`` is a tombstone: nothing later can write personal data back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Min, Q, Sum
+
+from saleor_crm_plugin.core.privacy import email_hash
+from saleor_crm_plugin.customers.models import (
+    NON_SALE_STATUSES,
+    Customer,
+    CustomerChannelStats,
+    CustomerLink,
+    Order,
+    OrderLine,
+)
+from saleor_crm_plugin.events.types import (
+    CrmEvent,
+    CustomerSnapshot,
+    EventKind,
+    OrderLineSnapshot,
+    OrderSnapshot,
+)
+
+logger = logging.getLogger(__name__)
+
+# Profile versions: customer events (class 1) always beat data copied from an order (class 0).
+PROFILE_FROM_CUSTOMER_EVENT = "1"
+PROFILE_FROM_ORDER = "0"
+
+
+def apply_event(event: CrmEvent) -> Order | Customer | None:
+    """Project one event. Safe to call any number of times, in any order."""
+    if event.order is not None:
+        return apply_order_event(event)
+    if event.kind == EventKind.CUSTOMER_DELETED and event.customer is not None:
+        return erase_customer(
+            event.customer.saleor_user_id, email=event.customer.email, at=event.issued_at
+        )
+    if event.customer is not None:
+        return apply_customer_event(event)
+    return None
+
+
+# -- customers -------------------------------------------------------------------------------
+
+
+def _lock_customer_by_user_id(user_id: str, email: str) -> Customer:
+    """Return the registered customer row, locked; create it (or promote the guest row with
+    the same e-mail) when unknown. Concurrent creators meet on the unique constraint."""
+    for _ in range(3):
+        customer = Customer.objects.select_for_update().filter(saleor_user_id=user_id).first()
+        if customer is not None:
+            return customer
+        try:
+            with transaction.atomic():
+                guest = None
+                if email:
+                    guest = (
+                        Customer.objects.select_for_update()
+                        .filter(saleor_user_id__isnull=True, erased_at__isnull=True, email=email)
+                        .first()
+                    )
+                if guest is not None:
+                    guest.saleor_user_id = user_id
+                    guest.save(update_fields=["saleor_user_id", "updated_at"])
+                    return guest
+                return Customer.objects.create(saleor_user_id=user_id, email=email)
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"Could not lock customer {user_id}")
+
+
+def _guest_customer(email: str) -> Customer:
+    for _ in range(3):
+        guest = (
+            Customer.objects.select_for_update()
+            .filter(saleor_user_id__isnull=True, erased_at__isnull=True, email=email)
+            .first()
+        )
+        if guest is not None:
+            return guest
+        try:
+            with transaction.atomic():
+                return Customer.objects.create(email=email)
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"Could not lock guest customer {email}")
+
+
+def _customer_for_email(email: str, order_created_at: datetime) -> Customer | None:
+    """Who a guest (or legacy, id-less) order belongs to."""
+    if not email:
+        return None
+    hashed = email_hash(email)
+    tombstone = (
+        Customer.objects.filter(email_hash=hashed, erased_at__gt=order_created_at)
+        .order_by("saleor_user_id", "pk")
+        .first()
+    )
+    if tombstone is not None:
+        # Placed before that customer asked to be forgotten: it is theirs, and stays anonymous.
+        return tombstone
+    registered = (
+        Customer.objects.filter(email=email, saleor_user_id__isnull=False, erased_at__isnull=True)
+        .order_by("saleor_user_id")
+        .first()
+    )
+    if registered is not None:
+        return registered
+    return _guest_customer(email)
+
+
+def _set_if_newer(obj: Customer | Order, name: str, value: object, version: str) -> bool:
+    """Per-field last-writer-wins: only a snapshot that knows the field and is newer than the
+    one the current value came from may replace it."""
+    if value is None or version <= obj.field_versions.get(name, ""):
+        return False
+    setattr(obj, name, value)
+    obj.field_versions[name] = version
+    return True
+
+
+_PROFILE_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "is_active",
+    "is_confirmed",
+    "date_joined",
+    "language_code",
+    "country_code",
+    "metadata",
+    "saleor_updated_at",
+)
+
+
+def _apply_profile(customer: Customer, snapshot: CustomerSnapshot, version: str) -> bool:
+    if customer.is_erased:
+        return False
+    values = {
+        "email": snapshot.email,
+        "first_name": snapshot.first_name,
+        "last_name": snapshot.last_name,
+        "is_active": snapshot.is_active,
+        "is_confirmed": snapshot.is_confirmed,
+        "date_joined": snapshot.date_joined,
+        "language_code": snapshot.language_code,
+        "country_code": snapshot.country_code,
+        "metadata": None if snapshot.metadata is None else dict(snapshot.metadata),
+        "saleor_updated_at": snapshot.updated_at,
+    }
+    changed = [
+        name for name in _PROFILE_FIELDS if _set_if_newer(customer, name, values[name], version)
+    ]
+    if changed:
+        customer.save()
+    return bool(changed)
+
+
+def apply_customer_event(event: CrmEvent) -> Customer:
+    snapshot = event.customer
+    assert snapshot is not None
+    with transaction.atomic():
+        customer = _lock_customer_by_user_id(snapshot.saleor_user_id, snapshot.email or "")
+        if customer.is_erased:
+            return customer
+        _apply_profile(customer, snapshot, f"{PROFILE_FROM_CUSTOMER_EVENT}|{event.version}")
+        if _absorb_guests(customer):
+            refresh_customer_stats([customer.pk])
+    return customer
+
+
+def _absorb_guests(customer: Customer) -> bool:
+    """Move orders of a guest row with the customer's e-mail onto the registered customer."""
+    if not customer.email or customer.saleor_user_id is None:
+        return False
+    guests = list(
+        Customer.objects.select_for_update()
+        .filter(saleor_user_id__isnull=True, erased_at__isnull=True, email=customer.email)
+        .exclude(pk=customer.pk)
+    )
+    if not guests:
+        return False
+    guest_ids = [g.pk for g in guests]
+    Order.objects.filter(customer_id__in=guest_ids).update(customer=customer)
+    Customer.objects.filter(pk__in=guest_ids).delete()
+    return True
+
+
+def erase_customer(user_id: str, *, email: str = "", at: datetime) -> Customer:
+    """GDPR erasure. Keeps an anonymous tombstone (id, keyed e-mail hash, aggregates) so
+    ledgers still add up and late or replayed events cannot write the data back."""
+    with transaction.atomic():
+        customer = _lock_customer_by_user_id(user_id, "")
+        if customer.is_erased:
+            # The same deletion can arrive several times (both payload styles, retries):
+            # keep the earliest time so the result does not depend on which came first.
+            if at < customer.erased_at:
+                customer.erased_at = at
+                customer.save(update_fields=["erased_at", "updated_at"])
+            return customer
+        address = customer.email or (email or "").strip().lower()
+        if address:
+            _absorb_guests_by_email(customer, address, at)
+        customer.email_hash = email_hash(address)
+        customer.email = ""
+        customer.first_name = ""
+        customer.last_name = ""
+        customer.metadata = {}
+        customer.language_code = ""
+        customer.country_code = ""
+        customer.date_joined = None
+        customer.is_active = False
+        customer.field_versions = {}
+        customer.erased_at = at
+        customer.save()
+        Order.objects.filter(customer=customer).update(user_email="")
+        refresh_customer_stats([customer.pk])
+        from saleor_crm_plugin.events.inbox import redact_for_subject
+
+        redact_for_subject(user_id=user_id, email_hash=customer.email_hash)
+    return customer
+
+
+def _absorb_guests_by_email(customer: Customer, email: str, before: datetime) -> None:
+    """Guest orders placed with the address before the erasure belong to the erased customer;
+    later ones are a new relationship and stay with a guest row."""
+    guest_ids = list(
+        Customer.objects.select_for_update()
+        .filter(saleor_user_id__isnull=True, erased_at__isnull=True, email=email)
+        .values_list("pk", flat=True)
+    )
+    if not guest_ids:
+        return
+    Order.objects.filter(customer_id__in=guest_ids, created_at__lt=before).update(customer=customer)
+    Customer.objects.filter(pk__in=guest_ids).exclude(orders__isnull=False).delete()
+    refresh_customer_stats(guest_ids)
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+
+def _lock_order(saleor_order_id: str, snapshot: OrderSnapshot) -> tuple[Order, bool]:
+    for _ in range(3):
+        order = Order.objects.select_for_update().filter(saleor_order_id=saleor_order_id).first()
+        if order is not None:
+            return order, False
+        try:
+            with transaction.atomic():
+                order = Order(
+                    saleor_order_id=saleor_order_id,
+                    channel_id=snapshot.channel_id,
+                    currency=snapshot.currency,
+                    status=snapshot.status,
+                    created_at=snapshot.created_at,
+                )
+                order.save()
+                return order, True
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"Could not lock order {saleor_order_id}")
+
+
+def _min(current: datetime | None, new: datetime | None) -> datetime | None:
+    if new is None:
+        return current
+    if current is None:
+        return new
+    return min(current, new)
+
+
+def apply_order_event(event: CrmEvent) -> Order:
+    snapshot = event.order
+    assert snapshot is not None
+    version = event.version
+    with transaction.atomic():
+        order, _created = _lock_order(snapshot.saleor_order_id, snapshot)
+        previous_customer_id = order.customer_id
+
+        customer, link = _resolve_order_customer(event, snapshot)
+        if customer is not None and (
+            link > order.customer_link
+            or (link == order.customer_link and order.customer_id != customer.pk)
+        ):
+            order.customer = customer
+            order.customer_link = link
+        if snapshot.user_id and link == CustomerLink.USER_ID:
+            order.saleor_user_id = snapshot.user_id
+
+        values: dict[str, object] = {
+            "number": snapshot.number,
+            "channel_id": snapshot.channel_id,
+            "channel_slug": snapshot.channel_slug,
+            "currency": snapshot.currency,
+            "status": snapshot.status,
+            "origin": snapshot.origin,
+            "voucher_code": snapshot.voucher_code,
+            "user_email": snapshot.user_email,
+            "created_at": snapshot.created_at,
+            "saleor_updated_at": snapshot.updated_at,
+            "total_gross": snapshot.total_gross,
+            "total_net": snapshot.total_net,
+            "total_tax": snapshot.total_tax,
+            "subtotal_gross": snapshot.subtotal_gross,
+            "shipping_gross": snapshot.shipping_gross,
+        }
+        payment = snapshot.payment
+        if payment is not None:
+            values.update(
+                total_charged=payment.total_charged,
+                total_refunded=payment.total_refunded,
+                charge_status=payment.charge_status,
+                authorize_status=payment.authorize_status,
+                total_granted_refund=payment.total_granted_refund,
+            )
+        for name, value in values.items():
+            _set_if_newer(order, name, value, version)
+
+        order.paid_at = _min(order.paid_at, snapshot.paid_at)
+        order.fulfilled_at = _min(order.fulfilled_at, snapshot.fulfilled_at)
+        order.cancelled_at = _min(order.cancelled_at, snapshot.cancelled_at)
+
+        if order.customer is not None and order.customer.is_erased:
+            order.user_email = ""
+        order.save()
+
+        if snapshot.lines is not None:
+            _apply_lines(order, snapshot.lines, version)
+
+        touched = {order.customer_id, previous_customer_id} - {None}
+        refresh_customer_stats(touched)  # type: ignore[arg-type]
+    return order
+
+
+def _resolve_order_customer(
+    event: CrmEvent, snapshot: OrderSnapshot
+) -> tuple[Customer | None, CustomerLink]:
+    if snapshot.user_id:
+        customer = _lock_customer_by_user_id(snapshot.user_id, snapshot.user_email)
+        if not customer.is_erased:
+            embedded = CustomerSnapshot(
+                saleor_user_id=snapshot.user_id,
+                email=snapshot.user_email or None,
+                first_name=snapshot.user_first_name,
+                last_name=snapshot.user_last_name,
+            )
+            # Fill-in only: the profile register keeps customer events on top.
+            _apply_profile(customer, embedded, f"{PROFILE_FROM_ORDER}|{event.version}")
+            if _absorb_guests(customer):
+                pass  # stats of the absorbing customer are refreshed by the caller
+        return customer, CustomerLink.USER_ID
+    customer = _customer_for_email(snapshot.user_email, snapshot.created_at)
+    return customer, (CustomerLink.EMAIL if customer is not None else CustomerLink.NONE)
+
+
+def _apply_lines(order: Order, lines: tuple[OrderLineSnapshot, ...], version: str) -> None:
+    existing = {line.saleor_line_id: line for line in order.lines.all()}
+    knows_fulfilled = all(line.quantity_fulfilled is not None for line in lines)
+    knows_refunded = all(line.quantity_refunded is not None for line in lines)
+    wins_lines = version > order.lines_version
+    wins_fulfilled = knows_fulfilled and version > order.fulfilled_version
+    wins_refunded = knows_refunded and version > order.refunded_version
+    to_create: list[OrderLine] = []
+    to_update: list[OrderLine] = []
+    for snap in lines:
+        row = existing.get(snap.saleor_line_id)
+        if row is None:
+            if not wins_lines:
+                continue
+            row = OrderLine(order=order, saleor_line_id=snap.saleor_line_id)
+            _set_line_values(row, snap)
+            row.quantity_fulfilled = snap.quantity_fulfilled or 0
+            row.quantity_refunded = snap.quantity_refunded or 0
+            _fill_line_facts(row, snap)
+            to_create.append(row)
+            continue
+        changed = _fill_line_facts(row, snap)
+        if wins_lines:
+            _set_line_values(row, snap)
+            changed = True
+        if wins_fulfilled:
+            row.quantity_fulfilled = snap.quantity_fulfilled or 0
+            changed = True
+        if wins_refunded:
+            row.quantity_refunded = snap.quantity_refunded or 0
+            changed = True
+        if changed:
+            to_update.append(row)
+    if wins_lines:
+        stale = set(existing) - {snap.saleor_line_id for snap in lines}
+        if stale:
+            OrderLine.objects.filter(order=order, saleor_line_id__in=stale).delete()
+    if to_create:
+        OrderLine.objects.bulk_create(to_create)
+    if to_update:
+        OrderLine.objects.bulk_update(to_update, _LINE_UPDATE_FIELDS)
+    update_fields = []
+    if wins_lines:
+        order.lines_version = version
+        update_fields.append("lines_version")
+    if wins_fulfilled:
+        order.fulfilled_version = version
+        update_fields.append("fulfilled_version")
+    if wins_refunded:
+        order.refunded_version = version
+        update_fields.append("refunded_version")
+    if update_fields:
+        order.save(update_fields=update_fields)
+
+
+_LINE_UPDATE_FIELDS = [
+    "product_name",
+    "variant_name",
+    "quantity",
+    "unit_price_gross",
+    "unit_price_net",
+    "total_price_gross",
+    "quantity_fulfilled",
+    "quantity_refunded",
+    "variant_id",
+    "product_id",
+    "product_slug",
+    "category_id",
+    "category_slug",
+    "sku",
+]
+
+
+def _set_line_values(row: OrderLine, snap: OrderLineSnapshot) -> None:
+    row.product_name = snap.product_name
+    row.variant_name = snap.variant_name
+    row.quantity = snap.quantity
+    row.unit_price_gross = snap.unit_price_gross
+    row.unit_price_net = snap.unit_price_net
+    row.total_price_gross = snap.total_price_gross
+
+
+def _fill_line_facts(row: OrderLine, snap: OrderLineSnapshot) -> bool:
+    """Facts that never change for a line (its product, category, SKU) fill in when unknown."""
+    changed = False
+    for name in ("variant_id", "product_id", "product_slug", "category_id", "category_slug", "sku"):
+        value = getattr(snap, name)
+        if value and not getattr(row, name):
+            setattr(row, name, value)
+            changed = True
+    return changed
+
+
+# -- aggregates ------------------------------------------------------------------------------
+
+
+def refresh_customer_stats(customer_ids: Iterable[int]) -> None:
+    """Recompute order count, spend and first/last order from the orders themselves."""
+    for customer_id in sorted(set(customer_ids)):
+        rows = list(
+            Order.objects.filter(customer_id=customer_id)
+            .exclude(status__in=NON_SALE_STATUSES)
+            .values("channel_id", "currency")
+            .annotate(
+                n=Count("pk"),
+                spent=Sum("total_charged"),
+                refunded=Sum("total_refunded"),
+                first=Min("created_at"),
+                last=Max("created_at"),
+                slug=Max("channel_slug"),
+            )
+            .order_by("channel_id", "currency")
+        )
+        keep = Q(pk__in=[])
+        for row in rows:
+            CustomerChannelStats.objects.update_or_create(
+                customer_id=customer_id,
+                channel_id=row["channel_id"],
+                currency=row["currency"],
+                defaults={
+                    "channel_slug": row["slug"] or "",
+                    "order_count": row["n"],
+                    "total_spent": row["spent"] or Decimal(0),
+                    "total_refunded": row["refunded"] or Decimal(0),
+                    "first_order_at": row["first"],
+                    "last_order_at": row["last"],
+                },
+            )
+            keep |= Q(channel_id=row["channel_id"], currency=row["currency"])
+        CustomerChannelStats.objects.filter(customer_id=customer_id).exclude(keep).delete()
+        Customer.objects.filter(pk=customer_id).update(
+            order_count=sum(r["n"] for r in rows),
+            first_order_at=min((r["first"] for r in rows), default=None),
+            last_order_at=max((r["last"] for r in rows), default=None),
+        )

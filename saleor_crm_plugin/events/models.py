@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class InboxStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"  # gave up after CRM_INBOX_MAX_ATTEMPTS; replay-inbox --failed
+    INVALID = "invalid", "Invalid"  # signed but unreadable; raw body kept for diagnosis
+
+
+class InboxEvent(models.Model):
+    """Every Saleor event we accepted, before and after processing.
+
+    The unique ``dedupe_key`` is what makes webhook retries and repeated hooks harmless: a second
+    insert of the same delivery is a no-op. Rows stay ``pending`` until a worker has applied
+    them, so a crash or a broker outage loses nothing: the sweep re-enqueues them.
+    """
+
+    dedupe_key = models.CharField(max_length=128, unique=True)
+    kind = models.CharField(max_length=40)
+    source = models.CharField(max_length=20)
+    saleor_api_url = models.CharField(max_length=255, blank=True, default="")
+    object_id = models.CharField(max_length=255, blank=True, default="")
+    issued_at = models.DateTimeField(null=True, blank=True)
+    payload = models.JSONField(default=dict)
+    raw_body = models.TextField(blank=True, default="")
+    status = models.CharField(
+        max_length=16, choices=InboxStatus.choices, default=InboxStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    received_at = models.DateTimeField(default=timezone.now)
+    # Failed attempts back off: the row is not claimed again before this time.
+    available_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    # Who the payload is about, so a GDPR erasure can find and redact it.
+    subject_user_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    subject_email_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["available_at", "id"],
+                name="crm_inbox_pending_idx",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(fields=["status", "received_at"], name="crm_inbox_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id} ({self.status})"

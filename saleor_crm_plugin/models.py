@@ -1,0 +1,14 @@
+"""Django discovers models through this module; each domain keeps its own ``models.py``."""
+
+from saleor_crm_plugin.app.models import SaleorInstance
+from saleor_crm_plugin.customers.models import Customer, CustomerChannelStats, Order, OrderLine
+from saleor_crm_plugin.events.models import InboxEvent
+
+__all__ = [
+    "Customer",
+    "CustomerChannelStats",
+    "InboxEvent",
+    "Order",
+    "OrderLine",
+    "SaleorInstance",
+]

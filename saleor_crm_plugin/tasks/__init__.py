@@ -1,0 +1,6 @@
+"""Celery tasks. Saleor autodiscovers ``<plugin package>.tasks``, so every task module is
+imported here."""
+
+from saleor_crm_plugin.tasks.ingest import process_inbox_task, prune_inbox_task, sweep_inbox_task
+
+__all__ = ["process_inbox_task", "prune_inbox_task", "sweep_inbox_task"]

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from saleor_crm_plugin.app.models import SaleorInstance
+from saleor_crm_plugin.app.registry import instance_cache
+from tests.captures import CAPTURED_API_URL, Capture, jwks
+
+
+@pytest.fixture(autouse=True)
+def _fresh_instance_cache() -> Iterator[None]:
+    instance_cache.clear()
+    yield
+    instance_cache.clear()
+
+
+@pytest.fixture
+def saleor_instance(db: Any) -> SaleorInstance:
+    """The Saleor that produced the captures, registered with its real JWKS."""
+    return SaleorInstance.objects.create(
+        saleor_api_url=CAPTURED_API_URL, jwks=jwks(), app_id="QXBwOjE="
+    )
+
+
+@pytest.fixture
+def deliver(client: Any) -> Callable[..., Any]:
+    """POST a captured delivery to the webhook endpoint exactly as Saleor sent it."""
+
+    def _deliver(
+        capture: Capture,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        drop: tuple[str, ...] = (),
+    ) -> Any:
+        sent = {k: v for k, v in capture.headers.items() if k.lower().startswith("saleor-")}
+        sent.update(headers or {})
+        for name in drop:
+            sent.pop(name, None)
+        return client.post(
+            "/api/webhooks/saleor",
+            data=capture.raw_body if body is None else body,
+            content_type="application/json",
+            headers=sent,
+        )
+
+    return _deliver
+
+
+class FakeSaleor:
+    """A local HTTP server standing in for Saleor's *transport*: it serves the captured JWKS
+    and answers GraphQL with captured objects the test hands it."""
+
+    def __init__(self) -> None:
+        self.jwks: dict[str, Any] = jwks()
+        self.requests: list[dict[str, Any]] = []
+        self.graphql: Callable[[dict[str, Any], dict[str, str]], tuple[int, Any]] = (
+            lambda body, headers: (200, {"data": {"app": {"id": "QXBwOjE="}}})
+        )
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                fake.requests.append({"method": "GET", "path": self.path})
+                if self.path == "/.well-known/jwks.json":
+                    self._send(200, fake.jwks)
+                else:
+                    self._send(404, {})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                headers = dict(self.headers.items())
+                fake.requests.append(
+                    {"method": "POST", "path": self.path, "body": body, "headers": headers}
+                )
+                status, answer = fake.graphql(body, headers)
+                self._send(status, answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def api_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/graphql/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_saleor() -> Iterator[FakeSaleor]:
+    server = FakeSaleor()
+    yield server
+    server.close()
