@@ -14,6 +14,7 @@ from django.conf import settings
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "crm-sweep-inbox": {"task": "saleor_crm_plugin.sweep_inbox", "schedule": 60.0},
+    "crm-flush-metadata": {"task": "saleor_crm_plugin.flush_metadata", "schedule": 30.0},
     "crm-prune-inbox": {
         "task": "saleor_crm_plugin.prune_inbox",
         "schedule": crontab(hour="3", minute="17"),

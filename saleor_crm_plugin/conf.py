@@ -104,6 +104,20 @@ class CRMSettings:
         (needs a cache shared by web and worker processes; 0 = one task per event)."""
         return float(self._get("INBOX_KICK_COALESCE_SECONDS", 0))
 
+    # -- write-back to Saleor ---------------------------------------------------------------
+    @property
+    def WRITEBACK_RATE_PER_SECOND(self) -> float:
+        """Upper bound on metadata mutations sent to Saleor per second, per worker."""
+        return float(self._get("WRITEBACK_RATE_PER_SECOND", 5))
+
+    @property
+    def WRITEBACK_MAX_SECONDS_PER_RUN(self) -> float:
+        return float(self._get("WRITEBACK_MAX_SECONDS_PER_RUN", 25))
+
+    @property
+    def WRITEBACK_MAX_ATTEMPTS(self) -> int:
+        return int(self._get("WRITEBACK_MAX_ATTEMPTS", 8))
+
     # -- secrets ---------------------------------------------------------------------------
     @property
     def ENCRYPTION_KEY(self) -> bytes:

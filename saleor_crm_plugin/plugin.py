@@ -16,7 +16,7 @@ from django.http import JsonResponse
 from saleor.plugins.base_plugin import BasePlugin, ConfigurationTypeField
 
 from saleor_crm_plugin.events.from_plugin import CRMPluginHooks
-from saleor_crm_plugin.plugin_config import CONFIG_FIELDS, validate_configuration
+from saleor_crm_plugin.plugin_config import CONFIG_FIELDS, PLUGIN_ID, validate_configuration
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ _TYPES = {
 
 
 class CRMPlugin(CRMPluginHooks, BasePlugin):
-    PLUGIN_ID = "saleor-crm-plugin"
+    PLUGIN_ID = PLUGIN_ID
     PLUGIN_NAME = "Saleor CRM"
     PLUGIN_DESCRIPTION = (
         "Loyalty, RFM segments, recommendations, returns and reviews. Records order and "

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+# Saleor routes /plugins/global/<PLUGIN_ID>/... to the plugin; only [.0-9A-Za-z_-] allowed.
+PLUGIN_ID = "saleor-crm-plugin"
+
 
 @dataclass(frozen=True)
 class ConfigField:

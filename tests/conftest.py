@@ -55,13 +55,20 @@ def deliver(client: Any) -> Callable[..., Any]:
 
 class FakeSaleor:
     """A local HTTP server standing in for Saleor's *transport*: it serves the captured JWKS
-    and answers GraphQL with captured objects the test hands it."""
+    and answers GraphQL by executing the incoming document against Saleor's real schema
+    (``tests/contract/schema.graphql``) over data the test hands it. So an answer can only have
+    a shape Saleor could give for that very document; data that does not fit the schema is
+    recorded in ``schema_errors`` and fails the test."""
 
     def __init__(self) -> None:
         self.jwks: dict[str, Any] = jwks()
         self.requests: list[dict[str, Any]] = []
+        self.schema_errors: list[str] = []
+        self.root: Callable[[str, dict[str, Any], dict[str, str]], Any] = lambda q, v, h: {
+            "app": {"id": "QXBwOjE="}
+        }
         self.graphql: Callable[[dict[str, Any], dict[str, str]], tuple[int, Any]] = (
-            lambda body, headers: (200, {"data": {"app": {"id": "QXBwOjE="}}})
+            self._execute_against_schema
         )
         fake = self
 
@@ -98,6 +105,30 @@ class FakeSaleor:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def respond(self, root: Callable[[str, dict[str, Any], dict[str, str]], Any]) -> None:
+        """``root(query, variables, headers)`` returns the data Saleor would resolve."""
+        self.root = root
+
+    def _execute_against_schema(
+        self, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        from graphql import graphql
+
+        from tests.captures import saleor_schema
+
+        query = body.get("query", "")
+        variables = body.get("variables") or {}
+        data = self.root(query, variables, headers)
+        if isinstance(data, tuple):  # (status, raw body): transport-level answers
+            return data
+        result = graphql(saleor_schema(), query, root_value=data, variable_values=variables)
+        if result.invalid or result.errors:
+            self.schema_errors.extend(str(e) for e in result.errors or [])
+        answer: dict[str, Any] = {"data": result.data}
+        if isinstance(data, dict) and data.get("__errors__"):
+            answer["errors"] = data["__errors__"]
+        return 200, answer
+
     @property
     def api_url(self) -> str:
         host, port = self.server.server_address[:2]
@@ -113,3 +144,4 @@ def fake_saleor() -> Iterator[FakeSaleor]:
     server = FakeSaleor()
     yield server
     server.close()
+    assert server.schema_errors == [], "the fake Saleor was given data its schema rejects"

@@ -73,6 +73,7 @@ CELERY_TASK_ROUTES = {
     "saleor_crm_plugin.process_inbox": {"queue": "ingest"},
     "saleor_crm_plugin.sweep_inbox": {"queue": "ingest"},
     "saleor_crm_plugin.prune_inbox": {"queue": "ingest"},
+    "saleor_crm_plugin.flush_metadata": {"queue": "analytics"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "analytics"
 CELERY_BEAT_SCHEDULE = dict(BEAT_SCHEDULE)

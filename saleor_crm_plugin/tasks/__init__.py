@@ -2,5 +2,6 @@
 imported here."""
 
 from saleor_crm_plugin.tasks.ingest import process_inbox_task, prune_inbox_task, sweep_inbox_task
+from saleor_crm_plugin.tasks.writeback import flush_metadata_task
 
-__all__ = ["process_inbox_task", "prune_inbox_task", "sweep_inbox_task"]
+__all__ = ["flush_metadata_task", "process_inbox_task", "prune_inbox_task", "sweep_inbox_task"]
