@@ -101,7 +101,27 @@ def saleor_schema():  # type: ignore[no-untyped-def]
         lambda m: m.group(1) + m.group(2).replace("&", " "),
         source,
     )
-    return build_ast_schema(parse(source))
+    schema = build_ast_schema(parse(source))
+    # Custom scalars (DateTime, Decimal, JSONString, ...) come out of the SDL without
+    # serializers; their values in captured payloads are already in wire format, so pass them
+    # through unchanged when the fake Saleor executes documents.
+    from graphql.type.definition import GraphQLScalarType
+
+    builtin = {"String", "Int", "Float", "Boolean", "ID"}
+    for name, graphql_type in schema.get_type_map().items():
+        if isinstance(graphql_type, GraphQLScalarType) and name not in builtin:
+            graphql_type.serialize = _identity
+            graphql_type.parse_value = _identity
+            graphql_type.parse_literal = _literal
+    return schema
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _literal(node: Any) -> Any:
+    return getattr(node, "value", None)
 
 
 def validate_against_saleor(document: str) -> list[str]:

@@ -8,6 +8,7 @@ Saleor's schema in the contract tests.
 
 from __future__ import annotations
 
+from saleor_crm_plugin.events.saleor_fragments import CUSTOMER_FRAGMENT, ORDER_FRAGMENT
 from saleor_crm_plugin.events.types import EventKind
 
 EVENT_HEADER = """
@@ -20,96 +21,6 @@ EVENT_HEADER = """
       ... on User { id email }
     }
     recipient { id name }
-"""
-
-CUSTOMER_FRAGMENT = """
-fragment CrmCustomer on User {
-  id
-  email
-  firstName
-  lastName
-  isActive
-  isConfirmed
-  dateJoined
-  updatedAt
-  lastLogin
-  languageCode
-  note
-  externalReference
-  metadata { key value }
-  defaultBillingAddress { city postalCode country { code } }
-  defaultShippingAddress { city postalCode country { code } }
-}
-"""
-
-ORDER_FRAGMENT = """
-fragment CrmOrder on Order {
-  id
-  number
-  created
-  updatedAt
-  status
-  origin
-  original
-  userEmail
-  user { id email firstName lastName }
-  channel { id slug currencyCode }
-  isPaid
-  paymentStatus
-  chargeStatus
-  authorizeStatus
-  total { gross { amount currency } net { amount currency } tax { amount currency } }
-  subtotal { gross { amount currency } }
-  shippingPrice { gross { amount currency } }
-  totalCharged { amount currency }
-  totalRefunded { amount currency }
-  totalGrantedRefund { amount currency }
-  totalBalance { amount currency }
-  voucherCode
-  customerNote
-  languageCodeEnum
-  metadata { key value }
-  lines {
-    id
-    productName
-    variantName
-    productSku
-    productVariantId
-    variant {
-      id
-      sku
-      product { id name slug category { id slug } }
-    }
-    quantity
-    quantityFulfilled
-    unitPrice { gross { amount currency } net { amount currency } }
-    totalPrice { gross { amount currency } }
-  }
-  transactions {
-    id
-    name
-    pspReference
-    chargedAmount { amount currency }
-    refundedAmount { amount currency }
-    events { id type pspReference amount { amount currency } createdAt }
-  }
-  grantedRefunds {
-    id
-    amount { amount currency }
-    reason
-    status
-    lines { id quantity orderLine { id } }
-  }
-  fulfillments {
-    id
-    fulfillmentOrder
-    status
-    created
-    trackingNumber
-    warehouse { id slug }
-    lines { id quantity orderLine { id } }
-  }
-}
 """
 
 # Saleor's event type name for each Saleor-Event header value.

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 
 from saleor_crm_plugin.core.privacy import email_hash
@@ -396,17 +396,15 @@ def _apply_lines(order: Order, lines: tuple[OrderLineSnapshot, ...], version: st
             _fill_line_facts(row, snap)
             to_create.append(row)
             continue
-        changed = _fill_line_facts(row, snap)
+        before = _line_state(row)
+        _fill_line_facts(row, snap)
         if wins_lines:
             _set_line_values(row, snap)
-            changed = True
         if wins_fulfilled:
             row.quantity_fulfilled = snap.quantity_fulfilled or 0
-            changed = True
         if wins_refunded:
             row.quantity_refunded = snap.quantity_refunded or 0
-            changed = True
-        if changed:
+        if _line_state(row) != before:
             to_update.append(row)
     if wins_lines:
         stale = set(existing) - {snap.saleor_line_id for snap in lines}
@@ -415,7 +413,7 @@ def _apply_lines(order: Order, lines: tuple[OrderLineSnapshot, ...], version: st
     if to_create:
         OrderLine.objects.bulk_create(to_create)
     if to_update:
-        OrderLine.objects.bulk_update(to_update, _LINE_UPDATE_FIELDS)
+        _update_lines(to_update)
     update_fields = []
     if wins_lines:
         order.lines_version = version
@@ -430,7 +428,7 @@ def _apply_lines(order: Order, lines: tuple[OrderLineSnapshot, ...], version: st
         order.save(update_fields=update_fields)
 
 
-_LINE_UPDATE_FIELDS = [
+_LINE_UPDATE_FIELDS = (
     "product_name",
     "variant_name",
     "quantity",
@@ -445,7 +443,28 @@ _LINE_UPDATE_FIELDS = [
     "category_id",
     "category_slug",
     "sku",
-]
+)
+
+
+def _line_state(row: OrderLine) -> tuple[object, ...]:
+    return tuple(getattr(row, name) for name in _LINE_UPDATE_FIELDS)
+
+
+def _update_lines(rows: list[OrderLine]) -> None:
+    """One prepared UPDATE run for many rows. ``bulk_update`` builds a CASE per field and row,
+    which costs more Python time than the database work it saves for a 20-line order."""
+    meta = OrderLine._meta
+    quote = connection.ops.quote_name
+    columns = [meta.get_field(name) for name in _LINE_UPDATE_FIELDS]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    params = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]
+        + [row.pk]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _set_line_values(row: OrderLine, snap: OrderLineSnapshot) -> None:

@@ -52,3 +52,26 @@ class InboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.object_id} ({self.status})"
+
+
+class BackfillProgress(models.Model):
+    """Where ``saleor-crm backfill`` stopped, per Saleor instance and resource, so an
+    interrupted import resumes from the last stored page instead of starting over."""
+
+    saleor_api_url = models.CharField(max_length=255)
+    resource = models.CharField(max_length=32)
+    cursor = models.TextField(blank=True, default="")
+    processed = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["saleor_api_url", "resource"], name="crm_backfill_progress_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource} from {self.saleor_api_url}: {self.processed}"

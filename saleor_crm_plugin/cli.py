@@ -1,0 +1,147 @@
+"""``saleor-crm``: the command line of the App service.
+
+Built-in commands run servers and workers; every other command is a Django management command
+named ``crm_<name>`` (``saleor-crm replay-inbox`` runs ``crm_replay_inbox``), so each domain
+adds its commands without touching this file, and plugin-mode operators run the very same
+commands through Saleor's ``manage.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+SETTINGS = "saleor_crm_plugin.app.settings"
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS)
+    import django
+
+    django.setup()
+
+
+def _crm_commands() -> dict[str, str]:
+    from django.core.management import get_commands
+
+    return {
+        name.removeprefix("crm_").replace("_", "-"): name
+        for name, app in get_commands().items()
+        if app == "saleor_crm_plugin" and name.startswith("crm_")
+    }
+
+
+def _serve(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="saleor-crm serve", description="Run the App's HTTP server"
+    )
+    parser.add_argument("--bind", default=os.environ.get("CRM_BIND", "127.0.0.1:8000"))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--migrate", action="store_true", help="Apply migrations first")
+    args = parser.parse_args(argv)
+    _setup_django()
+    if args.migrate:
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False)
+    from gunicorn.app.base import BaseApplication
+
+    from saleor_crm_plugin.app.wsgi import application
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", args.bind)
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):  # type: ignore[no-untyped-def]
+            return application
+
+    Server().run()
+    return 0
+
+
+def _worker(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="saleor-crm worker", description="Run a Celery worker")
+    parser.add_argument("--queues", default="ingest,analytics,ml")
+    parser.add_argument("--concurrency", type=int, default=None)
+    parser.add_argument("--beat", action="store_true", help="Also run the periodic scheduler")
+    parser.add_argument("--loglevel", default="info")
+    args = parser.parse_args(argv)
+    _setup_django()
+    from saleor_crm_plugin.app.celery import app
+
+    worker_argv = ["worker", "-Q", args.queues, "-l", args.loglevel]
+    if args.concurrency:
+        worker_argv += ["-c", str(args.concurrency)]
+    if args.beat:
+        worker_argv += ["-B", "-s", str(Path(tempfile.gettempdir()) / "saleor-crm-beat")]
+    app.worker_main(worker_argv)
+    return 0
+
+
+def _beat(argv: Sequence[str]) -> int:
+    _setup_django()
+    from saleor_crm_plugin.app.celery import app
+
+    app.start(["beat", "-l", "info", *argv])
+    return 0
+
+
+def _demo_database() -> None:
+    """The demo runs on embedded defaults: a fresh SQLite file unless DATABASE_URL is set."""
+    if "DATABASE_URL" not in os.environ:
+        path = Path(tempfile.mkdtemp(prefix="saleor-crm-demo-")) / "demo.sqlite3"
+        os.environ["DATABASE_URL"] = f"sqlite:///{path}"
+
+
+BUILTINS = {
+    "serve": ("Run the App's HTTP server (gunicorn)", _serve),
+    "worker": ("Run a Celery worker (queues ingest, analytics, ml)", _worker),
+    "beat": ("Run Celery beat (periodic jobs)", _beat),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        _setup_django()
+        print("usage: saleor-crm <command> [options]\n\ncommands:")
+        for name, (text, _) in BUILTINS.items():
+            print(f"  {name:16} {text}")
+        print(f"  {'migrate':16} Create or update the database tables")
+        for name, command in sorted(_crm_commands().items()):
+            from django.core.management import load_command_class
+
+            help_text = load_command_class("saleor_crm_plugin", command).help.split(". ")[0]
+            print(f"  {name:16} {help_text}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name in BUILTINS:
+        return BUILTINS[name][1](rest)
+    if name == "demo":
+        _demo_database()
+    _setup_django()
+    from django.core.management import call_command, execute_from_command_line
+
+    if name == "migrate":
+        execute_from_command_line(["saleor-crm", "migrate", *rest])
+        return 0
+    commands = _crm_commands()
+    if name not in commands:
+        print(f"saleor-crm: unknown command {name!r}; see saleor-crm --help", file=sys.stderr)
+        return 2
+    if name == "demo":
+        call_command("migrate", interactive=False, verbosity=0)
+    execute_from_command_line(["saleor-crm", commands[name], *rest])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

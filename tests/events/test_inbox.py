@@ -1,0 +1,167 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from saleor_crm_plugin.customers.models import Customer, Order
+from saleor_crm_plugin.events import inbox
+from saleor_crm_plugin.events.from_webhook import translate_webhook
+from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
+from tests.captures import all_captures, load_capture
+
+
+def event_of(name, style="subscription"):
+    capture = load_capture(name, style)
+    return translate_webhook(capture.event_header, capture.raw_body, capture.api_url)
+
+
+@pytest.mark.django_db
+def test_store_is_idempotent_on_the_dedupe_key():
+    event = event_of("ORDER_CREATED")
+
+    first = inbox.store_event(event, kick=False)
+    second = inbox.store_event(event, kick=False)
+
+    assert first is not None and second is None
+    assert InboxEvent.objects.count() == 1
+    row = InboxEvent.objects.get()
+    assert (row.kind, row.source, row.status) == ("order_created", "subscription", "pending")
+    assert row.subject_user_id == "VXNlcjo0Ng=="
+    assert len(row.subject_email_hash) == 64
+
+
+@pytest.mark.django_db
+def test_event_without_dedupe_key_is_refused():
+    event = event_of("ORDER_CREATED").with_dedupe_key("")
+
+    with pytest.raises(ValueError, match="dedupe key"):
+        inbox.store_event(event)
+
+
+@pytest.mark.django_db
+def test_process_pending_applies_every_event_once():
+    for capture in all_captures(["subscription"]):
+        inbox.store_event(
+            translate_webhook(capture.event_header, capture.raw_body, capture.api_url), kick=False
+        )
+
+    assert inbox.process_pending(batch_size=3) == 11
+    assert inbox.process_pending() == 0
+    assert set(InboxEvent.objects.values_list("status", flat=True)) == {"done"}
+    assert Order.objects.count() == 3
+    assert Customer.objects.get(saleor_user_id="VXNlcjo0Ng==").order_count == 2
+
+
+@pytest.mark.django_db
+def test_failing_event_backs_off_then_fails_without_blocking_others(monkeypatch, settings):
+    settings.CRM_INBOX_MAX_ATTEMPTS = 2
+    good = inbox.store_event(event_of("ORDER_CREATED"), kick=False)
+    bad = inbox.store_event(event_of("CUSTOMER_CREATED"), kick=False)
+    InboxEvent.objects.filter(pk=bad.pk).update(payload={**bad.payload, "kind": "no_such_kind"})
+
+    inbox.process_pending()
+
+    bad.refresh_from_db()
+    good.refresh_from_db()
+    assert good.status == InboxStatus.DONE
+    assert (bad.status, bad.attempts) == (InboxStatus.PENDING, 1)
+    assert "no_such_kind" in bad.last_error
+    assert bad.available_at > timezone.now()
+    assert inbox.process_pending() == 0  # not retried before its backoff
+
+    InboxEvent.objects.filter(pk=bad.pk).update(available_at=timezone.now() - timedelta(seconds=1))
+    inbox.process_pending()
+    bad.refresh_from_db()
+    assert (bad.status, bad.attempts) == (InboxStatus.FAILED, 2)
+
+    # an operator fixes the cause and retries failed events
+    InboxEvent.objects.filter(pk=bad.pk).update(payload={**bad.payload, "kind": "customer_created"})
+    assert inbox.requeue_failed() == 1
+    inbox.process_pending()
+    bad.refresh_from_db()
+    assert bad.status == InboxStatus.DONE
+    assert Customer.objects.filter(saleor_user_id="VXNlcjo0Ng==").exists()
+
+
+@pytest.mark.django_db
+def test_failed_event_leaves_no_partial_state():
+    row = inbox.store_event(event_of("ORDER_FULLY_PAID"), kick=False)
+    payload = row.payload
+    payload["order"]["lines"][1]["quantity"] = -3  # violates the line's check; after the order row
+    InboxEvent.objects.filter(pk=row.pk).update(payload=payload)
+
+    inbox.process_pending()
+
+    row.refresh_from_db()
+    assert row.status == InboxStatus.PENDING and row.attempts == 1
+    assert Order.objects.count() == 0  # the savepoint rolled the whole event back
+    assert Customer.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_sweep_reenqueues_only_stranded_events(monkeypatch):
+    kicks = []
+    monkeypatch.setattr(inbox, "enqueue_processing", lambda: kicks.append(1))
+    fresh = inbox.store_event(event_of("ORDER_CREATED"), kick=False)
+    old = inbox.store_event(event_of("ORDER_CONFIRMED"), kick=False)
+    InboxEvent.objects.filter(pk=old.pk).update(received_at=timezone.now() - timedelta(minutes=5))
+
+    assert inbox.sweep(older_than_seconds=60) == 1
+    assert kicks == [1]
+    InboxEvent.objects.filter(pk=old.pk).update(status=InboxStatus.DONE)
+    assert inbox.sweep(older_than_seconds=60) == 0
+    assert kicks == [1]
+    assert fresh.pk
+
+
+@pytest.mark.django_db
+def test_prune_deletes_only_old_processed_rows():
+    old = inbox.store_event(event_of("ORDER_CREATED"), kick=False)
+    recent = inbox.store_event(event_of("ORDER_CONFIRMED"), kick=False)
+    pending_old = inbox.store_event(event_of("ORDER_PAID"), kick=False)
+    InboxEvent.objects.filter(pk__in=[old.pk, recent.pk]).update(status=InboxStatus.DONE)
+    InboxEvent.objects.filter(pk__in=[old.pk, pending_old.pk]).update(
+        received_at=timezone.now() - timedelta(days=40)
+    )
+
+    assert inbox.prune(retention_days=30) == 1
+    assert set(InboxEvent.objects.values_list("pk", flat=True)) == {recent.pk, pending_old.pk}
+
+
+@pytest.mark.django_db
+def test_enqueue_failure_is_swallowed_and_the_event_stays_pending(
+    monkeypatch, deliver, saleor_instance, django_capture_on_commit_callbacks
+):
+    from saleor_crm_plugin.tasks import ingest
+
+    def broker_down():
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(ingest.process_inbox_task, "delay", broker_down)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = deliver(load_capture("ORDER_CREATED", "subscription"))
+
+    assert response.status_code == 200
+    assert InboxEvent.objects.get().status == InboxStatus.PENDING
+
+
+@pytest.mark.django_db
+def test_erasure_redacts_stored_payloads_about_the_customer():
+    for name in ("CUSTOMER_DELETED",):
+        for style in ("subscription", "legacy"):
+            inbox.store_event(event_of(name, style), kick=False)
+    unrelated = inbox.store_event(event_of("ORDER_CREATED"), kick=False)
+
+    inbox.process_pending()
+
+    redacted = InboxEvent.objects.exclude(pk=unrelated.pk)
+    assert [r.payload for r in redacted] == [{"redacted": True}, {"redacted": True}]
+    assert (
+        InboxEvent.objects.get(pk=unrelated.pk).payload["order"]["user_email"]
+        == "ada.lovelace@example.com"
+    )
+    assert (
+        b"to.be.deleted"
+        not in str(list(InboxEvent.objects.values_list("payload", "raw_body"))).encode()
+    )
