@@ -19,12 +19,14 @@ Rules that make processing idempotent and independent of delivery order:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, Sum
 
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.customers.models import (
@@ -350,7 +352,7 @@ def apply_order_event(event: CrmEvent) -> Order:
             _apply_lines(order, snapshot.lines, version)
 
         touched = {order.customer_id, previous_customer_id} - {None}
-        refresh_customer_stats(touched)  # type: ignore[arg-type]
+        refresh_customer_stats(touched)
     return order
 
 
@@ -490,42 +492,145 @@ def _fill_line_facts(row: OrderLine, snap: OrderLineSnapshot) -> bool:
 # -- aggregates ------------------------------------------------------------------------------
 
 
-def refresh_customer_stats(customer_ids: Iterable[int]) -> None:
+# Customers whose aggregates must be recomputed when the current batch ends (None: no batch).
+_deferred_stats: ContextVar[set[int] | None] = ContextVar("crm_deferred_stats", default=None)
+
+
+@contextmanager
+def deferred_stats() -> Iterator[None]:
+    """Recompute aggregates once per batch instead of once per event.
+
+    An order typically arrives as three or four events (paid, fulfilled, refunded, ...), and a
+    busy customer has many orders in one batch: recomputing after every event would repeat the
+    same aggregate queries. Inside this block ``refresh_customer_stats`` only records who is
+    affected; the set-wise recompute runs when the block ends, in the caller's transaction.
+    A rolled-back event may leave an id recorded: recomputing an unchanged customer is harmless.
+    """
+    if _deferred_stats.get() is not None:
+        yield
+        return
+    pending: set[int] = set()
+    token = _deferred_stats.set(pending)
+    try:
+        yield
+    finally:
+        _deferred_stats.reset(token)
+    _refresh_now(pending)
+
+
+def refresh_customer_stats(customer_ids: Iterable[int | None]) -> None:
     """Recompute order count, spend and first/last order from the orders themselves."""
-    for customer_id in sorted(set(customer_ids)):
-        rows = list(
-            Order.objects.filter(customer_id=customer_id)
-            .exclude(status__in=NON_SALE_STATUSES)
-            .values("channel_id", "currency")
-            .annotate(
-                n=Count("pk"),
-                spent=Sum("total_charged"),
-                refunded=Sum("total_refunded"),
-                first=Min("created_at"),
-                last=Max("created_at"),
-                slug=Max("channel_slug"),
-            )
-            .order_by("channel_id", "currency")
+    ids = {pk for pk in customer_ids if pk is not None}
+    pending = _deferred_stats.get()
+    if pending is not None:
+        pending.update(ids)
+        return
+    _refresh_now(ids)
+
+
+_STATS_FIELDS = (
+    "channel_slug",
+    "order_count",
+    "total_spent",
+    "total_refunded",
+    "first_order_at",
+    "last_order_at",
+)
+_STATS_CHUNK = 500
+
+
+def _refresh_now(customer_ids: set[int]) -> None:
+    ordered = sorted(customer_ids)
+    for start in range(0, len(ordered), _STATS_CHUNK):
+        _refresh_chunk(ordered[start : start + _STATS_CHUNK])
+
+
+def _refresh_chunk(ids: list[int]) -> None:
+    """A constant number of queries for any number of customers: one aggregate, one read of
+    the current rows, then only the rows whose figures changed are written."""
+    aggregates = (
+        Order.objects.filter(customer_id__in=ids)
+        .exclude(status__in=NON_SALE_STATUSES)
+        .values("customer_id", "channel_id", "currency")
+        .annotate(
+            n=Count("pk"),
+            spent=Sum("total_charged"),
+            refunded=Sum("total_refunded"),
+            first=Min("created_at"),
+            last=Max("created_at"),
+            slug=Max("channel_slug"),
         )
-        keep = Q(pk__in=[])
-        for row in rows:
-            CustomerChannelStats.objects.update_or_create(
-                customer_id=customer_id,
-                channel_id=row["channel_id"],
-                currency=row["currency"],
-                defaults={
-                    "channel_slug": row["slug"] or "",
-                    "order_count": row["n"],
-                    "total_spent": row["spent"] or Decimal(0),
-                    "total_refunded": row["refunded"] or Decimal(0),
-                    "first_order_at": row["first"],
-                    "last_order_at": row["last"],
-                },
-            )
-            keep |= Q(channel_id=row["channel_id"], currency=row["currency"])
-        CustomerChannelStats.objects.filter(customer_id=customer_id).exclude(keep).delete()
-        Customer.objects.filter(pk=customer_id).update(
-            order_count=sum(r["n"] for r in rows),
-            first_order_at=min((r["first"] for r in rows), default=None),
-            last_order_at=max((r["last"] for r in rows), default=None),
+        .order_by("customer_id", "channel_id", "currency")
+    )
+    wanted: dict[tuple[int, str, str], dict[str, object]] = {}
+    for row in aggregates:
+        wanted[(row["customer_id"], row["channel_id"], row["currency"])] = {
+            "channel_slug": row["slug"] or "",
+            "order_count": row["n"],
+            "total_spent": row["spent"] or Decimal(0),
+            "total_refunded": row["refunded"] or Decimal(0),
+            "first_order_at": row["first"],
+            "last_order_at": row["last"],
+        }
+    existing = {
+        (s.customer_id, s.channel_id, s.currency): s
+        for s in CustomerChannelStats.objects.filter(customer_id__in=ids)
+    }
+    upserts = [
+        CustomerChannelStats(customer_id=key[0], channel_id=key[1], currency=key[2], **values)
+        for key, values in wanted.items()
+        if key not in existing
+        or any(getattr(existing[key], name) != values[name] for name in _STATS_FIELDS)
+    ]
+    if upserts:
+        # An upsert, so two workers refreshing the same new customer cannot collide.
+        CustomerChannelStats.objects.bulk_create(
+            upserts,
+            update_conflicts=True,
+            unique_fields=["customer", "channel_id", "currency"],
+            update_fields=list(_STATS_FIELDS),
         )
+    stale = [stats.pk for key, stats in existing.items() if key not in wanted]
+    if stale:
+        CustomerChannelStats.objects.filter(pk__in=stale).delete()
+
+    totals: dict[int, tuple[int, datetime | None, datetime | None]] = {}
+    for (customer_id, _, _), values in wanted.items():
+        count, first, last = totals.get(customer_id, (0, None, None))
+        totals[customer_id] = (
+            count + int(values["order_count"]),  # type: ignore[call-overload]
+            _min(first, values["first_order_at"]),  # type: ignore[arg-type]
+            _max(last, values["last_order_at"]),  # type: ignore[arg-type]
+        )
+    current = Customer.objects.filter(pk__in=ids).values_list(
+        "pk", "order_count", "first_order_at", "last_order_at"
+    )
+    changed = [
+        (*totals.get(pk, (0, None, None)), pk)
+        for pk, count, first, last in current
+        if (count, first, last) != totals.get(pk, (0, None, None))
+    ]
+    if changed:
+        meta = Customer._meta
+        quote = connection.ops.quote_name
+        columns = [meta.get_field(n) for n in ("order_count", "first_order_at", "last_order_at")]
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET "
+            + ", ".join(f"{quote(c.column)} = %s" for c in columns)
+            + f" WHERE {quote(meta.pk.column)} = %s"
+        )
+        params = [
+            [c.get_db_prep_save(v, connection) for c, v in zip(columns, row[:3], strict=True)]
+            + [row[3]]
+            for row in changed
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+
+
+def _max(current: datetime | None, new: datetime | None) -> datetime | None:
+    if new is None:
+        return current
+    if current is None:
+        return new
+    return max(current, new)

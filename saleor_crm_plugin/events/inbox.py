@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 import traceback
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.privacy import email_hash
-from saleor_crm_plugin.events.handlers import handle_event
+from saleor_crm_plugin.customers import projection
+from saleor_crm_plugin.events.handlers import handle_domain_event, project
 from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
 from saleor_crm_plugin.events.types import CrmEvent
 
@@ -115,33 +117,105 @@ def _process_batch(size: int) -> int:
         )
         if not rows:
             return 0
+        work: list[tuple[InboxEvent, CrmEvent]] = []
         for row in rows:
-            _process_row(row)
+            row.attempts += 1
+            if row.payload.get("redacted"):
+                _mark_done(row)
+                continue
+            try:
+                work.append((row, CrmEvent.from_dict(row.payload)))
+            except Exception as exc:  # a payload we can no longer read must not block others
+                _mark_failed(row, exc)
+        # Pass 1: the projection, in an order that makes concurrent workers take row locks in
+        # the same sequence (fewer deadlocks), with aggregates recomputed once for the batch.
+        work.sort(key=lambda item: _lock_order_key(item[1]))
+        projected: list[tuple[InboxEvent, CrmEvent]] = []
+        with projection.deferred_stats():
+            for row, event in work:
+                if _run(row, project, event):
+                    projected.append((row, event))
+        # Pass 2: the domains, which now see every order of the batch.
+        for row, event in projected:
+            if _run(row, handle_domain_event, event):
+                _mark_done(row)
         InboxEvent.objects.bulk_update(
             rows,
             ["status", "attempts", "last_error", "processed_at", "available_at", "payload"],
         )
         _redact_erased(rows)
+        retry_at = min(
+            (r.available_at for r in rows if r.status == InboxStatus.PENDING), default=None
+        )
+    if retry_at is not None:
+        _schedule_retry(retry_at)
     return len(rows)
 
 
-def _process_row(row: InboxEvent) -> None:
-    row.attempts += 1
-    try:
-        if not row.payload.get("redacted"):
+def _lock_order_key(event: CrmEvent) -> tuple[str, str]:
+    order = event.order
+    customer = event.customer
+    who = (order.user_id or order.user_email) if order else ""
+    if customer is not None:
+        who = customer.saleor_user_id or customer.email or ""
+    return (who or "", order.saleor_order_id if order else "")
+
+
+# PostgreSQL's answers that mean "try the same thing again": another worker held the rows.
+_TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+_TRANSIENT_RETRIES = 3
+
+
+def _run(row: InboxEvent, step: Callable[[CrmEvent], object], event: CrmEvent) -> bool:
+    """One step for one event in its own savepoint; a failure marks the row for a later retry
+    without touching the rest of the batch. Lock conflicts with another worker are retried at
+    once: the other transaction has gone ahead, so the second try normally succeeds."""
+    for attempt in range(_TRANSIENT_RETRIES + 1):
+        try:
             with transaction.atomic():
-                handle_event(CrmEvent.from_dict(row.payload))
-    except Exception as exc:  # one bad event must not block the others
-        logger.exception("Processing inbox event %s (%s) failed", row.pk, row.kind)
-        row.last_error = "".join(traceback.format_exception_only(exc)).strip()[:2000]
-        if row.attempts >= crm_settings.INBOX_MAX_ATTEMPTS:
-            row.status = InboxStatus.FAILED
-        else:
-            row.available_at = timezone.now() + timedelta(seconds=min(2**row.attempts * 5, 3600))
-        return
+                step(event)
+            return True
+        except OperationalError as exc:
+            if _is_transient(exc) and attempt < _TRANSIENT_RETRIES:
+                continue
+            _mark_failed(row, exc)
+            return False
+        except Exception as exc:  # one bad event must not block the others
+            _mark_failed(row, exc)
+            return False
+    return False  # pragma: no cover - the loop always returns
+
+
+def _is_transient(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
+def _mark_done(row: InboxEvent) -> None:
     row.status = InboxStatus.DONE
     row.last_error = ""
     row.processed_at = timezone.now()
+
+
+def _mark_failed(row: InboxEvent, exc: BaseException) -> None:
+    logger.error("Processing inbox event %s (%s) failed", row.pk, row.kind, exc_info=exc)
+    row.last_error = "".join(traceback.format_exception_only(exc)).strip()[:2000]
+    if row.attempts >= crm_settings.INBOX_MAX_ATTEMPTS:
+        row.status = InboxStatus.FAILED
+    else:
+        row.available_at = timezone.now() + timedelta(seconds=min(2**row.attempts * 5, 3600))
+
+
+def _schedule_retry(when: datetime) -> None:
+    """Wake a worker when the earliest backed-off event becomes due, so retries do not wait
+    for the periodic sweep (which stays as the safety net if this message is lost)."""
+    from saleor_crm_plugin.tasks.ingest import process_inbox_task
+
+    delay = max(0.0, (when - timezone.now()).total_seconds()) + 0.5
+    try:
+        process_inbox_task.apply_async(countdown=delay)
+    except Exception:  # broad by design: the sweep covers a broker outage
+        logger.warning("Could not schedule the inbox retry; the sweep will.", exc_info=True)
 
 
 def _redact_erased(rows: list[InboxEvent]) -> None:

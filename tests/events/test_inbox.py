@@ -165,3 +165,77 @@ def test_erasure_redacts_stored_payloads_about_the_customer():
         b"to.be.deleted"
         not in str(list(InboxEvent.objects.values_list("payload", "raw_body"))).encode()
     )
+
+
+@pytest.mark.django_db
+def test_failing_domain_handler_keeps_the_projection_and_retries_the_event(monkeypatch):
+    from saleor_crm_plugin.events import handlers
+
+    calls = []
+
+    def flaky(event):
+        calls.append(event.kind)
+        if len(calls) == 1:
+            raise RuntimeError("domain down")
+
+    monkeypatch.setattr(handlers, "_domain_handlers", lambda: (flaky,))
+    row = inbox.store_event(event_of("ORDER_FULLY_PAID"), kick=False)
+
+    inbox.process_pending()
+
+    row.refresh_from_db()
+    assert row.status == InboxStatus.PENDING and "domain down" in row.last_error
+    assert Order.objects.count() == 1  # the projection pass committed
+    InboxEvent.objects.filter(pk=row.pk).update(available_at=timezone.now())
+    inbox.process_pending()
+    row.refresh_from_db()
+    assert row.status == InboxStatus.DONE
+    assert calls == ["order_fully_paid", "order_fully_paid"]
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_domain_handlers_see_the_whole_batch_projected(monkeypatch):
+    from saleor_crm_plugin.events import handlers
+
+    seen = []
+    monkeypatch.setattr(
+        handlers,
+        "_domain_handlers",
+        lambda: (lambda event: seen.append(Customer.objects.get(order_count=2).order_count),),
+    )
+    for capture in all_captures(["subscription"]):
+        inbox.store_event(
+            translate_webhook(capture.event_header, capture.raw_body, capture.api_url), kick=False
+        )
+
+    inbox.process_pending()
+
+    # even the handler of the first event saw the aggregates of the complete batch
+    assert len(seen) == 11 and set(seen) == {2}
+
+
+@pytest.mark.django_db
+def test_lock_conflict_with_another_worker_is_retried_at_once(monkeypatch):
+    import psycopg
+    from django.db import OperationalError
+
+    from saleor_crm_plugin.events import handlers
+
+    failures = []
+
+    def deadlocked_once(event):
+        if not failures:
+            failures.append(1)
+            try:
+                raise psycopg.errors.DeadlockDetected("deadlock detected")
+            except psycopg.Error as exc:
+                raise OperationalError("deadlock detected") from exc
+
+    monkeypatch.setattr(handlers, "_domain_handlers", lambda: (deadlocked_once,))
+    row = inbox.store_event(event_of("ORDER_CREATED"), kick=False)
+
+    inbox.process_pending()
+
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.last_error) == (InboxStatus.DONE, 1, "")

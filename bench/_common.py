@@ -1,0 +1,85 @@
+"""Shared plumbing for the benchmarks: databases, percentiles, the machine line, and the
+``docs/benchmarks.md`` sections each benchmark rewrites with its latest figures."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
+PG_BASE = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+DATASETS = Path(os.environ.get("CRM_DATASETS", ROOT.parent / "shared" / "datasets"))
+
+
+def pg_url(database: str) -> str:
+    return f"{PG_BASE}/{database}"
+
+
+def recreate_database(name: str) -> str:
+    """A fresh database per run, so figures never depend on what an earlier run left."""
+    with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_url(name)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: the value a q-th share of samples is at or below."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        pg = subprocess.run(
+            ["psql", pg_url("postgres"), "-Atc", "show server_version"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pg = "?"
+    return (
+        f"{os.cpu_count()} cores ({cpu or platform.machine()}), Python {platform.python_version()},"
+        f" PostgreSQL {pg or '?'}"
+    )
+
+
+def write_section(title: str, body: str) -> None:
+    """Replace (or append) the ``## title`` section of docs/benchmarks.md."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    section = f"## {title}\n\nLast run {stamp} on {machine()}.\n\n{body.strip()}\n"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else _HEADER
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    BENCHMARKS_MD.parent.mkdir(exist_ok=True)
+    BENCHMARKS_MD.write_text(text)
+
+
+_HEADER = """# Benchmarks
+
+Speed, memory and model-quality targets are checked here, not by timed tests. Every script under
+`bench/` prints a table and rewrites its own section below with its latest figures
+(`python -m bench.<name>`; `--no-write` leaves this file alone).
+"""

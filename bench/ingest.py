@@ -1,0 +1,318 @@
+"""Ingestion benchmark: webhook acknowledgement latency and end-to-end events/s.
+
+Everything is real: the App served by gunicorn, a Celery worker on a Redis broker, PostgreSQL,
+and Saleor-shaped subscription deliveries built from the full UCI Online Retail dataset, signed
+exactly as Saleor signs them (RS256 detached JWS) and verified by the App.
+
+Phase 1 (latency) sends deliveries at a steady rate well below capacity, as Saleor's webhook
+sender does, and times each acknowledgement at the client. Phase 2 (throughput) sends the rest
+as fast as a pool of clients can, with 5% of them re-delivered (Saleor retries) and the whole lot
+shuffled (deliveries arrive in any order), and measures from the first request until the worker
+has processed the last event. Finally it checks that every distinct event was stored and
+processed exactly once and that the projection holds every order.
+
+    python -m bench.ingest [--events 20000] [--latency-events 2000] [--rate 100] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._common import DATASETS, ROOT, percentile, recreate_database, write_section
+
+DB_NAME = "crm_bench_ingest"
+BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
+CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/8")
+API_URL = "https://bench.saleor.local/graphql/"
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Signed:
+    event: str
+    body: bytes
+    signature: str
+    dedupe: str
+
+
+def _env(database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "saleor_crm_plugin.app.settings",
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": BROKER,
+            "CACHE_URL": CACHE,
+            "CRM_ALLOWED_SALEOR_URLS": API_URL,
+            "CRM_INBOX_KICK_COALESCE_SECONDS": "0.05",
+            "SECRET_KEY": "bench-secret",
+            "LOG_LEVEL": "ERROR",
+        }
+    )
+    return env
+
+
+def _load_deliveries(limit: int) -> list[tuple[str, bytes]]:
+    from saleor_crm_plugin.demo.events import deliveries, read_rows
+
+    path = DATASETS / "uci_online_retail" / "online_retail.csv"
+    rows = read_rows(path)
+    out = []
+    for delivery in deliveries(rows):
+        out.append((delivery.event, delivery.body))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _post(item: Signed) -> tuple[int, float, bytes]:
+    headers = {
+        "Content-Type": "application/json",
+        "Saleor-Event": item.event,
+        "Saleor-Domain": "bench.saleor.local",
+        "Saleor-Api-Url": API_URL,
+        "Saleor-Signature": item.signature,
+    }
+    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+    started = time.perf_counter()
+    connection.request("POST", "/api/webhooks/saleor", body=item.body, headers=headers)
+    response = connection.getresponse()
+    data = response.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    connection.close()
+    return response.status, elapsed, data
+
+
+def _wait_http(timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=1)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the App did not start")
+
+
+def _pending() -> int:
+    from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
+
+    return InboxEvent.objects.filter(status=InboxStatus.PENDING).count()
+
+
+def _wait_drained(expected: int, timeout: float = 900) -> float:
+    """Seconds until every stored event is processed (and at least ``expected`` are stored)."""
+    from saleor_crm_plugin.events.models import InboxEvent
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if InboxEvent.objects.count() >= expected and _pending() == 0:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise SystemExit(f"inbox not drained after {timeout}s: {_pending()} pending")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000, help="distinct deliveries in all")
+    parser.add_argument("--latency-events", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=100.0, help="phase 1 requests/s")
+    parser.add_argument("--clients", type=int, default=8, help="phase 2 concurrent senders")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+
+    database_url = recreate_database(DB_NAME)
+    env = _env(database_url)
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    import redis
+
+    for url in (BROKER, CACHE):
+        redis.Redis.from_url(url).flushdb()
+
+    from saleor_crm_plugin.app.models import SaleorInstance
+    from saleor_crm_plugin.demo.signing import DemoSigner
+    from saleor_crm_plugin.events.models import InboxEvent
+
+    signer = DemoSigner.generate()
+    SaleorInstance.objects.create(
+        saleor_api_url=API_URL, domain="bench.saleor.local", app_id="QXBwOjk=", jwks=signer.jwks
+    )
+    print(f"building and signing {args.events} deliveries from the UCI dataset ...", flush=True)
+    raw = _load_deliveries(args.events)
+    signed = [Signed(e, b, signer.sign(b), str(i)) for i, (e, b) in enumerate(raw)]
+    n_distinct = len(signed)
+
+    logs = open(ROOT / ".bench-ingest.log", "w")  # noqa: SIM115 - lives as long as the servers
+    web = subprocess.Popen(
+        [
+            str(BIN / "saleor-crm"),
+            "serve",
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--workers",
+            str(args.web_workers),
+            "--threads",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=logs,
+        start_new_session=True,
+    )
+    worker = subprocess.Popen(
+        [
+            str(BIN / "saleor-crm"),
+            "worker",
+            "--queues",
+            "ingest",
+            "--loglevel",
+            "error",
+            "--concurrency",
+            str(args.worker_concurrency),
+        ],
+        env=env,
+        stdout=logs,
+        stderr=logs,
+        start_new_session=True,
+    )
+    try:
+        _wait_http()
+        time.sleep(2)  # let the worker connect to the broker
+
+        # Phase 1: acknowledgement latency at a steady rate.
+        first = signed[: args.latency_events]
+        latencies: list[float] = []
+        statuses: Counter[int] = Counter()
+        lock = threading.Lock()
+        interval = 1.0 / args.rate
+        start = time.perf_counter()
+
+        def paced(index_item: tuple[int, Signed]) -> None:
+            index, item = index_item
+            delay = start + index * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            status, ms, _ = _post(item)
+            with lock:
+                latencies.append(ms)
+                statuses[status] += 1
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(paced, enumerate(first)))
+        _wait_drained(len(first))
+
+        # Phase 2: sustained throughput, 5% re-deliveries, shuffled.
+        rest = signed[args.latency_events :]
+        rng = random.Random(7)
+        retries = rng.sample(rest, k=len(rest) // 20)
+        stream = rest + retries
+        rng.shuffle(stream)
+        answers: Counter[str] = Counter()
+        t0 = time.perf_counter()
+
+        def send(item: Signed) -> None:
+            status, _, body = _post(item)
+            word = "duplicate" if b"duplicate" in body else str(status)
+            with lock:
+                answers[word] += 1
+
+        with ThreadPoolExecutor(max_workers=args.clients) as pool:
+            list(pool.map(send, stream))
+        t_sent = time.perf_counter()
+        t_done = _wait_drained(n_distinct)
+    finally:
+        for proc in (web, worker):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in (web, worker):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        logs.close()
+
+    from saleor_crm_plugin.customers.models import Order
+
+    stored = InboxEvent.objects.count()
+    by_status = Counter(InboxEvent.objects.values_list("status", flat=True))
+    expected_orders = len({_order_id(item.body) for item in signed} - {None})
+    orders = Order.objects.count()
+    lost = n_distinct - stored
+    doubled = max(0, stored - n_distinct)
+    sent = len(stream)
+    e2e = len(rest) / (t_done - t0)
+    ack_rate = sent / (t_sent - t0)
+    drain_after_send = t_done - t_sent
+
+    p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+    rows = [
+        ("ack latency p50 (ms)", f"{p50:.1f}", ""),
+        ("ack latency p95 (ms)", f"{p95:.1f}", "<= 10"),
+        ("ack latency p99 (ms)", f"{p99:.1f}", "<= 50"),
+        ("phase-1 requests (rate/s)", f"{len(first)} @ {args.rate:g}", ""),
+        ("phase-2 deliveries sent (incl. 5% retries)", f"{sent}", ""),
+        ("phase-2 acknowledged/s", f"{ack_rate:,.0f}", ""),
+        ("end-to-end events/s (first POST -> last processed)", f"{e2e:,.0f}", ">= 1,000"),
+        ("worker tail after last POST (s)", f"{drain_after_send:.2f}", ""),
+        ("answers", ", ".join(f"{k}={v}" for k, v in sorted(answers.items())), ""),
+        (
+            "distinct events / stored / processed",
+            f"{n_distinct} / {stored} / {by_status.get('done', 0)}",
+            "",
+        ),
+        ("lost / doubled", f"{lost} / {doubled}", "0 / 0"),
+        ("orders in projection / expected", f"{orders} / {expected_orders}", "equal"),
+        ("phase-1 HTTP statuses", ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())), ""),
+    ]
+    from saleor_crm_plugin.core.tables import format_table
+
+    table = format_table(["measure", "value", "target"], rows)
+    print(table)
+    setup = (
+        f"Setup: `python -m bench.ingest --events {args.events} --latency-events "
+        f"{args.latency_events} --rate {args.rate:g} --clients {args.clients}`; gunicorn "
+        f"{args.web_workers} sync workers, one Celery worker (prefork, concurrency "
+        f"{args.worker_concurrency}) on Redis, PostgreSQL, all on the same machine as the "
+        "load generator. Deliveries are subscription payloads built from the full UCI Online "
+        "Retail dataset and signed with RS256 (detached JWS) like Saleor's."
+    )
+    if not args.no_write:
+        write_section("Ingestion", f"{setup}\n\n```\n{table}\n```")
+    ok = lost == 0 and doubled == 0 and orders == expected_orders
+    return 0 if ok else 1
+
+
+def _order_id(body: bytes) -> str | None:
+    import json
+
+    data = json.loads(body)
+    order = data.get("order") or {}
+    return order.get("id")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
