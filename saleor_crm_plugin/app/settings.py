@@ -7,6 +7,7 @@ inline. Production sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL``, ``
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -88,6 +89,15 @@ CRM_APP_ID = os.environ.get("CRM_APP_ID", "saleor.crm")
 CRM_INBOX_KICK_COALESCE_SECONDS = float(os.environ.get("CRM_INBOX_KICK_COALESCE_SECONDS", "0"))
 CRM_SALEOR_API_URL = os.environ.get("CRM_SALEOR_API_URL", "")
 CRM_SALEOR_APP_TOKEN = os.environ.get("CRM_SALEOR_APP_TOKEN", "")
+
+# Every other ``CRM_*`` setting of docs/settings.md may come from the environment as well;
+# values that parse as JSON (numbers, booleans, lists, objects) are used as such.
+for _name, _value in os.environ.items():
+    if _name.startswith("CRM_") and _name not in globals():
+        try:
+            globals()[_name] = json.loads(_value)
+        except ValueError:
+            globals()[_name] = _value
 
 LOGGING = {
     "version": 1,
