@@ -22,6 +22,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -158,10 +159,8 @@ _PROFILE_FIELDS = (
 )
 
 
-def _apply_profile(customer: Customer, snapshot: CustomerSnapshot, version: str) -> bool:
-    if customer.is_erased:
-        return False
-    values = {
+def _profile_values(snapshot: CustomerSnapshot) -> dict[str, object]:
+    return {
         "email": snapshot.email,
         "first_name": snapshot.first_name,
         "last_name": snapshot.last_name,
@@ -173,12 +172,35 @@ def _apply_profile(customer: Customer, snapshot: CustomerSnapshot, version: str)
         "metadata": None if snapshot.metadata is None else dict(snapshot.metadata),
         "saleor_updated_at": snapshot.updated_at,
     }
+
+
+def merge_profile(customer: Customer, snapshot: CustomerSnapshot, version: str) -> bool:
+    """Apply a profile snapshot in memory; True when any field took the snapshot's value."""
+    if customer.is_erased:
+        return False
+    values = _profile_values(snapshot)
     changed = [
         name for name in _PROFILE_FIELDS if _set_if_newer(customer, name, values[name], version)
     ]
+    return bool(changed)
+
+
+def _apply_profile(customer: Customer, snapshot: CustomerSnapshot, version: str) -> bool:
+    changed = merge_profile(customer, snapshot, version)
     if changed:
         customer.save()
-    return bool(changed)
+    return changed
+
+
+def embedded_profile(snapshot: OrderSnapshot) -> CustomerSnapshot:
+    """The customer data copied onto an order: fills in, never beats a customer event."""
+    assert snapshot.user_id
+    return CustomerSnapshot(
+        saleor_user_id=snapshot.user_id,
+        email=snapshot.user_email or None,
+        first_name=snapshot.user_first_name,
+        last_name=snapshot.user_last_name,
+    )
 
 
 def apply_customer_event(event: CrmEvent) -> Customer:
@@ -311,38 +333,7 @@ def apply_order_event(event: CrmEvent) -> Order:
         if snapshot.user_id and link == CustomerLink.USER_ID:
             order.saleor_user_id = snapshot.user_id
 
-        values: dict[str, object] = {
-            "number": snapshot.number,
-            "channel_id": snapshot.channel_id,
-            "channel_slug": snapshot.channel_slug,
-            "currency": snapshot.currency,
-            "status": snapshot.status,
-            "origin": snapshot.origin,
-            "voucher_code": snapshot.voucher_code,
-            "user_email": snapshot.user_email,
-            "created_at": snapshot.created_at,
-            "saleor_updated_at": snapshot.updated_at,
-            "total_gross": snapshot.total_gross,
-            "total_net": snapshot.total_net,
-            "total_tax": snapshot.total_tax,
-            "subtotal_gross": snapshot.subtotal_gross,
-            "shipping_gross": snapshot.shipping_gross,
-        }
-        payment = snapshot.payment
-        if payment is not None:
-            values.update(
-                total_charged=payment.total_charged,
-                total_refunded=payment.total_refunded,
-                charge_status=payment.charge_status,
-                authorize_status=payment.authorize_status,
-                total_granted_refund=payment.total_granted_refund,
-            )
-        for name, value in values.items():
-            _set_if_newer(order, name, value, version)
-
-        order.paid_at = _min(order.paid_at, snapshot.paid_at)
-        order.fulfilled_at = _min(order.fulfilled_at, snapshot.fulfilled_at)
-        order.cancelled_at = _min(order.cancelled_at, snapshot.cancelled_at)
+        merge_order(order, snapshot, version)
 
         if order.customer is not None and order.customer.is_erased:
             order.user_email = ""
@@ -356,20 +347,52 @@ def apply_order_event(event: CrmEvent) -> Order:
     return order
 
 
+def merge_order(order: Order, snapshot: OrderSnapshot, version: str) -> None:
+    """Apply an order snapshot's scalar fields and milestones in memory (no customer link,
+    no lines)."""
+    values: dict[str, object] = {
+        "number": snapshot.number,
+        "channel_id": snapshot.channel_id,
+        "channel_slug": snapshot.channel_slug,
+        "currency": snapshot.currency,
+        "status": snapshot.status,
+        "origin": snapshot.origin,
+        "voucher_code": snapshot.voucher_code,
+        "user_email": snapshot.user_email,
+        "created_at": snapshot.created_at,
+        "saleor_updated_at": snapshot.updated_at,
+        "total_gross": snapshot.total_gross,
+        "total_net": snapshot.total_net,
+        "total_tax": snapshot.total_tax,
+        "subtotal_gross": snapshot.subtotal_gross,
+        "shipping_gross": snapshot.shipping_gross,
+    }
+    payment = snapshot.payment
+    if payment is not None:
+        values.update(
+            total_charged=payment.total_charged,
+            total_refunded=payment.total_refunded,
+            charge_status=payment.charge_status,
+            authorize_status=payment.authorize_status,
+            total_granted_refund=payment.total_granted_refund,
+        )
+    for name, value in values.items():
+        _set_if_newer(order, name, value, version)
+    order.paid_at = _min(order.paid_at, snapshot.paid_at)
+    order.fulfilled_at = _min(order.fulfilled_at, snapshot.fulfilled_at)
+    order.cancelled_at = _min(order.cancelled_at, snapshot.cancelled_at)
+
+
 def _resolve_order_customer(
     event: CrmEvent, snapshot: OrderSnapshot
 ) -> tuple[Customer | None, CustomerLink]:
     if snapshot.user_id:
         customer = _lock_customer_by_user_id(snapshot.user_id, snapshot.user_email)
         if not customer.is_erased:
-            embedded = CustomerSnapshot(
-                saleor_user_id=snapshot.user_id,
-                email=snapshot.user_email or None,
-                first_name=snapshot.user_first_name,
-                last_name=snapshot.user_last_name,
-            )
             # Fill-in only: the profile register keeps customer events on top.
-            _apply_profile(customer, embedded, f"{PROFILE_FROM_ORDER}|{event.version}")
+            _apply_profile(
+                customer, embedded_profile(snapshot), f"{PROFILE_FROM_ORDER}|{event.version}"
+            )
             if _absorb_guests(customer):
                 pass  # stats of the absorbing customer are refreshed by the caller
         return customer, CustomerLink.USER_ID
@@ -377,15 +400,28 @@ def _resolve_order_customer(
     return customer, (CustomerLink.EMAIL if customer is not None else CustomerLink.NONE)
 
 
-def _apply_lines(order: Order, lines: tuple[OrderLineSnapshot, ...], version: str) -> None:
-    existing = {line.saleor_line_id: line for line in order.lines.all()}
+@dataclass
+class LineChanges:
+    create: list[OrderLine] = field(default_factory=list)
+    update: list[OrderLine] = field(default_factory=list)
+    stale: list[OrderLine] = field(default_factory=list)
+    order_fields: list[str] = field(default_factory=list)
+
+
+def merge_lines(
+    order: Order,
+    existing: dict[str, OrderLine],
+    lines: tuple[OrderLineSnapshot, ...],
+    version: str,
+) -> LineChanges:
+    """Apply a snapshot's lines in memory: the line set, fulfilled and refunded quantities are
+    three registers, each taken only from a newer snapshot that knows it."""
+    changes = LineChanges()
     knows_fulfilled = all(line.quantity_fulfilled is not None for line in lines)
     knows_refunded = all(line.quantity_refunded is not None for line in lines)
     wins_lines = version > order.lines_version
     wins_fulfilled = knows_fulfilled and version > order.fulfilled_version
     wins_refunded = knows_refunded and version > order.refunded_version
-    to_create: list[OrderLine] = []
-    to_update: list[OrderLine] = []
     for snap in lines:
         row = existing.get(snap.saleor_line_id)
         if row is None:
@@ -396,7 +432,8 @@ def _apply_lines(order: Order, lines: tuple[OrderLineSnapshot, ...], version: st
             row.quantity_fulfilled = snap.quantity_fulfilled or 0
             row.quantity_refunded = snap.quantity_refunded or 0
             _fill_line_facts(row, snap)
-            to_create.append(row)
+            changes.create.append(row)
+            existing[snap.saleor_line_id] = row
             continue
         before = _line_state(row)
         _fill_line_facts(row, snap)
@@ -407,27 +444,36 @@ def _apply_lines(order: Order, lines: tuple[OrderLineSnapshot, ...], version: st
         if wins_refunded:
             row.quantity_refunded = snap.quantity_refunded or 0
         if _line_state(row) != before:
-            to_update.append(row)
+            changes.update.append(row)
     if wins_lines:
-        stale = set(existing) - {snap.saleor_line_id for snap in lines}
-        if stale:
-            OrderLine.objects.filter(order=order, saleor_line_id__in=stale).delete()
-    if to_create:
-        OrderLine.objects.bulk_create(to_create)
-    if to_update:
-        _update_lines(to_update)
-    update_fields = []
+        wanted = {snap.saleor_line_id for snap in lines}
+        for line_id in sorted(set(existing) - wanted):
+            changes.stale.append(existing.pop(line_id))
     if wins_lines:
         order.lines_version = version
-        update_fields.append("lines_version")
+        changes.order_fields.append("lines_version")
     if wins_fulfilled:
         order.fulfilled_version = version
-        update_fields.append("fulfilled_version")
+        changes.order_fields.append("fulfilled_version")
     if wins_refunded:
         order.refunded_version = version
-        update_fields.append("refunded_version")
-    if update_fields:
-        order.save(update_fields=update_fields)
+        changes.order_fields.append("refunded_version")
+    return changes
+
+
+def _apply_lines(order: Order, lines: tuple[OrderLineSnapshot, ...], version: str) -> None:
+    existing = {line.saleor_line_id: line for line in order.lines.all()}
+    changes = merge_lines(order, existing, lines, version)
+    stale_saved = [row.pk for row in changes.stale if row.pk is not None]
+    if stale_saved:
+        OrderLine.objects.filter(pk__in=stale_saved).delete()
+    if changes.create:
+        OrderLine.objects.bulk_create(changes.create)
+    updates = [row for row in changes.update if row.pk is not None]
+    if updates:
+        update_lines(updates)
+    if changes.order_fields:
+        order.save(update_fields=changes.order_fields)
 
 
 _LINE_UPDATE_FIELDS = (
@@ -452,7 +498,7 @@ def _line_state(row: OrderLine) -> tuple[object, ...]:
     return tuple(getattr(row, name) for name in _LINE_UPDATE_FIELDS)
 
 
-def _update_lines(rows: list[OrderLine]) -> None:
+def update_lines(rows: list[OrderLine]) -> None:
     """One prepared UPDATE run for many rows. ``bulk_update`` builds a CASE per field and row,
     which costs more Python time than the database work it saves for a 20-line order."""
     meta = OrderLine._meta

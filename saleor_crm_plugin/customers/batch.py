@@ -1,0 +1,324 @@
+"""Project a whole inbox batch with a constant number of queries.
+
+The per-event projection (``projection.apply_event``) reads and writes a handful of rows per
+event, which caps a worker at a few hundred events per second. This unit of work applies the
+*same* rules (it calls the same merge functions) to rows loaded once for the batch, then writes
+every change in bulk: one locked read of the batch's orders, their lines and the customers
+involved, then bulk inserts and pipelined updates.
+
+It only takes the common path. Whatever is rare and delicate (an erasure in the batch, a
+customer already erased, a unique-key race with another worker) makes ``apply_batch`` return
+False without writing anything, and the caller runs the per-event projection instead, which
+handles every case and isolates failing events. Equivalence of the two paths is tested on the
+captured events and on the demo's 2,300 deliveries in many orders.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Model, Q
+from django.utils import timezone
+
+from saleor_crm_plugin.core.privacy import email_hash
+from saleor_crm_plugin.customers import projection
+from saleor_crm_plugin.customers.models import Customer, CustomerLink, Order, OrderLine
+from saleor_crm_plugin.events.types import CrmEvent, EventKind, OrderSnapshot
+
+logger = logging.getLogger(__name__)
+
+
+class Unsupported(Exception):
+    """This batch needs the per-event path."""
+
+
+def apply_batch(events: Sequence[CrmEvent]) -> bool:
+    """Project ``events`` in bulk; False (and nothing written) when the per-event path must
+    do it instead."""
+    if not events:
+        return True
+    try:
+        with transaction.atomic():
+            unit = _Unit(events)
+            unit.load()
+            for event in events:
+                unit.apply(event)
+            unit.flush()
+    except Unsupported as reason:
+        logger.debug("Batch projection not used: %s", reason)
+        return False
+    except Exception:  # the per-event path retries each event and records which one fails
+        logger.info("Batch projection failed; projecting event by event.", exc_info=True)
+        return False
+    return True
+
+
+class _Unit:
+    def __init__(self, events: Sequence[CrmEvent]) -> None:
+        self.events = events
+        self.by_user_id: dict[str, Customer] = {}
+        self.guests: dict[str, Customer] = {}  # not erased guest rows by e-mail
+        self.customers: list[Customer] = []  # every customer in play, loaded or new
+        self.dirty_customers: dict[int, Customer] = {}  # id(obj) -> obj
+        self.orders: dict[str, Order] = {}
+        self.new_orders: dict[int, Order] = {}
+        self.dirty_orders: dict[int, Order] = {}
+        self.order_customer: dict[int, Customer] = {}  # id(order) -> customer in play
+        self.lines: dict[str, dict[str, OrderLine]] = {}
+        self.new_lines: list[OrderLine] = []
+        self.dirty_lines: dict[int, OrderLine] = {}
+        self.stale_lines: list[int] = []
+        self.absorbed: list[tuple[Customer, Customer]] = []  # (guest row, new owner)
+        self.touched: set[int] = set()  # id(customer) needing fresh aggregates
+        self.touched_ids: set[int] = set()  # customer pks needing fresh aggregates
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        user_ids: set[str] = set()
+        emails: set[str] = set()
+        order_ids: set[str] = set()
+        for event in self.events:
+            if event.kind == EventKind.CUSTOMER_DELETED:
+                raise Unsupported("erasure in batch")
+            if event.order is not None:
+                order_ids.add(event.order.saleor_order_id)
+                if event.order.user_id:
+                    user_ids.add(event.order.user_id)
+                if event.order.user_email:
+                    emails.add(event.order.user_email)
+            elif event.customer is not None:
+                user_ids.add(event.customer.saleor_user_id)
+                if event.customer.email:
+                    emails.add(event.customer.email)
+        orders = list(
+            Order.objects.select_for_update().filter(saleor_order_id__in=order_ids).order_by("pk")
+        )
+        self.orders = {order.saleor_order_id: order for order in orders}
+        owner_ids = {order.customer_id for order in orders if order.customer_id}
+        hashes = {email_hash(address) for address in emails}
+        condition = Q(pk__in=owner_ids) | Q(saleor_user_id__in=user_ids) | Q(email__in=emails)
+        if hashes:
+            condition |= Q(email_hash__in=hashes, erased_at__isnull=False)
+        customers = list(Customer.objects.select_for_update().filter(condition).order_by("pk"))
+        if any(customer.is_erased for customer in customers):
+            raise Unsupported("erased customer involved")
+        for customer in customers:
+            self._track(customer)
+        by_pk = {customer.pk: customer for customer in customers}
+        for order in orders:
+            if order.customer_id in by_pk:
+                self.order_customer[id(order)] = by_pk[order.customer_id]
+        by_order_pk = {order.pk: order for order in orders}
+        self.lines = {order.saleor_order_id: {} for order in orders}
+        for line in OrderLine.objects.filter(order_id__in=list(by_order_pk)).order_by("pk"):
+            owner = by_order_pk[line.order_id]
+            self.lines[owner.saleor_order_id][line.saleor_line_id] = line
+
+    def _track(self, customer: Customer) -> None:
+        self.customers.append(customer)
+        if customer.saleor_user_id:
+            self.by_user_id[customer.saleor_user_id] = customer
+        elif customer.email:
+            self.guests[customer.email] = customer
+
+    # -- the same rules as projection.py, on rows in memory -----------------------------------
+
+    def apply(self, event: CrmEvent) -> None:
+        if event.order is not None:
+            self._apply_order(event, event.order)
+        elif event.customer is not None:
+            snapshot = event.customer
+            customer = self._customer_by_user_id(snapshot.saleor_user_id, snapshot.email or "")
+            version = f"{projection.PROFILE_FROM_CUSTOMER_EVENT}|{event.version}"
+            if projection.merge_profile(customer, snapshot, version):
+                self._dirty(customer)
+            if self._absorb_guests(customer):
+                self.touched.add(id(customer))
+
+    def _dirty(self, customer: Customer) -> None:
+        self.dirty_customers[id(customer)] = customer
+
+    def _customer_by_user_id(self, user_id: str, email: str) -> Customer:
+        customer = self.by_user_id.get(user_id)
+        if customer is not None:
+            return customer
+        guest = self.guests.pop(email, None) if email else None
+        if guest is not None:
+            guest.saleor_user_id = user_id
+            self.by_user_id[user_id] = guest
+            self._dirty(guest)
+            return guest
+        customer = Customer(saleor_user_id=user_id, email=email)
+        self._track(customer)
+        self._dirty(customer)
+        return customer
+
+    def _customer_for_email(self, email: str) -> Customer | None:
+        if not email:
+            return None
+        registered = sorted(
+            (c for c in self.by_user_id.values() if c.email == email),
+            key=lambda c: c.saleor_user_id or "",
+        )
+        if registered:
+            return registered[0]
+        guest = self.guests.get(email)
+        if guest is None:
+            guest = Customer(email=email)
+            self._track(guest)
+            self._dirty(guest)
+        return guest
+
+    def _absorb_guests(self, customer: Customer) -> bool:
+        if not customer.email or customer.saleor_user_id is None:
+            return False
+        guest = self.guests.get(customer.email)
+        if guest is None or guest is customer:
+            return False
+        del self.guests[customer.email]
+        for order in self.orders.values():
+            if self.order_customer.get(id(order)) is guest:
+                self.order_customer[id(order)] = customer
+                order.customer = customer  # type: ignore[assignment]
+                self.dirty_orders[id(order)] = order
+        self.dirty_customers.pop(id(guest), None)
+        if guest.pk is not None:
+            self.absorbed.append((guest, customer))
+        return True
+
+    def _order(self, snapshot: OrderSnapshot) -> Order:
+        order = self.orders.get(snapshot.saleor_order_id)
+        if order is None:
+            order = Order(
+                saleor_order_id=snapshot.saleor_order_id,
+                channel_id=snapshot.channel_id,
+                currency=snapshot.currency,
+                status=snapshot.status,
+                created_at=snapshot.created_at,
+            )
+            self.orders[snapshot.saleor_order_id] = order
+            self.new_orders[id(order)] = order
+            self.lines[snapshot.saleor_order_id] = {}
+        return order
+
+    def _apply_order(self, event: CrmEvent, snapshot: OrderSnapshot) -> None:
+        order = self._order(snapshot)
+        previous = self.order_customer.get(id(order))
+        if previous is None and order.customer_id is not None:
+            raise Unsupported("order owner not loaded")  # pragma: no cover - loaded above
+        if snapshot.user_id:
+            customer: Customer | None = self._customer_by_user_id(
+                snapshot.user_id, snapshot.user_email
+            )
+            assert customer is not None
+            version = f"{projection.PROFILE_FROM_ORDER}|{event.version}"
+            if projection.merge_profile(customer, projection.embedded_profile(snapshot), version):
+                self._dirty(customer)
+            self._absorb_guests(customer)
+            previous = self.order_customer.get(id(order))  # absorption may have moved it
+            link = CustomerLink.USER_ID
+        else:
+            customer = self._customer_for_email(snapshot.user_email)
+            link = CustomerLink.EMAIL if customer is not None else CustomerLink.NONE
+        if customer is not None and (
+            link > order.customer_link or (link == order.customer_link and previous is not customer)
+        ):
+            self.order_customer[id(order)] = customer
+            order.customer = customer  # type: ignore[assignment]
+            order.customer_link = link
+        if snapshot.user_id and link == CustomerLink.USER_ID:
+            order.saleor_user_id = snapshot.user_id
+        projection.merge_order(order, snapshot, event.version)
+        if snapshot.lines is not None:
+            existing = self.lines.setdefault(snapshot.saleor_order_id, {})
+            changes = projection.merge_lines(order, existing, snapshot.lines, event.version)
+            self.new_lines.extend(changes.create)
+            for row in changes.update:
+                if row.pk is not None:
+                    self.dirty_lines[id(row)] = row
+            for row in changes.stale:
+                if row.pk is not None:
+                    self.stale_lines.append(row.pk)
+                    self.dirty_lines.pop(id(row), None)
+                elif row in self.new_lines:
+                    self.new_lines.remove(row)
+        self.dirty_orders[id(order)] = order
+        for who in (self.order_customer.get(id(order)), previous):
+            if who is not None:
+                self.touched.add(id(who))
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        now = timezone.now()
+        existing = [c for c in self.dirty_customers.values() if c.pk is not None]
+        created = [c for c in self.dirty_customers.values() if c.pk is None]
+        for customer in existing:
+            customer.updated_at = now
+        _update_rows(Customer, [*_CUSTOMER_FIELDS, "saleor_user_id", "updated_at"], existing)
+        if created:
+            Customer.objects.bulk_create(created)
+        for guest, owner in self.absorbed:
+            Order.objects.filter(customer_id=guest.pk).update(customer_id=owner.pk)
+            self.touched_ids.add(guest.pk)
+        if self.absorbed:
+            Customer.objects.filter(pk__in=[guest.pk for guest, _ in self.absorbed]).delete()
+
+        for order in self.orders.values():
+            owner = self.order_customer.get(id(order))
+            if owner is not None:
+                order.customer_id = owner.pk
+            order.projected_at = now
+        new_orders = list(self.new_orders.values())
+        if new_orders:
+            Order.objects.bulk_create(new_orders)
+        _update_rows(
+            Order,
+            _ORDER_FIELDS,
+            [o for o in self.dirty_orders.values() if id(o) not in self.new_orders],
+        )
+        if self.stale_lines:
+            OrderLine.objects.filter(pk__in=self.stale_lines).delete()
+        for line in self.new_lines:
+            line.order_id = line.order.pk
+        if self.new_lines:
+            OrderLine.objects.bulk_create(self.new_lines)
+        if self.dirty_lines:
+            projection.update_lines(list(self.dirty_lines.values()))
+
+        in_play = {id(c): c for c in self.customers}
+        ids = {in_play[key].pk for key in self.touched if key in in_play} | self.touched_ids
+        projection.refresh_customer_stats(ids)
+
+
+_CUSTOMER_FIELDS = [*projection._PROFILE_FIELDS, "field_versions"]
+_ORDER_FIELDS = [
+    f.attname
+    for f in Order._meta.concrete_fields
+    if not f.primary_key and f.attname not in {"saleor_order_id"}
+]
+
+
+def _update_rows(model: type[Model], names: Sequence[str], rows: Sequence[Any]) -> None:
+    """Pipelined ``UPDATE ... WHERE pk = %s`` for many rows: far cheaper in Python than
+    ``bulk_update``'s CASE expressions, and one round trip on psycopg 3."""
+    if not rows:
+        return
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = [meta.get_field(name) for name in dict.fromkeys(names)]
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET "
+        + ", ".join(f"{quote(c.column)} = %s" for c in columns)
+        + f" WHERE {quote(meta.pk.column)} = %s"
+    )
+    params = [
+        [c.get_db_prep_save(getattr(row, c.attname), connection) for c in columns] + [row.pk]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)

@@ -1,0 +1,104 @@
+"""The bulk projection must give exactly what the per-event projection gives."""
+
+import random
+
+import pytest
+from django.utils import timezone
+
+from saleor_crm_plugin.customers import batch, projection
+from saleor_crm_plugin.customers.models import Customer, Order
+from saleor_crm_plugin.demo.events import deliveries, read_rows
+from saleor_crm_plugin.events.from_webhook import translate_webhook
+from saleor_crm_plugin.events.types import EventKind
+from tests.captures import all_captures
+from tests.state import projection_state
+
+API = "https://demo.saleor.local/graphql/"
+
+
+def captured_events(styles=None):
+    return [translate_webhook(c.event_header, c.raw_body, c.api_url) for c in all_captures(styles)]
+
+
+def demo_events():
+    return [translate_webhook(d.event.upper(), d.body, API) for d in deliveries(read_rows())]
+
+
+def per_event(items):
+    for event in items:
+        projection.apply_event(event)
+
+
+def in_batches(items, size):
+    for start in range(0, len(items), size):
+        with projection.deferred_stats():
+            assert batch.apply_batch(items[start : start + size]) is True
+
+
+def reset():
+    Order.objects.all().delete()
+    Customer.objects.all().delete()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("styles", [["subscription"], ["legacy"], ["subscription", "legacy"]])
+def test_captured_events_in_batches_match_event_by_event(styles):
+    items = [e for e in captured_events(styles) if e.kind != EventKind.CUSTOMER_DELETED]
+    per_event(items)
+    expected = projection_state()
+    rng = random.Random(11)
+    for size in (1, 3, len(items)):
+        for permutation in (items, list(reversed(items)), rng.sample(items, len(items))):
+            reset()
+            in_batches(permutation, size)
+            in_batches(permutation, size)  # replayed: no change
+            assert projection_state() == expected
+
+
+@pytest.mark.django_db
+def test_demo_deliveries_in_batches_match_event_by_event():
+    items = demo_events()[:900]
+    per_event(items)
+    expected = projection_state()
+    assert Order.objects.count() > 200
+
+    rng = random.Random(5)
+    for size in (200, 37):
+        reset()
+        in_batches(rng.sample(items, len(items)), size)
+        assert projection_state() == expected
+
+
+@pytest.mark.django_db
+def test_batch_with_an_erasure_leaves_it_to_the_per_event_path():
+    items = captured_events(["subscription"])
+    assert any(e.kind == EventKind.CUSTOMER_DELETED for e in items)
+
+    assert batch.apply_batch(items) is False
+    assert Order.objects.count() == 0 and Customer.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_batch_touching_an_erased_customer_is_left_to_the_per_event_path():
+    items = [e for e in captured_events(["subscription"]) if e.kind != EventKind.CUSTOMER_DELETED]
+    per_event(items)
+    ada = Customer.objects.get(saleor_user_id="VXNlcjo0Ng==")
+    projection.erase_customer(ada.saleor_user_id, at=timezone.now())
+    before = projection_state()
+
+    assert batch.apply_batch(items) is False
+    assert projection_state() == before
+
+
+@pytest.mark.django_db
+def test_a_failing_batch_writes_nothing(monkeypatch):
+    items = [e for e in captured_events() if e.kind != EventKind.CUSTOMER_DELETED]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    per_event(items[:2])
+    monkeypatch.setattr(projection, "refresh_customer_stats", broken)  # after every write
+    before = projection_state()
+    assert batch.apply_batch(items) is False
+    assert projection_state() == before
