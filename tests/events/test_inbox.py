@@ -239,3 +239,50 @@ def test_lock_conflict_with_another_worker_is_retried_at_once(monkeypatch):
 
     row.refresh_from_db()
     assert (row.status, row.attempts, row.last_error) == (InboxStatus.DONE, 1, "")
+
+
+@pytest.mark.django_db
+def test_coalesced_kicks_never_strand_a_committed_row(
+    monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    from saleor_crm_plugin.tasks.ingest import process_inbox_task
+
+    settings.CRM_INBOX_KICK_COALESCE_SECONDS = 0.05
+    cache.delete(inbox.KICK_CACHE_KEY)
+    kicks = []
+    monkeypatch.setattr(process_inbox_task, "delay", lambda: kicks.append(1))
+    captures = all_captures(["subscription"])
+    events = [translate_webhook(c.event_header, c.raw_body, c.api_url) for c in captures]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for event in events[:4]:
+            inbox.store_event(event)
+    assert len(kicks) == 1  # one queued drain covers the burst
+
+    # A row committed while the key is set sends no kick; the drain still finds it, because
+    # it clears the key and looks again before it stops.
+    original = inbox._process_batch
+    late = events[4]
+
+    def batch_then_late_row(size):
+        handled = original(size)
+        if (
+            not handled
+            and late is not None
+            and not InboxEvent.objects.filter(dedupe_key=late.dedupe_key).exists()
+        ):
+            cache.add(inbox.KICK_CACHE_KEY, 1, 5)  # another request queued a drain meanwhile
+            with django_capture_on_commit_callbacks(execute=True):
+                inbox.store_event(late)
+        return handled
+
+    monkeypatch.setattr(inbox, "_process_batch", batch_then_late_row)
+    inbox.process_pending()
+    assert len(kicks) == 1  # the late row did not kick (a drain was queued) ...
+    assert not InboxEvent.objects.filter(status=InboxStatus.PENDING).exists()  # ... nor wait
+
+    with django_capture_on_commit_callbacks(execute=True):
+        inbox.store_event(events[5])
+    assert len(kicks) == 2  # the drain cleared the key: the next row kicks again
