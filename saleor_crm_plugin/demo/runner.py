@@ -14,15 +14,18 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
 from django.db.models import Sum
+from django.test.utils import override_settings
 
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.app.registry import instance_cache
@@ -142,7 +145,7 @@ def run_demo(
         f"Retail invoice lines ({len({r.customer_id for r in rows})} customers, CC BY 4.0).\n"
     )
     stats = DeliveryStats()
-    with LocalApp() as app:
+    with _drain_after_delivery() as drained_in, LocalApp() as app:
         for n, delivery in enumerate(items, start=1):
             status, body, ms = deliver(app, signer, delivery)
             stats.statuses[f"{status} {_status_word(body)}"] += 1
@@ -155,12 +158,18 @@ def run_demo(
         forged_status, _, _ = deliver(app, signer, items[-1], tamper=True)
     drained = _wait_for_inbox()
     elapsed = time.perf_counter() - started
+    processing = (
+        f"  processing:            {drained_in[0]:.1f}s for the whole inbox, in batches, after"
+        " delivery (no broker: the demo drains it as a worker would)\n"
+        if drained_in
+        else ""
+    )
     p50, p95 = _pct(stats.latencies_ms, 50), _pct(stats.latencies_ms, 95)
     out.write(
         f"\nDelivered over HTTP to the App's /api/webhooks/saleor in {elapsed:.1f}s\n"
         f"  responses:             {dict(stats.statuses)}\n"
-        f"  acknowledgement:       p50 {p50:.1f} ms, p95 {p95:.1f} ms"
-        f"{' (no broker: requests also process the inbox)' if _eager() else ''}\n"
+        f"  acknowledgement:       p50 {p50:.1f} ms, p95 {p95:.1f} ms\n"
+        f"{processing}"
         f"  retried deliveries:    {len(retries)} re-sent -> {dict(retry_statuses)}\n"
         f"  forged signature:      HTTP {forged_status}, nothing stored\n"
         f"  inbox:                 {_inbox_summary()}{'' if drained else ' (still draining)'}\n"
@@ -199,6 +208,26 @@ def _wait_for_inbox(timeout: float = 120.0) -> bool:
         inbox.process_pending()
         time.sleep(0.2)
     return False
+
+
+@contextmanager
+def _drain_after_delivery() -> Iterator[list[float]]:
+    """Without a broker every kick would run the drain inside the request, one event at a
+    time. The demo instead marks a drain as already queued (the coalescing key every request
+    checks) and runs it once all deliveries are in, as a worker would: batches, not events."""
+    timings: list[float] = []
+    if not _eager():
+        yield timings
+        return
+    with override_settings(CRM_INBOX_KICK_COALESCE_SECONDS=3600):
+        cache.set(inbox.KICK_CACHE_KEY, 1, timeout=3600)
+        try:
+            yield timings
+        finally:
+            started = time.perf_counter()
+            inbox.process_pending()
+            timings.append(time.perf_counter() - started)
+            cache.delete(inbox.KICK_CACHE_KEY)
 
 
 def _inbox_summary() -> str:
