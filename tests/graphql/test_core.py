@@ -223,7 +223,8 @@ def test_complexity_uses_variables_and_fragments():
     from graphql import parse
 
     document = parse(
-        "query($n: Int) { me { orders(first: $n) { ...O } } } fragment O on CrmOrderCountableConnection { totalCount }"
+        "query($n: Int) { me { orders(first: $n) { ...O } } } "
+        "fragment O on CrmOrderCountableConnection { totalCount }"
     )
     assert measure(document, {"n": 50}) == (3, 2 + 50)
 

@@ -111,7 +111,7 @@ def test_drafts_are_hidden_from_the_customer_but_shown_to_staff(saleor, mint, gq
     own = "{ me { orders(first: 10) { totalCount } } }"
     _, body = gql(own, token=mint(user_gid(1)))
     assert body["data"]["me"]["orders"]["totalCount"] == 3
-    staff = '{ customer(id: "%s") { orders(first: 10) { totalCount } } }' % user_gid(1)
+    staff = f'{{ customer(id: "{user_gid(1)}") {{ orders(first: 10) {{ totalCount }} }} }}'
     token = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
     _, body = gql(staff, token=token)
     assert body["data"]["customer"]["orders"]["totalCount"] == 4
@@ -127,7 +127,7 @@ def test_drafts_are_hidden_from_the_customer_but_shown_to_staff(saleor, mint, gq
     ],
 )
 def test_bad_pagination_arguments(saleor, mint, gql, shopper, args, message):
-    _, body = gql("{ me { orders(%s) { totalCount } } }" % args, token=mint(user_gid(1)))
+    _, body = gql(f"{{ me {{ orders({args}) {{ totalCount }} }} }}", token=mint(user_gid(1)))
     assert body["data"]["me"]["orders"] is None
     assert message in body["errors"][0]["message"]
 
@@ -144,23 +144,25 @@ def test_staff_reads_a_customer_by_crm_id_user_id_or_email(saleor, mint, gql, sh
         f'id: "{user_gid(1)}"',
         'email: "CUSTOMER1@example.com"',
     ):
-        _, body = gql("{ customer(%s) { email } }" % argument, token=token)
+        _, body = gql(f"{{ customer({argument}) {{ email }} }}", token=token)
         assert body == {"data": {"customer": {"email": "customer1@example.com"}}}, argument
 
 
 def test_staff_token_permissions_come_from_saleor(saleor, mint, gql, shopper):
     saleor.respond(staff_answer(user_gid(900), ["MANAGE_USERS"]))
     token = mint(user_gid(900), is_staff=True)
-    _, body = gql('{ customer(id: "%s") { email } }' % user_gid(1), token=token)
+    _, body = gql(f'{{ customer(id: "{user_gid(1)}") {{ email }} }}', token=token)
     assert body == {"data": {"customer": {"email": "customer1@example.com"}}}
 
 
 def test_customer_with_a_wrong_id_type_is_a_clear_error(saleor, mint, gql, shopper):
     token = mint.thirdparty(user_gid(900), ["MANAGE_USERS"])
-    _, body = gql('{ customer(id: "%s") { email } }' % to_global_id("Order", 1), token=token)
+    _, body = gql(
+        '{{ customer(id: "{}") {{ email }} }}'.format(to_global_id("Order", 1)), token=token
+    )
     assert body["errors"][0]["message"] == "Must receive a CrmCustomer or User id, got Order."
     assert body["errors"][0]["extensions"]["exception"] == {"code": "INVALID", "field": "id"}
-    _, body = gql('{ customer(id: "%s", email: "x") { email } }' % user_gid(1), token=token)
+    _, body = gql(f'{{ customer(id: "{user_gid(1)}", email: "x") {{ email }} }}', token=token)
     assert body["errors"][0]["message"] == "Provide exactly one of `id` or `email`."
 
 
@@ -168,7 +170,10 @@ def test_guest_orders_are_visible_to_staff(saleor, mint, gql):
     guest = make_customer(5, saleor_user_id=None, email="guest@example.com")
     make_order(guest, 11)
     token = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
-    query = '{ customer(email: "guest@example.com") { isGuest userId orders(first: 5) { totalCount } } }'
+    query = (
+        '{ customer(email: "guest@example.com") '
+        "{ isGuest userId orders(first: 5) { totalCount } } }"
+    )
     _, body = gql(query, token=token)
     assert body["data"]["customer"] == {
         "isGuest": True,

@@ -149,11 +149,12 @@ def test_entities_resolve_users_in_one_batch(saleor, mint, gql):
         make_order(make_customer(n), n)
     staff = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
     representations = ", ".join(
-        '{__typename: "User", id: "%s"}' % user_gid(n) for n in [1, 2, 3, 4, 5, 404]
+        f'{{__typename: "User", id: "{user_gid(n)}"}}' for n in [1, 2, 3, 4, 5, 404]
     )
     query = (
-        "{ _entities(representations: [%s]) { ... on User { id crm { email orders(first: 2) "
-        "{ totalCount edges { node { number lines { sku } } } } } } } }" % representations
+        f"{{ _entities(representations: [{representations}]) "
+        "{ ... on User { id crm { email orders(first: 2) "
+        "{ totalCount edges { node { number lines { sku } } } } } } } }"
     )
     gql(query, token=staff)
     with CaptureQueriesContext(connection) as queries:
@@ -212,7 +213,7 @@ def test_entities_resolve_orders_and_products(saleor, mint, gql):
     ],
 )
 def test_bad_representations(saleor, gql, representation, message):
-    _, body = gql("{ _entities(representations: [%s]) { __typename } }" % representation)
+    _, body = gql(f"{{ _entities(representations: [{representation}]) {{ __typename }} }}")
     assert message in body["errors"][0]["message"]
 
 
