@@ -207,3 +207,25 @@ def test_unexpected_failures_are_masked(saleor, mint, gql, shopper, monkeypatch)
     assert body["data"] == {"me": None}
     assert body["errors"][0]["message"] == "Internal Server Error"
     assert error_codes(body) == ["INTERNAL_ERROR"]
+
+
+def test_saleor_references_for_a_gateway(saleor, mint, gql, shopper):
+    query = """{ me { user { id } orders(first: 1) { edges { node {
+        customer { email } lines { product { id channel } } } } } } }"""
+    _, body = gql(query, token=mint(user_gid(1)))
+    me = body["data"]["me"]
+    assert me["user"] == {"id": user_gid(1)}
+    node = me["orders"]["edges"][0]["node"]
+    assert node["customer"] == {"email": "customer1@example.com"}
+    assert node["lines"][0]["product"] == {
+        "id": to_global_id("Product", 100),
+        "channel": "default-channel",
+    }
+
+
+def test_malformed_crm_customer_id_is_refused_like_a_foreign_one(saleor, mint, gql, shopper):
+    _, body = gql(
+        '{{ customer(id: "{}") {{ email }} }}'.format(to_global_id("CrmCustomer", "abc")),
+        token=mint(user_gid(1)),
+    )
+    assert error_codes(body) == ["PermissionDenied"]
