@@ -229,3 +229,32 @@ def test_malformed_crm_customer_id_is_refused_like_a_foreign_one(saleor, mint, g
         token=mint(user_gid(1)),
     )
     assert error_codes(body) == ["PermissionDenied"]
+
+
+def test_batched_pages_match_single_pages(saleor, mint, gql, shopper):
+    """The window-function path (many customers) pages exactly like the single-customer one."""
+    other = make_customer(2)
+    for n in range(40, 44):
+        make_order(other, n)
+    staff = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
+    for args in ("first: 2", "last: 2"):
+        selection = (
+            f"crm {{ orders({args}) {{ totalCount pageInfo {{ hasNextPage hasPreviousPage }} "
+            "edges { node { number } } } }"
+        )
+        batched = gql(
+            f'{{ _entities(representations: [{{__typename: "User", id: "{user_gid(1)}"}}, '
+            f'{{__typename: "User", id: "{user_gid(2)}"}}]) {{ ... on User {{ {selection} }} }} }}',
+            token=staff,
+        )[1]["data"]["_entities"]
+        singles = [
+            gql(
+                f'{{ _entities(representations: [{{__typename: "User", id: "{user_gid(n)}"}}]) '
+                f"{{ ... on User {{ {selection} }} }} }}",
+                token=staff,
+            )[1]["data"]["_entities"][0]
+            for n in (1, 2)
+        ]
+        assert batched == singles, args
+    assert [e["node"]["number"] for e in singles[1]["crm"]["orders"]["edges"]] == ["41", "40"]
+    assert singles[1]["crm"]["orders"]["totalCount"] == 4

@@ -159,17 +159,20 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
         ordering = [F("created_at").desc(), F("pk").desc()]
         if backwards:
             ordering = [F("created_at").asc(), F("pk").asc()]
-        rows = list(
-            _orders(channel, drafts)
-            .filter(customer_id__in={k.customer_id for k in keys})
-            .annotate(
-                _row=Window(RowNumber(), partition_by=[F("customer_id")], order_by=ordering),
-                # totalCount in the same pass: the customer's rows are scanned anyway.
-                _total=Window(Count("pk"), partition_by=[F("customer_id")]),
+        customer_ids = {k.customer_id for k in keys}
+        if len(customer_ids) == 1:
+            # One customer (``me``, the hot path): a plain LIMIT query; COUNT(*) OVER () is
+            # computed before the LIMIT, so it is the customer's total.
+            rows = list(
+                _orders(channel, drafts)
+                .filter(customer_id__in=customer_ids)
+                .annotate(_total=Window(Count("pk")))
+                .order_by(*(["created_at", "pk"] if backwards else ["-created_at", "-pk"]))[
+                    : size + 1
+                ]
             )
-            .filter(_row__lte=size + 1)
-            .order_by("customer_id", "_row")
-        )
+        else:
+            rows = self._window_rows(customer_ids, size, ordering, channel, drafts)
         groups = group_by(rows, "customer_id")
         results = {}
         for key in keys:
@@ -187,6 +190,22 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
                 count_fn=_constant(page[0]._total if page else 0),
             )
         return results
+
+    @staticmethod
+    def _window_rows(
+        customer_ids: set[int], size: int, ordering: list[Any], channel: str | None, drafts: bool
+    ) -> list[Order]:
+        return list(
+            _orders(channel, drafts)
+            .filter(customer_id__in=customer_ids)
+            .annotate(
+                _row=Window(RowNumber(), partition_by=[F("customer_id")], order_by=ordering),
+                # totalCount in the same pass: the customer's rows are scanned anyway.
+                _total=Window(Count("pk"), partition_by=[F("customer_id")]),
+            )
+            .filter(_row__lte=size + 1)
+            .order_by("customer_id", "_row")
+        )
 
 
 def _constant(value: int) -> Callable[[], int]:
