@@ -364,6 +364,7 @@ def main() -> None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
 
+    load_average = os.getloadavg()[0]
     p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
     throughput = len(latencies) / duration
     from saleor_crm_plugin.core.tables import format_table
@@ -381,6 +382,7 @@ def main() -> None:
     table = format_table(["measure", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows)
     print(table)
     print(f"SQL queries per customer 360 request: {query_count} (constant)")
+    print(f"load average: {load_average:.1f}")
     body = f"""
 Customer 360 query (`me` with channel stats and the first 10 of {args.orders} orders, each with
 {args.lines} lines) for a random one of {args.customers} customers, each request carrying that
@@ -388,7 +390,8 @@ customer's RS256 Saleor access token (verified on every request). Server: gunico
 {args.workers} workers x {args.threads} threads, persistent DB connections; the {args.clients}
 closed-loop clients (no think time, `requests` keep-alive sessions) run on the same machine.
 {len(latencies)} measured requests over {duration:.0f} s after a 2 s warm-up. Seeding took
-{seed_seconds:.1f} s.
+{seed_seconds:.1f} s. Load average (1 min) at the end of the run: {load_average:.1f} (the
+machine is shared; figures above ~2 include other processes' work).
 
 ```
 {table}
