@@ -238,3 +238,43 @@ def test_sdl_types_are_all_defined():
         inner = getattr(definition, "definition", definition)
         for field in getattr(inner, "fields", None) or []:
             assert named(field.type) in defined, f"{inner.name.value}.{field.name.value}"
+
+
+def test_order_and_product_entities_cost_constant_queries(saleor, mint, gql):
+    customer = make_customer(1)
+    for n in range(1, 7):
+        make_order(customer, n)
+    staff = mint.thirdparty(user_gid(900), ["MANAGE_ORDERS", "MANAGE_PRODUCTS"])
+    query = (
+        "query($r: [_Any!]!) { _entities(representations: $r) { "
+        "... on Order { crm { number lines { sku } } } "
+        "... on Product { crm { stats { unitsSold } } } } }"
+    )
+
+    def representations(n: int) -> list[dict]:
+        orders = [
+            {
+                "__typename": "Order",
+                "id": to_global_id("Order", f"00000000-0000-0000-0000-{k:012d}"),
+            }
+            for k in range(1, n + 1)
+        ]
+        products = [
+            {
+                "__typename": "Product",
+                "id": to_global_id("Product", 100 + k),
+                "channel": "default-channel",
+            }
+            for k in range(n)
+        ]
+        return orders + products
+
+    gql(query, {"r": representations(1)}, token=staff)  # registered instance now cached
+    counts = []
+    for n in (1, 6):
+        with CaptureQueriesContext(connection) as queries:
+            status, body = gql(query, {"r": representations(n)}, token=staff)
+        assert status == 200 and "errors" not in body, body
+        counts.append(len(queries.captured_queries))
+    # orders by Saleor id, their lines, product stats (one query per channel).
+    assert counts == [3, 3]
