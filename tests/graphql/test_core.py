@@ -363,3 +363,12 @@ def test_saleor_plugin_webhook_serves_graphql(plugin_module, saleor, mint, rf):
     )
     response = plugin.webhook(request, "/graphql/", None)
     assert json.loads(response.content) == {"data": {"me": {"email": "customer1@example.com"}}}
+
+
+def test_entity_batches_count_each_representation():
+    from graphql import parse
+
+    document = parse(
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on User { crm { email } } } }"
+    )
+    assert measure(document, {"r": [{}] * 40}) == (3, 1 + 40 * 2)
