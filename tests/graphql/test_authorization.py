@@ -71,6 +71,11 @@ CASES: dict[str, tuple[Callable[[Any], str], list[str], list[str]]] = {
         ["_entities", 0, "crm"],
         ["MANAGE_ORDERS", "MANAGE_USERS"],
     ),
+    "crmCustomers": (
+        lambda c: "{ crmCustomers(first: 5) { totalCount } }",
+        ["crmCustomers"],
+        ["MANAGE_USERS"],
+    ),
     "crmProduct.stats": (
         lambda c: f'{{ crmProduct(id: "{PRODUCT_ID}") {{ stats {{ unitsSold }} }} }}',
         ["crmProduct", "stats"],

@@ -260,6 +260,11 @@ class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
         return OrdersPageByCustomerLoader(info.context).load(key)
 
 
+class CrmCustomerCountableConnection(CountableConnection):
+    class Meta:
+        node = CrmCustomer
+
+
 class CrmProductStats(graphene.ObjectType):
     order_count = graphene.Int(required=True, description="Sales containing the product.")
     customer_count = graphene.Int(required=True, description="Distinct known buyers.")
