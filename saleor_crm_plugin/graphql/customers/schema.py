@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import graphene
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
 from graphql.error import GraphQLError
 from promise import Promise
 
@@ -24,6 +21,8 @@ from saleor_crm_plugin.graphql.customers.dataloaders import (
     CustomerByIdLoader,
     CustomerByUserIdLoader,
 )
+from saleor_crm_plugin.graphql.customers.filters import CrmCustomerFilterInput, filter_customers
+from saleor_crm_plugin.graphql.customers.sorters import CrmCustomerSortingInput, sort_customers
 from saleor_crm_plugin.graphql.customers.types import (
     CrmCustomer,
     CrmCustomerCountableConnection,
@@ -31,58 +30,6 @@ from saleor_crm_plugin.graphql.customers.types import (
     readable_customer,
 )
 from saleor_crm_plugin.permissions import CUSTOMER_READ
-
-
-class CrmCustomerSortField(graphene.Enum):
-    LAST_ORDER_AT = "last_order_at"
-    FIRST_ORDER_AT = "first_order_at"
-    ORDER_COUNT = "order_count"
-    EMAIL = "email"
-    CREATED_AT = "created_at"
-
-
-class CrmSortDirection(graphene.Enum):
-    ASC = "ASC"
-    DESC = "DESC"
-
-
-class CrmCustomerSortingInput(graphene.InputObjectType):
-    field = CrmCustomerSortField(required=True)
-    direction = CrmSortDirection(required=True)
-
-
-class CrmCustomerFilterInput(graphene.InputObjectType):
-    search = graphene.String(description="Part of the e-mail, first or last name.")
-    is_guest = graphene.Boolean(description="Only guests (true) or only registered users.")
-
-
-# Customers who never ordered sort as if they had ordered at the epoch: last when newest first.
-_NEVER = Value(datetime(1970, 1, 1, tzinfo=UTC))
-_NULLABLE_SORT_FIELDS = {"last_order_at", "first_order_at"}
-
-
-def filter_customers(queryset: Any, filter: dict[str, Any] | None) -> Any:
-    filter = filter or {}
-    search = (filter.get("search") or "").strip()
-    if search:
-        queryset = queryset.filter(
-            Q(email__icontains=search)
-            | Q(first_name__icontains=search)
-            | Q(last_name__icontains=search)
-        )
-    if filter.get("is_guest") is not None:
-        queryset = queryset.filter(saleor_user_id__isnull=filter["is_guest"])
-    return queryset
-
-
-def sort_customers(queryset: Any, sort_by: dict[str, Any] | None) -> tuple[Any, tuple[str, str]]:
-    """Annotate the sort key as ``_sort`` so keyset cursors work for every field; the primary
-    key breaks ties so the order is total."""
-    field = sort_by["field"] if sort_by else CrmCustomerSortField.LAST_ORDER_AT.value
-    descending = (sort_by["direction"] if sort_by else CrmSortDirection.DESC.value) == "DESC"
-    key = Coalesce(F(field), _NEVER) if field in _NULLABLE_SORT_FIELDS else F(field)
-    prefix = "-" if descending else ""
-    return queryset.annotate(_sort=key), (f"{prefix}_sort", f"{prefix}pk")
 
 
 class CustomerQueries(graphene.ObjectType):
