@@ -385,6 +385,7 @@ def main() -> None:
     service_p50, service_p95, query_count, cpu_ms = in_process(tokens, samples=300)
     process, url = serve(database_url, args.workers, args.threads)
     try:
+        single, _ = load(url, tokens, 1, args.duration / 2)
         latencies, duration = load(url, tokens, args.clients, args.duration)
         paced_rate = round(len(latencies) / duration / 2)
         paced, _ = load(url, tokens, args.clients, args.duration, rate=paced_rate)
@@ -400,6 +401,13 @@ def main() -> None:
     rows = [
         ["view service time (1 client)", f"{service_p50:.2f}", f"{service_p95:.2f}", "", ""],
         ["view CPU time per request (mean)", f"{cpu_ms:.2f}", "", "", ""],
+        [
+            "HTTP, 1 client",
+            f"{percentile(single, 50):.2f}",
+            f"{percentile(single, 95):.2f}",
+            f"{percentile(single, 99):.2f}",
+            f"{len(single) / (args.duration / 2):.0f}",
+        ],
         [
             f"HTTP, {args.clients} concurrent clients",
             f"{p50:.2f}",
