@@ -6,10 +6,13 @@ exactly as Saleor signs them (RS256 detached JWS) and verified by the App.
 
 Phase 1 (latency) sends deliveries at a steady rate well below capacity, as Saleor's webhook
 sender does, and times each acknowledgement at the client. Phase 2 (throughput) sends the rest
-as fast as a pool of clients can, with 5% of them re-delivered (Saleor retries) and the whole lot
+(half of them) as fast as a pool of clients can, with 5% of them re-delivered (Saleor retries) and the whole lot
 shuffled (deliveries arrive in any order), and measures from the first request until the worker
 has processed the last event. Finally it checks that every distinct event was stored and
-processed exactly once and that the projection holds every order.
+processed exactly once and that the projection holds every order. Phase 3 measures the worker
+alone: with it stopped, a backlog is accepted (as after a worker outage), then a fresh worker
+drains it; that is the processing throughput, separate from what the HTTP front end costs on
+the same two cores.
 
     python -m bench.ingest [--events 20000] [--latency-events 2000] [--rate 100] [--no-write]
 """
@@ -183,22 +186,34 @@ def main(argv: list[str] | None = None) -> int:
         stderr=logs,
         start_new_session=True,
     )
-    worker = subprocess.Popen(
-        [
-            str(BIN / "saleor-crm"),
-            "worker",
-            "--queues",
-            "ingest",
-            "--loglevel",
-            "error",
-            "--concurrency",
-            str(args.worker_concurrency),
-        ],
-        env=env,
-        stdout=logs,
-        stderr=logs,
-        start_new_session=True,
-    )
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                str(BIN / "saleor-crm"),
+                "worker",
+                "--queues",
+                "ingest",
+                "--loglevel",
+                "error",
+                "--concurrency",
+                str(args.worker_concurrency),
+            ],
+            env=env,
+            stdout=logs,
+            stderr=logs,
+            start_new_session=True,
+        )
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    worker = start_worker()
     try:
         _wait_http()
         time.sleep(2)  # let the worker connect to the broker
@@ -226,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         _wait_drained(len(first))
 
         # Phase 2: sustained throughput, 5% re-deliveries, shuffled.
-        rest = signed[args.latency_events :]
+        middle = args.latency_events + (len(signed) - args.latency_events) // 2
+        rest = signed[args.latency_events : middle]
+        backlog = signed[middle:]
         rng = random.Random(7)
         retries = rng.sample(rest, k=len(rest) // 20)
         stream = rest + retries
@@ -243,16 +260,20 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=args.clients) as pool:
             list(pool.map(send, stream))
         t_sent = time.perf_counter()
-        t_done = _wait_drained(n_distinct)
+        t_done = _wait_drained(middle)
+
+        # Phase 3: the worker alone. With the worker stopped, the rest is accepted into the
+        # inbox (a backlog, as after a worker outage); a fresh worker then drains it, and the
+        # time from its start to the last processed event is processing throughput alone.
+        stop(worker)
+        with ThreadPoolExecutor(max_workers=args.clients) as pool:
+            list(pool.map(send, backlog))
+        t_backlog = time.perf_counter()
+        worker = start_worker()
+        t_drained = _wait_drained(n_distinct)
     finally:
-        for proc in (web, worker):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in (web, worker):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop(web)
+        stop(worker)
         logs.close()
 
     from saleor_crm_plugin.customers.models import Order
@@ -265,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     doubled = max(0, stored - n_distinct)
     sent = len(stream)
     e2e = len(rest) / (t_done - t0)
+    drain_rate = len(backlog) / (t_drained - t_backlog)
     ack_rate = sent / (t_sent - t0)
     drain_after_send = t_done - t_sent
 
@@ -278,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         ("phase-2 acknowledged/s", f"{ack_rate:,.0f}", ""),
         ("end-to-end events/s (first POST -> last processed)", f"{e2e:,.0f}", ">= 1,000"),
         ("worker tail after last POST (s)", f"{drain_after_send:.2f}", ""),
+        ("phase-3 backlog drained by a fresh worker", f"{len(backlog)} events", ""),
+        ("processing events/s (worker start -> backlog drained)", f"{drain_rate:,.0f}", ">= 1,000"),
         ("answers", ", ".join(f"{k}={v}" for k, v in sorted(answers.items())), ""),
         (
             "distinct events / stored / processed",

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
@@ -35,25 +35,40 @@ class Unsupported(Exception):
     """This batch needs the per-event path."""
 
 
+# Another worker creating the same customer or order, or locking rows in another order, makes
+# the whole batch fail; by the time it is retried that transaction has committed, so a fresh
+# load sees its rows and the retry normally goes through.
+_BATCH_ATTEMPTS = 3
+
+
 def apply_batch(events: Sequence[CrmEvent]) -> bool:
     """Project ``events`` in bulk; False (and nothing written) when the per-event path must
     do it instead."""
     if not events:
         return True
-    try:
-        with transaction.atomic():
-            unit = _Unit(events)
-            unit.load()
-            for event in events:
-                unit.apply(event)
-            unit.flush()
-    except Unsupported as reason:
-        logger.debug("Batch projection not used: %s", reason)
-        return False
-    except Exception:  # the per-event path retries each event and records which one fails
-        logger.info("Batch projection failed; projecting event by event.", exc_info=True)
-        return False
-    return True
+    for attempt in range(1, _BATCH_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                unit = _Unit(events)
+                unit.load()
+                for event in events:
+                    unit.apply(event)
+                unit.flush()
+        except Unsupported as reason:
+            logger.debug("Batch projection not used: %s", reason)
+            return False
+        except (IntegrityError, OperationalError) as exc:
+            if attempt < _BATCH_ATTEMPTS:
+                continue
+            logger.warning(
+                "Batch projection conflicted %d times (%s); event by event.", attempt, exc
+            )
+            return False
+        except Exception:  # the per-event path retries each event and records which one fails
+            logger.warning("Batch projection failed; projecting event by event.", exc_info=True)
+            return False
+        return True
+    return False  # pragma: no cover - the loop always returns
 
 
 class _Unit:

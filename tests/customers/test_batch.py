@@ -102,3 +102,27 @@ def test_a_failing_batch_writes_nothing(monkeypatch):
     before = projection_state()
     assert batch.apply_batch(items) is False
     assert projection_state() == before
+
+
+@pytest.mark.django_db
+def test_a_conflict_with_another_worker_retries_the_batch(monkeypatch):
+    from django.db import IntegrityError
+
+    items = [e for e in captured_events() if e.kind != EventKind.CUSTOMER_DELETED]
+    per_event(items)
+    expected = projection_state()
+    reset()
+    original = batch._Unit.flush
+    calls = []
+
+    def conflicting_once(self):
+        calls.append(1)
+        if len(calls) == 1:
+            original(self)  # rows written, then the unique index of another worker's row bites
+            raise IntegrityError("duplicate key value violates unique constraint")
+        original(self)
+
+    monkeypatch.setattr(batch._Unit, "flush", conflicting_once)
+    assert batch.apply_batch(items) is True
+    assert len(calls) == 2
+    assert projection_state() == expected
