@@ -5,8 +5,8 @@ and Saleor-shaped subscription deliveries built from the full UCI Online Retail 
 exactly as Saleor signs them (RS256 detached JWS) and verified by the App.
 
 Phase 1 (latency) sends deliveries at a steady rate well below capacity, as Saleor's webhook
-sender does, and times each acknowledgement at the client. Phase 2 (throughput) sends the rest
-(half of them) as fast as a pool of clients can, with 5% of them re-delivered (Saleor retries) and the whole lot
+sender does, and times each acknowledgement at the client. Phase 2 (throughput) sends half of
+the rest as fast as a pool of clients can, with 5% of them re-delivered (Saleor retries) and all
 shuffled (deliveries arrive in any order), and measures from the first request until the worker
 has processed the last event. Finally it checks that every distinct event was stored and
 processed exactly once and that the projection holds every order. Phase 3 measures the worker
