@@ -118,6 +118,23 @@ class CRMSettings:
     def WRITEBACK_MAX_ATTEMPTS(self) -> int:
         return int(self._get("WRITEBACK_MAX_ATTEMPTS", 8))
 
+    # -- RFM segments ------------------------------------------------------------------------
+    @property
+    def RFM_FREQUENCY_WINDOW_DAYS(self) -> int:
+        """Days of paid orders counted in frequency and monetary (0 = lifetime)."""
+        return int(self._get("RFM_FREQUENCY_WINDOW_DAYS", 365))
+
+    @property
+    def RFM_FULL_RECOMPUTE_DAYS(self) -> int:
+        """The nightly task runs incrementally, and a full recompute when the last full run
+        of the channel is older than this many days (0 = always full)."""
+        return int(self._get("RFM_FULL_RECOMPUTE_DAYS", 7))
+
+    @property
+    def RFM_WRITEBACK(self) -> bool:
+        """Mirror each customer's segment and scores into Saleor private metadata."""
+        return bool(self._get("RFM_WRITEBACK", True))
+
     # -- secrets ---------------------------------------------------------------------------
     @property
     def ENCRYPTION_KEY(self) -> bytes:
