@@ -34,9 +34,9 @@ class RfmRun(models.Model):
     recency_cuts = models.JSONField(default=list)
     frequency_cuts = models.JSONField(default=list)
     monetary_cuts = models.JSONField(default=list)
-    # The segment map the run used, {"r,f": slug}, and the display names, {slug: name}.
+    # The segment map the run used, {"r,f": slug}, and the display names, [[slug, name]].
     segment_cells = models.JSONField(default=dict)
-    segment_names = models.JSONField(default=dict)
+    segment_names = models.JSONField(default=list)
     customer_count = models.PositiveIntegerField(default=0)
     recomputed_count = models.PositiveIntegerField(default=0)
     changed_count = models.PositiveIntegerField(default=0)
@@ -126,7 +126,7 @@ class RfmSegmentMap(models.Model):
 
     channel_id = models.CharField(max_length=255, unique=True)
     cells = models.JSONField(default=dict)  # {"r,f": slug}, all 25 cells
-    names = models.JSONField(default=dict)  # {slug: display name}
+    names = models.JSONField(default=list)  # [[slug, display name]], in display order
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

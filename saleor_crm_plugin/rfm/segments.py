@@ -42,17 +42,26 @@ class SegmentMap:
     def segment_of(self, r: int, f: int) -> str:
         return self.cells[(r, f)]
 
-    def to_json(self) -> tuple[dict[str, str], dict[str, str]]:
+    def to_json(self) -> tuple[dict[str, str], list[list[str]]]:
+        """Names as ``[[slug, name], ...]``: a list keeps the display order (jsonb would
+        reorder an object's keys)."""
         cells = {f"{r},{f}": slug for (r, f), slug in sorted(self.cells.items())}
-        return cells, dict(self.names)
+        return cells, [[slug, name] for slug, name in self.names.items()]
 
     @classmethod
-    def from_json(cls, cells: Mapping[str, str], names: Mapping[str, str]) -> SegmentMap:
+    def from_json(cls, cells: Mapping[str, str], names: object) -> SegmentMap:
         parsed = {}
         for key, slug in cells.items():
             r, f = key.split(",")
             parsed[(int(r), int(f))] = slug
-        return cls(cells=parsed, names=dict(names))
+        return cls(cells=parsed, names=names_from_json(names))
+
+
+def names_from_json(names: object) -> dict[str, str]:
+    """``[[slug, name], ...]`` (or a plain mapping) -> ordered ``{slug: name}``."""
+    if isinstance(names, Mapping):
+        return {str(k): str(v) for k, v in names.items()}
+    return {str(slug): str(name) for slug, name in names or []}  # type: ignore[attr-defined]
 
     def cell_specs(self) -> dict[str, list[str]]:
         """``{slug: ["R5F4", ...]}``, for display and editing."""

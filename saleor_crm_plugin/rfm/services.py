@@ -49,7 +49,12 @@ from saleor_crm_plugin.rfm.models import (
     RfmSegmentHistory,
     RfmSegmentMap,
 )
-from saleor_crm_plugin.rfm.segments import SegmentMap, build_segment_map, default_segment_map
+from saleor_crm_plugin.rfm.segments import (
+    SegmentMap,
+    build_segment_map,
+    default_segment_map,
+    names_from_json,
+)
 from saleor_crm_plugin.writeback.models import MetadataWriteback
 from saleor_crm_plugin.writeback.services import queue_private_metadata
 
@@ -813,7 +818,7 @@ def segment_summary(channel_id: str) -> list[SegmentSummary]:
     run = latest_run(channel_id)
     if run is None:
         return []
-    names = run.segment_names or default_segment_map().names
+    names = names_from_json(run.segment_names) or default_segment_map().names
     totals = {
         r["segment"]: r
         for r in CustomerRfm.objects.filter(channel_id=channel_id)
@@ -961,7 +966,7 @@ def export_segment_csv(out: TextIO, channel_id: str, filters: SegmentFilter | No
         filters = SegmentFilter(**{**filters.__dict__, "with_email": True})
     rows = segment_customers(channel_id, filters)
     run = latest_run(channel_id)
-    names = (run.segment_names if run else None) or get_segment_map(channel_id).names
+    names = (names_from_json(run.segment_names) if run else {}) or get_segment_map(channel_id).names
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
