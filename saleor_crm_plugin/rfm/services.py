@@ -1016,6 +1016,9 @@ def cut_points_table(run: RfmRun) -> list[tuple[str, list[str]]]:
             i = 5 - score if inverted else score - 1
             lo = cuts[i - 1] if i > 0 else None
             hi = cuts[i] if i < len(cuts) else None
+            if lo is not None and hi is not None and str(lo) == str(hi):
+                bounds.append("-")  # equal cut points: nobody can get this score
+                continue
             bounds.append(
                 f"{'' if lo is None else f'>{lo}'}{'' if hi is None else f' <={hi}'}".strip()
                 or "all"
