@@ -4,16 +4,17 @@ from enum import StrEnum
 
 
 class RfmErrorCode(StrEnum):
-    """Error codes of the RFM domain (GraphQL exposes them as an enum)."""
+    """Error codes of the RFM domain (GraphQL exposes them as the ``RfmErrorCode`` enum;
+    values equal names so query errors and mutation errors spell them alike)."""
 
-    INVALID = "invalid"
-    REQUIRED = "required"
-    INVALID_CELL = "invalid_cell"
-    DUPLICATE_CELL = "duplicate_cell"
-    MISSING_CELL = "missing_cell"
-    INVALID_SEGMENT = "invalid_segment"
-    INVALID_WINDOW = "invalid_window"
-    INVALID_AS_OF = "invalid_as_of"
-    CHANNEL_NOT_FOUND = "channel_not_found"
-    RUN_NOT_FOUND = "run_not_found"
-    NOT_FOUND = "not_found"
+    INVALID = "INVALID"
+    REQUIRED = "REQUIRED"
+    INVALID_CELL = "INVALID_CELL"
+    DUPLICATE_CELL = "DUPLICATE_CELL"
+    MISSING_CELL = "MISSING_CELL"
+    INVALID_SEGMENT = "INVALID_SEGMENT"
+    INVALID_WINDOW = "INVALID_WINDOW"
+    INVALID_AS_OF = "INVALID_AS_OF"
+    CHANNEL_NOT_FOUND = "CHANNEL_NOT_FOUND"
+    RUN_NOT_FOUND = "RUN_NOT_FOUND"
+    NOT_FOUND = "NOT_FOUND"

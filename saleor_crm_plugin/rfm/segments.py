@@ -56,19 +56,19 @@ class SegmentMap:
             parsed[(int(r), int(f))] = slug
         return cls(cells=parsed, names=names_from_json(names))
 
-
-def names_from_json(names: object) -> dict[str, str]:
-    """``[[slug, name], ...]`` (or a plain mapping) -> ordered ``{slug: name}``."""
-    if isinstance(names, Mapping):
-        return {str(k): str(v) for k, v in names.items()}
-    return {str(slug): str(name) for slug, name in names or []}  # type: ignore[attr-defined]
-
     def cell_specs(self) -> dict[str, list[str]]:
         """``{slug: ["R5F4", ...]}``, for display and editing."""
         out: dict[str, list[str]] = {slug: [] for slug in self.names}
         for (r, f), slug in sorted(self.cells.items(), key=lambda i: (-i[0][0], -i[0][1])):
             out.setdefault(slug, []).append(f"R{r}F{f}")
         return out
+
+
+def names_from_json(names: object) -> dict[str, str]:
+    """``[[slug, name], ...]`` (or a plain mapping) -> ordered ``{slug: name}``."""
+    if isinstance(names, Mapping):
+        return {str(k): str(v) for k, v in names.items()}
+    return {str(slug): str(name) for slug, name in names or []}  # type: ignore[attr-defined]
 
 
 def parse_cell_spec(spec: str, field: str) -> list[tuple[int, int]]:

@@ -724,10 +724,14 @@ def latest_run(channel_id: str) -> RfmRun | None:
     return RfmRun.objects.filter(channel_id=channel_id).order_by("-pk").first()
 
 
-def get_run(run_id: int, channel_id: str | None = None) -> RfmRun:
+def previous_run(run: RfmRun) -> RfmRun | None:
+    return RfmRun.objects.filter(channel_id=run.channel_id, pk__lt=run.pk).order_by("-pk").first()
+
+
+def get_run(run_id: int, channel_id: str | None = None, field: str = "run") -> RfmRun:
     run = RfmRun.objects.filter(pk=run_id).first()
     if run is None or (channel_id is not None and run.channel_id != channel_id):
-        raise RfmError(RfmErrorCode.RUN_NOT_FOUND, f"There is no RFM run {run_id}.", "run")
+        raise RfmError(RfmErrorCode.RUN_NOT_FOUND, f"There is no RFM run {run_id}.", field)
     return run
 
 
@@ -827,7 +831,7 @@ def segment_summary(channel_id: str) -> list[SegmentSummary]:
         .order_by()
     }
     all_revenue = sum((r["revenue"] or Decimal(0) for r in totals.values()), Decimal(0))
-    previous = RfmRun.objects.filter(channel_id=channel_id, pk__lt=run.pk).order_by("-pk").first()
+    previous = previous_run(run)
     moves = movement_matrix(previous, run) if previous else {}
     moved_in: Counter[str] = Counter()
     moved_out: Counter[str] = Counter()

@@ -152,5 +152,5 @@ def test_cli_recompute_summary_movement_export_and_map(shoppers, tmp_path):
     spec.write_text(json.dumps([{"slug": "best", "name": "Best", "cells": ["R4-5F1-5"]}]))
     with pytest.raises(CommandError, match=r"segments: Every R x F cell needs a segment"):
         call_command("crm_rfm", "map", "--channel", CHANNEL, "--set", str(spec))
-    with pytest.raises(CommandError, match="channel_not_found"):
+    with pytest.raises(CommandError, match="CHANNEL_NOT_FOUND"):
         call_command("crm_rfm", "summary", "--channel", "nope")
