@@ -167,6 +167,12 @@ class CRMSettings:
         return int(self._get("RFM_FULL_RECOMPUTE_DAYS", 7))
 
     @property
+    def RFM_WORK_MEM(self) -> str:
+        """PostgreSQL ``work_mem`` for the recompute transaction only (its aggregate over all
+        orders and its sorts run in memory); empty = the server's setting."""
+        return str(self._get("RFM_WORK_MEM", "256MB"))
+
+    @property
     def RFM_WRITEBACK(self) -> bool:
         """Mirror each customer's segment and scores into Saleor private metadata."""
         return bool(self._get("RFM_WRITEBACK", True))

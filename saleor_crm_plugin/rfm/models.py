@@ -78,7 +78,11 @@ class CustomerRfm(models.Model):
             models.UniqueConstraint(fields=["customer", "channel_id"], name="crm_customerrfm_uniq")
         ]
         indexes = [
-            models.Index(fields=["channel_id", "segment"], name="crm_customerrfm_segment_idx")
+            # a segment's customers, biggest spenders first (the list and export order)
+            models.Index(
+                fields=["channel_id", "segment", "-monetary", "id"],
+                name="crm_customerrfm_segment_idx",
+            )
         ]
         ordering = ("pk",)
 

@@ -462,7 +462,11 @@ _METRIC_FIELDS = (
 
 
 class _SqlEngine:
-    """The same algorithm as ``_PythonEngine``, set-wise in PostgreSQL."""
+    """The same algorithm as ``_PythonEngine``, set-wise in PostgreSQL.
+
+    ``rfm_new`` holds every customer's metrics for this run (a full run aggregates all orders;
+    an incremental one aggregates the dirty customers and copies the rest), ``rfm_changed`` the
+    rows that differ from what is stored, scored. Only those are written."""
 
     def __init__(self, ctx: _RunContext) -> None:
         self.ctx = ctx
@@ -474,6 +478,13 @@ class _SqlEngine:
             "hist": RfmSegmentHistory._meta.db_table,
             "wb": MetadataWriteback._meta.db_table,
         }
+
+    def _exec(self, cur: Any, label: str, sql: str, params: Any = None) -> int:
+        """Execute; keep the statement's time (the benchmark prints them) and row count."""
+        started = time.perf_counter()
+        cur.execute(sql, params)
+        self.ctx.timings[f"sql:{label}"] = time.perf_counter() - started
+        return cur.rowcount
 
     def _params(self) -> dict[str, Any]:
         run = self.run
@@ -493,15 +504,44 @@ class _SqlEngine:
             ),
         }
 
+    def _aggregate_sql(self, only_dirty: bool) -> str:
+        t = self.t
+        dirty = "AND o.customer_id IN (SELECT customer_id FROM rfm_dirty)" if only_dirty else ""
+        return f"""
+            SELECT o.customer_id,
+                   max(o.paid_at) AS last_paid_at,
+                   count(*) FILTER (WHERE %(window_start)s::timestamptz IS NULL
+                                       OR o.paid_at > %(window_start)s) AS frequency,
+                   coalesce(sum(o.total_charged) FILTER (
+                       WHERE %(window_start)s::timestamptz IS NULL
+                          OR o.paid_at > %(window_start)s), 0)::numeric(20, 3) AS monetary,
+                   max(o.channel_slug) AS channel_slug,
+                   max(o.currency) AS currency,
+                   max(c.order_count) AS customer_order_count
+              FROM {t["order"]} o
+              JOIN {t["customer"]} c ON c.id = o.customer_id AND c.erased_at IS NULL
+             WHERE o.channel_id = %(channel)s
+               AND o.paid_at IS NOT NULL AND o.paid_at <= %(as_of)s
+               AND o.status <> ALL(%(non_sale)s)
+               {dirty}
+             GROUP BY o.customer_id
+        """
+
     def execute(self, *, write_back: bool) -> None:
         ctx, run, t = self.ctx, self.run, self.t
         p = self._params()
+        incremental = ctx.previous is not None
         with connection.cursor() as cur:
+            if crm_settings.RFM_WORK_MEM:
+                # One big aggregate and three sorts: let them run in memory, for this
+                # transaction only.
+                cur.execute("SELECT set_config('work_mem', %s, true)", [crm_settings.RFM_WORK_MEM])
+            cur.execute("DROP TABLE IF EXISTS rfm_dirty, rfm_new, rfm_changed")
             t0 = time.perf_counter()
-            incremental = ctx.previous is not None
-            cur.execute("DROP TABLE IF EXISTS rfm_dirty, rfm_metrics, rfm_scored")
             if incremental:
-                cur.execute(
+                self._exec(
+                    cur,
+                    "dirty",
                     f"""
                     CREATE TEMP TABLE rfm_dirty ON COMMIT DROP AS
                     SELECT customer_id FROM {t["order"]}
@@ -525,85 +565,43 @@ class _SqlEngine:
                 )
                 cur.execute("CREATE INDEX ON rfm_dirty (customer_id)")
                 cur.execute("ANALYZE rfm_dirty")
-            only_dirty = (
-                "AND o.customer_id IN (SELECT customer_id FROM rfm_dirty)" if incremental else ""
-            )
-            cur.execute(
-                f"""
-                CREATE TEMP TABLE rfm_metrics ON COMMIT DROP AS
-                SELECT o.customer_id,
-                       max(o.paid_at) AS last_paid_at,
-                       count(*) FILTER (WHERE %(window_start)s::timestamptz IS NULL
-                                           OR o.paid_at > %(window_start)s) AS frequency,
-                       coalesce(sum(o.total_charged) FILTER (
-                           WHERE %(window_start)s::timestamptz IS NULL
-                              OR o.paid_at > %(window_start)s), 0) AS monetary,
-                       max(o.channel_slug) AS channel_slug,
-                       max(o.currency) AS currency,
-                       max(c.order_count) AS customer_order_count
-                  FROM {t["order"]} o
-                  JOIN {t["customer"]} c ON c.id = o.customer_id AND c.erased_at IS NULL
-                 WHERE o.channel_id = %(channel)s
-                   AND o.paid_at IS NOT NULL AND o.paid_at <= %(as_of)s
-                   AND o.status <> ALL(%(non_sale)s)
-                   {only_dirty}
-                 GROUP BY o.customer_id
-                """,
+            run.recomputed_count = self._exec(
+                cur,
+                "aggregate",
+                "CREATE TEMP TABLE rfm_new ON COMMIT DROP AS " + self._aggregate_sql(incremental),
                 p,
             )
-            run.recomputed_count = cur.rowcount
-            scope = (
-                "AND r.customer_id IN (SELECT customer_id FROM rfm_dirty)" if incremental else ""
-            )
-            cur.execute(
-                f"""
-                WITH gone AS (
-                    DELETE FROM {t["rfm"]} r
-                     WHERE r.channel_id = %(channel)s {scope}
-                       AND NOT EXISTS (SELECT 1 FROM rfm_metrics m
-                                        WHERE m.customer_id = r.customer_id)
-                    RETURNING r.customer_id)
-                UPDATE {t["hist"]} h SET to_run_id = %(run)s
-                  FROM gone WHERE h.customer_id = gone.customer_id
-                   AND h.channel_id = %(channel)s AND h.to_run_id IS NULL
-                """,
-                p,
-            )
-            cur.execute(
-                f"""
-                INSERT INTO {t["rfm"]} AS r
-                       (customer_id, channel_id, channel_slug, currency, last_paid_at, frequency,
-                        monetary, r_score, f_score, m_score, segment, customer_order_count)
-                SELECT customer_id, %(channel)s, channel_slug, currency, last_paid_at, frequency,
-                       monetary, 0, 0, 0, '', customer_order_count
-                  FROM rfm_metrics
-                ON CONFLICT (customer_id, channel_id) DO UPDATE SET
-                       channel_slug = EXCLUDED.channel_slug, currency = EXCLUDED.currency,
-                       last_paid_at = EXCLUDED.last_paid_at, frequency = EXCLUDED.frequency,
-                       monetary = EXCLUDED.monetary,
-                       customer_order_count = EXCLUDED.customer_order_count
-                 WHERE (r.channel_slug, r.currency, r.last_paid_at, r.frequency, r.monetary,
-                        r.customer_order_count)
-                       IS DISTINCT FROM
-                       (EXCLUDED.channel_slug, EXCLUDED.currency, EXCLUDED.last_paid_at,
-                        EXCLUDED.frequency, EXCLUDED.monetary, EXCLUDED.customer_order_count)
-                """,
-                p,
-            )
+            if incremental:
+                self._exec(
+                    cur,
+                    "keep",
+                    f"""
+                    INSERT INTO rfm_new
+                    SELECT r.customer_id, r.last_paid_at, r.frequency, r.monetary,
+                           r.channel_slug, r.currency, r.customer_order_count
+                      FROM {t["rfm"]} r
+                     WHERE r.channel_id = %(channel)s
+                       AND NOT EXISTS (SELECT 1 FROM rfm_dirty d
+                                        WHERE d.customer_id = r.customer_id)
+                    """,
+                    p,
+                )
             ctx.timings["metrics"] = time.perf_counter() - t0
 
             t1 = time.perf_counter()
-            days = "EXTRACT(DAY FROM (%(as_of)s::timestamptz - r.last_paid_at))::int"
-            cur.execute(
+            days = "EXTRACT(DAY FROM (%(as_of)s::timestamptz - n.last_paid_at))::int"
+            self._exec(
+                cur,
+                "cut_points",
                 f"""
                 SELECT percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]::float8[])
                            WITHIN GROUP (ORDER BY {days}),
                        percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]::float8[])
-                           WITHIN GROUP (ORDER BY r.frequency),
+                           WITHIN GROUP (ORDER BY n.frequency),
                        percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]::float8[])
-                           WITHIN GROUP (ORDER BY r.monetary),
+                           WITHIN GROUP (ORDER BY n.monetary),
                        count(*)
-                  FROM {t["rfm"]} r WHERE r.channel_id = %(channel)s
+                  FROM rfm_new n
                 """,
                 p,
             )
@@ -612,8 +610,7 @@ class _SqlEngine:
             run.frequency_cuts = list(f_cuts or [])
             run.monetary_cuts = [str(c) for c in (m_cuts or [])]
             run.customer_count = count
-            if count:
-                self._score(cur, p, list(r_cuts), list(f_cuts), list(m_cuts), days)
+            self._apply(cur, p, list(r_cuts or []), list(f_cuts or []), list(m_cuts or []), days)
             ctx.timings["score"] = time.perf_counter() - t1
 
             t2 = time.perf_counter()
@@ -621,7 +618,7 @@ class _SqlEngine:
                 self._write_back(cur, p)
             ctx.timings["write_back"] = time.perf_counter() - t2
 
-    def _score(
+    def _apply(
         self,
         cur: Any,
         p: dict[str, Any],
@@ -631,6 +628,25 @@ class _SqlEngine:
         days: str,
     ) -> None:
         t, run = self.t, self.run
+        incremental = self.ctx.previous is not None
+        scope = "AND o.customer_id IN (SELECT customer_id FROM rfm_dirty)" if incremental else ""
+        self._exec(
+            cur,
+            "delete_gone",
+            f"""
+            WITH gone AS (
+                DELETE FROM {t["rfm"]} o
+                 WHERE o.channel_id = %(channel)s {scope}
+                   AND NOT EXISTS (SELECT 1 FROM rfm_new n WHERE n.customer_id = o.customer_id)
+                RETURNING o.customer_id)
+            UPDATE {t["hist"]} h SET to_run_id = %(run)s
+              FROM gone WHERE h.customer_id = gone.customer_id
+               AND h.channel_id = %(channel)s AND h.to_run_id IS NULL
+            """,
+            p,
+        )
+        if not r_cuts:
+            return
         cells = sorted(self.ctx.segment_map.cells.items())
         values = ", ".join(f"({r}, {f}, %(cell_{r}_{f})s)" for (r, f), _ in cells)
         p = {
@@ -640,50 +656,85 @@ class _SqlEngine:
             **{f"fc{i}": c for i, c in enumerate(f_cuts)},
             **{f"mc{i}": c for i, c in enumerate(m_cuts)},
         }
-        r_expr = "5 - (" + " + ".join(f"(d > %(rc{i})s)::int" for i in range(4)) + ")"
-        f_expr = "1 + " + " + ".join(f"(r.frequency > %(fc{i})s)::int" for i in range(4))
-        m_expr = "1 + " + " + ".join(f"(r.monetary > %(mc{i})s)::int" for i in range(4))
-        cur.execute(
+        r_expr = "5 - (" + " + ".join(f"(x.d > %(rc{i})s)::int" for i in range(4)) + ")"
+        f_expr = "1 + " + " + ".join(f"(n.frequency > %(fc{i})s)::int" for i in range(4))
+        m_expr = "1 + " + " + ".join(f"(n.monetary > %(mc{i})s)::int" for i in range(4))
+        self._exec(
+            cur,
+            "score",
             f"""
-            CREATE TEMP TABLE rfm_scored ON COMMIT DROP AS
-            SELECT s.id, s.customer_id, s.old_segment, s.r, s.f, s.m, map.slug AS segment
-              FROM (SELECT r.id, r.customer_id, r.segment AS old_segment,
-                           r.r_score AS old_r, r.f_score AS old_f, r.m_score AS old_m,
-                           {r_expr} AS r, {f_expr} AS f, {m_expr} AS m
-                      FROM {t["rfm"]} r CROSS JOIN LATERAL (SELECT {days} AS d) x(d)
-                     WHERE r.channel_id = %(channel)s) s
+            CREATE TEMP TABLE rfm_changed ON COMMIT DROP AS
+            SELECT n.*, s.r, s.f, s.m, map.slug AS segment, o.id AS rfm_id,
+                   coalesce(o.segment, '') AS old_segment,
+                   (o.id IS NULL OR (o.r_score, o.f_score, o.m_score, o.segment)
+                       IS DISTINCT FROM (s.r, s.f, s.m, map.slug)) AS scores_changed
+              FROM rfm_new n
+             CROSS JOIN LATERAL (SELECT {days} AS d) x
+             CROSS JOIN LATERAL (SELECT {r_expr} AS r, {f_expr} AS f, {m_expr} AS m) s
               JOIN (VALUES {values}) AS map(r, f, slug) ON map.r = s.r AND map.f = s.f
-             WHERE (s.old_r, s.old_f, s.old_m, s.old_segment)
-                   IS DISTINCT FROM (s.r, s.f, s.m, map.slug)
+              LEFT JOIN {t["rfm"]} o
+                ON o.customer_id = n.customer_id AND o.channel_id = %(channel)s
+             WHERE o.id IS NULL
+                OR (o.last_paid_at, o.frequency, o.monetary, o.customer_order_count,
+                    o.channel_slug, o.currency, o.r_score, o.f_score, o.m_score, o.segment)
+                   IS DISTINCT FROM
+                   (n.last_paid_at, n.frequency, n.monetary, n.customer_order_count,
+                    n.channel_slug, n.currency, s.r, s.f, s.m, map.slug)
             """,
             p,
         )
-        run.changed_count = cur.rowcount
-        if not run.changed_count:
-            return
         cur.execute(
+            """SELECT count(*) FILTER (WHERE scores_changed),
+                      count(*) FILTER (WHERE rfm_id IS NOT NULL AND segment <> old_segment)
+                 FROM rfm_changed"""
+        )
+        run.changed_count, run.moved_count = cur.fetchone()
+        self._exec(
+            cur,
+            "history_close",
             f"""
             UPDATE {t["hist"]} h SET to_run_id = %(run)s
-              FROM rfm_scored s
-             WHERE h.customer_id = s.customer_id AND h.channel_id = %(channel)s
-               AND h.to_run_id IS NULL AND s.segment <> s.old_segment
+              FROM rfm_changed c
+             WHERE h.customer_id = c.customer_id AND h.channel_id = %(channel)s
+               AND h.to_run_id IS NULL AND c.segment <> c.old_segment
             """,
             p,
         )
-        run.moved_count = cur.rowcount
-        cur.execute(
+        self._exec(
+            cur,
+            "history_open",
             f"""
             INSERT INTO {t["hist"]} (customer_id, channel_id, segment, from_run_id)
-            SELECT customer_id, %(channel)s, segment, %(run)s FROM rfm_scored
+            SELECT customer_id, %(channel)s, segment, %(run)s FROM rfm_changed
              WHERE segment <> old_segment
             """,
             p,
         )
-        cur.execute(
+        self._exec(
+            cur,
+            "update",
             f"""
-            UPDATE {t["rfm"]} r SET r_score = s.r, f_score = s.f, m_score = s.m,
-                   segment = s.segment, changed_run_id = %(run)s
-              FROM rfm_scored s WHERE r.id = s.id
+            UPDATE {t["rfm"]} o SET
+                   last_paid_at = c.last_paid_at, frequency = c.frequency,
+                   monetary = c.monetary, customer_order_count = c.customer_order_count,
+                   channel_slug = c.channel_slug, currency = c.currency,
+                   r_score = c.r, f_score = c.f, m_score = c.m, segment = c.segment,
+                   changed_run_id = CASE WHEN c.scores_changed THEN %(run)s
+                                         ELSE o.changed_run_id END
+              FROM rfm_changed c WHERE o.id = c.rfm_id
+            """,
+            p,
+        )
+        self._exec(
+            cur,
+            "insert",
+            f"""
+            INSERT INTO {t["rfm"]} (customer_id, channel_id, channel_slug, currency,
+                   last_paid_at, frequency, monetary, r_score, f_score, m_score, segment,
+                   customer_order_count, changed_run_id)
+            SELECT customer_id, %(channel)s, channel_slug, currency, last_paid_at, frequency,
+                   monetary, r, f, m, segment, customer_order_count, %(run)s
+              FROM rfm_changed WHERE rfm_id IS NULL
             """,
             p,
         )
@@ -693,21 +744,22 @@ class _SqlEngine:
         semantics: values merge into the object's row; a row changes (and becomes pending
         again) only if the merged values differ or were never sent."""
         t = self.t
-        cur.execute(
+        self._exec(
+            cur,
+            "write_back",
             f"""
             INSERT INTO {t["wb"]} AS w
                    (object_id, items, version, pending, attempts, last_error, updated_at)
-            SELECT c.saleor_user_id,
+            SELECT cu.saleor_user_id,
                    jsonb_build_object(
-                       %(segment_key)s || coalesce(nullif(r.channel_slug, ''), r.channel_id),
-                       r.segment,
-                       %(scores_key)s || coalesce(nullif(r.channel_slug, ''), r.channel_id),
-                       'R' || r.r_score || 'F' || r.f_score || 'M' || r.m_score),
+                       %(segment_key)s || coalesce(nullif(c.channel_slug, ''), %(channel)s),
+                       c.segment,
+                       %(scores_key)s || coalesce(nullif(c.channel_slug, ''), %(channel)s),
+                       'R' || c.r || 'F' || c.f || 'M' || c.m),
                    1, true, 0, '', now()
-              FROM rfm_scored s
-              JOIN {t["rfm"]} r ON r.id = s.id
-              JOIN {t["customer"]} c ON c.id = r.customer_id
-             WHERE c.saleor_user_id IS NOT NULL AND c.erased_at IS NULL
+              FROM rfm_changed c
+              JOIN {t["customer"]} cu ON cu.id = c.customer_id
+             WHERE c.scores_changed AND cu.saleor_user_id IS NOT NULL AND cu.erased_at IS NULL
             ON CONFLICT (object_id) DO UPDATE SET
                    items = w.items || EXCLUDED.items, version = w.version + 1, pending = true,
                    attempts = 0, last_error = '', updated_at = now()
