@@ -26,59 +26,60 @@ def _victim_order_id() -> str:
 # name -> (document, path to the guarded value, permissions that let staff in)
 CASES: dict[str, tuple[Callable[[Any], str], list[str], list[str]]] = {
     "customer(id: CrmCustomer)": (
-        lambda c: '{ customer(id: "%s") { email } }' % to_global_id("CrmCustomer", c.pk),
+        lambda c: '{{ customer(id: "{}") {{ email }} }}'.format(to_global_id("CrmCustomer", c.pk)),
         ["customer"],
         ["MANAGE_USERS"],
     ),
     "customer(id: User)": (
-        lambda c: '{ customer(id: "%s") { email } }' % c.saleor_user_id,
+        lambda c: f'{{ customer(id: "{c.saleor_user_id}") {{ email }} }}',
         ["customer"],
         ["MANAGE_USERS"],
     ),
     "customer(email)": (
-        lambda c: '{ customer(email: "%s") { email } }' % c.email,
+        lambda c: f'{{ customer(email: "{c.email}") {{ email }} }}',
         ["customer"],
         ["MANAGE_USERS"],
     ),
     "CrmCustomer.orders": (
-        lambda c: '{ customer(id: "%s") { orders(first: 1) { totalCount } } }' % c.saleor_user_id,
+        lambda c: (
+            f'{{ customer(id: "{c.saleor_user_id}") {{ orders(first: 1) {{ totalCount }} }} }}'
+        ),
         ["customer"],  # the customer itself is already refused without MANAGE_USERS
         ["MANAGE_USERS", "MANAGE_ORDERS"],
     ),
     "_entities User.crm": (
         lambda c: (
-            '{ _entities(representations: [{__typename: "User", id: "%s"}]) '
-            "{ ... on User { crm { email } } } }" % c.saleor_user_id
+            f'{{ _entities(representations: [{{__typename: "User", id: "{c.saleor_user_id}"}}]) '
+            "{ ... on User { crm { email } } } }"
         ),
         ["_entities", 0, "crm"],
         ["MANAGE_USERS"],
     ),
     "_entities Order.crm": (
         lambda c: (
-            '{ _entities(representations: [{__typename: "Order", id: "%s"}]) '
-            "{ ... on Order { crm { number } } } }" % _victim_order_id()
+            f'{{ _entities(representations: [{{__typename: "Order", id: "{_victim_order_id()}"}}]) '
+            "{ ... on Order { crm { number } } } }"
         ),
         ["_entities", 0, "crm"],
         ["MANAGE_ORDERS"],
     ),
     "_entities Order.crm.customer": (
         lambda c: (
-            '{ _entities(representations: [{__typename: "Order", id: "%s"}]) '
-            "{ ... on Order { crm { customer { email } } } } }" % _victim_order_id()
+            f'{{ _entities(representations: [{{__typename: "Order", id: "{_victim_order_id()}"}}]) '
+            "{ ... on Order { crm { customer { email } } } } }"
         ),
         ["_entities", 0, "crm"],
         ["MANAGE_ORDERS", "MANAGE_USERS"],
     ),
     "crmProduct.stats": (
-        lambda c: '{ crmProduct(id: "%s") { stats { unitsSold } } }' % PRODUCT_ID,
+        lambda c: f'{{ crmProduct(id: "{PRODUCT_ID}") {{ stats {{ unitsSold }} }} }}',
         ["crmProduct", "stats"],
         ["MANAGE_PRODUCTS"],
     ),
     "_entities Product.crm.stats": (
         lambda c: (
-            '{ _entities(representations: [{__typename: "Product", id: "%s", '
+            f'{{ _entities(representations: [{{__typename: "Product", id: "{PRODUCT_ID}", '
             'channel: "default-channel"}]) { ... on Product { crm { stats { unitsSold } } } } }'
-            % PRODUCT_ID
         ),
         ["_entities", 0, "crm", "stats"],
         ["MANAGE_PRODUCTS"],
@@ -139,7 +140,7 @@ def test_expired_token_is_refused(saleor, mint, gql, victim, case):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_staff_with_the_permission_is_let_in(saleor, mint, gql, victim, case):
     document, path, permissions = CASES[case]
-    status, body = gql(document(victim), token=mint.thirdparty(user_gid(900), permissions))
+    _status, body = gql(document(victim), token=mint.thirdparty(user_gid(900), permissions))
     assert "errors" not in body, body
     assert _dig(body["data"], path) is not None
 
@@ -149,7 +150,7 @@ def test_staff_without_the_permission_is_refused(saleor, mint, gql, victim, case
     document, path, permissions = CASES[case]
     others = ["MANAGE_USERS", "MANAGE_ORDERS", "MANAGE_PRODUCTS", "MANAGE_GIFT_CARD"]
     granted = [p for p in others if p not in permissions]
-    status, body = gql(document(victim), token=mint.thirdparty(user_gid(900), granted))
+    _status, body = gql(document(victim), token=mint.thirdparty(user_gid(900), granted))
     assert _dig(body["data"], path) is None
     assert "PermissionDenied" in error_codes(body)
 
@@ -157,7 +158,7 @@ def test_staff_without_the_permission_is_refused(saleor, mint, gql, victim, case
 @pytest.mark.parametrize("case", sorted(OWNER_READABLE))
 def test_the_customer_reads_their_own_data(saleor, mint, gql, victim, case):
     document, path, _ = CASES[case]
-    status, body = gql(document(victim), token=mint(user_gid(VICTIM)))
+    _status, body = gql(document(victim), token=mint(user_gid(VICTIM)))
     assert "errors" not in body, body
     assert _dig(body["data"], path) is not None
 
@@ -177,6 +178,6 @@ def test_me_anonymous_and_expired(saleor, mint, gql, victim):
 
 def test_missing_customer_looks_like_a_foreign_one(saleor, mint, gql, victim):
     # Probing ids must not reveal which customers exist.
-    missing = '{ customer(id: "%s") { email } }' % to_global_id("CrmCustomer", 999999)
+    missing = '{{ customer(id: "{}") {{ email }} }}'.format(to_global_id("CrmCustomer", 999999))
     _, body = gql(missing, token=mint(user_gid(ATTACKER)))
     assert error_codes(body) == ["PermissionDenied"]

@@ -223,7 +223,8 @@ def test_complexity_uses_variables_and_fragments():
     from graphql import parse
 
     document = parse(
-        "query($n: Int) { me { orders(first: $n) { ...O } } } fragment O on CrmOrderCountableConnection { totalCount }"
+        "query($n: Int) { me { orders(first: $n) { ...O } } } "
+        "fragment O on CrmOrderCountableConnection { totalCount }"
     )
     assert measure(document, {"n": 50}) == (3, 2 + 50)
 
@@ -336,3 +337,38 @@ def test_plugin_route_refuses_expired_tokens(saleor, mint, rf):
     response = handle_plugin_request(request, "/graphql/", None)
     assert response.status_code == 401
     assert error_codes(json.loads(response.content)) == ["ExpiredSignatureError"]
+
+
+@pytest.fixture
+def plugin_module():
+    import importlib
+
+    from tests.plugin import saleor_stub
+
+    saleor_stub.install()
+    try:
+        yield importlib.import_module("saleor_crm_plugin.plugin")
+    finally:
+        saleor_stub.uninstall()
+
+
+def test_saleor_plugin_webhook_serves_graphql(plugin_module, saleor, mint, rf):
+    make_customer(1)
+    plugin = plugin_module.CRMPlugin(configuration=[], active=True)
+    request = rf.post(
+        "/plugins/global/saleor-crm-plugin/graphql/",
+        data=json.dumps({"query": "{ me { email } }"}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {mint(user_gid(1))}"},
+    )
+    response = plugin.webhook(request, "/graphql/", None)
+    assert json.loads(response.content) == {"data": {"me": {"email": "customer1@example.com"}}}
+
+
+def test_entity_batches_count_each_representation():
+    from graphql import parse
+
+    document = parse(
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on User { crm { email } } } }"
+    )
+    assert measure(document, {"r": [{}] * 40}) == (3, 1 + 40 * 2)
