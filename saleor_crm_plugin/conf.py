@@ -168,9 +168,9 @@ class CRMSettings:
 
     @property
     def RFM_WORK_MEM(self) -> str:
-        """PostgreSQL ``work_mem`` for the recompute transaction only (its aggregate over all
-        orders and its sorts run in memory); empty = the server's setting."""
-        return str(self._get("RFM_WORK_MEM", "256MB"))
+        """PostgreSQL ``work_mem`` for the recompute transaction only (e.g. "256MB" keeps its
+        aggregate over all orders and its sorts in memory); empty = the server's setting."""
+        return str(self._get("RFM_WORK_MEM", ""))
 
     @property
     def RFM_WRITEBACK(self) -> bool:

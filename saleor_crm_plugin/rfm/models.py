@@ -56,7 +56,11 @@ class RfmRun(models.Model):
 class CustomerRfm(models.Model):
     """The customer's current raw metrics and scores in one channel."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="rfm")
+    # db_constraint=False: a full run inserts up to a row per customer, and a per-row FK
+    # trigger roughly doubles that cost; deletes still cascade (Django's collector does it).
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="rfm", db_constraint=False
+    )
     channel_id = models.CharField(max_length=255)
     channel_slug = models.CharField(max_length=255, blank=True, default="")
     currency = models.CharField(max_length=3, blank=True, default="")
@@ -99,12 +103,22 @@ class RfmSegmentHistory(models.Model):
     (``to_run``, exclusive; None = still current). One row per change, not per run, so a
     nightly run over a million customers adds rows only for those who moved."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="rfm_history")
+    # No database FK constraints (see CustomerRfm.customer); Django still cascades deletes.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="rfm_history", db_constraint=False
+    )
     channel_id = models.CharField(max_length=255)
     segment = models.CharField(max_length=64)
-    from_run = models.ForeignKey(RfmRun, on_delete=models.CASCADE, related_name="+")
+    from_run = models.ForeignKey(
+        RfmRun, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     to_run = models.ForeignKey(
-        RfmRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        RfmRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
 
     class Meta:

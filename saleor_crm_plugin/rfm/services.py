@@ -262,8 +262,14 @@ def _channel_labels(channel_id: str) -> tuple[str, str]:
         .order_by("channel_id")
         .first()
     )
-    if row is None:
-        return "", ""
+    if row is None:  # stats not built (yet): any order of the channel names it
+        order = (
+            Order.objects.filter(channel_id=channel_id)
+            .values("channel_slug", "currency")
+            .order_by()
+            .first()
+        )
+        return (order["channel_slug"], order["currency"]) if order else ("", "")
     return row["slug"] or "", row["currency"] or ""
 
 
@@ -340,8 +346,6 @@ class _PythonEngine:
                 last_paid_at=Max("paid_at"),
                 frequency=Count("pk", filter=in_window),
                 monetary=Sum("total_charged", filter=in_window),
-                slug=Max("channel_slug"),
-                currency_code=Max("currency"),
                 order_count=Max("customer__order_count"),
             )
         }
@@ -362,8 +366,8 @@ class _PythonEngine:
         creates, updates = [], []
         for customer_id, m in metrics.items():
             values = {
-                "channel_slug": m["slug"] or "",
-                "currency": m["currency_code"] or "",
+                "channel_slug": run.channel_slug,
+                "currency": run.currency,
                 "last_paid_at": m["last_paid_at"],
                 "frequency": m["frequency"],
                 "monetary": Decimal(m["monetary"] or 0).quantize(Decimal("0.001")),
@@ -491,6 +495,8 @@ class _SqlEngine:
         prev = self.ctx.previous
         return {
             "channel": run.channel_id,
+            "slug": run.channel_slug,
+            "currency": run.currency,
             "as_of": run.as_of,
             "window_start": self.ctx.window_start,
             "run": run.pk,
@@ -515,8 +521,8 @@ class _SqlEngine:
                    coalesce(sum(o.total_charged) FILTER (
                        WHERE %(window_start)s::timestamptz IS NULL
                           OR o.paid_at > %(window_start)s), 0)::numeric(20, 3) AS monetary,
-                   max(o.channel_slug) AS channel_slug,
-                   max(o.currency) AS currency,
+                   %(slug)s::varchar AS channel_slug,
+                   %(currency)s::varchar AS currency,
                    max(c.order_count) AS customer_order_count
               FROM {t["order"]} o
               JOIN {t["customer"]} c ON c.id = o.customer_id AND c.erased_at IS NULL
