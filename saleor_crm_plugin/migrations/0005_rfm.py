@@ -90,4 +90,19 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(condition=models.Q(('to_run__isnull', True)), fields=('customer', 'channel_id'), name='crm_rfmhist_one_open_uniq')],
             },
         ),
+        # Incremental runs find the orders changed or paid since the previous run by range
+        # scans instead of reading every order. Raw SQL because the Order model belongs to the
+        # customers domain; the indexes are RFM's concern.
+        migrations.RunSQL(
+            sql=[
+                "CREATE INDEX crm_order_rfm_projected_idx "
+                "ON saleor_crm_plugin_order (channel_id, projected_at)",
+                "CREATE INDEX crm_order_rfm_paid_idx "
+                "ON saleor_crm_plugin_order (channel_id, paid_at)",
+            ],
+            reverse_sql=[
+                "DROP INDEX crm_order_rfm_projected_idx",
+                "DROP INDEX crm_order_rfm_paid_idx",
+            ],
+        ),
     ]

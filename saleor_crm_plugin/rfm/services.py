@@ -554,18 +554,21 @@ class _SqlEngine:
                      WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
                        AND projected_at >= %(since)s
                     UNION
+                    SELECT customer_id FROM {t["order"]}
+                     WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
+                       AND paid_at > %(prev_as_of)s AND paid_at <= %(as_of)s
+                    UNION
+                    SELECT customer_id FROM {t["order"]}
+                     WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
+                       AND paid_at > %(prev_window_start)s::timestamptz
+                       AND paid_at <= %(window_start)s::timestamptz
+                    UNION
                     SELECT id FROM {t["customer"]} WHERE updated_at >= %(since)s
                     UNION
                     SELECT r.customer_id FROM {t["rfm"]} r
                       JOIN {t["customer"]} c ON c.id = r.customer_id
                      WHERE r.channel_id = %(channel)s
                        AND (c.order_count <> r.customer_order_count OR c.erased_at IS NOT NULL)
-                    UNION
-                    SELECT customer_id FROM {t["order"]}
-                     WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
-                       AND ((paid_at > %(prev_as_of)s AND paid_at <= %(as_of)s)
-                         OR (paid_at > %(prev_window_start)s::timestamptz
-                             AND paid_at <= %(window_start)s::timestamptz))
                     """,
                     p,
                 )
@@ -592,6 +595,7 @@ class _SqlEngine:
                     """,
                     p,
                 )
+            cur.execute("ANALYZE rfm_new")  # a temp table has no statistics until asked
             ctx.timings["metrics"] = time.perf_counter() - t0
 
             t1 = time.perf_counter()
