@@ -340,7 +340,7 @@ def add_new_orders(n: int, as_of: datetime) -> None:
     t = tables()
     with connection.cursor() as cur:
         cur.execute(f"DELETE FROM {t['order']} WHERE saleor_order_id LIKE 'new:%%'")
-        cur.execute(f"SELECT max(id) FROM {t['customer']}")
+        cur.execute(f"SELECT max(id) FROM {t['customer']} WHERE saleor_user_id LIKE 'VXNlcjo%%'")
         top = cur.fetchone()[0]
         cur.execute(
             f"""

@@ -543,7 +543,7 @@ class _SqlEngine:
                 # One big aggregate and three sorts: let them run in memory, for this
                 # transaction only.
                 cur.execute("SELECT set_config('work_mem', %s, true)", [crm_settings.RFM_WORK_MEM])
-            cur.execute("DROP TABLE IF EXISTS rfm_dirty, rfm_cuts, rfm_changed")
+            cur.execute("DROP TABLE IF EXISTS rfm_dirty, rfm_new, rfm_cuts, rfm_changed")
             t0 = time.perf_counter()
             if incremental:
                 self._dirty(cur, p)
@@ -590,31 +590,42 @@ class _SqlEngine:
         cur.execute("ANALYZE rfm_dirty")
 
     def _compute(self, cur: Any, p: dict[str, Any], incremental: bool) -> None:
-        """One statement, like a hand-written one: aggregate (or, incrementally, aggregate the
-        dirty customers and keep the others' stored metrics), cut points, scores, segment;
-        keep only the rows that differ from what is stored, and drop customers who left."""
+        """Two statements: the aggregate into ``rfm_new`` (incrementally: the dirty customers,
+        plus the others' stored metrics), then cut points, scores and segments in one go,
+        keeping in ``rfm_changed`` only rows that differ from what is stored and dropping
+        customers who left."""
         t, run = self.t, self.run
         cells = sorted(self.ctx.segment_map.cells.items())
         values = ", ".join(f"({r}, {f}, %(cell_{r}_{f})s)" for (r, f), _ in cells)
         p = {**p, **{f"cell_{r}_{f}": slug for (r, f), slug in cells}}
+        # The aggregate gets its own statement: CREATE TABLE AS may use parallel workers,
+        # a statement that writes through CTEs may not.
+        fresh = self._exec(
+            cur,
+            "aggregate",
+            "CREATE TEMP TABLE rfm_new ON COMMIT DROP AS " + self._aggregate_sql(incremental),
+            p,
+        )
         if incremental:
-            population = f"""
-            fresh AS MATERIALIZED ({self._aggregate_sql(True)}),
-            agg AS MATERIALIZED (
-                SELECT * FROM fresh
-                UNION ALL
-                SELECT r.customer_id, r.last_paid_at, r.frequency::bigint, r.monetary,
-                       r.channel_slug, r.currency, r.customer_order_count::bigint
+            self._exec(
+                cur,
+                "keep",
+                f"""
+                INSERT INTO rfm_new
+                SELECT r.customer_id, r.last_paid_at, r.frequency, r.monetary, r.channel_slug,
+                       r.currency, r.customer_order_count
                   FROM {t["rfm"]} r
                  WHERE r.channel_id = %(channel)s
                    AND NOT EXISTS (SELECT 1 FROM rfm_dirty d
-                                    WHERE d.customer_id = r.customer_id)),"""
-            fresh_count = "(SELECT count(*) FROM fresh)"
-            scope = "AND o.customer_id IN (SELECT customer_id FROM rfm_dirty)"
-        else:
-            population = f"agg AS MATERIALIZED ({self._aggregate_sql(False)}),"
-            fresh_count = "count(*)"
-            scope = ""
+                                    WHERE d.customer_id = r.customer_id)
+                """,
+                p,
+            )
+        cur.execute("ANALYZE rfm_new")  # a temp table has no statistics until asked
+        population = "agg AS NOT MATERIALIZED (SELECT * FROM rfm_new),"
+        fresh_count = "%(fresh)s::bigint"
+        p["fresh"] = fresh
+        scope = "AND o.customer_id IN (SELECT customer_id FROM rfm_dirty)" if incremental else ""
         days = "EXTRACT(DAY FROM (%(as_of)s::timestamptz - a.last_paid_at))::int"
         fractions = "ARRAY[0.2, 0.4, 0.6, 0.8]::float8[]"
         cur.execute(
@@ -634,7 +645,7 @@ class _SqlEngine:
         )
         self._exec(
             cur,
-            "compute",
+            "score",
             f"""
             WITH {population}
             q AS MATERIALIZED (
