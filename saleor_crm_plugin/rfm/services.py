@@ -468,10 +468,9 @@ _METRIC_FIELDS = (
 class _SqlEngine:
     """The same algorithm as ``_PythonEngine``, set-wise in PostgreSQL.
 
-    One statement computes every customer's metrics for this run (a full run aggregates all
-    orders; an incremental one aggregates the dirty customers and reuses the others' stored
-    metrics), the cut points and the scores, and keeps in ``rfm_changed`` only the rows that
-    differ from what is stored. Only those are written."""
+    ``rfm_new`` holds every customer's metrics for this run (a full run aggregates all orders;
+    an incremental one aggregates the dirty customers and copies the rest), ``rfm_changed`` the
+    rows that differ from what is stored, scored. Only those are written."""
 
     def __init__(self, ctx: _RunContext) -> None:
         self.ctx = ctx
@@ -535,7 +534,7 @@ class _SqlEngine:
         """
 
     def execute(self, *, write_back: bool) -> None:
-        ctx, run = self.ctx, self.run
+        ctx, run, t = self.ctx, self.run, self.t
         p = self._params()
         incremental = ctx.previous is not None
         with connection.cursor() as cur:
@@ -543,166 +542,157 @@ class _SqlEngine:
                 # One big aggregate and three sorts: let them run in memory, for this
                 # transaction only.
                 cur.execute("SELECT set_config('work_mem', %s, true)", [crm_settings.RFM_WORK_MEM])
-            cur.execute("DROP TABLE IF EXISTS rfm_dirty, rfm_new, rfm_cuts, rfm_changed")
+            cur.execute("DROP TABLE IF EXISTS rfm_dirty, rfm_new, rfm_changed")
             t0 = time.perf_counter()
             if incremental:
-                self._dirty(cur, p)
-            self._compute(cur, p, incremental)
+                self._exec(
+                    cur,
+                    "dirty",
+                    f"""
+                    CREATE TEMP TABLE rfm_dirty ON COMMIT DROP AS
+                    SELECT customer_id FROM {t["order"]}
+                     WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
+                       AND projected_at >= %(since)s
+                    UNION
+                    SELECT customer_id FROM {t["order"]}
+                     WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
+                       AND paid_at > %(prev_as_of)s AND paid_at <= %(as_of)s
+                    UNION
+                    SELECT customer_id FROM {t["order"]}
+                     WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
+                       AND paid_at > %(prev_window_start)s::timestamptz
+                       AND paid_at <= %(window_start)s::timestamptz
+                    UNION
+                    SELECT id FROM {t["customer"]} WHERE updated_at >= %(since)s
+                    UNION
+                    SELECT r.customer_id FROM {t["rfm"]} r
+                      JOIN {t["customer"]} c ON c.id = r.customer_id
+                     WHERE r.channel_id = %(channel)s
+                       AND (c.order_count <> r.customer_order_count OR c.erased_at IS NOT NULL)
+                    """,
+                    p,
+                )
+                cur.execute("CREATE INDEX ON rfm_dirty (customer_id)")
+                cur.execute("ANALYZE rfm_dirty")
+            run.recomputed_count = self._exec(
+                cur,
+                "aggregate",
+                "CREATE TEMP TABLE rfm_new ON COMMIT DROP AS " + self._aggregate_sql(incremental),
+                p,
+            )
+            if incremental:
+                self._exec(
+                    cur,
+                    "keep",
+                    f"""
+                    INSERT INTO rfm_new
+                    SELECT r.customer_id, r.last_paid_at, r.frequency, r.monetary,
+                           r.channel_slug, r.currency, r.customer_order_count
+                      FROM {t["rfm"]} r
+                     WHERE r.channel_id = %(channel)s
+                       AND NOT EXISTS (SELECT 1 FROM rfm_dirty d
+                                        WHERE d.customer_id = r.customer_id)
+                    """,
+                    p,
+                )
+            cur.execute("ANALYZE rfm_new")  # a temp table has no statistics until asked
             ctx.timings["metrics"] = time.perf_counter() - t0
+
             t1 = time.perf_counter()
-            self._apply(cur, p)
+            days = "EXTRACT(DAY FROM (%(as_of)s::timestamptz - n.last_paid_at))::int"
+            self._exec(
+                cur,
+                "cut_points",
+                f"""
+                SELECT percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]::float8[])
+                           WITHIN GROUP (ORDER BY {days}),
+                       percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]::float8[])
+                           WITHIN GROUP (ORDER BY n.frequency),
+                       percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]::float8[])
+                           WITHIN GROUP (ORDER BY n.monetary),
+                       count(*)
+                  FROM rfm_new n
+                """,
+                p,
+            )
+            r_cuts, f_cuts, m_cuts, count = cur.fetchone()
+            run.recency_cuts = list(r_cuts or [])
+            run.frequency_cuts = list(f_cuts or [])
+            run.monetary_cuts = [str(c) for c in (m_cuts or [])]
+            run.customer_count = count
+            self._apply(cur, p, list(r_cuts or []), list(f_cuts or []), list(m_cuts or []), days)
             ctx.timings["score"] = time.perf_counter() - t1
+
             t2 = time.perf_counter()
             if write_back and run.changed_count:
                 self._write_back(cur, p)
             ctx.timings["write_back"] = time.perf_counter() - t2
 
-    def _dirty(self, cur: Any, p: dict[str, Any]) -> None:
-        t = self.t
+    def _apply(
+        self,
+        cur: Any,
+        p: dict[str, Any],
+        r_cuts: list[int],
+        f_cuts: list[int],
+        m_cuts: list[Decimal],
+        days: str,
+    ) -> None:
+        t, run = self.t, self.run
+        incremental = self.ctx.previous is not None
+        scope = "AND o.customer_id IN (SELECT customer_id FROM rfm_dirty)" if incremental else ""
         self._exec(
             cur,
-            "dirty",
+            "delete_gone",
             f"""
-            CREATE TEMP TABLE rfm_dirty ON COMMIT DROP AS
-            SELECT customer_id FROM {t["order"]}
-             WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
-               AND projected_at >= %(since)s
-            UNION
-            SELECT customer_id FROM {t["order"]}
-             WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
-               AND paid_at > %(prev_as_of)s AND paid_at <= %(as_of)s
-            UNION
-            SELECT customer_id FROM {t["order"]}
-             WHERE channel_id = %(channel)s AND customer_id IS NOT NULL
-               AND paid_at > %(prev_window_start)s::timestamptz
-               AND paid_at <= %(window_start)s::timestamptz
-            UNION
-            SELECT id FROM {t["customer"]} WHERE updated_at >= %(since)s
-            UNION
-            SELECT r.customer_id FROM {t["rfm"]} r
-              JOIN {t["customer"]} c ON c.id = r.customer_id
-             WHERE r.channel_id = %(channel)s
-               AND (c.order_count <> r.customer_order_count OR c.erased_at IS NOT NULL)
+            WITH gone AS (
+                DELETE FROM {t["rfm"]} o
+                 WHERE o.channel_id = %(channel)s {scope}
+                   AND NOT EXISTS (SELECT 1 FROM rfm_new n WHERE n.customer_id = o.customer_id)
+                RETURNING o.customer_id)
+            UPDATE {t["hist"]} h SET to_run_id = %(run)s
+              FROM gone WHERE h.customer_id = gone.customer_id
+               AND h.channel_id = %(channel)s AND h.to_run_id IS NULL
             """,
             p,
         )
-        cur.execute("CREATE INDEX ON rfm_dirty (customer_id)")
-        cur.execute("ANALYZE rfm_dirty")
-
-    def _compute(self, cur: Any, p: dict[str, Any], incremental: bool) -> None:
-        """Two statements: the aggregate into ``rfm_new`` (incrementally: the dirty customers,
-        plus the others' stored metrics), then cut points, scores and segments in one go,
-        keeping in ``rfm_changed`` only rows that differ from what is stored and dropping
-        customers who left."""
-        t, run = self.t, self.run
+        if not r_cuts:
+            return
         cells = sorted(self.ctx.segment_map.cells.items())
         values = ", ".join(f"({r}, {f}, %(cell_{r}_{f})s)" for (r, f), _ in cells)
-        p = {**p, **{f"cell_{r}_{f}": slug for (r, f), slug in cells}}
-        # The aggregate gets its own statement: CREATE TABLE AS may use parallel workers,
-        # a statement that writes through CTEs may not.
-        fresh = self._exec(
-            cur,
-            "aggregate",
-            "CREATE TEMP TABLE rfm_new ON COMMIT DROP AS " + self._aggregate_sql(incremental),
-            p,
-        )
-        if incremental:
-            self._exec(
-                cur,
-                "keep",
-                f"""
-                INSERT INTO rfm_new
-                SELECT r.customer_id, r.last_paid_at, r.frequency, r.monetary, r.channel_slug,
-                       r.currency, r.customer_order_count
-                  FROM {t["rfm"]} r
-                 WHERE r.channel_id = %(channel)s
-                   AND NOT EXISTS (SELECT 1 FROM rfm_dirty d
-                                    WHERE d.customer_id = r.customer_id)
-                """,
-                p,
-            )
-        cur.execute("ANALYZE rfm_new")  # a temp table has no statistics until asked
-        population = "agg AS NOT MATERIALIZED (SELECT * FROM rfm_new),"
-        fresh_count = "%(fresh)s::bigint"
-        p["fresh"] = fresh
-        scope = "AND o.customer_id IN (SELECT customer_id FROM rfm_dirty)" if incremental else ""
-        days = "EXTRACT(DAY FROM (%(as_of)s::timestamptz - a.last_paid_at))::int"
-        fractions = "ARRAY[0.2, 0.4, 0.6, 0.8]::float8[]"
-        cur.execute(
-            """
-            CREATE TEMP TABLE rfm_cuts (rc int[], fc bigint[], mc numeric[], n bigint,
-                                        fresh bigint) ON COMMIT DROP
-            """
-        )
-        cur.execute(
-            """
-            CREATE TEMP TABLE rfm_changed (
-                customer_id bigint, last_paid_at timestamptz, frequency bigint,
-                monetary numeric(20, 3), channel_slug varchar, currency varchar,
-                customer_order_count bigint, r int, f int, m int, segment varchar,
-                rfm_id bigint, old_segment varchar, scores_changed boolean) ON COMMIT DROP
-            """
-        )
+        p = {
+            **p,
+            **{f"cell_{r}_{f}": slug for (r, f), slug in cells},
+            **{f"rc{i}": c for i, c in enumerate(r_cuts)},
+            **{f"fc{i}": c for i, c in enumerate(f_cuts)},
+            **{f"mc{i}": c for i, c in enumerate(m_cuts)},
+        }
+        r_expr = "5 - (" + " + ".join(f"(x.d > %(rc{i})s)::int" for i in range(4)) + ")"
+        f_expr = "1 + " + " + ".join(f"(n.frequency > %(fc{i})s)::int" for i in range(4))
+        m_expr = "1 + " + " + ".join(f"(n.monetary > %(mc{i})s)::int" for i in range(4))
         self._exec(
             cur,
             "score",
             f"""
-            WITH {population}
-            q AS MATERIALIZED (
-                SELECT percentile_disc({fractions}) WITHIN GROUP (ORDER BY {days}) AS rc,
-                       percentile_disc({fractions}) WITHIN GROUP (ORDER BY a.frequency) AS fc,
-                       percentile_disc({fractions}) WITHIN GROUP (ORDER BY a.monetary) AS mc,
-                       count(*) AS n, {fresh_count} AS fresh
-                  FROM agg a),
-            saved AS (INSERT INTO rfm_cuts SELECT rc, fc, mc, n, fresh FROM q),
-            gone AS (
-                DELETE FROM {t["rfm"]} o
-                 WHERE o.channel_id = %(channel)s {scope}
-                   AND NOT EXISTS (SELECT 1 FROM agg WHERE agg.customer_id = o.customer_id)
-                RETURNING o.customer_id),
-            closed AS (
-                UPDATE {t["hist"]} h SET to_run_id = %(run)s
-                  FROM gone WHERE h.customer_id = gone.customer_id
-                   AND h.channel_id = %(channel)s AND h.to_run_id IS NULL),
-            scored AS (
-                SELECT a.*,
-                       5 - ((x.d > q.rc[1])::int + (x.d > q.rc[2])::int + (x.d > q.rc[3])::int
-                            + (x.d > q.rc[4])::int) AS r,
-                       1 + (a.frequency > q.fc[1])::int + (a.frequency > q.fc[2])::int
-                         + (a.frequency > q.fc[3])::int + (a.frequency > q.fc[4])::int AS f,
-                       1 + (a.monetary > q.mc[1])::int + (a.monetary > q.mc[2])::int
-                         + (a.monetary > q.mc[3])::int + (a.monetary > q.mc[4])::int AS m
-                  FROM agg a CROSS JOIN q CROSS JOIN LATERAL (SELECT {days} AS d) x)
-            INSERT INTO rfm_changed
-            SELECT s.customer_id, s.last_paid_at, s.frequency, s.monetary, s.channel_slug,
-                   s.currency, s.customer_order_count, s.r, s.f, s.m, map.slug, o.id,
-                   coalesce(o.segment, ''),
-                   o.id IS NULL OR (o.r_score, o.f_score, o.m_score, o.segment)
-                       IS DISTINCT FROM (s.r, s.f, s.m, map.slug)
-              FROM scored s
+            CREATE TEMP TABLE rfm_changed ON COMMIT DROP AS
+            SELECT n.*, s.r, s.f, s.m, map.slug AS segment, o.id AS rfm_id,
+                   coalesce(o.segment, '') AS old_segment,
+                   (o.id IS NULL OR (o.r_score, o.f_score, o.m_score, o.segment)
+                       IS DISTINCT FROM (s.r, s.f, s.m, map.slug)) AS scores_changed
+              FROM rfm_new n
+             CROSS JOIN LATERAL (SELECT {days} AS d) x
+             CROSS JOIN LATERAL (SELECT {r_expr} AS r, {f_expr} AS f, {m_expr} AS m) s
               JOIN (VALUES {values}) AS map(r, f, slug) ON map.r = s.r AND map.f = s.f
               LEFT JOIN {t["rfm"]} o
-                ON o.customer_id = s.customer_id AND o.channel_id = %(channel)s
+                ON o.customer_id = n.customer_id AND o.channel_id = %(channel)s
              WHERE o.id IS NULL
                 OR (o.last_paid_at, o.frequency, o.monetary, o.customer_order_count,
                     o.channel_slug, o.currency, o.r_score, o.f_score, o.m_score, o.segment)
                    IS DISTINCT FROM
-                   (s.last_paid_at, s.frequency, s.monetary, s.customer_order_count,
-                    s.channel_slug, s.currency, s.r, s.f, s.m, map.slug)
+                   (n.last_paid_at, n.frequency, n.monetary, n.customer_order_count,
+                    n.channel_slug, n.currency, s.r, s.f, s.m, map.slug)
             """,
             p,
         )
-        cur.execute("SELECT rc, fc, mc, n, fresh FROM rfm_cuts")
-        r_cuts, f_cuts, m_cuts, count, fresh = cur.fetchone()
-        run.recency_cuts = list(r_cuts or [])
-        run.frequency_cuts = list(f_cuts or [])
-        run.monetary_cuts = [str(c) for c in (m_cuts or [])]
-        run.customer_count = count
-        run.recomputed_count = fresh
-        cur.execute("ANALYZE rfm_changed")
-
-    def _apply(self, cur: Any, p: dict[str, Any]) -> None:
-        t, run = self.t, self.run
         cur.execute(
             """SELECT count(*) FILTER (WHERE scores_changed),
                       count(*) FILTER (WHERE rfm_id IS NOT NULL AND segment <> old_segment)
