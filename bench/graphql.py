@@ -440,12 +440,12 @@ closed-loop clients (no think time, keep-alive `http.client` connections) run on
 machine is shared; figures above ~2 include other processes' work).
 
 ```
-{table}
+{table.rstrip()}
 ```
 
 - SQL queries per request: **{query_count}**, whatever the number of orders and lines
-  (customer, channel stats, orders page, order count, lines; asserted in
-  `tests/graphql/test_customer_360.py`).
+  (customer, channel stats, orders page with its total count from a window function, lines;
+  asserted in `tests/graphql/test_customer_360.py`).
 - Target: p95 <= 15 ms at 20 concurrent clients. With closed-loop clients, latency is
   concurrency / throughput (Little's law): 20 clients at p95 15 ms would need ~1,300 req/s,
   i.e. under 1.5 ms of CPU per request for server *and* clients on 2 cores. The service time

@@ -19,6 +19,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "saleor_crm_plugin.prune_inbox",
         "schedule": crontab(hour="3", minute="17"),
     },
+    "crm-rfm-nightly": {
+        "task": "saleor_crm_plugin.rfm_nightly",
+        "schedule": crontab(hour="2", minute="41"),
+    },
 }
 
 

@@ -154,6 +154,29 @@ class CRMSettings:
             value = [v.strip() for v in value.split(",") if v.strip()]
         return list(value)
 
+    # -- RFM segments ------------------------------------------------------------------------
+    @property
+    def RFM_FREQUENCY_WINDOW_DAYS(self) -> int:
+        """Days of paid orders counted in frequency and monetary (0 = lifetime)."""
+        return int(self._get("RFM_FREQUENCY_WINDOW_DAYS", 365))
+
+    @property
+    def RFM_FULL_RECOMPUTE_DAYS(self) -> int:
+        """The nightly task runs incrementally, and a full recompute when the last full run
+        of the channel is older than this many days (0 = always full)."""
+        return int(self._get("RFM_FULL_RECOMPUTE_DAYS", 7))
+
+    @property
+    def RFM_WORK_MEM(self) -> str:
+        """PostgreSQL ``work_mem`` for the recompute transaction only (e.g. "256MB" keeps its
+        aggregate over all orders and its sorts in memory); empty = the server's setting."""
+        return str(self._get("RFM_WORK_MEM", ""))
+
+    @property
+    def RFM_WRITEBACK(self) -> bool:
+        """Mirror each customer's segment and scores into Saleor private metadata."""
+        return bool(self._get("RFM_WRITEBACK", True))
+
     # -- secrets ---------------------------------------------------------------------------
     @property
     def ENCRYPTION_KEY(self) -> bytes:

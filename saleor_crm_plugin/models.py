@@ -3,15 +3,20 @@
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.customers.models import Customer, CustomerChannelStats, Order, OrderLine
 from saleor_crm_plugin.events.models import BackfillProgress, InboxEvent
+from saleor_crm_plugin.rfm.models import CustomerRfm, RfmRun, RfmSegmentHistory, RfmSegmentMap
 from saleor_crm_plugin.writeback.models import MetadataWriteback
 
 __all__ = [
     "BackfillProgress",
     "Customer",
     "CustomerChannelStats",
+    "CustomerRfm",
     "InboxEvent",
     "MetadataWriteback",
     "Order",
     "OrderLine",
+    "RfmRun",
+    "RfmSegmentHistory",
+    "RfmSegmentMap",
     "SaleorInstance",
 ]

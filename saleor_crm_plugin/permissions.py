@@ -34,3 +34,6 @@ class SaleorPermission(enum.StrEnum):
 CUSTOMER_READ = SaleorPermission.MANAGE_USERS
 ORDER_READ = SaleorPermission.MANAGE_ORDERS
 PRODUCT_STATS_READ = SaleorPermission.MANAGE_PRODUCTS
+# RFM: segments are customer data, so reading and managing them follows MANAGE_USERS.
+RFM_READ = SaleorPermission.MANAGE_USERS
+RFM_MANAGE = SaleorPermission.MANAGE_USERS

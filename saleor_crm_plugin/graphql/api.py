@@ -12,11 +12,15 @@ import graphene
 from saleor_crm_plugin.graphql.core.federation import build_federation_queries
 from saleor_crm_plugin.graphql.customers.schema import CustomerQueries
 from saleor_crm_plugin.graphql.customers.types import ENTITY_TYPES
+from saleor_crm_plugin.graphql.rfm.schema import RfmMutations, RfmQueries
 
 QUERIES: list[type] = [
     CustomerQueries,
+    RfmQueries,
 ]
-MUTATIONS: list[type] = []
+MUTATIONS: list[type] = [
+    RfmMutations,
+]
 
 
 class Query(*QUERIES, build_federation_queries(ENTITY_TYPES), graphene.ObjectType):

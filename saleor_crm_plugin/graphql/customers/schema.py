@@ -20,14 +20,18 @@ from saleor_crm_plugin.graphql.core.permissions import (
 from saleor_crm_plugin.graphql.customers.dataloaders import (
     CustomerByIdLoader,
     CustomerByUserIdLoader,
+    OrderByIdLoader,
+    OrderBySaleorIdLoader,
 )
 from saleor_crm_plugin.graphql.customers.filters import CrmCustomerFilterInput, filter_customers
 from saleor_crm_plugin.graphql.customers.sorters import CrmCustomerSortingInput, sort_customers
 from saleor_crm_plugin.graphql.customers.types import (
     CrmCustomer,
     CrmCustomerCountableConnection,
+    CrmOrder,
     CrmProduct,
     readable_customer,
+    readable_order,
 )
 from saleor_crm_plugin.permissions import CUSTOMER_READ
 
@@ -56,6 +60,14 @@ class CustomerQueries(graphene.ObjectType):
         description=(
             "Customers known to the CRM (erased ones excluded), e.g. the best customers of the "
             "store. Requires MANAGE_USERS."
+        ),
+    )
+    crm_order = graphene.Field(
+        CrmOrder,
+        id=graphene.ID(required=True, description="Saleor Order ID, or CrmOrder ID."),
+        description=(
+            "The CRM's view of an order (e.g. for the Dashboard's order page). Requires the "
+            "buyer's token or MANAGE_ORDERS."
         ),
     )
     crm_product = graphene.Field(
@@ -121,6 +133,17 @@ class CustomerQueries(graphene.ObjectType):
             connection_type=CrmCustomerCountableConnection,
             field_name="crmCustomers",
         )
+
+    @staticmethod
+    def resolve_crm_order(root: Any, info: Any, id: str) -> Promise | None:
+        type_name, pk = resolve_global_id(id, ("Order", "CrmOrder"))
+        if type_name == "Order":
+            loader = OrderBySaleorIdLoader(info.context).load(id)
+        elif pk.isdigit():
+            loader = OrderByIdLoader(info.context).load(int(pk))
+        else:
+            return readable_order(info, None)
+        return loader.then(lambda order: readable_order(info, order))
 
     @staticmethod
     def resolve_crm_product(root: Any, info: Any, id: str, channel: str | None = None) -> EntityRef:

@@ -1,0 +1,1 @@
+"""RFM segments: per-channel recency/frequency/monetary quintile scores and named segments."""
