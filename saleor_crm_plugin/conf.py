@@ -118,6 +118,22 @@ class CRMSettings:
     def WRITEBACK_MAX_ATTEMPTS(self) -> int:
         return int(self._get("WRITEBACK_MAX_ATTEMPTS", 8))
 
+    # -- loyalty ---------------------------------------------------------------------------
+    @property
+    def LOYALTY(self) -> dict[str, Any]:
+        """Program settings for every channel (keys in ``docs/loyalty.md``)."""
+        return dict(self._get("LOYALTY", {}))
+
+    @property
+    def LOYALTY_CHANNELS(self) -> dict[str, dict[str, Any]]:
+        """Per-channel overrides of ``CRM_LOYALTY``, keyed by channel slug or id."""
+        return dict(self._get("LOYALTY_CHANNELS", {}))
+
+    @property
+    def LOYALTY_CONFIRM_BATCH(self) -> int:
+        """Lots confirmed/expired per transaction by the beat tasks."""
+        return int(self._get("LOYALTY_CONFIRM_BATCH", 500))
+
     # -- secrets ---------------------------------------------------------------------------
     @property
     def ENCRYPTION_KEY(self) -> bytes:

@@ -3,6 +3,14 @@
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.customers.models import Customer, CustomerChannelStats, Order, OrderLine
 from saleor_crm_plugin.events.models import BackfillProgress, InboxEvent
+from saleor_crm_plugin.loyalty.models import (
+    LedgerEntry,
+    LotConsumption,
+    LoyaltyAccount,
+    PointLot,
+    Redemption,
+    TierChange,
+)
 from saleor_crm_plugin.writeback.models import MetadataWriteback
 
 __all__ = [
@@ -10,8 +18,14 @@ __all__ = [
     "Customer",
     "CustomerChannelStats",
     "InboxEvent",
+    "LedgerEntry",
+    "LotConsumption",
+    "LoyaltyAccount",
     "MetadataWriteback",
     "Order",
     "OrderLine",
+    "PointLot",
+    "Redemption",
     "SaleorInstance",
+    "TierChange",
 ]

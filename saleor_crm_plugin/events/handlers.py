@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 from saleor_crm_plugin.customers import projection
 from saleor_crm_plugin.events.types import CrmEvent
+from saleor_crm_plugin.loyalty import services as loyalty
 
 Handler = Callable[[CrmEvent], object]
 
 
 def _handlers() -> tuple[Handler, ...]:
-    return (projection.apply_event,)
+    return (projection.apply_event, loyalty.handle_event)
 
 
 def handle_event(event: CrmEvent) -> None:
