@@ -245,3 +245,11 @@ def test_parallel_redemptions_never_overdraw_the_balance(fake_saleor):
     assert sum(PointLot.objects.values_list("remaining", flat=True)) == 10
     assert Redemption.objects.filter(status=RedemptionStatus.COMPLETED).count() == 3
     assert services.audit() == []
+
+
+def test_gift_card_documents_are_registered_and_valid_against_saleor_schema():
+    from saleor_crm_plugin.core.saleor_api import DOCUMENTS
+    from tests.captures import validate_against_saleor
+
+    for name in ("CrmLoyaltyGiftCardCreate", "CrmLoyaltyGiftCardByTag"):
+        assert validate_against_saleor(DOCUMENTS[name]) == []
