@@ -21,7 +21,6 @@ from saleor_crm_plugin.loyalty.config import program_config
 from saleor_crm_plugin.loyalty.ledger import Posting
 from saleor_crm_plugin.loyalty.models import (
     EntryKind,
-    LotConsumption,
     LotStatus,
     LoyaltyAccount,
     PointLot,
@@ -91,7 +90,7 @@ def _expire_account(account_id: int, now: datetime) -> tuple[int, int]:
                 reason="Points expired",
                 data={"expires_at": lot.expires_at.isoformat() if lot.expires_at else None},
             )
-            LotConsumption.objects.create(entry=entry, lot=lot, points=lot.remaining)
+            work.consumed(entry, lot, lot.remaining)
             total += lot.remaining
             lot.remaining = 0
             lot.status = LotStatus.EXPIRED

@@ -1,16 +1,22 @@
 """Posting to the ledger. Everything here expects the account row to be locked
-(``lock_account``) by the caller's transaction: that lock serialises all changes of one
-account (earning, redemption, expiry), so in-memory arithmetic on it is safe and two
-redemptions can never both spend the same points."""
+(``lock_account`` or ``lock_accounts``) by the caller's transaction: that lock serialises all
+changes of one account (earning, redemption, expiry), so in-memory arithmetic on it is safe and
+two redemptions can never both spend the same points.
+
+A ``Posting`` is one unit of work on one account. It collects new lots, entries and lot
+consumptions in memory and writes them with ``flush`` in a constant number of queries, so the
+event handler costs a handful of queries per order and a replay of thousands of orders costs
+the same handful per chunk.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.loyalty.config import ProgramConfig
@@ -22,8 +28,36 @@ from saleor_crm_plugin.loyalty.models import (
     LotStatus,
     LoyaltyAccount,
     PointLot,
+    TierChange,
 )
 from saleor_crm_plugin.loyalty.rules import add_months
+
+LOT_FIELDS = (
+    "order_id",
+    "source_id",
+    "status",
+    "points",
+    "base_points",
+    "multiplier",
+    "reversed_points",
+    "remaining",
+    "revision",
+    "earned_at",
+    "confirm_after",
+    "confirmed_at",
+    "expires_at",
+    "warned_at",
+)
+ACCOUNT_FIELDS = (
+    "balance",
+    "pending",
+    "debt",
+    "lifetime_earned",
+    "lifetime_redeemed",
+    "tier",
+    "tier_since",
+    "last_activity_at",
+)
 
 
 def lock_account(
@@ -38,17 +72,8 @@ def lock_account(
             .first()
         )
         if account is not None:
-            changed = []
-            if channel_slug and account.channel_slug != channel_slug:
-                account.channel_slug = channel_slug
-                changed.append("channel_slug")
-            if currency and not account.currency:
-                account.currency = currency
-                changed.append("currency")
-            if changed:
-                LoyaltyAccount.objects.filter(pk=account.pk).update(
-                    **{name: getattr(account, name) for name in changed}
-                )
+            _fill_channel(account, channel_slug, currency)
+            account.customer = customer
             return account, False
         try:
             with transaction.atomic():
@@ -59,22 +84,82 @@ def lock_account(
                     currency=currency,
                 )
             account = LoyaltyAccount.objects.select_for_update().get(pk=account.pk)
+            account.customer = customer
             return account, True
         except IntegrityError:
             continue
     raise RuntimeError(f"Could not lock the loyalty account of {customer.pk} in {channel_id}")
 
 
+def _fill_channel(account: LoyaltyAccount, channel_slug: str, currency: str) -> None:
+    changed = {}
+    if channel_slug and account.channel_slug != channel_slug:
+        account.channel_slug = changed["channel_slug"] = channel_slug
+    if currency and not account.currency:
+        account.currency = changed["currency"] = currency
+    if changed:
+        LoyaltyAccount.objects.filter(pk=account.pk).update(**changed)
+
+
+def lock_accounts(
+    wanted: dict[tuple[int, str], tuple[tuple[int, str, str, str], bool]],
+) -> tuple[dict[tuple[int, str], LoyaltyAccount], set[tuple[int, str]]]:
+    """Lock the accounts ``{(customer_id, channel_id): ((customer_id, channel_id, slug,
+    currency), create)}`` that exist, create the missing ones marked ``create``; returns the
+    locked accounts by key and the keys that were created."""
+    if not wanted:
+        return {}, set()
+    customer_ids = {key[0] for key in wanted}
+    channel_ids = {key[1] for key in wanted}
+
+    def fetch() -> dict[tuple[int, str], LoyaltyAccount]:
+        rows = (
+            LoyaltyAccount.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .filter(customer_id__in=customer_ids, channel_id__in=channel_ids)
+            .order_by("pk")
+        )
+        return {
+            (a.customer_id, a.channel_id): a
+            for a in rows
+            if (a.customer_id, a.channel_id) in wanted
+        }
+
+    found = fetch()
+    missing = {key for key, (_, create) in wanted.items() if create and key not in found}
+    if missing:
+        LoyaltyAccount.objects.bulk_create(
+            [
+                LoyaltyAccount(
+                    customer_id=key[0],
+                    channel_id=key[1],
+                    channel_slug=wanted[key][0][2],
+                    currency=wanted[key][0][3],
+                )
+                for key in sorted(missing)
+            ],
+            ignore_conflicts=True,
+        )
+        found = fetch()
+    for key, account in found.items():
+        _fill_channel(account, wanted[key][0][2], wanted[key][0][3])
+    return found, missing & set(found)
+
+
 @dataclass
 class Posting:
-    """One unit of work on a locked account; ``finish`` saves the cached sums once."""
+    """One unit of work on a locked account; ``finish`` (or ``flush``) writes it."""
 
     account: LoyaltyAccount
     config: ProgramConfig
     now: datetime
-    initial: tuple[int, int, str] = (0, 0, "")
+    lots_loaded: list[PointLot] | None = None
+    new_lots: list[PointLot] = field(default_factory=list)
+    new_entries: list[LedgerEntry] = field(default_factory=list)
+    consumptions: list[LotConsumption] = field(default_factory=list)
+    tier_changes: list[TierChange] = field(default_factory=list)
     dirty_lots: dict[int, PointLot] = field(default_factory=dict)
-    entries: list[LedgerEntry] = field(default_factory=list)
+    initial: tuple[int, int, str] = (0, 0, "")
 
     def __post_init__(self) -> None:
         self.initial = (self.account.balance, self.account.pending, self.account.tier)
@@ -82,6 +167,27 @@ class Posting:
     @property
     def changed(self) -> bool:
         return self.initial != (self.account.balance, self.account.pending, self.account.tier)
+
+    # -- lots ---------------------------------------------------------------------------------
+
+    def all_lots(self) -> list[PointLot]:
+        if self.lots_loaded is None:
+            self.lots_loaded = list(PointLot.objects.filter(account=self.account).order_by("pk"))
+        return self.lots_loaded + self.new_lots
+
+    def has_lot(self, key: str) -> bool:
+        return any(lot.key == key for lot in self.all_lots())
+
+    def new_lot(self, **fields: Any) -> PointLot:
+        lot = PointLot(account=self.account, **fields)
+        self.new_lots.append(lot)
+        return lot
+
+    def touch(self, lot: PointLot) -> None:
+        if lot.pk is not None:
+            self.dirty_lots[lot.pk] = lot
+
+    # -- entries ------------------------------------------------------------------------------
 
     def post(
         self,
@@ -97,7 +203,7 @@ class Posting:
         staff_user_id: str = "",
         data: dict[str, Any] | None = None,
     ) -> LedgerEntry:
-        entry = LedgerEntry.objects.create(
+        entry = LedgerEntry(
             account=self.account,
             lot=lot,
             kind=kind,
@@ -111,14 +217,19 @@ class Posting:
             data=data or {},
             created_at=self.now,
         )
+        self.new_entries.append(entry)
         self.account.balance += points
         self.account.pending += pending
-        self.entries.append(entry)
+        if lot is not None:
+            lot.revision += 1  # keys of later entries of the lot stay unique
+            self.touch(lot)
         return entry
 
-    def touch(self, lot: PointLot) -> None:
-        if lot.pk is not None:
-            self.dirty_lots[lot.pk] = lot
+    def consumed(self, entry: LedgerEntry, lot: PointLot, points: int) -> None:
+        self.consumptions.append(LotConsumption(entry=entry, lot=lot, points=points))
+
+    def tier_change(self, **fields: Any) -> None:
+        self.tier_changes.append(TierChange(account=self.account, **fields))
 
     def credit(
         self,
@@ -131,10 +242,9 @@ class Posting:
         reason: str = "",
         staff_user_id: str = "",
         data: dict[str, Any] | None = None,
-    ) -> PointLot:
+    ) -> tuple[PointLot, LedgerEntry]:
         """Spendable points right away (bonuses, staff credits): a lot plus its entry."""
-        lot = PointLot.objects.create(
-            account=self.account,
+        lot = self.new_lot(
             key=key,
             source=source,
             source_id=source_id,
@@ -160,7 +270,7 @@ class Posting:
         self.account.lifetime_earned += points
         self.pay_debt(lot, entry)
         self.activity()
-        return lot
+        return lot, entry
 
     def expiry_for_new_lot(self) -> datetime | None:
         if not self.config.expiry_months:
@@ -176,86 +286,120 @@ class Posting:
         self.account.debt -= pay
         if lot.remaining == 0:
             lot.status = LotStatus.SPENT
-        LotConsumption.objects.create(entry=entry, lot=lot, points=pay)
+        self.consumed(entry, lot, pay)
         self.touch(lot)
 
     def available_lots(self, exclude: PointLot | None = None) -> list[PointLot]:
         """Spendable lots, first to expire first (never-expiring last, then oldest)."""
-        lots = PointLot.objects.filter(
-            account=self.account, status=LotStatus.ACTIVE, remaining__gt=0
-        ).order_by(F("expires_at").asc(nulls_last=True), "earned_at", "pk")
-        if exclude is not None:
-            lots = lots.exclude(pk=exclude.pk)
-        # Lots already changed in this unit of work are taken from memory.
-        return [self.dirty_lots.get(lot.pk, lot) for lot in lots]
+        lots = [
+            lot
+            for lot in self.all_lots()
+            if lot.status == LotStatus.ACTIVE
+            and lot.remaining > 0
+            and (exclude is None or lot is not exclude)
+            and (exclude is None or exclude.pk is None or lot.pk != exclude.pk)
+        ]
+        lots.sort(
+            key=lambda lot: (
+                lot.expires_at is None,
+                lot.expires_at or self.now,
+                lot.earned_at,
+                lot.pk is None,
+                lot.pk or 0,
+            )
+        )
+        return lots
 
     def consume(self, points: int, entry: LedgerEntry, exclude: PointLot | None = None) -> int:
         """Take up to ``points`` from spendable lots; return how many were taken."""
         taken = 0
-        rows = []
         for lot in self.available_lots(exclude):
             if taken >= points:
                 break
-            if lot.remaining <= 0:
-                continue
             take = min(lot.remaining, points - taken)
             lot.remaining -= take
             if lot.remaining == 0:
                 lot.status = LotStatus.SPENT
             taken += take
-            rows.append(LotConsumption(entry=entry, lot=lot, points=take))
+            self.consumed(entry, lot, take)
             self.touch(lot)
-        if rows:
-            LotConsumption.objects.bulk_create(rows)
         return taken
 
     def activity(self) -> None:
         self.account.last_activity_at = self.now
         if self.config.expiry_mode == "inactivity" and self.config.expiry_months:
             # Inactivity expiry: every activity pushes the expiry of all spendable points.
-            PointLot.objects.filter(account=self.account, status=LotStatus.ACTIVE).update(
-                expires_at=add_months(self.now, self.config.expiry_months), warned_at=None
-            )
-            for lot in self.dirty_lots.values():
+            expires = add_months(self.now, self.config.expiry_months)
+            for lot in self.all_lots():
                 if lot.status == LotStatus.ACTIVE:
-                    lot.expires_at = add_months(self.now, self.config.expiry_months)
+                    lot.expires_at = expires
                     lot.warned_at = None
+                    self.touch(lot)
 
     def finish(self) -> None:
-        for lot in self.dirty_lots.values():
-            lot.save()
-        self.dirty_lots.clear()
-        LoyaltyAccount.objects.filter(pk=self.account.pk).update(
-            balance=self.account.balance,
-            pending=self.account.pending,
-            debt=self.account.debt,
-            lifetime_earned=self.account.lifetime_earned,
-            lifetime_redeemed=self.account.lifetime_redeemed,
-            tier=self.account.tier,
-            tier_since=self.account.tier_since,
-            last_activity_at=self.account.last_activity_at,
+        flush([self])
+
+
+def flush(postings: Iterable[Posting]) -> None:
+    """Write the work of many postings: a constant number of queries whatever their size."""
+    postings = list(postings)
+    lots = [lot for p in postings for lot in p.new_lots]
+    if lots:
+        PointLot.objects.bulk_create(lots)
+    entries = [e for p in postings for e in p.new_entries]
+    for entry in entries:
+        if entry.lot is not None:
+            entry.lot_id = entry.lot.pk
+    if entries:
+        LedgerEntry.objects.bulk_create(entries)
+    consumptions = [c for p in postings for c in p.consumptions]
+    for consumption in consumptions:
+        consumption.entry_id = consumption.entry.pk
+        consumption.lot_id = consumption.lot.pk
+    if consumptions:
+        LotConsumption.objects.bulk_create(consumptions)
+    new_ids = {id(lot) for lot in lots}
+    dirty = [lot for p in postings for lot in p.dirty_lots.values() if id(lot) not in new_ids]
+    if dirty:
+        PointLot.objects.bulk_update(dirty, LOT_FIELDS)
+    accounts = [p.account for p in postings]
+    if len(accounts) == 1:
+        account = accounts[0]
+        LoyaltyAccount.objects.filter(pk=account.pk).update(
+            **{name: getattr(account, name) for name in ACCOUNT_FIELDS}
         )
-        if self.changed:
-            write_back(self.account)
-        self.initial = (self.account.balance, self.account.pending, self.account.tier)
+    elif accounts:
+        LoyaltyAccount.objects.bulk_update(accounts, ACCOUNT_FIELDS)
+    changes = [t for p in postings for t in p.tier_changes]
+    if changes:
+        TierChange.objects.bulk_create(changes)
+    write_back([p.account for p in postings if p.changed])
+    for p in postings:
+        if p.lots_loaded is not None:
+            p.lots_loaded.extend(p.new_lots)
+        p.new_lots, p.new_entries, p.consumptions, p.tier_changes = [], [], [], []
+        p.dirty_lots = {}
+        p.initial = (p.account.balance, p.account.pending, p.account.tier)
 
 
-def write_back(account: LoyaltyAccount) -> None:
-    """Mirror tier and balance into the customer's Saleor private metadata (batched by the
+def write_back(accounts: Iterable[LoyaltyAccount]) -> None:
+    """Mirror tier and balance into the customers' Saleor private metadata (batched by the
     write-back task). Plain keys describe the account that changed last; per-channel keys keep
     every channel visible for customers who shop in several."""
-    from saleor_crm_plugin.writeback.services import queue_private_metadata
+    from saleor_crm_plugin.writeback.services import queue_private_metadata_many
 
-    customer = account.customer
-    if customer.saleor_user_id is None or customer.is_erased:
-        return
-    slug = account.channel_slug or account.channel_id
-    queue_private_metadata(
-        customer.saleor_user_id,
-        {
-            "crm.points": str(account.balance),
-            "crm.tier": account.tier,
-            f"crm.points.{slug}": str(account.balance),
-            f"crm.tier.{slug}": account.tier,
-        },
-    )
+    items: dict[str, dict[str, str]] = {}
+    for account in accounts:
+        customer = account.customer
+        if customer.saleor_user_id is None or customer.is_erased:
+            continue
+        slug = account.channel_slug or account.channel_id
+        items.setdefault(customer.saleor_user_id, {}).update(
+            {
+                "crm.points": str(account.balance),
+                "crm.tier": account.tier,
+                f"crm.points.{slug}": str(account.balance),
+                f"crm.tier.{slug}": account.tier,
+            }
+        )
+    queue_private_metadata_many(items)

@@ -111,6 +111,7 @@ class PointLot(models.Model):
     multiplier = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal(1))
     reversed_points = models.BigIntegerField(default=0)
     remaining = models.BigIntegerField(default=0)  # spendable, once active
+    revision = models.PositiveIntegerField(default=0)  # entries posted for the lot so far
     earned_at = models.DateTimeField()
     confirm_after = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)

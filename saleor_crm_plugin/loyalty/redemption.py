@@ -315,7 +315,7 @@ def release(redemption_id: int, error: str) -> bool:
             if lot.status == LotStatus.SPENT:
                 lot.status = LotStatus.ACTIVE
             work.touch(lot)
-            LotConsumption.objects.create(entry=entry, lot=lot, points=-used.points)
+            work.consumed(entry, lot, -used.points)
             work.pay_debt(lot, entry)
         account.lifetime_redeemed -= redemption.points
         work.finish()

@@ -12,6 +12,7 @@ layers (GraphQL, CLI) call these functions and map ``LoyaltyError`` onto their e
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,7 +27,7 @@ from saleor_crm_plugin.events.types import CrmEvent, EventKind
 from saleor_crm_plugin.loyalty.config import ProgramConfig, TierRule, program_config
 from saleor_crm_plugin.loyalty.error_codes import LoyaltyErrorCode
 from saleor_crm_plugin.loyalty.exceptions import LoyaltyError
-from saleor_crm_plugin.loyalty.ledger import Posting, lock_account
+from saleor_crm_plugin.loyalty.ledger import Posting, flush, lock_account, lock_accounts
 from saleor_crm_plugin.loyalty.models import (
     EntryKind,
     EntrySource,
@@ -97,13 +98,29 @@ def _row(values: Sequence[object]) -> OrderRow:
     )
 
 
-def order_history(customer_id: int, channel_id: str) -> list[OrderRow]:
+def order_histories(
+    customer_ids: Iterable[int],
+) -> tuple[dict[tuple[int, str], list[OrderRow]], set[int]]:
+    """Every order of these customers per (customer, channel), oldest first, and which of the
+    customers take part (registered, not erased) - one query."""
+    histories: dict[tuple[int, str], list[OrderRow]] = defaultdict(list)
+    members: set[int] = set()
     rows = (
-        Order.objects.filter(customer_id=customer_id, channel_id=channel_id)
-        .order_by("created_at", "saleor_order_id")
-        .values_list(*_HISTORY_FIELDS)
+        Order.objects.filter(customer_id__in=list(customer_ids))
+        .order_by("customer_id", "channel_id", "created_at", "saleor_order_id")
+        .values_list(
+            "customer_id",
+            "channel_id",
+            "customer__saleor_user_id",
+            "customer__erased_at",
+            *_HISTORY_FIELDS,
+        )
     )
-    return [_row(values) for values in rows]
+    for values in rows:
+        histories[(values[0], values[1])].append(_row(values[4:]))
+        if values[2] is not None and values[3] is None:
+            members.add(values[0])
+    return histories, members
 
 
 class _Book:
@@ -127,8 +144,11 @@ class _Book:
         orders: a function of history, so the order events arrive in does not matter."""
         cached = self._multipliers.get(row.order_id)
         if cached is None:
-            before = [(t, v) for t, v in self.contributions if t < row.created_at]
-            cached = tier_at(row.created_at, before, self.config).tier.multiplier
+            if len(self.config.tiers) == 1:
+                cached = self.config.tiers[0].multiplier
+            else:
+                before = [(t, v) for t, v in self.contributions if t < row.created_at]
+                cached = tier_at(row.created_at, before, self.config).tier.multiplier
             self._multipliers[row.order_id] = cached
         return cached
 
@@ -136,11 +156,7 @@ class _Book:
         return tier_at(at, self.contributions, self.config)
 
     def first_earning(self) -> OrderRow | None:
-        for row in self.rows:
-            base, _ = order_points(row.facts, self.config)
-            if base > 0 and not row.facts.fully_reversed:
-                return row
-        return None
+        return next((row for row in self.rows if _earns(row, self.config)), None)
 
 
 def _earns(row: OrderRow, config: ProgramConfig) -> bool:
@@ -148,19 +164,19 @@ def _earns(row: OrderRow, config: ProgramConfig) -> bool:
     return base > 0 and not row.facts.fully_reversed
 
 
-# -- event handler ---------------------------------------------------------------------------
+# -- event handler and replays ---------------------------------------------------------------
 
 
 def handle_event(event: CrmEvent) -> None:
     """Domain handler registered in ``events/handlers.py`` (runs after the projection)."""
     if event.order is not None:
         order = (
-            Order.objects.select_related("customer")
-            .filter(saleor_order_id=event.order.saleor_order_id)
+            Order.objects.filter(saleor_order_id=event.order.saleor_order_id)
+            .values_list("customer_id", "channel_id", "channel_slug", "currency")
             .first()
         )
-        if order is not None:
-            sync_order(order)
+        if order is not None and order[0] is not None:
+            _process([(*order, event.order.saleor_order_id)])
         return
     if event.customer is not None and event.kind != EventKind.CUSTOMER_DELETED:
         customer = Customer.objects.filter(saleor_user_id=event.customer.saleor_user_id).first()
@@ -177,68 +193,133 @@ def sync_customer(customer: Customer, *, now: datetime | None = None) -> None:
     orders = (
         Order.objects.filter(customer=customer, total_charged__gt=0)
         .exclude(saleor_order_id__in=known)
-        .select_related("customer")
-        .order_by("created_at", "pk")
+        .values_list("saleor_order_id", flat=True)
     )
-    for order in orders:
-        sync_order(order, now=now)
+    replay_orders(list(orders), now=now)
 
 
 def sync_order(order: Order, *, now: datetime | None = None) -> LoyaltyAccount | None:
     """Bring the account of the order's customer in line with the order. Idempotent."""
-    customer = order.customer
-    if customer is None or customer.saleor_user_id is None:
-        return None  # guests earn once they register (``sync_customer``)
-    config = program_config(order.channel_id, order.channel_slug)
-    if not config.enabled:
+    if order.customer_id is None:
         return None
-    now = now or timezone.now()
-    with transaction.atomic():
-        has_lots = PointLot.objects.filter(order_id=order.saleor_order_id).exists()
-        if not has_lots:
-            row = _row([getattr(order, name) for name in _HISTORY_FIELDS])
-            if not _earns(row, config):
-                return None
-        account, created = lock_account(
-            customer, order.channel_id, order.channel_slug, order.currency
+    postings = _process(
+        [(order.customer_id, order.channel_id, order.channel_slug, order.currency,
+          order.saleor_order_id)],
+        now=now,
+    )  # fmt: skip
+    return postings[0].account if postings else None
+
+
+def replay_orders(
+    order_ids: Sequence[str] | None = None, *, now: datetime | None = None, chunk: int = 2000
+) -> int:
+    """Reconcile many orders at once (backfill, replay, bulk repair): the same rules as the
+    event handler, with set-based reads and writes per chunk of accounts. Idempotent."""
+    orders = Order.objects.filter(customer__isnull=False)
+    if order_ids is not None:
+        orders = orders.filter(saleor_order_id__in=list(order_ids))
+    items = list(
+        orders.order_by("customer_id", "channel_id", "created_at").values_list(
+            "customer_id", "channel_id", "channel_slug", "currency", "saleor_order_id"
         )
-        work = Posting(account, config, now)
-        if created:
-            _signup_bonus(work)
-        book = _Book(order_history(customer.pk, order.channel_id), config)
-        _reconcile(work, book, touched=[order.saleor_order_id])
-        work.finish()
-    return account
+    )
+    done = 0
+    start = 0
+    while start < len(items):
+        end = min(start + chunk, len(items))
+        # never split one account's orders over two chunks
+        while end < len(items) and items[end][:2] == items[end - 1][:2]:
+            end += 1
+        _process(items[start:end], now=now)
+        done += end - start
+        start = end
+    return done
 
 
-def _reconcile(work: Posting, book: _Book, *, touched: Iterable[str]) -> None:
+def _process(
+    items: Sequence[tuple[int, str, str, str, str]],
+    *,
+    now: datetime | None = None,
+    touch_only: bool = False,
+    reason: str = "order",
+) -> list[Posting]:
+    """Reconcile the accounts of ``(customer_id, channel_id, slug, currency, order_id)``
+    items, one transaction. An account is opened only for an order that earns."""
+    now = now or timezone.now()
+    by_account: dict[tuple[int, str], tuple[str, str, list[str]]] = {}
+    for customer_id, channel_id, slug, currency, order_id in items:
+        entry = by_account.setdefault((customer_id, channel_id), (slug, currency, []))
+        if order_id:
+            entry[2].append(order_id)
+    with transaction.atomic(savepoint=False):
+        histories, members = order_histories({key[0] for key in by_account})
+        configs = {}
+        for key, (slug, _, _) in by_account.items():
+            if key[0] in members:
+                config = program_config(key[1], slug)
+                if config.enabled:
+                    configs[key] = config
+        if not configs:
+            return []
+        wanted = {}
+        for key, config in configs.items():
+            slug, currency, touched = by_account[key]
+            history = {row.order_id: row for row in histories.get(key, [])}
+            opens = not touch_only and any(
+                oid in history and _earns(history[oid], config) for oid in touched
+            )
+            wanted[key] = ((key[0], key[1], slug, currency), opens)
+        accounts, created = lock_accounts(wanted)
+        lots: dict[int, list[PointLot]] = defaultdict(list)
+        old_accounts = [a.pk for key, a in accounts.items() if key not in created]
+        if old_accounts:
+            for lot in PointLot.objects.filter(account_id__in=old_accounts).order_by("pk"):
+                lots[lot.account_id].append(lot)
+        postings = []
+        for key, account in accounts.items():
+            config = configs[key]
+            work = Posting(account, config, now, lots_loaded=lots.get(account.pk, []))
+            if key in created:
+                _signup_bonus(work)
+            book = _Book(histories.get(key, []), config)
+            _reconcile(work, book, touched=by_account[key][2], reason=reason)
+            postings.append(work)
+        flush(postings)
+    return postings
+
+
+def _reconcile(
+    work: Posting, book: _Book, *, touched: Iterable[str], reason: str = "order"
+) -> None:
     """Create missing order lots for ``touched`` orders, then bring every lot that can still
     change (pending lots, and all lots of the touched orders) in line with the history."""
     config = work.config
-    touched = list(touched)
-    lots = list(
-        PointLot.objects.filter(account=work.account)
-        .filter(Q(status=LotStatus.PENDING) | Q(order_id__in=touched))
-        .order_by("pk")
-    )
-    by_key = {lot.key: lot for lot in lots}
-    for order_id in touched:
+    touched = set(touched)
+    lots = [
+        lot
+        for lot in work.all_lots()
+        if lot.status == LotStatus.PENDING or (lot.order_id and lot.order_id in touched)
+    ]
+    keys = {lot.key for lot in work.all_lots()}
+    for order_id in sorted(touched):
         row = book.by_id.get(order_id)
-        if row is None or f"order:{order_id}" in by_key or not _earns(row, config):
+        if row is None or f"order:{order_id}" in keys or not _earns(row, config):
             continue
         lot = _open_order_lot(work, book, row)
         if lot is not None:
             lots.append(lot)
-            by_key[lot.key] = lot
+            keys.add(lot.key)
     if config.first_order_bonus > 0:
-        lot = _first_order_bonus(work, book, by_key.get(f"first-order:{work.account.pk}"))
-        if lot is not None and lot.key not in by_key:
+        bonus_key = f"first-order:{work.account.pk}"
+        current = next((lot for lot in work.all_lots() if lot.key == bonus_key), None)
+        lot = _first_order_bonus(work, book, current)
+        if lot is not None and lot not in lots:
             lots.append(lot)
     for lot in lots:
         row = book.by_id.get(lot.order_id) if lot.order_id else None
         if row is not None:
             _sync_lot(work, book, lot, row)
-    _evaluate_tier(work, book)
+    _evaluate_tier(work, book, reason)
 
 
 def _open_order_lot(work: Posting, book: _Book, row: OrderRow) -> PointLot | None:
@@ -247,8 +328,7 @@ def _open_order_lot(work: Posting, book: _Book, row: OrderRow) -> PointLot | Non
     if points <= 0:
         return None
     key = f"order:{row.order_id}"
-    lot = PointLot.objects.create(
-        account=work.account,
+    lot = work.new_lot(
         key=key,
         source=EntrySource.ORDER,
         source_id=row.order_id,
@@ -275,14 +355,13 @@ def _open_order_lot(work: Posting, book: _Book, row: OrderRow) -> PointLot | Non
 
 
 def _first_order_bonus(work: Posting, book: _Book, lot: PointLot | None) -> PointLot | None:
-    """The bonus belongs to the earliest paid order, whichever order's event came first: while
-    it is pending it follows the history to that order."""
+    """The bonus belongs to the earliest kept paid order, whichever order's event came first:
+    while it is pending it follows the history to that order."""
     first = book.first_earning()
     if lot is None:
-        if lot_exists(f"first-order:{work.account.pk}") or first is None:
+        if first is None:
             return None
-        lot = PointLot.objects.create(
-            account=work.account,
+        lot = work.new_lot(
             key=f"first-order:{work.account.pk}",
             source=EntrySource.FIRST_ORDER,
             source_id=first.order_id,
@@ -322,14 +401,13 @@ def _sync_lot(work: Posting, book: _Book, lot: PointLot, row: OrderRow) -> None:
                     kind=EntryKind.PENDING,
                     source=lot.source,
                     source_id=lot.source_id,
-                    key=f"{lot.key}:pending:{_revision(lot)}",
+                    key=f"{lot.key}:pending:{lot.revision}",
                     pending=points - lot.points,
                     lot=lot,
                     reason="Order points recalculated",
                     data={"base": base, "multiplier": str(multiplier), "was": lot.points},
                 )
                 lot.points, lot.base_points, lot.multiplier = points, base, multiplier
-                work.touch(lot)
         delta = reversal_target(lot.points, facts, proportional=lot.proportional)
         delta -= lot.reversed_points
         if delta:
@@ -337,14 +415,13 @@ def _sync_lot(work: Posting, book: _Book, lot: PointLot, row: OrderRow) -> None:
                 kind=EntryKind.REVERSE,
                 source=lot.source,
                 source_id=lot.source_id,
-                key=f"{lot.key}:reverse:{_revision(lot)}",
+                key=f"{lot.key}:reverse:{lot.revision}",
                 pending=-delta,
                 lot=lot,
                 reason=_reversal_reason(facts),
                 data=_refund_data(facts),
             )
             lot.reversed_points += delta
-            work.touch(lot)
         if lot.open_points <= 0:
             lot.status = LotStatus.REVERSED
             work.touch(lot)
@@ -363,10 +440,6 @@ def _sync_lot(work: Posting, book: _Book, lot: PointLot, row: OrderRow) -> None:
             reverse_active(
                 work, lot, delta, reason=_reversal_reason(facts), data=_refund_data(facts)
             )
-
-
-def _revision(lot: PointLot) -> int:
-    return lot.entries.count() if lot.pk else 0
 
 
 def _reversal_reason(facts: OrderFacts) -> str:
@@ -397,7 +470,6 @@ def _confirm(work: Posting, lot: PointLot) -> None:
     lot.remaining = amount
     lot.confirmed_at = work.now
     lot.expires_at = work.expiry_for_new_lot()
-    work.touch(lot)
     work.account.lifetime_earned += amount
     work.pay_debt(lot, entry)
     work.activity()
@@ -410,7 +482,7 @@ def reverse_active(
     lots (first to expire); what is still missing makes the balance negative (a debt later
     earnings repay) or, under the clawback policy, is written off by an explicit entry. Never
     silently lost."""
-    revision = _revision(lot)
+    revision = lot.revision
     entry = work.post(
         kind=EntryKind.REVERSE,
         source=lot.source,
@@ -424,12 +496,10 @@ def reverse_active(
     from_lot = min(delta, lot.remaining)
     lot.remaining -= from_lot
     lot.reversed_points += delta
-    work.account.lifetime_earned -= delta  # "earned" means kept: same whichever order events came
+    work.account.lifetime_earned -= delta  # "earned" means kept, whatever order events came in
     shortfall = delta - from_lot
     if from_lot:
-        from saleor_crm_plugin.loyalty.models import LotConsumption
-
-        LotConsumption.objects.create(entry=entry, lot=lot, points=from_lot)
+        work.consumed(entry, lot, from_lot)
     if shortfall:
         shortfall -= work.consume(shortfall, entry, exclude=lot)
     if shortfall:
@@ -454,8 +524,7 @@ def _evaluate_tier(work: Posting, book: _Book, reason: str = "order") -> TierSta
     status = book.status(work.now)
     account = work.account
     if account.tier != status.tier.code:
-        TierChange.objects.create(
-            account=account,
+        work.tier_change(
             from_tier=account.tier,
             to_tier=status.tier.code,
             metric=status.metric,
@@ -478,59 +547,49 @@ def confirm_due(*, now: datetime | None = None, batch: int = 500) -> int:
     """Confirm pending points whose return window has closed (beat task). Each account is
     reconciled against its orders, so a refund that arrived meanwhile is honoured first."""
     now = now or timezone.now()
-    account_ids = list(
-        PointLot.objects.filter(status=LotStatus.PENDING, confirm_after__lte=now)
-        .order_by("account_id")
-        .values_list("account_id", flat=True)
-        .distinct()[:batch]
-    )
-    for account_id in account_ids:
-        refresh_account(account_id, now=now)
-    return len(account_ids)
-
-
-def refresh_account(account_id: int, *, now: datetime | None = None, reason: str = "order") -> None:
-    """Reconcile every still-changing lot of an account and re-evaluate its tier."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        account = (
-            LoyaltyAccount.objects.select_for_update()
-            .select_related("customer")
-            .filter(pk=account_id)
-            .first()
+    accounts = list(
+        LoyaltyAccount.objects.filter(
+            pk__in=PointLot.objects.filter(status=LotStatus.PENDING, confirm_after__lte=now).values(
+                "account_id"
+            )
         )
-        if account is None:
-            return
-        config = program_config(account.channel_id, account.channel_slug)
-        work = Posting(account, config, now)
-        book = _Book(order_history(account.customer_id, account.channel_id), config)
-        _reconcile(work, book, touched=[])
-        work.finish()
+        .order_by("pk")
+        .values_list("customer_id", "channel_id", "channel_slug", "currency")[:batch]
+    )
+    _process([(*account, "") for account in accounts], now=now, touch_only=True)
+    return len(accounts)
 
 
-def evaluate_tiers(*, now: datetime | None = None, channel_id: str | None = None) -> int:
-    """Nightly: tiers can drop when a hold period ends even without any new order."""
+def refresh_account(account_id: int, *, now: datetime | None = None) -> None:
+    """Reconcile every still-changing lot of an account and re-evaluate its tier."""
+    account = (
+        LoyaltyAccount.objects.filter(pk=account_id)
+        .values_list("customer_id", "channel_id", "channel_slug", "currency")
+        .first()
+    )
+    if account is not None:
+        _process([(*account, "")], now=now, touch_only=True)
+
+
+def evaluate_tiers(
+    *, now: datetime | None = None, channel_id: str | None = None, chunk: int = 1000
+) -> int:
+    """Nightly: tiers can drop when a hold period ends even without any new order (pending
+    lots are reconciled on the way). Returns the number of tier changes."""
     now = now or timezone.now()
     accounts = LoyaltyAccount.objects.order_by("pk")
     if channel_id:
         accounts = accounts.filter(channel_id=channel_id)
-    changed = 0
-    for account_id in accounts.values_list("pk", flat=True).iterator(chunk_size=1000):
-        with transaction.atomic():
-            account = (
-                LoyaltyAccount.objects.select_for_update()
-                .select_related("customer")
-                .get(pk=account_id)
-            )
-            config = program_config(account.channel_id, account.channel_slug)
-            work = Posting(account, config, now)
-            book = _Book(order_history(account.customer_id, account.channel_id), config)
-            before = account.tier
-            _evaluate_tier(work, book, reason="nightly")
-            if account.tier != before:
-                changed += 1
-            work.finish()
-    return changed
+    before = TierChange.objects.count()
+    items = list(accounts.values_list("customer_id", "channel_id", "channel_slug", "currency"))
+    for start in range(0, len(items), chunk):
+        _process(
+            [(*item, "") for item in items[start : start + chunk]],
+            now=now,
+            touch_only=True,
+            reason="nightly",
+        )
+    return TierChange.objects.count() - before
 
 
 # -- bonuses and staff adjustments -----------------------------------------------------------
@@ -570,7 +629,7 @@ def _signup_bonus(work: Posting) -> None:
     if work.config.signup_bonus <= 0:
         return
     key = f"signup:{work.account.customer_id}:{work.account.channel_id}"
-    if lot_exists(key):
+    if work.has_lot(key):
         return
     work.credit(
         key=key,
@@ -629,7 +688,7 @@ def _bonus(
             return BonusResult(
                 False, existing.points, LoyaltyErrorCode.ALREADY_AWARDED, existing.pk
             )
-        lot = work.credit(
+        lot, _ = work.credit(
             key=key,
             source=source,
             points=points,
@@ -878,7 +937,7 @@ def adjust_points(
         if created:
             _signup_bonus(work)
         if points > 0:
-            lot = work.credit(
+            _, entry = work.credit(
                 key=key,
                 source=EntrySource.STAFF,
                 points=points,
@@ -886,8 +945,6 @@ def adjust_points(
                 reason=reason.strip(),
                 staff_user_id=staff_user_id,
             )
-            entry = work.entries[-1]
-            assert entry.lot_id == lot.pk
         else:
             debit = -points
             if debit > account.balance and not allow_negative:
@@ -959,7 +1016,8 @@ def account_view(
 ) -> AccountView:
     now = now or timezone.now()
     config = program_config(account.channel_id, account.channel_slug)
-    book = _Book(order_history(account.customer_id, account.channel_id), config)
+    histories, _ = order_histories([account.customer_id])
+    book = _Book(histories.get((account.customer_id, account.channel_id), []), config)
     status = book.status(now)
     tier = config.tier(account.tier) or status.tier
     days = config.expiry_warning_days if expiring_within_days is None else expiring_within_days

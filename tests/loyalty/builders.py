@@ -156,7 +156,7 @@ def loyalty_state() -> dict[str, Any]:
         for a in LoyaltyAccount.objects.select_related("customer")
     }
     lots = {
-        lot.key: (
+        _stable_key(lot): (
             lot.status,
             lot.points,
             lot.base_points,
@@ -166,14 +166,23 @@ def loyalty_state() -> dict[str, Any]:
             lot.order_id,
             lot.confirm_after,
         )
-        for lot in PointLot.objects.all()
+        for lot in PointLot.objects.select_related("account__customer")
     }
     sums: dict[tuple[str, str], list[int]] = {}
     for entry in LedgerEntry.objects.select_related("lot"):
-        total = sums.setdefault((entry.lot.key if entry.lot else "-", entry.kind), [0, 0])
+        lot_key = _stable_key(entry.lot) if entry.lot else "-"
+        total = sums.setdefault((lot_key, entry.kind), [0, 0])
         total[0] += entry.points
         total[1] += entry.pending_points
     return {"accounts": accounts, "lots": lots, "entry_sums": sums}
+
+
+def _stable_key(lot: PointLot) -> str:
+    """Lot keys of bonuses embed row ids; name them by customer so runs compare."""
+    prefix = lot.key.split(":", 1)[0]
+    if prefix in {"signup", "first-order"}:
+        return f"{prefix}:{lot.account.customer.saleor_user_id}:{lot.account.channel_id}"
+    return lot.key
 
 
 def days(n: float) -> timedelta:

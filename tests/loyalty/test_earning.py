@@ -361,3 +361,28 @@ def test_ledger_entries_are_append_only():
         entry.save()
     with pytest.raises(ValueError, match="append-only"):
         entry.delete()
+
+
+@pytest.mark.django_db
+@override_settings(CRM_LOYALTY={"first_order_bonus": 10, "signup_bonus": 5})
+def test_bulk_replay_gives_the_same_ledger_as_the_event_handler():
+    from saleor_crm_plugin.customers import projection
+
+    items = (
+        order_lifecycle(1)
+        + order_lifecycle(2, created=T0 + days(40))
+        + order_lifecycle(3, user=2, created=T0 + days(2))
+    )
+    apply(*items)
+    by_event = loyalty_state()
+    reset_loyalty_and_projection()
+    for event in items:
+        projection.apply_event(event)
+
+    assert services.replay_orders(chunk=1) == 3
+    assert loyalty_state()["accounts"] == by_event["accounts"]
+    assert loyalty_state()["lots"] == by_event["lots"]
+    entries = LedgerEntry.objects.count()
+    services.replay_orders()
+    assert LedgerEntry.objects.count() == entries
+    assert services.audit() == []
