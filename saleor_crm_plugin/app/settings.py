@@ -88,6 +88,7 @@ CRM_APP_ID = os.environ.get("CRM_APP_ID", "saleor.crm")
 CRM_INBOX_KICK_COALESCE_SECONDS = float(os.environ.get("CRM_INBOX_KICK_COALESCE_SECONDS", "0"))
 CRM_SALEOR_API_URL = os.environ.get("CRM_SALEOR_API_URL", "")
 CRM_SALEOR_APP_TOKEN = os.environ.get("CRM_SALEOR_APP_TOKEN", "")
+CRM_GRAPHQL_ALLOWED_ORIGINS = _list("CRM_GRAPHQL_ALLOWED_ORIGINS")
 
 LOGGING = {
     "version": 1,
@@ -95,4 +96,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    # graphql-core logs every resolver exception with a traceback, permission denials
+    # included; the GraphQL view logs the unexpected ones itself (as Saleor does).
+    "loggers": {
+        "graphql.execution.executor": {"level": "CRITICAL"},
+        "graphql.execution.utils": {"level": "CRITICAL"},
+    },
 }
