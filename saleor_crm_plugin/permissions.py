@@ -34,3 +34,7 @@ class SaleorPermission(enum.StrEnum):
 CUSTOMER_READ = SaleorPermission.MANAGE_USERS
 ORDER_READ = SaleorPermission.MANAGE_ORDERS
 PRODUCT_STATS_READ = SaleorPermission.MANAGE_PRODUCTS
+# Loyalty: adjusting a customer's points and reading the program (settings, liability) are
+# customer-management tasks in Saleor's terms.
+LOYALTY_ADJUST = SaleorPermission.MANAGE_USERS
+LOYALTY_PROGRAM_READ = SaleorPermission.MANAGE_USERS

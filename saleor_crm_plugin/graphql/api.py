@@ -12,11 +12,15 @@ import graphene
 from saleor_crm_plugin.graphql.core.federation import build_federation_queries
 from saleor_crm_plugin.graphql.customers.schema import CustomerQueries
 from saleor_crm_plugin.graphql.customers.types import ENTITY_TYPES
+from saleor_crm_plugin.graphql.loyalty.schema import LoyaltyMutations, LoyaltyQueries
 
 QUERIES: list[type] = [
     CustomerQueries,
+    LoyaltyQueries,
 ]
-MUTATIONS: list[type] = []
+MUTATIONS: list[type] = [
+    LoyaltyMutations,
+]
 
 
 class Query(*QUERIES, build_federation_queries(ENTITY_TYPES), graphene.ObjectType):

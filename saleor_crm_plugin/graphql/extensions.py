@@ -12,7 +12,9 @@ from __future__ import annotations
 from django.utils.module_loading import import_string
 
 # Fields added to CrmCustomer (``me``, ``customer(id)``, ``User.crm`` through federation).
-CUSTOMER_FIELDS: list[str] = []
+CUSTOMER_FIELDS: list[str] = [
+    "saleor_crm_plugin.graphql.loyalty.types.CustomerLoyaltyFields",
+]
 # Fields added to CrmOrder (``orders`` connections, ``Order.crm`` through federation).
 ORDER_FIELDS: list[str] = []
 # Fields added to CrmProduct (``crmProduct``, ``Product.crm`` through federation).

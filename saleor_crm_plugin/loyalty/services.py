@@ -1003,6 +1003,35 @@ def get_account(customer: Customer, channel_id: str) -> LoyaltyAccount | None:
     return LoyaltyAccount.objects.filter(customer=customer, channel_id=channel_id).first()
 
 
+def find_account(customer: Customer, channel: str) -> LoyaltyAccount | None:
+    """The customer's account in ``channel`` (a channel slug or a Saleor Channel ID)."""
+    return (
+        LoyaltyAccount.objects.filter(customer=customer)
+        .filter(Q(channel_slug=channel) | Q(channel_id=channel))
+        .order_by("pk")
+        .first()
+    )
+
+
+def resolve_channel(customer: Customer, channel: str) -> tuple[str, str, str]:
+    """``(channel_id, slug, currency)`` of ``channel`` (slug or Saleor Channel ID), as known
+    from the customer's account or any order in that channel. Raises ``NOT_FOUND``."""
+    if not channel:
+        raise LoyaltyError(LoyaltyErrorCode.REQUIRED, "channel", "A channel is required.")
+    account = find_account(customer, channel)
+    if account is not None:
+        return account.channel_id, account.channel_slug, account.currency
+    order = (
+        Order.objects.filter(Q(channel_slug=channel) | Q(channel_id=channel))
+        .order_by("-created_at")
+        .values_list("channel_id", "channel_slug", "currency")
+        .first()
+    )
+    if order is None:
+        raise LoyaltyError(LoyaltyErrorCode.NOT_FOUND, "channel", f"Unknown channel {channel!r}.")
+    return order
+
+
 def balance_of(account_id: int) -> tuple[int, int]:
     """``(balance, pending)`` summed from the ledger itself (the definition of the balance)."""
     sums = LedgerEntry.objects.filter(account_id=account_id).aggregate(
