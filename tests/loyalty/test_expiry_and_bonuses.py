@@ -222,3 +222,19 @@ def test_program_summary_reports_liability_per_channel():
 
     assert (summary.accounts, summary.issued, summary.outstanding) == (2, 800, 700)
     assert summary.liability == 7  # 700 points at 0.01 per point
+
+
+@pytest.mark.django_db
+@override_settings(CRM_LOYALTY=BASE)
+def test_replay_command_reconciles_orders_projected_without_loyalty(capsys):
+    from saleor_crm_plugin.customers import projection
+    from tests.loyalty.builders import order_event
+
+    projection.apply_event(order_event(1))  # e.g. history imported before the program existed
+
+    call_command("crm_loyalty_replay")
+
+    assert "Reconciled 1 orders" in capsys.readouterr().out
+    assert account().pending == 90
+    call_command("crm_loyalty_replay")
+    assert LedgerEntry.objects.count() == 1
