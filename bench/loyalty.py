@@ -38,12 +38,13 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SECTION = "## Loyalty"
 
 
-def setup_django() -> None:
+def setup_django(reuse: bool = False) -> None:
     import psycopg
 
-    with psycopg.connect(f"{BASE_URL}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    if not reuse:
+        with psycopg.connect(f"{BASE_URL}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
     os.environ["DATABASE_URL"] = f"{BASE_URL}/{DB_NAME}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saleor_crm_plugin.app.settings")
     import django
@@ -64,7 +65,15 @@ def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def throughput(csv_path: Path, per_event_sample: int) -> dict[str, object]:
+LOYALTY_TABLES = (
+    "saleor_crm_plugin_lotconsumption, saleor_crm_plugin_ledgerentry, "
+    "saleor_crm_plugin_redemption, saleor_crm_plugin_tierchange, "
+    "saleor_crm_plugin_pointlot, saleor_crm_plugin_loyaltyaccount, "
+    "saleor_crm_plugin_metadatawriteback"
+)
+
+
+def throughput(csv_path: Path, per_event_sample: int, reuse: bool) -> dict[str, object]:
     from django.db import connection, transaction
 
     from saleor_crm_plugin.customers import projection
@@ -87,12 +96,23 @@ def throughput(csv_path: Path, per_event_sample: int) -> dict[str, object]:
         f"({len(order_events):,} order events, {len(orders):,} orders) in {prepare:.1f}s",
         file=sys.stderr,
     )
+    from saleor_crm_plugin.customers.models import Customer, Order
+
     started = time.perf_counter()
-    for start in range(0, len(events), 500):
-        with transaction.atomic():
-            for event in events[start : start + 500]:
-                projection.apply_event(event)
+    if reuse and Order.objects.count() == len(orders):
+        # Projection kept from an earlier run: start the loyalty tables afresh.
+        with connection.cursor() as cur:
+            cur.execute(f"TRUNCATE {LOYALTY_TABLES}")
+            cur.execute(
+                "DELETE FROM saleor_crm_plugin_customer WHERE saleor_user_id LIKE 'bench-user-%%'"
+            )
+    else:
+        for start in range(0, len(events), 500):
+            with transaction.atomic():
+                for event in events[start : start + 500]:
+                    projection.apply_event(event)
     projection_s = time.perf_counter() - started
+    assert Customer.objects.exists()
     print(f"projection built in {projection_s:.1f}s", file=sys.stderr)
 
     def state() -> tuple[object, ...]:
@@ -129,12 +149,7 @@ def throughput(csv_path: Path, per_event_sample: int) -> dict[str, object]:
     # The event handler, event by event (one savepoint each, as the inbox runs it), on a
     # sample of the stream: the per-event cost, which is bounded by database round trips.
     with connection.cursor() as cur:
-        cur.execute(
-            "TRUNCATE saleor_crm_plugin_lotconsumption, saleor_crm_plugin_ledgerentry, "
-            "saleor_crm_plugin_redemption, saleor_crm_plugin_tierchange, "
-            "saleor_crm_plugin_pointlot, saleor_crm_plugin_loyaltyaccount, "
-            "saleor_crm_plugin_metadatawriteback"
-        )
+        cur.execute(f"TRUNCATE {LOYALTY_TABLES}")
     sample = order_events[:per_event_sample]
     started = time.perf_counter()
     for start in range(0, len(sample), 200):
@@ -259,14 +274,17 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--per-event", type=int, default=3000, help="handler sample size")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the projected orders of the previous run"
+    )
     args = parser.parse_args()
-    setup_django()
+    setup_django(args.reuse)
 
     from django.db import connection
 
     from saleor_crm_plugin.core.tables import format_table
 
-    t = throughput(args.csv, args.per_event)
+    t = throughput(args.csv, args.per_event, args.reuse)
     b = balance_latency(args.entries)
     with connection.cursor() as cur:
         cur.execute("SHOW server_version")

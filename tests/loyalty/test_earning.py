@@ -365,8 +365,12 @@ def test_ledger_entries_are_append_only():
 
 @pytest.mark.django_db
 @override_settings(CRM_LOYALTY={"first_order_bonus": 10, "signup_bonus": 5})
-def test_bulk_replay_gives_the_same_ledger_as_the_event_handler():
+@pytest.mark.parametrize("copy_threshold", [1, 100_000], ids=["copy", "insert"])
+def test_bulk_replay_gives_the_same_ledger_as_the_event_handler(monkeypatch, copy_threshold):
     from saleor_crm_plugin.customers import projection
+    from saleor_crm_plugin.loyalty import ledger
+
+    monkeypatch.setattr(ledger, "COPY_THRESHOLD", copy_threshold)
 
     items = (
         order_lifecycle(1)
