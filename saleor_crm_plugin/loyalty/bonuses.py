@@ -190,7 +190,7 @@ def revoke_review_bonus(review_id: str, *, reason: str = "Review removed") -> in
         lot = PointLot.objects.filter(key=f"review:{review_id}").first()
         if lot is None:
             return 0
-        account = LoyaltyAccount.objects.select_for_update().select_related("customer")
+        account = LoyaltyAccount.objects.select_for_update(of=("self",)).select_related("customer")
         account = account.get(pk=lot.account_id)
         lot.refresh_from_db()
         delta = lot.points - lot.reversed_points

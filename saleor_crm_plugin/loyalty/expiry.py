@@ -69,7 +69,9 @@ def expire_due(*, now: datetime | None = None, batch: int = 500) -> ExpiryRun:
 def _expire_account(account_id: int, now: datetime) -> tuple[int, int]:
     with transaction.atomic():
         account = (
-            LoyaltyAccount.objects.select_for_update().select_related("customer").get(pk=account_id)
+            LoyaltyAccount.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .get(pk=account_id)
         )
         config = program_config(account.channel_id, account.channel_slug)
         work = Posting(account, config, now)

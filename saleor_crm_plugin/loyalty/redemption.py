@@ -131,7 +131,7 @@ def redeem_points(
     key = f"redemption:{idempotency_key or uuid.uuid4()}"
     with transaction.atomic():
         account = (
-            LoyaltyAccount.objects.select_for_update()
+            LoyaltyAccount.objects.select_for_update(of=("self",))
             .select_related("customer")
             .filter(customer=customer, channel_id=channel_id)
             .first()
@@ -291,7 +291,7 @@ def release(redemption_id: int, error: str) -> bool:
     with transaction.atomic():
         redemption = Redemption.objects.select_for_update().get(pk=redemption_id)
         account = (
-            LoyaltyAccount.objects.select_for_update()
+            LoyaltyAccount.objects.select_for_update(of=("self",))
             .select_related("customer")
             .get(pk=redemption.account_id)
         )
