@@ -535,20 +535,29 @@ def lot_exists(key: str) -> bool:
 
 
 def confirm_due(*, now: datetime | None = None, batch: int = 500) -> int:
-    """Confirm pending points whose return window has closed (beat task). Each account is
-    reconciled against its orders, so a refund that arrived meanwhile is honoured first."""
+    """Confirm pending points whose return window has closed (beat task), ``batch`` accounts
+    per transaction. Each account is reconciled against its orders, so a refund that arrived
+    meanwhile is honoured first. Walks the accounts by id, so lots that legitimately stay
+    pending (a return on its way) cannot make it loop. Returns the accounts reconciled."""
     now = now or timezone.now()
-    accounts = list(
-        LoyaltyAccount.objects.filter(
-            pk__in=PointLot.objects.filter(status=LotStatus.PENDING, confirm_after__lte=now).values(
-                "account_id"
-            )
+    due = LoyaltyAccount.objects.filter(
+        pk__in=PointLot.objects.filter(status=LotStatus.PENDING, confirm_after__lte=now).values(
+            "account_id"
         )
-        .order_by("pk")
-        .values_list("customer_id", "channel_id", "channel_slug", "currency")[:batch]
-    )
-    _process([(*account, "") for account in accounts], now=now, touch_only=True)
-    return len(accounts)
+    ).order_by("pk")
+    done = 0
+    last = 0
+    while True:
+        accounts = list(
+            due.filter(pk__gt=last).values_list(
+                "pk", "customer_id", "channel_id", "channel_slug", "currency"
+            )[:batch]
+        )
+        if not accounts:
+            return done
+        _process([(*account[1:], "") for account in accounts], now=now, touch_only=True)
+        done += len(accounts)
+        last = accounts[-1][0]
 
 
 def refresh_account(account_id: int, *, now: datetime | None = None) -> None:

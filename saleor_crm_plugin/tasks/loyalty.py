@@ -13,14 +13,8 @@ def loyalty_confirm_pending_task() -> int:
     """Pending order points whose return window closed become spendable."""
     from saleor_crm_plugin.loyalty import services
 
-    batch = crm_settings.LOYALTY_CONFIRM_BATCH
-    total = 0
     with allow_writer():
-        while True:
-            done = services.confirm_due(batch=batch)
-            total += done
-            if done < batch:
-                return total
+        return services.confirm_due(batch=crm_settings.LOYALTY_CONFIRM_BATCH)
 
 
 @shared_task(name="saleor_crm_plugin.loyalty_expire_points", ignore_result=True)

@@ -390,3 +390,23 @@ def test_bulk_replay_gives_the_same_ledger_as_the_event_handler(monkeypatch, cop
     services.replay_orders()
     assert LedgerEntry.objects.count() == entries
     assert services.audit() == []
+
+
+@pytest.mark.django_db
+@override_settings(CRM_LOYALTY=NO_TIERS)
+def test_confirmation_walks_all_accounts_in_batches_and_skips_held_returns():
+    now = timezone.now()
+    for user in (1, 2, 3):
+        apply(order_event(user, user=user, created=now - days(12), updated=now - days(10),
+                          status="RETURNED" if user == 1 else "FULFILLED",
+                          fulfilled_at=now - days(10)))  # fmt: skip
+
+    assert services.confirm_due(now=now + days(25), batch=1) == 3
+
+    statuses = dict(PointLot.objects.values_list("order_id", "status"))
+    assert statuses == {
+        order_id(1): LotStatus.PENDING,  # returned, refund not in yet: held
+        order_id(2): LotStatus.ACTIVE,
+        order_id(3): LotStatus.ACTIVE,
+    }
+    assert services.confirm_due(now=now + days(25), batch=1) == 1  # the held one only
