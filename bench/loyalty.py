@@ -203,7 +203,7 @@ def balance_latency(total_entries: int, accounts: int = 20_000) -> dict[str, obj
             INSERT INTO saleor_crm_plugin_ledgerentry
                 (account_id, kind, source, source_id, points, pending_points, reason,
                  idempotency_key, staff_user_id, data, created_at)
-            SELECT a.id, 'bonus', 'system', '', ((g * 7919) %% 200) - 50, 0, '',
+            SELECT a.id, 'bonus', 'system', '', ((g::bigint * 7919) %% 200) - 50, 0, '',
                    'bench:' || g, '', '{}', now() - (g || ' seconds')::interval
             FROM generate_series(1, %s) g
             JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n
