@@ -324,10 +324,11 @@ def main() -> None:
         ],
     )
     load = os.getloadavg()
+    projected = "kept from the previous run" if args.reuse else f"{t['projection_s']:.0f}s"
     details = (
         f"Dataset: `uci_online_retail/online_retail.csv`, {t['orders']:,} orders, "
         f"{t['events']:,} events ({t['order_events']:,} order events) projected first "
-        f"({t['projection_s']:.0f}s, not counted) -> {t['accounts']:,} accounts, {t['lots']:,} "
+        f"({projected}, not counted) -> {t['accounts']:,} accounts, {t['lots']:,} "
         f"lots, {t['entries']:,} ledger entries; audit: {t['audit_problems']} problems. "
         "The replay (`loyalty.services.replay_orders`, used for backfills and repairs) applies "
         "the same rules as the event handler with set-based reads and writes per chunk of "
