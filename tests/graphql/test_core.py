@@ -20,6 +20,9 @@ from saleor_crm_plugin.graphql.core.permissions import login_required, permissio
 from saleor_crm_plugin.permissions import SaleorPermission
 from tests.graphql.conftest import error_codes, make_customer, user_gid
 
+# Mutations run in a transaction, so even the toy schema needs the database.
+pytestmark = pytest.mark.django_db
+
 
 class ToyErrorCode(enum.StrEnum):
     """Codes of the toy domain."""
@@ -45,6 +48,9 @@ class ToyAdjust(BaseMutation):
 
     @classmethod
     def perform_mutation(cls, root: Any, info: Any, points: int) -> Any:
+        if points == 13:
+            make_customer(13)  # a write, then a business-rule failure
+            raise CrmError("Unlucky.", code=ToyErrorCode.INVALID, field="points")
         if points < 0:
             raise CrmError(
                 "Points must not be negative.", code=ToyErrorCode.INVALID, field="points"
@@ -372,3 +378,11 @@ def test_entity_batches_count_each_representation():
         "query($r: [_Any!]!) { _entities(representations: $r) { ... on User { crm { email } } } }"
     )
     assert measure(document, {"r": [{}] * 40}) == (3, 1 + 40 * 2)
+
+
+def test_failed_mutation_rolls_back_its_writes(db):
+    from saleor_crm_plugin.customers.models import Customer
+
+    result = run("mutation { toyAdjust(points: 13) { errors { code } } }", STAFF)
+    assert result.data == {"toyAdjust": {"errors": [{"code": "INVALID"}]}}
+    assert not Customer.objects.filter(saleor_user_id=user_gid(13)).exists()
