@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import graphene
@@ -13,6 +14,10 @@ from saleor_crm_plugin.graphql.core.connection import (
     paginate_queryset,
 )
 from saleor_crm_plugin.graphql.core.types import CrmMoney, money
+from saleor_crm_plugin.graphql.loyalty.dataloaders import (
+    LoyaltyAccountsByCustomerIdLoader,
+    LoyaltyAccountViewLoader,
+)
 from saleor_crm_plugin.loyalty import services
 from saleor_crm_plugin.loyalty.config import TierRule
 from saleor_crm_plugin.loyalty.models import EntryKind, EntrySource, LotStatus, LoyaltyAccount
@@ -77,12 +82,9 @@ class LoyaltyLedgerEntryCountableConnection(CountableConnection):
         node = LoyaltyLedgerEntry
 
 
-def _view(root: LoyaltyAccount) -> services.AccountView:
-    view = getattr(root, "_crm_view", None)
-    if view is None:
-        view = services.account_view(root)
-        root._crm_view = view  # type: ignore[attr-defined]
-    return view
+def _view(root: LoyaltyAccount, info: Any, pick: Callable[[services.AccountView], Any]) -> Any:
+    """Tier and progress need the order history: loaded for all accounts of a page at once."""
+    return LoyaltyAccountViewLoader(info.context).load(root).then(pick)
 
 
 class LoyaltyAccountType(graphene.ObjectType):
@@ -129,36 +131,36 @@ class LoyaltyAccountType(graphene.ObjectType):
 
     @staticmethod
     def resolve_balance_value(root: LoyaltyAccount, info: Any) -> Any:
-        return money(_view(root).balance_value, root.currency)
+        return _view(root, info, lambda view: money(view.balance_value, root.currency))
 
     @staticmethod
-    def resolve_tier(root: LoyaltyAccount, info: Any) -> TierRule:
-        return _view(root).tier
+    def resolve_tier(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: view.tier)
 
     @staticmethod
-    def resolve_next_tier(root: LoyaltyAccount, info: Any) -> TierRule | None:
-        return _view(root).next_tier
+    def resolve_next_tier(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: view.next_tier)
 
     @staticmethod
-    def resolve_tier_metric(root: LoyaltyAccount, info: Any) -> float:
-        return float(_view(root).tier_metric)
+    def resolve_tier_metric(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: float(view.tier_metric))
 
     @staticmethod
-    def resolve_to_next_tier(root: LoyaltyAccount, info: Any) -> float:
-        return float(_view(root).to_next_tier)
+    def resolve_to_next_tier(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: float(view.to_next_tier))
 
     @staticmethod
-    def resolve_progress(root: LoyaltyAccount, info: Any) -> float:
-        return float(_view(root).progress)
+    def resolve_progress(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: float(view.progress))
 
     @staticmethod
     def resolve_tier_held_until(root: LoyaltyAccount, info: Any) -> Any:
-        return _view(root).tier_held_until
+        return _view(root, info, lambda view: view.tier_held_until)
 
     @staticmethod
     def resolve_expiring(root: LoyaltyAccount, info: Any, days: int | None = None) -> list[Any]:
         if days is None:
-            return _view(root).expiring
+            return _view(root, info, lambda view: view.expiring)
         return services.account_view(root, expiring_within_days=days).expiring
 
     @staticmethod
@@ -187,18 +189,15 @@ class CustomerLoyaltyFields:
     )
 
     @staticmethod
-    def resolve_loyalty(root: Customer, info: Any, channel: str) -> LoyaltyAccount | None:
-        account = services.find_account(root, channel)
-        if account is not None:
-            account.customer = root
-        return account
+    def resolve_loyalty(root: Customer, info: Any, channel: str) -> Any:
+        def pick(accounts: list[LoyaltyAccount]) -> LoyaltyAccount | None:
+            return next((a for a in accounts if channel in (a.channel_slug, a.channel_id)), None)
+
+        return LoyaltyAccountsByCustomerIdLoader(info.context).load(root.pk).then(pick)
 
     @staticmethod
-    def resolve_loyalty_accounts(root: Customer, info: Any) -> list[LoyaltyAccount]:
-        accounts = list(LoyaltyAccount.objects.filter(customer=root).order_by("channel_slug"))
-        for account in accounts:
-            account.customer = root
-        return accounts
+    def resolve_loyalty_accounts(root: Customer, info: Any) -> Any:
+        return LoyaltyAccountsByCustomerIdLoader(info.context).load(root.pk)
 
 
 class LoyaltyRedemptionType(graphene.ObjectType):

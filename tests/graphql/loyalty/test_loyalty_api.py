@@ -263,3 +263,43 @@ def test_program_settings_and_summary_for_staff(gql, mint, member):
     ]
     _, body = gql(PROGRAM, token=mint(user_gid(1)))
     assert error_codes(body) == ["PermissionDenied", "PermissionDenied"]
+
+
+CUSTOMERS = """
+query { crmCustomers(first: 50) { edges { node {
+  email
+  loyalty(channel: "default-channel") {
+    balance pending tier { code } progress expiring { points } balanceValue { amount }
+  }
+  loyaltyAccounts { channelSlug }
+} } } }
+"""
+
+
+@override_settings(CRM_LOYALTY=SETTINGS)
+def test_a_page_of_customers_with_loyalty_costs_constant_queries(gql, mint):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    token = mint.thirdparty(user_gid(900), ["MANAGE_USERS"])
+    now = timezone.now()
+
+    def customers_with_points(users):
+        for user in users:
+            apply(order_event(user, user=user, created=now - days(60), updated=now - days(50),
+                              status="FULFILLED", fulfilled_at=now - days(50)))  # fmt: skip
+
+    customers_with_points([1, 2])
+    gql(CUSTOMERS, token=token)  # warm the issuer cache
+    with CaptureQueriesContext(connection) as small:
+        _, body = gql(CUSTOMERS, token=token)
+    assert len(body["data"]["crmCustomers"]["edges"]) == 2
+    customers_with_points(range(3, 12))
+    with CaptureQueriesContext(connection) as large:
+        _, body = gql(CUSTOMERS, token=token)
+
+    edges = body["data"]["crmCustomers"]["edges"]
+    assert len(edges) == 11
+    assert {e["node"]["loyalty"]["balance"] for e in edges} == {90}
+    # customers page, accounts, order histories, expiring lots
+    assert len(small.captured_queries) == len(large.captured_queries) == 4
