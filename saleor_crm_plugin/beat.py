@@ -23,6 +23,22 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "saleor_crm_plugin.rfm_nightly",
         "schedule": crontab(hour="2", minute="41"),
     },
+    "crm-loyalty-confirm-pending": {
+        "task": "saleor_crm_plugin.loyalty_confirm_pending",
+        "schedule": crontab(minute="*/15"),
+    },
+    "crm-loyalty-settle-redemptions": {
+        "task": "saleor_crm_plugin.loyalty_settle_redemptions",
+        "schedule": 300.0,
+    },
+    "crm-loyalty-expire-points": {
+        "task": "saleor_crm_plugin.loyalty_expire_points",
+        "schedule": crontab(hour="2", minute="7"),
+    },
+    "crm-loyalty-nightly": {
+        "task": "saleor_crm_plugin.loyalty_nightly",
+        "schedule": crontab(hour="2", minute="37"),
+    },
 }
 
 

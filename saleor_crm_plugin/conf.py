@@ -177,6 +177,22 @@ class CRMSettings:
         """Mirror each customer's segment and scores into Saleor private metadata."""
         return bool(self._get("RFM_WRITEBACK", True))
 
+    # -- loyalty ---------------------------------------------------------------------------
+    @property
+    def LOYALTY(self) -> dict[str, Any]:
+        """Program settings for every channel (keys in ``docs/loyalty.md``)."""
+        return dict(self._get("LOYALTY", {}))
+
+    @property
+    def LOYALTY_CHANNELS(self) -> dict[str, dict[str, Any]]:
+        """Per-channel overrides of ``CRM_LOYALTY``, keyed by channel slug or id."""
+        return dict(self._get("LOYALTY_CHANNELS", {}))
+
+    @property
+    def LOYALTY_CONFIRM_BATCH(self) -> int:
+        """Lots confirmed/expired per transaction by the beat tasks."""
+        return int(self._get("LOYALTY_CONFIRM_BATCH", 500))
+
     # -- secrets ---------------------------------------------------------------------------
     @property
     def ENCRYPTION_KEY(self) -> bytes:

@@ -3,6 +3,14 @@
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.customers.models import Customer, CustomerChannelStats, Order, OrderLine
 from saleor_crm_plugin.events.models import BackfillProgress, InboxEvent
+from saleor_crm_plugin.loyalty.models import (
+    LedgerEntry,
+    LotConsumption,
+    LoyaltyAccount,
+    PointLot,
+    Redemption,
+    TierChange,
+)
 from saleor_crm_plugin.rfm.models import CustomerRfm, RfmRun, RfmSegmentHistory, RfmSegmentMap
 from saleor_crm_plugin.writeback.models import MetadataWriteback
 
@@ -12,11 +20,17 @@ __all__ = [
     "CustomerChannelStats",
     "CustomerRfm",
     "InboxEvent",
+    "LedgerEntry",
+    "LotConsumption",
+    "LoyaltyAccount",
     "MetadataWriteback",
     "Order",
     "OrderLine",
+    "PointLot",
+    "Redemption",
     "RfmRun",
     "RfmSegmentHistory",
     "RfmSegmentMap",
     "SaleorInstance",
+    "TierChange",
 ]

@@ -37,3 +37,7 @@ PRODUCT_STATS_READ = SaleorPermission.MANAGE_PRODUCTS
 # RFM: segments are customer data, so reading and managing them follows MANAGE_USERS.
 RFM_READ = SaleorPermission.MANAGE_USERS
 RFM_MANAGE = SaleorPermission.MANAGE_USERS
+# Loyalty: adjusting a customer's points and reading the program (settings, liability) are
+# customer-management tasks in Saleor's terms.
+LOYALTY_ADJUST = SaleorPermission.MANAGE_USERS
+LOYALTY_PROGRAM_READ = SaleorPermission.MANAGE_USERS

@@ -79,6 +79,15 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
         "json",
     ),
     ConfigField(
+        "loyalty_settings",
+        "multiline",
+        "Loyalty program settings (JSON)",
+        'Any loyalty setting for all channels, e.g. {"signup_bonus": 100, "tiers": [...]} '
+        "(see docs/loyalty.md).",
+        "{}",
+        "json",
+    ),
+    ConfigField(
         "rfm_frequency_window_days",
         "string",
         "RFM frequency window (days)",

@@ -16,12 +16,13 @@ from collections.abc import Callable
 
 from saleor_crm_plugin.customers import projection
 from saleor_crm_plugin.events.types import CrmEvent
+from saleor_crm_plugin.loyalty import services as loyalty
 
 Handler = Callable[[CrmEvent], object]
 
 
 def _domain_handlers() -> tuple[Handler, ...]:
-    return ()
+    return (loyalty.handle_event,)
 
 
 def project(event: CrmEvent) -> None:

@@ -12,13 +12,16 @@ import graphene
 from saleor_crm_plugin.graphql.core.federation import build_federation_queries
 from saleor_crm_plugin.graphql.customers.schema import CustomerQueries
 from saleor_crm_plugin.graphql.customers.types import ENTITY_TYPES
+from saleor_crm_plugin.graphql.loyalty.schema import LoyaltyMutations, LoyaltyQueries
 from saleor_crm_plugin.graphql.rfm.schema import RfmMutations, RfmQueries
 
 QUERIES: list[type] = [
     CustomerQueries,
+    LoyaltyQueries,
     RfmQueries,
 ]
 MUTATIONS: list[type] = [
+    LoyaltyMutations,
     RfmMutations,
 ]
 

@@ -14,6 +14,7 @@ from django.utils.module_loading import import_string
 # Fields added to CrmCustomer (``me``, ``customer(id)``, ``User.crm`` through federation).
 CUSTOMER_FIELDS: list[str] = [
     "saleor_crm_plugin.graphql.rfm.types.CustomerRfmFields",
+    "saleor_crm_plugin.graphql.loyalty.types.CustomerLoyaltyFields",
 ]
 # Fields added to CrmOrder (``orders`` connections, ``Order.crm`` through federation).
 ORDER_FIELDS: list[str] = []

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('saleor_crm_plugin', '0003_backfill_progress'),
+        ('saleor_crm_plugin', '0004_loyalty'),
     ]
 
     operations = [

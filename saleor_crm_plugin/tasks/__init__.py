@@ -2,11 +2,21 @@
 imported here."""
 
 from saleor_crm_plugin.tasks.ingest import process_inbox_task, prune_inbox_task, sweep_inbox_task
+from saleor_crm_plugin.tasks.loyalty import (
+    loyalty_confirm_pending_task,
+    loyalty_expire_points_task,
+    loyalty_nightly_task,
+    loyalty_settle_redemptions_task,
+)
 from saleor_crm_plugin.tasks.rfm import rfm_nightly_task, rfm_recompute_task
 from saleor_crm_plugin.tasks.writeback import flush_metadata_task
 
 __all__ = [
     "flush_metadata_task",
+    "loyalty_confirm_pending_task",
+    "loyalty_expire_points_task",
+    "loyalty_nightly_task",
+    "loyalty_settle_redemptions_task",
     "process_inbox_task",
     "prune_inbox_task",
     "rfm_nightly_task",

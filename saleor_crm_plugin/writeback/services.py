@@ -67,6 +67,48 @@ def queue_private_metadata(object_id: str, items: Mapping[str, str]) -> None:
             return
 
 
+def queue_private_metadata_many(items_by_object: Mapping[str, Mapping[str, str]]) -> None:
+    """``queue_private_metadata`` for many objects in a constant number of queries (bulk
+    recomputes and replays). Same semantics: merged into any pending values, unchanged values
+    are not queued again. Rows are locked in id order, so concurrent callers cannot deadlock."""
+    wanted = {
+        object_id: {str(k): str(v) for k, v in items.items()}
+        for object_id, items in items_by_object.items()
+        if object_id and items
+    }
+    if not wanted:
+        return
+    with transaction.atomic(savepoint=False):
+        existing = {
+            row.object_id: row
+            for row in MetadataWriteback.objects.select_for_update()
+            .filter(object_id__in=list(wanted))
+            .order_by("object_id")
+        }
+        new_rows = [
+            MetadataWriteback(object_id=object_id, items=items)
+            for object_id, items in wanted.items()
+            if object_id not in existing
+        ]
+        if new_rows:
+            MetadataWriteback.objects.bulk_create(new_rows, ignore_conflicts=True)
+        changed = []
+        for object_id, row in existing.items():
+            merged = {**row.items, **wanted[object_id]}
+            if merged == row.items and (row.pending or row.sent_at is not None):
+                continue
+            row.items = merged
+            row.version = F("version") + 1
+            row.pending = True
+            row.attempts = 0
+            row.last_error = ""
+            changed.append(row)
+        if changed:
+            MetadataWriteback.objects.bulk_update(
+                changed, ["items", "version", "pending", "attempts", "last_error"]
+            )
+
+
 @dataclass
 class FlushResult:
     sent: int = 0

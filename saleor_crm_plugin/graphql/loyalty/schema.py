@@ -1,0 +1,188 @@
+"""Loyalty root fields and mutations: authorise, map input, call ``loyalty.services``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+from django.db.models import Q
+
+from saleor_crm_plugin.core.errors import CrmError
+from saleor_crm_plugin.customers.models import Customer
+from saleor_crm_plugin.graphql.core.ids import resolve_global_id
+from saleor_crm_plugin.graphql.core.mutations import BaseMutation, error_type
+from saleor_crm_plugin.graphql.core.permissions import permission_required, requester_of
+from saleor_crm_plugin.graphql.loyalty.types import (
+    LoyaltyAccountType,
+    LoyaltyChannelSummary,
+    LoyaltyLedgerEntry,
+    LoyaltyProgramSettings,
+    LoyaltyRedemptionType,
+)
+from saleor_crm_plugin.loyalty import redemption, services
+from saleor_crm_plugin.loyalty.config import config_as_dict, program_config
+from saleor_crm_plugin.loyalty.error_codes import LoyaltyErrorCode
+from saleor_crm_plugin.loyalty.exceptions import LoyaltyError
+from saleor_crm_plugin.loyalty.models import LoyaltyAccount
+from saleor_crm_plugin.permissions import LOYALTY_ADJUST, LOYALTY_PROGRAM_READ
+
+LoyaltyErrorType = error_type("LoyaltyError", LoyaltyErrorCode)
+
+
+def _settings_root(channel: str) -> dict[str, Any]:
+    """Settings are keyed by slug or ID; find the other half from the accounts we know."""
+    known = (
+        LoyaltyAccount.objects.filter(Q(channel_slug=channel) | Q(channel_id=channel))
+        .values_list("channel_id", "channel_slug")
+        .first()
+    )
+    channel_id, slug = known or (channel, channel)
+    config = program_config(channel_id, slug)
+    data = config_as_dict(config)
+    data.update(tiers=config.tiers, channel=channel)
+    return data
+
+
+class LoyaltyQueries(graphene.ObjectType):
+    loyalty_program_settings = graphene.Field(
+        LoyaltyProgramSettings,
+        channel=graphene.String(required=True, description="Channel slug or Saleor Channel ID."),
+        description="The effective loyalty program of a channel. Requires MANAGE_USERS.",
+    )
+    loyalty_program_summary = graphene.List(
+        graphene.NonNull(LoyaltyChannelSummary),
+        required=True,
+        channel_id=graphene.ID(description="Saleor Channel ID; all channels when omitted."),
+        description=(
+            "Points issued, redeemed, outstanding and the liability per channel. "
+            "Requires MANAGE_USERS."
+        ),
+    )
+
+    @staticmethod
+    @permission_required(LOYALTY_PROGRAM_READ)
+    def resolve_loyalty_program_settings(root: Any, info: Any, channel: str) -> dict[str, Any]:
+        return _settings_root(channel)
+
+    @staticmethod
+    @permission_required(LOYALTY_PROGRAM_READ)
+    def resolve_loyalty_program_summary(
+        root: Any, info: Any, channel_id: str | None = None
+    ) -> list[services.ChannelSummary]:
+        return services.program_summary(channel_id)
+
+
+def _own_customer(info: Any) -> Customer:
+    requester = requester_of(info)
+    customer = (
+        Customer.objects.filter(saleor_user_id=requester.user_id).first()
+        if requester.user_id
+        else None
+    )
+    if customer is None:
+        raise LoyaltyError(
+            LoyaltyErrorCode.NOT_FOUND, None, "The CRM has no loyalty account for you yet."
+        )
+    return customer
+
+
+class LoyaltyRedeem(BaseMutation):
+    redemption = graphene.Field(LoyaltyRedemptionType)
+    account = graphene.Field(LoyaltyAccountType)
+
+    class Arguments:
+        channel = graphene.String(required=True, description="Channel slug or Saleor Channel ID.")
+        points = graphene.Int(required=True)
+        idempotency_key = graphene.String(
+            description="Retrying with the same key returns the first result instead of "
+            "redeeming twice."
+        )
+
+    class Meta:
+        description = (
+            "Turn the signed-in customer's points into a Saleor gift card for their e-mail. "
+            "Points are reserved first and returned if Saleor refuses the card."
+        )
+        login_required = True
+        error_type_class = LoyaltyErrorType
+
+    @classmethod
+    def perform_mutation(cls, root: Any, info: Any, **data: Any) -> LoyaltyRedeem:
+        customer = _own_customer(info)
+        account = services.find_account(customer, data["channel"])
+        if account is None:
+            raise LoyaltyError(
+                LoyaltyErrorCode.NOT_FOUND, "channel", "No loyalty account in this channel."
+            )
+        result = redemption.redeem_points(
+            customer=customer,
+            channel_id=account.channel_id,
+            points=data["points"],
+            idempotency_key=data.get("idempotency_key") or "",
+            requested_by=requester_of(info).user_id or "",
+        )
+        account.refresh_from_db()
+        account.customer = customer
+        return cls(redemption=result, account=account)
+
+
+class LoyaltyAdjust(BaseMutation):
+    account = graphene.Field(LoyaltyAccountType)
+    entry = graphene.Field(LoyaltyLedgerEntry)
+
+    class Arguments:
+        customer_id = graphene.ID(required=True, description="CrmCustomer ID or Saleor User ID.")
+        channel = graphene.String(required=True, description="Channel slug or Saleor Channel ID.")
+        points = graphene.Int(required=True, description="Positive to credit, negative to debit.")
+        reason = graphene.String(required=True, description="Shown in the customer's history.")
+        bonus = graphene.Boolean(
+            default_value=False, description="Post a custom bonus (positive points only)."
+        )
+        allow_negative = graphene.Boolean(
+            default_value=False, description="Allow a debit beyond the balance."
+        )
+        idempotency_key = graphene.String()
+
+    class Meta:
+        description = "Credit or debit a customer's points, or grant a custom bonus."
+        permissions = (LOYALTY_ADJUST,)
+        error_type_class = LoyaltyErrorType
+
+    @classmethod
+    def perform_mutation(cls, root: Any, info: Any, **data: Any) -> LoyaltyAdjust:
+        try:
+            type_name, pk = resolve_global_id(
+                data["customer_id"], ("CrmCustomer", "User"), field="customerId"
+            )
+        except CrmError as exc:
+            raise LoyaltyError(LoyaltyErrorCode.INVALID, "customerId", exc.message) from exc
+        customers = Customer.objects.all()
+        customer = (
+            customers.filter(saleor_user_id=data["customer_id"]).first()
+            if type_name == "User"
+            else customers.filter(pk=int(pk)).first()
+            if pk.isdigit()
+            else None
+        )
+        if customer is None:
+            raise LoyaltyError(LoyaltyErrorCode.NOT_FOUND, "customerId", "Customer not found.")
+        channel_id, slug, _ = services.resolve_channel(customer, data["channel"])
+        entry = services.adjust_points(
+            customer=customer,
+            channel_id=channel_id,
+            channel_slug=slug,
+            points=data["points"],
+            reason=data["reason"],
+            staff_user_id=requester_of(info).user_id or requester_of(info).app_id or "",
+            idempotency_key=data.get("idempotency_key") or "",
+            allow_negative=data.get("allow_negative", False),
+            bonus=data.get("bonus", False),
+        )
+        account = LoyaltyAccount.objects.get(pk=entry.account_id)
+        account.customer = customer
+        return cls(account=account, entry=entry)
+
+
+class LoyaltyMutations(graphene.ObjectType):
+    loyalty_redeem = LoyaltyRedeem.Field()
+    loyalty_adjust = LoyaltyAdjust.Field()

@@ -1,0 +1,294 @@
+"""Loyalty types. Resolvers only read what ``loyalty.services`` computes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import graphene
+
+from saleor_crm_plugin.customers.models import Customer
+from saleor_crm_plugin.graphql.core.connection import (
+    CountableConnection,
+    connection_field,
+    paginate_queryset,
+)
+from saleor_crm_plugin.graphql.core.types import CrmMoney, money
+from saleor_crm_plugin.graphql.loyalty.dataloaders import (
+    LoyaltyAccountsByCustomerIdLoader,
+    LoyaltyAccountViewLoader,
+)
+from saleor_crm_plugin.loyalty import services
+from saleor_crm_plugin.loyalty.config import TierRule
+from saleor_crm_plugin.loyalty.models import EntryKind, EntrySource, LotStatus, LoyaltyAccount
+
+LoyaltyEntryKindEnum = graphene.Enum(
+    "LoyaltyEntryKind", [(kind.name, kind.value) for kind in EntryKind]
+)
+LoyaltyEntrySourceEnum = graphene.Enum(
+    "LoyaltyEntrySource", [(source.name, source.value) for source in EntrySource]
+)
+LoyaltyLotStatusEnum = graphene.Enum(
+    "LoyaltyLotStatus", [(status.name, status.value) for status in LotStatus]
+)
+
+
+class LoyaltyTier(graphene.ObjectType):
+    code = graphene.String(required=True)
+    name = graphene.String(required=True)
+    threshold = graphene.Float(
+        required=True, description="Spend or points over the tier period needed for the tier."
+    )
+    multiplier = graphene.Float(required=True, description="Earn multiplier of the tier.")
+
+    class Meta:
+        description = "A tier of the loyalty program."
+
+    @staticmethod
+    def resolve_threshold(root: TierRule, info: Any) -> float:
+        return float(root.threshold)
+
+    @staticmethod
+    def resolve_multiplier(root: TierRule, info: Any) -> float:
+        return float(root.multiplier)
+
+
+class LoyaltyExpiringPoints(graphene.ObjectType):
+    points = graphene.Int(required=True)
+    expires_at = graphene.DateTime(required=True)
+
+    class Meta:
+        description = "Spendable points that expire at the same moment."
+
+
+class LoyaltyLedgerEntry(graphene.ObjectType):
+    kind = graphene.Field(LoyaltyEntryKindEnum, required=True)
+    source = graphene.Field(LoyaltyEntrySourceEnum, required=True)
+    source_id = graphene.String(
+        required=True, description="What caused it, e.g. the Saleor Order ID for order points."
+    )
+    points = graphene.Int(required=True, description="Change of the spendable balance.")
+    pending_points = graphene.Int(required=True, description="Change of the pending points.")
+    reason = graphene.String(required=True)
+    created_at = graphene.DateTime(required=True)
+
+    class Meta:
+        interfaces = (graphene.relay.Node,)
+        description = "One line of a loyalty account's append-only ledger."
+
+
+class LoyaltyLedgerEntryCountableConnection(CountableConnection):
+    class Meta:
+        node = LoyaltyLedgerEntry
+
+
+def _view(root: LoyaltyAccount, info: Any, pick: Callable[[services.AccountView], Any]) -> Any:
+    """Tier and progress need the order history: loaded for all accounts of a page at once."""
+    return LoyaltyAccountViewLoader(info.context).load(root).then(pick)
+
+
+class LoyaltyAccountType(graphene.ObjectType):
+    channel_id = graphene.ID(required=True, description="Saleor Channel ID.")
+    channel_slug = graphene.String(required=True)
+    currency = graphene.String(required=True)
+    balance = graphene.Int(required=True, description="Spendable points (negative when owed).")
+    pending = graphene.Int(
+        required=True, description="Points waiting for their order's return window to close."
+    )
+    debt = graphene.Int(
+        required=True, description="Points reversed after they were spent, not yet repaid."
+    )
+    lifetime_earned = graphene.Int(required=True)
+    lifetime_redeemed = graphene.Int(required=True)
+    balance_value = graphene.Field(
+        CrmMoney, required=True, description="What the balance is worth as a gift card."
+    )
+    tier = graphene.Field(LoyaltyTier, required=True)
+    next_tier = graphene.Field(LoyaltyTier, description="Null at the top tier.")
+    tier_metric = graphene.Float(
+        required=True, description="Spend or points counted in the current tier period."
+    )
+    to_next_tier = graphene.Float(required=True, description="Metric still needed.")
+    progress = graphene.Float(required=True, description="0..1 towards the next tier.")
+    tier_held_until = graphene.DateTime(
+        description="The tier is kept at least until then (no demotion before the period ends)."
+    )
+    expiring = graphene.List(
+        graphene.NonNull(LoyaltyExpiringPoints),
+        required=True,
+        days=graphene.Int(description="Window in days; default: the program's warning window."),
+        description="Spendable points about to expire, soonest first.",
+    )
+    history = connection_field(
+        LoyaltyLedgerEntryCountableConnection,
+        kinds=graphene.List(graphene.NonNull(LoyaltyEntryKindEnum)),
+        description="Ledger entries, newest first.",
+    )
+
+    class Meta:
+        name = "LoyaltyAccount"
+        description = "A customer's points in one channel."
+
+    @staticmethod
+    def resolve_balance_value(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: money(view.balance_value, root.currency))
+
+    @staticmethod
+    def resolve_tier(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: view.tier)
+
+    @staticmethod
+    def resolve_next_tier(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: view.next_tier)
+
+    @staticmethod
+    def resolve_tier_metric(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: float(view.tier_metric))
+
+    @staticmethod
+    def resolve_to_next_tier(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: float(view.to_next_tier))
+
+    @staticmethod
+    def resolve_progress(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: float(view.progress))
+
+    @staticmethod
+    def resolve_tier_held_until(root: LoyaltyAccount, info: Any) -> Any:
+        return _view(root, info, lambda view: view.tier_held_until)
+
+    @staticmethod
+    def resolve_expiring(root: LoyaltyAccount, info: Any, days: int | None = None) -> list[Any]:
+        if days is None:
+            return _view(root, info, lambda view: view.expiring)
+        return services.account_view(root, expiring_within_days=days).expiring
+
+    @staticmethod
+    def resolve_history(root: LoyaltyAccount, info: Any, **args: Any) -> Any:
+        return paginate_queryset(
+            services.history(root, kinds=args.get("kinds")),
+            args,
+            ordering=("-created_at", "-pk"),
+            connection_type=LoyaltyLedgerEntryCountableConnection,
+            field_name="history",
+        )
+
+
+class CustomerLoyaltyFields:
+    """Added to ``CrmCustomer``: readable by the customer and by MANAGE_USERS."""
+
+    loyalty = graphene.Field(
+        LoyaltyAccountType,
+        channel=graphene.String(required=True, description="Channel slug or Saleor Channel ID."),
+        description="Loyalty account in a channel; null when the customer has none there.",
+    )
+    loyalty_accounts = graphene.List(
+        graphene.NonNull(LoyaltyAccountType),
+        required=True,
+        description="Loyalty accounts in every channel.",
+    )
+
+    @staticmethod
+    def resolve_loyalty(root: Customer, info: Any, channel: str) -> Any:
+        def pick(accounts: list[LoyaltyAccount]) -> LoyaltyAccount | None:
+            return next((a for a in accounts if channel in (a.channel_slug, a.channel_id)), None)
+
+        return LoyaltyAccountsByCustomerIdLoader(info.context).load(root.pk).then(pick)
+
+    @staticmethod
+    def resolve_loyalty_accounts(root: Customer, info: Any) -> Any:
+        return LoyaltyAccountsByCustomerIdLoader(info.context).load(root.pk)
+
+
+class LoyaltyRedemptionType(graphene.ObjectType):
+    redemption_id = graphene.ID(required=True)
+    status = graphene.String(
+        required=True,
+        description=(
+            "completed, or reserved while Saleor's answer is unknown (settled automatically)."
+        ),
+    )
+    points = graphene.Int(required=True)
+    amount = graphene.Field(CrmMoney, required=True)
+    gift_card_id = graphene.ID(description="Saleor GiftCard ID.")
+    gift_card_last4 = graphene.String(description="Last 4 characters of the gift card code.")
+    balance = graphene.Int(required=True, description="Balance after the redemption.")
+
+    class Meta:
+        name = "LoyaltyRedemption"
+
+    @staticmethod
+    def resolve_amount(root: Any, info: Any) -> Any:
+        return money(root.amount, root.currency)
+
+    @staticmethod
+    def resolve_gift_card_id(root: Any, info: Any) -> str | None:
+        return root.gift_card_id or None
+
+    @staticmethod
+    def resolve_gift_card_last4(root: Any, info: Any) -> str | None:
+        return root.gift_card_last4 or None
+
+
+class LoyaltyProgramSettings(graphene.ObjectType):
+    channel = graphene.String(required=True)
+    enabled = graphene.Boolean(required=True)
+    points_per_unit = graphene.Float(required=True)
+    rounding = graphene.String(required=True)
+    exclude_shipping = graphene.Boolean(required=True)
+    exclude_tax = graphene.Boolean(required=True)
+    min_order_amount = graphene.Float(required=True)
+    return_window_days = graphene.Int(required=True)
+    expiry_months = graphene.Int(required=True)
+    expiry_mode = graphene.String(required=True)
+    expiry_warning_days = graphene.Int(required=True)
+    signup_bonus = graphene.Int(required=True)
+    first_order_bonus = graphene.Int(required=True)
+    birthday_bonus = graphene.Int(required=True)
+    review_bonus = graphene.Int(required=True)
+    review_bonus_cap = graphene.Int(required=True)
+    review_bonus_period = graphene.String(required=True)
+    referral_referrer_bonus = graphene.Int(required=True)
+    referral_referee_bonus = graphene.Int(required=True)
+    redemption_rate = graphene.Float(required=True, description="Currency per point.")
+    redemption_min_points = graphene.Int(required=True)
+    redemption_max_points = graphene.Int(required=True, description="0 = no maximum.")
+    negative_balance = graphene.String(required=True)
+    tier_basis = graphene.String(required=True)
+    tier_period = graphene.String(required=True)
+    tiers = graphene.List(graphene.NonNull(LoyaltyTier), required=True)
+
+    class Meta:
+        description = (
+            "The effective program of a channel (set in the plugin configuration or the App's "
+            "CRM_LOYALTY settings; see docs/loyalty.md)."
+        )
+
+
+class LoyaltyChannelSummary(graphene.ObjectType):
+    channel_id = graphene.ID(required=True)
+    channel_slug = graphene.String(required=True)
+    currency = graphene.String(required=True)
+    accounts = graphene.Int(required=True)
+    issued = graphene.Int(required=True, description="Points confirmed or granted.")
+    pending = graphene.Int(required=True)
+    redeemed = graphene.Int(required=True)
+    expired = graphene.Int(required=True)
+    reversed = graphene.Int(required=True, description="Points taken back by refunds.")
+    outstanding = graphene.Int(required=True, description="Spendable points (the liability).")
+    debt = graphene.Int(required=True)
+    liability = graphene.Field(
+        CrmMoney, required=True, description="Outstanding points at the redemption rate."
+    )
+    tier_counts = graphene.JSONString(required=True, description="Accounts per tier code.")
+
+    class Meta:
+        description = "Points issued, redeemed and outstanding in one channel."
+
+    @staticmethod
+    def resolve_liability(root: services.ChannelSummary, info: Any) -> Any:
+        return money(root.liability, root.currency)
+
+    @staticmethod
+    def resolve_tier_counts(root: services.ChannelSummary, info: Any) -> dict[str, int]:
+        return root.tiers

@@ -1,0 +1,451 @@
+"""Posting to the ledger. Everything here expects the account row to be locked
+(``lock_account`` or ``lock_accounts``) by the caller's transaction: that lock serialises all
+changes of one account (earning, redemption, expiry), so in-memory arithmetic on it is safe and
+two redemptions can never both spend the same points.
+
+A ``Posting`` is one unit of work on one account. It collects new lots, entries and lot
+consumptions in memory and writes them with ``flush`` in a constant number of queries, so the
+event handler costs a handful of queries per order and a replay of thousands of orders costs
+the same handful per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, connection, models, transaction
+
+from saleor_crm_plugin.customers.models import Customer
+from saleor_crm_plugin.loyalty.config import ProgramConfig
+from saleor_crm_plugin.loyalty.models import (
+    EntryKind,
+    EntrySource,
+    LedgerEntry,
+    LotConsumption,
+    LotStatus,
+    LoyaltyAccount,
+    PointLot,
+    TierChange,
+)
+from saleor_crm_plugin.loyalty.rules import add_months
+
+LOT_FIELDS = (
+    "order_id",
+    "source_id",
+    "status",
+    "points",
+    "base_points",
+    "multiplier",
+    "reversed_points",
+    "remaining",
+    "revision",
+    "earned_at",
+    "confirm_after",
+    "confirmed_at",
+    "expires_at",
+    "warned_at",
+)
+ACCOUNT_FIELDS = (
+    "balance",
+    "pending",
+    "debt",
+    "lifetime_earned",
+    "lifetime_redeemed",
+    "tier",
+    "tier_since",
+    "last_activity_at",
+)
+
+
+def lock_account(
+    customer: Customer, channel_id: str, channel_slug: str = "", currency: str = ""
+) -> tuple[LoyaltyAccount, bool]:
+    """The customer's account in the channel, locked for this transaction; created if missing.
+    Concurrent creators meet on the unique constraint and retry."""
+    for _ in range(3):
+        account = (
+            LoyaltyAccount.objects.select_for_update()
+            .filter(customer=customer, channel_id=channel_id)
+            .first()
+        )
+        if account is not None:
+            _fill_channel(account, channel_slug, currency)
+            account.customer = customer
+            return account, False
+        try:
+            with transaction.atomic():
+                account = LoyaltyAccount.objects.create(
+                    customer=customer,
+                    channel_id=channel_id,
+                    channel_slug=channel_slug,
+                    currency=currency,
+                )
+            account = LoyaltyAccount.objects.select_for_update().get(pk=account.pk)
+            account.customer = customer
+            return account, True
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"Could not lock the loyalty account of {customer.pk} in {channel_id}")
+
+
+def _fill_channel(account: LoyaltyAccount, channel_slug: str, currency: str) -> None:
+    changed = {}
+    if channel_slug and account.channel_slug != channel_slug:
+        account.channel_slug = changed["channel_slug"] = channel_slug
+    if currency and not account.currency:
+        account.currency = changed["currency"] = currency
+    if changed:
+        LoyaltyAccount.objects.filter(pk=account.pk).update(**changed)
+
+
+def lock_accounts(
+    wanted: dict[tuple[int, str], tuple[tuple[int, str, str, str], bool]],
+) -> tuple[dict[tuple[int, str], LoyaltyAccount], set[tuple[int, str]]]:
+    """Lock the accounts ``{(customer_id, channel_id): ((customer_id, channel_id, slug,
+    currency), create)}`` that exist, create the missing ones marked ``create``; returns the
+    locked accounts by key and the keys that were created."""
+    if not wanted:
+        return {}, set()
+    customer_ids = {key[0] for key in wanted}
+    channel_ids = {key[1] for key in wanted}
+
+    def fetch() -> dict[tuple[int, str], LoyaltyAccount]:
+        rows = (
+            LoyaltyAccount.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .filter(customer_id__in=customer_ids, channel_id__in=channel_ids)
+            .order_by("pk")
+        )
+        return {
+            (a.customer_id, a.channel_id): a
+            for a in rows
+            if (a.customer_id, a.channel_id) in wanted
+        }
+
+    found = fetch()
+    missing = {key for key, (_, create) in wanted.items() if create and key not in found}
+    if missing:
+        LoyaltyAccount.objects.bulk_create(
+            [
+                LoyaltyAccount(
+                    customer_id=key[0],
+                    channel_id=key[1],
+                    channel_slug=wanted[key][0][2],
+                    currency=wanted[key][0][3],
+                )
+                for key in sorted(missing)
+            ],
+            ignore_conflicts=True,
+        )
+        found = fetch()
+    for key, account in found.items():
+        _fill_channel(account, wanted[key][0][2], wanted[key][0][3])
+    return found, missing & set(found)
+
+
+@dataclass
+class Posting:
+    """One unit of work on a locked account; ``finish`` (or ``flush``) writes it."""
+
+    account: LoyaltyAccount
+    config: ProgramConfig
+    now: datetime
+    lots_loaded: list[PointLot] | None = None
+    new_lots: list[PointLot] = field(default_factory=list)
+    new_entries: list[LedgerEntry] = field(default_factory=list)
+    consumptions: list[LotConsumption] = field(default_factory=list)
+    tier_changes: list[TierChange] = field(default_factory=list)
+    dirty_lots: dict[int, PointLot] = field(default_factory=dict)
+    initial: tuple[int, int, str] = (0, 0, "")
+
+    def __post_init__(self) -> None:
+        self.initial = (self.account.balance, self.account.pending, self.account.tier)
+
+    @property
+    def changed(self) -> bool:
+        return self.initial != (self.account.balance, self.account.pending, self.account.tier)
+
+    # -- lots ---------------------------------------------------------------------------------
+
+    def all_lots(self) -> list[PointLot]:
+        if self.lots_loaded is None:
+            self.lots_loaded = list(PointLot.objects.filter(account=self.account).order_by("pk"))
+        return self.lots_loaded + self.new_lots
+
+    def has_lot(self, key: str) -> bool:
+        return any(lot.key == key for lot in self.all_lots())
+
+    def new_lot(self, **fields: Any) -> PointLot:
+        lot = PointLot(account=self.account, **fields)
+        self.new_lots.append(lot)
+        return lot
+
+    def touch(self, lot: PointLot) -> None:
+        if lot.pk is not None:
+            self.dirty_lots[lot.pk] = lot
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def post(
+        self,
+        *,
+        kind: EntryKind,
+        source: str,
+        key: str,
+        points: int = 0,
+        pending: int = 0,
+        lot: PointLot | None = None,
+        source_id: str = "",
+        reason: str = "",
+        staff_user_id: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> LedgerEntry:
+        entry = LedgerEntry(
+            account=self.account,
+            lot=lot,
+            kind=kind,
+            source=source,
+            source_id=source_id,
+            points=points,
+            pending_points=pending,
+            reason=reason[:255],
+            idempotency_key=key,
+            staff_user_id=staff_user_id,
+            data=data or {},
+            created_at=self.now,
+        )
+        self.new_entries.append(entry)
+        self.account.balance += points
+        self.account.pending += pending
+        if lot is not None:
+            lot.revision += 1  # keys of later entries of the lot stay unique
+            self.touch(lot)
+        return entry
+
+    def consumed(self, entry: LedgerEntry, lot: PointLot, points: int) -> None:
+        self.consumptions.append(LotConsumption(entry=entry, lot=lot, points=points))
+
+    def tier_change(self, **fields: Any) -> None:
+        self.tier_changes.append(TierChange(account=self.account, **fields))
+
+    def credit(
+        self,
+        *,
+        key: str,
+        source: EntrySource,
+        points: int,
+        kind: EntryKind = EntryKind.BONUS,
+        source_id: str = "",
+        reason: str = "",
+        staff_user_id: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> tuple[PointLot, LedgerEntry]:
+        """Spendable points right away (bonuses, staff credits): a lot plus its entry."""
+        lot = self.new_lot(
+            key=key,
+            source=source,
+            source_id=source_id,
+            status=LotStatus.ACTIVE,
+            points=points,
+            base_points=points,
+            remaining=points,
+            earned_at=self.now,
+            confirmed_at=self.now,
+            expires_at=self.expiry_for_new_lot(),
+        )
+        entry = self.post(
+            kind=kind,
+            source=source,
+            key=key,
+            points=points,
+            lot=lot,
+            source_id=source_id,
+            reason=reason,
+            staff_user_id=staff_user_id,
+            data=data,
+        )
+        self.account.lifetime_earned += points
+        self.pay_debt(lot, entry)
+        self.activity()
+        return lot, entry
+
+    def expiry_for_new_lot(self) -> datetime | None:
+        if not self.config.expiry_months:
+            return None
+        return add_months(self.now, self.config.expiry_months)
+
+    def pay_debt(self, lot: PointLot, entry: LedgerEntry) -> None:
+        """Points reversed after they were spent are owed; new points cover them first."""
+        if self.account.debt <= 0 or lot.remaining <= 0:
+            return
+        pay = min(self.account.debt, lot.remaining)
+        lot.remaining -= pay
+        self.account.debt -= pay
+        if lot.remaining == 0:
+            lot.status = LotStatus.SPENT
+        self.consumed(entry, lot, pay)
+        self.touch(lot)
+
+    def available_lots(self, exclude: PointLot | None = None) -> list[PointLot]:
+        """Spendable lots, first to expire first (never-expiring last, then oldest)."""
+        lots = [
+            lot
+            for lot in self.all_lots()
+            if lot.status == LotStatus.ACTIVE
+            and lot.remaining > 0
+            and (exclude is None or lot is not exclude)
+            and (exclude is None or exclude.pk is None or lot.pk != exclude.pk)
+        ]
+        lots.sort(
+            key=lambda lot: (
+                lot.expires_at is None,
+                lot.expires_at or self.now,
+                lot.earned_at,
+                lot.pk is None,
+                lot.pk or 0,
+            )
+        )
+        return lots
+
+    def consume(self, points: int, entry: LedgerEntry, exclude: PointLot | None = None) -> int:
+        """Take up to ``points`` from spendable lots; return how many were taken."""
+        taken = 0
+        for lot in self.available_lots(exclude):
+            if taken >= points:
+                break
+            take = min(lot.remaining, points - taken)
+            lot.remaining -= take
+            if lot.remaining == 0:
+                lot.status = LotStatus.SPENT
+            taken += take
+            self.consumed(entry, lot, take)
+            self.touch(lot)
+        return taken
+
+    def activity(self) -> None:
+        self.account.last_activity_at = self.now
+        if self.config.expiry_mode == "inactivity" and self.config.expiry_months:
+            # Inactivity expiry: every activity pushes the expiry of all spendable points.
+            expires = add_months(self.now, self.config.expiry_months)
+            for lot in self.all_lots():
+                if lot.status == LotStatus.ACTIVE:
+                    lot.expires_at = expires
+                    lot.warned_at = None
+                    self.touch(lot)
+
+    def finish(self) -> None:
+        flush([self])
+
+
+def flush(postings: Iterable[Posting]) -> None:
+    """Write the work of many postings: a constant number of queries whatever their size."""
+    postings = list(postings)
+    lots = [lot for p in postings for lot in p.new_lots]
+    _insert(PointLot, lots)
+    entries = [e for p in postings for e in p.new_entries]
+    for entry in entries:
+        if entry.lot is not None:
+            entry.lot_id = entry.lot.pk
+    _insert(LedgerEntry, entries)
+    consumptions = [c for p in postings for c in p.consumptions]
+    for consumption in consumptions:
+        consumption.entry_id = consumption.entry.pk
+        consumption.lot_id = consumption.lot.pk
+    _insert(LotConsumption, consumptions)
+    new_ids = {id(lot) for lot in lots}
+    dirty = [lot for p in postings for lot in p.dirty_lots.values() if id(lot) not in new_ids]
+    if dirty:
+        _update_rows(PointLot, dirty, LOT_FIELDS)
+    accounts = [p.account for p in postings]
+    if accounts:
+        _update_rows(LoyaltyAccount, accounts, ACCOUNT_FIELDS)
+    changes = [t for p in postings for t in p.tier_changes]
+    if changes:
+        TierChange.objects.bulk_create(changes)
+    write_back([p.account for p in postings if p.changed])
+    for p in postings:
+        if p.lots_loaded is not None:
+            p.lots_loaded.extend(p.new_lots)
+        p.new_lots, p.new_entries, p.consumptions, p.tier_changes = [], [], [], []
+        p.dirty_lots = {}
+        p.initial = (p.account.balance, p.account.pending, p.account.tier)
+
+
+COPY_THRESHOLD = 200
+
+
+def _insert(model: type[models.Model], rows: list[Any]) -> None:
+    """Insert rows and set their primary keys. Large batches on PostgreSQL take ids from the
+    sequence and stream the rows with COPY: ``bulk_create`` spends most of a replay quoting
+    parameters in Python. Unique constraints still apply (COPY fails as a whole, like INSERT)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql" or len(rows) < COPY_THRESHOLD:
+        model.objects.bulk_create(rows)
+        return
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    for row in rows:
+        for f in fields:
+            f.pre_save(row, add=True)  # auto_now and friends, as INSERT would
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(rows)],
+        )
+        for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
+            row.pk = pk
+        columns = [meta.pk, *fields]
+        names = ", ".join(quote(f.column) for f in columns)
+        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [f.get_db_prep_save(getattr(row, f.attname), connection) for f in columns]
+                )
+    for row in rows:
+        row._state.adding = False
+        row._state.db = connection.alias
+
+
+def _update_rows(model: type[models.Model], rows: list[Any], names: Sequence[str]) -> None:
+    """One prepared UPDATE executed for many rows. ``bulk_update`` builds a CASE per field and
+    row, which costs far more Python time than the database work it saves."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = [meta.get_field(name) for name in names]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    params = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]
+        + [row.pk]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def write_back(accounts: Iterable[LoyaltyAccount]) -> None:
+    """Mirror tier and balance into the customers' Saleor private metadata (batched by the
+    write-back task). Plain keys describe the account that changed last; per-channel keys keep
+    every channel visible for customers who shop in several."""
+    from saleor_crm_plugin.writeback.services import queue_private_metadata_many
+
+    items: dict[str, dict[str, str]] = {}
+    for account in accounts:
+        customer = account.customer
+        if customer.saleor_user_id is None or customer.is_erased:
+            continue
+        slug = account.channel_slug or account.channel_id
+        items.setdefault(customer.saleor_user_id, {}).update(
+            {
+                "crm.points": str(account.balance),
+                "crm.tier": account.tier,
+                f"crm.points.{slug}": str(account.balance),
+                f"crm.tier.{slug}": account.tier,
+            }
+        )
+    queue_private_metadata_many(items)

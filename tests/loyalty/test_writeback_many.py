@@ -1,0 +1,36 @@
+"""queue_private_metadata_many keeps queue_private_metadata's semantics for many objects."""
+
+import pytest
+
+from saleor_crm_plugin.writeback.models import MetadataWriteback
+from saleor_crm_plugin.writeback.services import (
+    queue_private_metadata,
+    queue_private_metadata_many,
+)
+
+
+@pytest.mark.django_db
+def test_many_objects_merge_into_pending_rows_and_skip_unchanged_sent_values():
+    queue_private_metadata("A", {"crm.tier": "gold", "crm.rfm_segment": "Champions"})
+    MetadataWriteback.objects.create(
+        object_id="B", items={"crm.points": "5"}, pending=False, sent_at="2026-01-01T00:00:00Z"
+    )
+
+    queue_private_metadata_many(
+        {"A": {"crm.points": "10"}, "B": {"crm.points": "5"}, "C": {"crm.points": 7}, "": {"x": 1}}
+    )
+
+    rows = {row.object_id: row for row in MetadataWriteback.objects.all()}
+    assert set(rows) == {"A", "B", "C"}
+    assert rows["A"].items == {
+        "crm.tier": "gold",
+        "crm.rfm_segment": "Champions",
+        "crm.points": "10",
+    }
+    assert (rows["A"].pending, rows["A"].version) == (True, 2)
+    assert (rows["B"].pending, rows["B"].version) == (False, 1)  # already sent, unchanged
+    assert (rows["C"].items, rows["C"].pending) == ({"crm.points": "7"}, True)
+
+    queue_private_metadata_many({"B": {"crm.points": "6"}})
+    rows["B"].refresh_from_db()
+    assert (rows["B"].items, rows["B"].pending, rows["B"].version) == ({"crm.points": "6"}, True, 2)
