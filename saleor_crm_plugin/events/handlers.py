@@ -7,22 +7,26 @@ domain's handler runs per event, again in a savepoint of its own: a failing doma
 retries that event later without undoing its projection, which is idempotent anyway.
 
 Every handler must be idempotent and order-independent (replays are routine). A domain adds its
-``handle_event(event)`` to ``_domain_handlers``.
+``handle_event(event)`` (and, for speed, a ``handle_events(events)`` applying the same rules to
+a whole batch) to ``_domain_handlers``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from saleor_crm_plugin.customers import projection
 from saleor_crm_plugin.events.types import CrmEvent
 from saleor_crm_plugin.loyalty import services as loyalty
 
 Handler = Callable[[CrmEvent], object]
+BatchHandler = Callable[[Sequence[CrmEvent]], object]
 
 
-def _domain_handlers() -> tuple[Handler, ...]:
-    return (loyalty.handle_event,)
+def _domain_handlers() -> tuple[tuple[Handler, BatchHandler | None], ...]:
+    """Each domain: its per-event handler, and optionally a handler for a whole batch that
+    applies the same rules set-wise (the inbox falls back to the per-event one if it fails)."""
+    return ((loyalty.handle_event, loyalty.handle_events),)
 
 
 def project(event: CrmEvent) -> None:
@@ -30,8 +34,17 @@ def project(event: CrmEvent) -> None:
 
 
 def handle_domain_event(event: CrmEvent) -> None:
-    for handler in _domain_handlers():
+    for handler, _ in _domain_handlers():
         handler(event)
+
+
+def handle_domain_events(events: Sequence[CrmEvent]) -> None:
+    for handler, batch_handler in _domain_handlers():
+        if batch_handler is not None:
+            batch_handler(events)
+        else:
+            for event in events:
+                handler(event)
 
 
 def handle_event(event: CrmEvent) -> None:

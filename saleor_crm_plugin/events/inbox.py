@@ -23,7 +23,11 @@ from django.utils import timezone
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.customers import batch, projection
-from saleor_crm_plugin.events.handlers import handle_domain_event, project
+from saleor_crm_plugin.events.handlers import (
+    handle_domain_event,
+    handle_domain_events,
+    project,
+)
 from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
 from saleor_crm_plugin.events.types import CrmEvent
 
@@ -181,10 +185,15 @@ def _process_batch(size: int) -> int:
                 for row, event in work:
                     if _run(row, project, event):
                         projected.append((row, event))
-        # Pass 2: the domains, which now see every order of the batch.
-        for row, event in projected:
-            if _run(row, handle_domain_event, event):
+        # Pass 2: the domains, which now see every order of the batch: set-wise for the whole
+        # batch, or event by event (isolating a failing event) if that fails.
+        if _run_domains_in_bulk([event for _, event in projected]):
+            for row, _ in projected:
                 _mark_done(row)
+        else:
+            for row, event in projected:
+                if _run(row, handle_domain_event, event):
+                    _mark_done(row)
         _save_outcomes(rows)
         _redact_erased(rows)
         retry_at = min(
@@ -249,6 +258,20 @@ def _run(row: InboxEvent, step: Callable[[CrmEvent], object], event: CrmEvent) -
             _mark_failed(row, exc)
             return False
     return False  # pragma: no cover - the loop always returns
+
+
+def _run_domains_in_bulk(events: list[CrmEvent]) -> bool:
+    if not events:
+        return True
+    try:
+        with transaction.atomic():
+            handle_domain_events(events)
+    except Exception:  # the per-event pass below retries and pins down the failing event
+        logger.warning(
+            "Domain handlers failed for a batch; retrying event by event.", exc_info=True
+        )
+        return False
+    return True
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -175,6 +175,24 @@ def handle_event(event: CrmEvent) -> None:
             sync_customer(customer)
 
 
+def handle_events(events: Sequence[CrmEvent]) -> None:
+    """The domain handler for a whole inbox batch: the same reconciliation as
+    ``handle_event``, through the set-based ``replay_orders`` (constant queries per chunk of
+    accounts instead of a few per event)."""
+    order_ids = sorted({e.order.saleor_order_id for e in events if e.order is not None})
+    if order_ids:
+        replay_orders(order_ids)
+    user_ids = sorted(
+        {
+            e.customer.saleor_user_id
+            for e in events
+            if e.order is None and e.customer is not None and e.kind != EventKind.CUSTOMER_DELETED
+        }
+    )
+    for customer in Customer.objects.filter(saleor_user_id__in=user_ids).order_by("pk"):
+        sync_customer(customer)
+
+
 def sync_customer(customer: Customer, *, now: datetime | None = None) -> None:
     """Orders placed as a guest join the account when the customer registers: give them their
     points (once, like any order)."""

@@ -175,10 +175,10 @@ def test_failing_domain_handler_keeps_the_projection_and_retries_the_event(monke
 
     def flaky(event):
         calls.append(event.kind)
-        if len(calls) == 1:
+        if len(calls) <= 2:  # the bulk attempt, then the per-event one
             raise RuntimeError("domain down")
 
-    monkeypatch.setattr(handlers, "_domain_handlers", lambda: (flaky,))
+    monkeypatch.setattr(handlers, "_domain_handlers", lambda: ((flaky, None),))
     row = inbox.store_event(event_of("ORDER_FULLY_PAID"), kick=False)
 
     inbox.process_pending()
@@ -190,7 +190,7 @@ def test_failing_domain_handler_keeps_the_projection_and_retries_the_event(monke
     inbox.process_pending()
     row.refresh_from_db()
     assert row.status == InboxStatus.DONE
-    assert calls == ["order_fully_paid", "order_fully_paid"]
+    assert calls == ["order_fully_paid"] * 3
     assert Order.objects.count() == 1
 
 
@@ -202,7 +202,9 @@ def test_domain_handlers_see_the_whole_batch_projected(monkeypatch):
     monkeypatch.setattr(
         handlers,
         "_domain_handlers",
-        lambda: (lambda event: seen.append(Customer.objects.get(order_count=2).order_count),),
+        lambda: (
+            (lambda event: seen.append(Customer.objects.get(order_count=2).order_count), None),
+        ),
     )
     for capture in all_captures(["subscription"]):
         inbox.store_event(
@@ -232,7 +234,7 @@ def test_lock_conflict_with_another_worker_is_retried_at_once(monkeypatch):
             except psycopg.Error as exc:
                 raise OperationalError("deadlock detected") from exc
 
-    monkeypatch.setattr(handlers, "_domain_handlers", lambda: (deadlocked_once,))
+    monkeypatch.setattr(handlers, "_domain_handlers", lambda: ((deadlocked_once, None),))
     row = inbox.store_event(event_of("ORDER_CREATED"), kick=False)
 
     inbox.process_pending()
@@ -286,3 +288,34 @@ def test_coalesced_kicks_never_strand_a_committed_row(
     with django_capture_on_commit_callbacks(execute=True):
         inbox.store_event(events[5])
     assert len(kicks) == 2  # the drain cleared the key: the next row kicks again
+
+
+@pytest.mark.django_db
+def test_batch_domain_handler_covers_the_batch_or_falls_back_event_by_event(monkeypatch):
+    from saleor_crm_plugin.events import handlers
+
+    batches, singles = [], []
+
+    def one(event):
+        singles.append(event.kind)
+
+    def many(events):
+        batches.append(len(events))
+        if len(batches) == 1:
+            raise RuntimeError("bulk path broken")
+
+    monkeypatch.setattr(handlers, "_domain_handlers", lambda: ((one, many),))
+    for capture in all_captures(["subscription"])[:4]:
+        inbox.store_event(
+            translate_webhook(capture.event_header, capture.raw_body, capture.api_url), kick=False
+        )
+    inbox.process_pending()
+    assert batches == [4] and len(singles) == 4  # the failed bulk call was redone per event
+    assert set(InboxEvent.objects.values_list("status", flat=True)) == {"done"}
+
+    for capture in all_captures(["subscription"])[4:6]:
+        inbox.store_event(
+            translate_webhook(capture.event_header, capture.raw_body, capture.api_url), kick=False
+        )
+    inbox.process_pending()
+    assert batches == [4, 2] and len(singles) == 4  # the bulk call covered the whole batch

@@ -410,3 +410,28 @@ def test_confirmation_walks_all_accounts_in_batches_and_skips_held_returns():
         order_id(3): LotStatus.ACTIVE,
     }
     assert services.confirm_due(now=now + days(25), batch=1) == 1  # the held one only
+
+
+@pytest.mark.django_db
+@override_settings(CRM_LOYALTY={"first_order_bonus": 10, "signup_bonus": 5})
+def test_inbox_batches_give_the_same_ledger_as_event_by_event():
+    from saleor_crm_plugin.events import inbox
+
+    items = [
+        customer_event(1),
+        customer_event(2),
+        *order_lifecycle(1),
+        *order_lifecycle(2, created=T0 + days(40)),
+        *order_lifecycle(3, user=2, created=T0 + days(2)),
+    ]
+    apply(*items)
+    by_event = loyalty_state()
+    reset_loyalty_and_projection()
+
+    for event in random.Random(3).sample(items, len(items)):
+        inbox.store_event(event, kick=False)
+    inbox.process_pending(batch_size=7)  # projection and loyalty in bulk, batch by batch
+
+    assert loyalty_state()["accounts"] == by_event["accounts"]
+    assert loyalty_state()["lots"] == by_event["lots"]
+    assert services.audit() == []
