@@ -15,6 +15,7 @@ captured events and on the demo's 2,300 deliveries in many orders.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -71,6 +72,35 @@ def apply_batch(events: Sequence[CrmEvent]) -> bool:
     return False  # pragma: no cover - the loop always returns
 
 
+def _lock_subjects(keys: list[str]) -> None:
+    """Serialise workers whose batches share an order or a customer.
+
+    Row locks cannot do it: the rows a batch is about to create do not exist yet, so two workers
+    both insert the same new order and one of them fails on the unique index. A transaction
+    advisory lock per subject (order id, user id, e-mail), taken in ascending key order so two
+    workers can never wait on each other in a cycle, makes the second worker wait until the
+    first has committed; its load then sees the rows. Disjoint batches still run in parallel.
+    """
+    if connection.vendor != "postgresql" or not keys:
+        return
+    ids = sorted(
+        {
+            int.from_bytes(
+                hashlib.blake2b(key.encode(), digest_size=8, person=b"crm-subject").digest(),
+                "big",
+                signed=True,
+            )
+            for key in keys
+        }
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS subjects",
+            [ids],
+        )
+
+
 class _Unit:
     def __init__(self, events: Sequence[CrmEvent]) -> None:
         self.events = events
@@ -109,6 +139,11 @@ class _Unit:
                 user_ids.add(event.customer.saleor_user_id)
                 if event.customer.email:
                     emails.add(event.customer.email)
+        _lock_subjects(
+            [f"o:{o}" for o in order_ids]
+            + [f"u:{u}" for u in user_ids]
+            + [f"e:{e}" for e in emails]
+        )
         orders = list(
             Order.objects.select_for_update().filter(saleor_order_id__in=order_ids).order_by("pk")
         )

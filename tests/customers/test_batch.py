@@ -126,3 +126,48 @@ def test_a_conflict_with_another_worker_retries_the_batch(monkeypatch):
     assert batch.apply_batch(items) is True
     assert len(calls) == 2
     assert projection_state() == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_sharing_new_orders_wait_for_each_other_instead_of_conflicting(monkeypatch):
+    import contextlib
+    import threading
+
+    from django.db import connection
+
+    items = [e for e in captured_events() if e.kind != EventKind.CUSTOMER_DELETED]
+    conflicts = []
+    original = batch._Unit.flush
+    inside = threading.Barrier(2, timeout=2)
+
+    def slow_flush(self):
+        # Both workers have loaded before either writes, unless the other one is waiting on
+        # our subjects (then it loads after we commit, which is the point).
+        with contextlib.suppress(threading.BrokenBarrierError):
+            inside.wait()
+        try:
+            original(self)
+        except Exception as exc:
+            conflicts.append(exc)
+            raise
+
+    monkeypatch.setattr(batch._Unit, "flush", slow_flush)
+    results = []
+
+    def worker(events):
+        try:
+            with projection.deferred_stats():
+                results.append(batch.apply_batch(events))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(part,)) for part in (items, items[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results == [True, True]
+    assert conflicts == []  # without the subject locks both insert the same new orders
+    expected_orders = {e.order.saleor_order_id for e in items if e.order is not None}
+    assert set(Order.objects.values_list("saleor_order_id", flat=True)) == expected_orders
