@@ -19,6 +19,14 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "saleor_crm_plugin.prune_inbox",
         "schedule": crontab(hour="3", minute="17"),
     },
+    "crm-train-recommendations": {
+        "task": "saleor_crm_plugin.train_recommendations",
+        "schedule": crontab(hour="2", minute="41"),
+    },
+    "crm-retrain-recommendations-if-due": {
+        "task": "saleor_crm_plugin.retrain_recommendations_if_due",
+        "schedule": 900.0,
+    },
 }
 
 

@@ -3,15 +3,33 @@
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.customers.models import Customer, CustomerChannelStats, Order, OrderLine
 from saleor_crm_plugin.events.models import BackfillProgress, InboxEvent
+from saleor_crm_plugin.recommendations.models import (
+    ChannelRanking,
+    ModelArtefact,
+    ModelRun,
+    PrecomputedRecommendation,
+    ProductAssociation,
+    ProductAvailability,
+    ProductRule,
+    StorefrontEvent,
+)
 from saleor_crm_plugin.writeback.models import MetadataWriteback
 
 __all__ = [
     "BackfillProgress",
+    "ChannelRanking",
     "Customer",
     "CustomerChannelStats",
     "InboxEvent",
     "MetadataWriteback",
+    "ModelArtefact",
+    "ModelRun",
     "Order",
     "OrderLine",
+    "PrecomputedRecommendation",
+    "ProductAssociation",
+    "ProductAvailability",
+    "ProductRule",
     "SaleorInstance",
+    "StorefrontEvent",
 ]

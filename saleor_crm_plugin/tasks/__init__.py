@@ -2,6 +2,17 @@
 imported here."""
 
 from saleor_crm_plugin.tasks.ingest import process_inbox_task, prune_inbox_task, sweep_inbox_task
+from saleor_crm_plugin.tasks.recommendations import (
+    retrain_recommendations_if_due_task,
+    train_recommendations_task,
+)
 from saleor_crm_plugin.tasks.writeback import flush_metadata_task
 
-__all__ = ["flush_metadata_task", "process_inbox_task", "prune_inbox_task", "sweep_inbox_task"]
+__all__ = [
+    "flush_metadata_task",
+    "process_inbox_task",
+    "prune_inbox_task",
+    "retrain_recommendations_if_due_task",
+    "sweep_inbox_task",
+    "train_recommendations_task",
+]

@@ -1,0 +1,43 @@
+"""Recommendation training on the ``ml`` queue: nightly, and early after enough new orders.
+
+The queue is also set on the tasks themselves so plugin mode (Saleor's Celery app, without
+our ``CELERY_TASK_ROUTES``) routes them to the ML workers too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from saleor_crm_plugin.core.compat import allow_writer
+from saleor_crm_plugin.recommendations import services
+from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
+from saleor_crm_plugin.recommendations.exceptions import RecommendationError
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="saleor_crm_plugin.train_recommendations", queue="ml", ignore_result=True)
+def train_recommendations_task(trigger: str = "schedule") -> int | None:
+    """Returns the run id, or None when another run was already in progress."""
+    with allow_writer():
+        try:
+            return services.train_model(trigger=trigger).pk
+        except RecommendationError as exc:
+            if exc.code != RecommendationErrorCode.TRAINING_IN_PROGRESS:
+                raise
+            logger.info("recommendation training skipped: %s", exc.message)
+            return None
+
+
+@shared_task(
+    name="saleor_crm_plugin.retrain_recommendations_if_due", queue="ml", ignore_result=True
+)
+def retrain_recommendations_if_due_task() -> int | None:
+    """Cheap check (two counts) run every 15 minutes; trains when ``RECS_RETRAIN_AFTER_ORDERS``
+    new paid orders arrived since the last run."""
+    with allow_writer():
+        if not services.retrain_due():
+            return None
+    return train_recommendations_task(trigger="new_orders")
