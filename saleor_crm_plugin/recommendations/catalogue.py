@@ -1,0 +1,60 @@
+"""What the recommendation domain knows about products: names (for reasons and reports),
+availability per channel and merchant rules. Saleor owns the catalogue; we keep only these
+facts, keyed by Saleor product ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from saleor_crm_plugin.customers.models import OrderLine
+from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
+from saleor_crm_plugin.recommendations.exceptions import RecommendationError
+from saleor_crm_plugin.recommendations.models import ProductAvailability, ProductRule
+
+MAX_BOOST = 100.0
+
+
+def product_names(product_ids: Iterable[str]) -> dict[str, str]:
+    """Latest known name of each product, from the order lines that mention it."""
+    ids = list(set(product_ids))
+    names: dict[str, str] = {}
+    rows = (
+        OrderLine.objects.filter(product_id__in=ids)
+        .exclude(product_name="")
+        .order_by("product_id", "-pk")
+        .values_list("product_id", "product_name")
+    )
+    for product_id, name in rows:
+        names.setdefault(product_id, name)
+    return names
+
+
+def set_availability(product_id: str, channel_id: str, *, available: bool) -> ProductAvailability:
+    """Idempotent upsert, called from product events or a catalogue sync."""
+    if not product_id or not channel_id:
+        field = "product_id" if not product_id else "channel_id"
+        raise RecommendationError(RecommendationErrorCode.REQUIRED, f"{field} is required.", field)
+    row, _ = ProductAvailability.objects.update_or_create(
+        product_id=product_id, channel_id=channel_id, defaults={"is_available": available}
+    )
+    return row
+
+
+def set_rule(
+    product_id: str, *, blocked: bool = False, boost: float = 1.0, note: str = ""
+) -> ProductRule:
+    """Blocklist or boost a product (boost 1.0 and not blocked = neutral)."""
+    if not product_id:
+        raise RecommendationError(
+            RecommendationErrorCode.REQUIRED, "product_id is required.", "product_id"
+        )
+    if not 0 < boost <= MAX_BOOST:
+        raise RecommendationError(
+            RecommendationErrorCode.INVALID,
+            f"boost must be greater than 0 and at most {MAX_BOOST:g}.",
+            "boost",
+        )
+    row, _ = ProductRule.objects.update_or_create(
+        product_id=product_id, defaults={"blocked": blocked, "boost": boost, "note": note}
+    )
+    return row
