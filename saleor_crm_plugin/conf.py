@@ -118,6 +118,42 @@ class CRMSettings:
     def WRITEBACK_MAX_ATTEMPTS(self) -> int:
         return int(self._get("WRITEBACK_MAX_ATTEMPTS", 8))
 
+    # -- GraphQL API -------------------------------------------------------------------------
+    @property
+    def GRAPHQL_MAX_DEPTH(self) -> int:
+        """Deepest selection a GraphQL document may nest (introspection excluded)."""
+        return int(self._get("GRAPHQL_MAX_DEPTH", 12))
+
+    @property
+    def GRAPHQL_MAX_COMPLEXITY(self) -> int:
+        """Upper bound on a document's estimated cost: one per field, times the page size of
+        every enclosing connection."""
+        return int(self._get("GRAPHQL_MAX_COMPLEXITY", 5000))
+
+    @property
+    def GRAPHQL_MAX_PAGE_SIZE(self) -> int:
+        """Largest ``first``/``last`` a connection accepts (Saleor's limit is 100)."""
+        return int(self._get("GRAPHQL_MAX_PAGE_SIZE", 100))
+
+    @property
+    def GRAPHQL_JWT_LEEWAY(self) -> float:
+        """Seconds of clock skew tolerated on ``exp`` of Saleor access tokens."""
+        return float(self._get("GRAPHQL_JWT_LEEWAY", 0))
+
+    @property
+    def GRAPHQL_APP_TOKEN_CACHE_SECONDS(self) -> int:
+        """How long the answer of Saleor about an app token (valid or not) is reused."""
+        return int(self._get("GRAPHQL_APP_TOKEN_CACHE_SECONDS", 60))
+
+    @property
+    def GRAPHQL_ALLOWED_ORIGINS(self) -> list[str]:
+        """Browser origins (shell patterns) allowed to call ``/graphql/`` in App mode (CORS).
+        Plugin mode relies on Saleor's own CORS handling (``ALLOWED_GRAPHQL_ORIGINS``)."""
+        value = self._get("GRAPHQL_ALLOWED_ORIGINS", [])
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return list(value)
+
     # -- secrets ---------------------------------------------------------------------------
     @property
     def ENCRYPTION_KEY(self) -> bytes:

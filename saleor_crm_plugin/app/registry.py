@@ -100,12 +100,24 @@ def verify_webhook_signature(api_url: str, signature: str, body: bytes) -> Saleo
         normalized = normalize_api_url(api_url)
     except ValueError as exc:
         raise SignatureError("Invalid Saleor-Api-Url.") from exc
-    instance, keys = instance_cache.get(normalized)
+    instance, key = signing_key(normalized, signature_kid(signature))
+    verify_detached(signature, body, key)
+    return instance
+
+
+def signing_key(normalized_api_url: str, kid: str) -> tuple[SaleorInstance, Any]:
+    """The public key ``kid`` of a registered instance (webhook signatures, access tokens).
+
+    Raises ``SignatureError`` for an unregistered instance and ``UnknownKeyId`` when the key is
+    unknown even after one rate-limited JWKS refresh.
+    """
+    from saleor_crm_plugin.app.jws import SignatureError
+
+    instance, keys = instance_cache.get(normalized_api_url)
     if instance is None:
-        raise SignatureError("Saleor-Api-Url is not a registered Saleor instance.")
-    kid = signature_kid(signature)
+        raise SignatureError(f"{normalized_api_url} is not a registered Saleor instance.")
     key = keys.get(kid)
-    if key is None and instance_cache.may_refresh(normalized):
+    if key is None and instance_cache.may_refresh(normalized_api_url):
         # Saleor's key rotated (RSA_PRIVATE_KEY changed): fetch the new JWKS, once.
         try:
             instance = refresh_jwks(instance)
@@ -116,7 +128,35 @@ def verify_webhook_signature(api_url: str, signature: str, body: bytes) -> Saleo
         key = keys_from_jwks(instance.jwks).get(kid)
     if key is None:
         raise UnknownKeyId(f"Unknown signing key id {kid!r}.")
-    verify_detached(signature, body, key)
+    return instance, key
+
+
+def configured_api_url() -> str:
+    """The Saleor named by settings or by the plugin configuration (plugin mode), if any."""
+    from saleor_crm_plugin.core.compat import plugin_configuration
+
+    url = crm_settings.SALEOR_API_URL or plugin_configuration().get("saleor_api_url") or ""
+    try:
+        return normalize_api_url(url) if url else ""
+    except ValueError:
+        return ""
+
+
+def ensure_configured_instance(normalized_api_url: str) -> SaleorInstance | None:
+    """Plugin mode has no install handshake: the Saleor the operator configured is trusted
+    like a registered one, so record it (with its JWKS) the first time a token names it."""
+    instance, _ = instance_cache.get(normalized_api_url)
+    if instance is not None or normalized_api_url != configured_api_url():
+        return instance
+    try:
+        jwks = fetch_jwks(normalized_api_url)
+    except SaleorApiError:
+        return None
+    instance, _ = SaleorInstance.objects.get_or_create(
+        saleor_api_url=normalized_api_url,
+        defaults={"jwks": jwks, "jwks_fetched_at": timezone.now()},
+    )
+    instance_cache.put(instance)
     return instance
 
 

@@ -90,6 +90,7 @@ CRM_APP_ID = os.environ.get("CRM_APP_ID", "saleor.crm")
 CRM_INBOX_KICK_COALESCE_SECONDS = float(os.environ.get("CRM_INBOX_KICK_COALESCE_SECONDS", "0"))
 CRM_SALEOR_API_URL = os.environ.get("CRM_SALEOR_API_URL", "")
 CRM_SALEOR_APP_TOKEN = os.environ.get("CRM_SALEOR_APP_TOKEN", "")
+CRM_GRAPHQL_ALLOWED_ORIGINS = _list("CRM_GRAPHQL_ALLOWED_ORIGINS")
 
 LOGGING = {
     "version": 1,

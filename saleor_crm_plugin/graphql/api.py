@@ -1,0 +1,28 @@
+"""The CRM's GraphQL schema, composed from every domain's ``Queries``/``Mutations`` classes.
+
+To plug a domain in, add its classes to ``QUERIES`` / ``MUTATIONS`` (one line each) and its
+extra fields on shared types to ``extensions.py``; then regenerate ``schema.graphql`` with
+``saleor-crm graphql-schema --write``. See docs/graphql.md, "How a domain plugs in".
+"""
+
+from __future__ import annotations
+
+import graphene
+
+from saleor_crm_plugin.graphql.core.federation import build_federation_queries
+from saleor_crm_plugin.graphql.customers.schema import CustomerQueries
+from saleor_crm_plugin.graphql.customers.types import ENTITY_TYPES
+
+QUERIES: list[type] = [
+    CustomerQueries,
+]
+MUTATIONS: list[type] = []
+
+
+class Query(*QUERIES, build_federation_queries(ENTITY_TYPES), graphene.ObjectType):
+    pass
+
+
+Mutation = type("Mutation", (*MUTATIONS, graphene.ObjectType), {}) if MUTATIONS else None
+
+schema = graphene.Schema(query=Query, mutation=Mutation, types=ENTITY_TYPES)

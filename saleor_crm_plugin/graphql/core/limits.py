@@ -1,0 +1,105 @@
+"""Query depth and complexity limits, checked before execution.
+
+A public endpoint must refuse documents that would make the database or the resolver loop do
+unbounded work. Depth counts nested selections; complexity estimates the number of resolved
+fields: each field costs 1, multiplied by the ``first``/``last`` of every enclosing connection
+(the page size the client asked for). Introspection (``__schema``, ``__type``) is exempt: tools
+need it and it touches no data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql.error import GraphQLError
+from graphql.language import ast
+
+from saleor_crm_plugin.conf import crm_settings
+
+
+def _argument_value(node: ast.Field, name: str, variables: dict[str, Any]) -> int | None:
+    for argument in node.arguments or []:
+        if argument.name.value != name:
+            continue
+        value = argument.value
+        if isinstance(value, ast.IntValue):
+            return int(value.value)
+        if isinstance(value, ast.Variable):
+            raw = variables.get(value.name.value)
+            return raw if isinstance(raw, int) else None
+    return None
+
+
+class _Measure:
+    def __init__(self, fragments: dict[str, ast.FragmentDefinition], variables: dict[str, Any]):
+        self.fragments = fragments
+        self.variables = variables
+
+    def walk(
+        self, selection_set: ast.SelectionSet | None, depth: int, visiting: frozenset[str]
+    ) -> tuple[int, int]:
+        """Return ``(max depth, complexity)`` of a selection set at ``depth``."""
+        if selection_set is None:
+            return depth, 0
+        deepest, cost = depth, 0
+        for selection in selection_set.selections:
+            if isinstance(selection, ast.Field):
+                if selection.name.value.startswith("__"):
+                    continue
+                multiplier = (
+                    _argument_value(selection, "first", self.variables)
+                    or _argument_value(selection, "last", self.variables)
+                    or 1
+                )
+                child_depth, child_cost = self.walk(selection.selection_set, depth + 1, visiting)
+                deepest = max(deepest, child_depth)
+                cost += 1 + multiplier * child_cost
+            elif isinstance(selection, ast.FragmentSpread):
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if fragment is None or name in visiting:
+                    continue  # validation reports unknown or cyclic fragments
+                child_depth, child_cost = self.walk(
+                    fragment.selection_set, depth, visiting | {name}
+                )
+                deepest, cost = max(deepest, child_depth), cost + child_cost
+            elif isinstance(selection, ast.InlineFragment):
+                child_depth, child_cost = self.walk(selection.selection_set, depth, visiting)
+                deepest, cost = max(deepest, child_depth), cost + child_cost
+        return deepest, cost
+
+
+def measure(document: ast.Document, variables: dict[str, Any] | None = None) -> tuple[int, int]:
+    """``(depth, complexity)`` of the costliest operation in ``document``."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, ast.FragmentDefinition)
+    }
+    walker = _Measure(fragments, variables or {})
+    depth = complexity = 0
+    for definition in document.definitions:
+        if isinstance(definition, ast.OperationDefinition):
+            d, c = walker.walk(definition.selection_set, 0, frozenset())
+            depth, complexity = max(depth, d), max(complexity, c)
+    return depth, complexity
+
+
+def check_limits(
+    document: ast.Document, variables: dict[str, Any] | None = None
+) -> list[GraphQLError]:
+    depth, complexity = measure(document, variables)
+    errors: list[GraphQLError] = []
+    if depth > crm_settings.GRAPHQL_MAX_DEPTH:
+        errors.append(
+            GraphQLError(
+                f"The query exceeds the maximum depth of {crm_settings.GRAPHQL_MAX_DEPTH} "
+                f"(it has {depth})."
+            )
+        )
+    if complexity > crm_settings.GRAPHQL_MAX_COMPLEXITY:
+        errors.append(
+            GraphQLError(
+                f"The query exceeds the maximum cost of {crm_settings.GRAPHQL_MAX_COMPLEXITY} "
+                f"(it costs {complexity})."
+            )
+        )
+    return errors

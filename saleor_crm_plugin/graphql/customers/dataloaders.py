@@ -1,0 +1,233 @@
+"""Batched reads of the customer 360 projection: one SQL query per loader and request."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from django.db.models import Count, F, Q, Sum, Window
+from django.db.models.functions import RowNumber
+
+from saleor_crm_plugin.customers.models import (
+    Customer,
+    CustomerChannelStats,
+    Order,
+    OrderLine,
+    OrderStatus,
+)
+from saleor_crm_plugin.graphql.core.connection import (
+    build_connection,
+    paginate_queryset,
+    validate_page_args,
+)
+from saleor_crm_plugin.graphql.core.dataloaders import DataLoader, group_by
+
+ORDER_ORDERING = ("-created_at", "-pk")
+
+
+class CustomerByIdLoader(DataLoader[int, Customer | None]):
+    context_key = "crm_customer_by_id"
+
+    def batch_load(self, keys: list[int]) -> list[Customer | None]:
+        customers = Customer.objects.in_bulk(keys)
+        return [customers.get(key) for key in keys]
+
+
+class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
+    context_key = "crm_customer_by_user_id"
+
+    def batch_load(self, keys: list[str]) -> list[Customer | None]:
+        customers = Customer.objects.in_bulk(keys, field_name="saleor_user_id")
+        return [customers.get(key) for key in keys]
+
+
+class ChannelStatsByCustomerIdLoader(DataLoader[int, list[CustomerChannelStats]]):
+    context_key = "crm_channel_stats_by_customer_id"
+
+    def batch_load(self, keys: list[int]) -> list[list[CustomerChannelStats]]:
+        rows = CustomerChannelStats.objects.filter(customer_id__in=keys).order_by(
+            "customer_id", "channel_slug", "currency", "pk"
+        )
+        groups = group_by(rows, "customer_id")
+        return [groups.get(key, []) for key in keys]
+
+
+class OrderBySaleorIdLoader(DataLoader[str, Order | None]):
+    context_key = "crm_order_by_saleor_id"
+
+    def batch_load(self, keys: list[str]) -> list[Order | None]:
+        orders = Order.objects.in_bulk(keys, field_name="saleor_order_id")
+        return [orders.get(key) for key in keys]
+
+
+class LinesByOrderIdLoader(DataLoader[int, list[OrderLine]]):
+    context_key = "crm_lines_by_order_id"
+
+    def batch_load(self, keys: list[int]) -> list[list[OrderLine]]:
+        groups = group_by(OrderLine.objects.filter(order_id__in=keys).order_by("pk"), "order_id")
+        return [groups.get(key, []) for key in keys]
+
+
+class OrdersPageKey(NamedTuple):
+    customer_id: int
+    first: int | None
+    last: int | None
+    after: str | None
+    before: str | None
+    channel: str | None
+    include_drafts: bool
+
+
+def _orders(channel: str | None, include_drafts: bool) -> Any:
+    queryset = Order.objects.all()
+    if channel:
+        queryset = queryset.filter(channel_slug=channel)
+    if not include_drafts:
+        queryset = queryset.exclude(status=OrderStatus.DRAFT)
+    return queryset
+
+
+class OrderCountLoader(DataLoader[tuple[int, str | None, bool], int]):
+    context_key = "crm_order_count"
+
+    def batch_load(self, keys: list[tuple[int, str | None, bool]]) -> list[int]:
+        counts: dict[tuple[int, str | None, bool], int] = {}
+        by_filter: dict[tuple[str | None, bool], list[int]] = defaultdict(list)
+        for customer_id, channel, drafts in keys:
+            by_filter[(channel, drafts)].append(customer_id)
+        for (channel, drafts), ids in by_filter.items():
+            rows = (
+                _orders(channel, drafts)
+                .filter(customer_id__in=ids)
+                .values("customer_id")
+                .annotate(n=Count("pk"))
+                .order_by()
+            )
+            for row in rows:
+                counts[(row["customer_id"], channel, drafts)] = row["n"]
+        return [counts.get(key, 0) for key in keys]
+
+
+class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
+    """A page of each customer's orders. First pages (no cursor) of many customers come from
+    one window-function query, so ``customers { orders(first: 5) }``-shaped documents (and
+    federation ``_entities`` batches) cost the same few queries for 1 or 100 customers."""
+
+    context_key = "crm_orders_page_by_customer"
+    connection_type: Any = None  # set by the schema module (avoids an import cycle)
+
+    def batch_load(self, keys: list[OrdersPageKey]) -> list[Any]:
+        results: dict[OrdersPageKey, Any] = {}
+        windowed: dict[tuple[Any, ...], list[OrdersPageKey]] = defaultdict(list)
+        for key in keys:
+            validate_page_args(key._asdict(), "orders")
+            if key.after or key.before:
+                results[key] = self._single(key)
+            else:
+                windowed[(key.first, key.last, key.channel, key.include_drafts)].append(key)
+        for (first, last, channel, drafts), group in windowed.items():
+            results.update(self._windowed(group, first, last, channel, drafts))
+        return [results[key] for key in keys]
+
+    def _count_fn(self, key: OrdersPageKey) -> Any:
+        loader = OrderCountLoader(self.context)
+        return lambda: loader.load((key.customer_id, key.channel, key.include_drafts))
+
+    def _single(self, key: OrdersPageKey) -> Any:
+        connection = paginate_queryset(
+            _orders(key.channel, key.include_drafts).filter(customer_id=key.customer_id),
+            key._asdict(),
+            ordering=ORDER_ORDERING,
+            connection_type=self.connection_type,
+            field_name="orders",
+        )
+        connection.count_fn = self._count_fn(key)
+        return connection
+
+    def _windowed(
+        self,
+        keys: list[OrdersPageKey],
+        first: int | None,
+        last: int | None,
+        channel: str | None,
+        drafts: bool,
+    ) -> dict[OrdersPageKey, Any]:
+        size = first if first is not None else last
+        assert size is not None
+        backwards = last is not None
+        ordering = [F("created_at").desc(), F("pk").desc()]
+        if backwards:
+            ordering = [F("created_at").asc(), F("pk").asc()]
+        rows = list(
+            _orders(channel, drafts)
+            .filter(customer_id__in={k.customer_id for k in keys})
+            .annotate(_row=Window(RowNumber(), partition_by=[F("customer_id")], order_by=ordering))
+            .filter(_row__lte=size + 1)
+            .order_by("customer_id", "_row")
+        )
+        groups = group_by(rows, "customer_id")
+        results = {}
+        for key in keys:
+            page = groups.get(key.customer_id, [])
+            has_more = len(page) > size
+            items = page[:size]
+            if backwards:
+                items.reverse()
+            results[key] = build_connection(
+                items,
+                has_more=has_more,
+                args=key._asdict(),
+                ordering=ORDER_ORDERING,
+                connection_type=self.connection_type,
+                count_fn=self._count_fn(key),
+            )
+        return results
+
+
+class ProductStats(NamedTuple):
+    order_count: int
+    customer_count: int
+    units_sold: int
+    units_refunded: int
+
+
+class ProductStatsLoader(DataLoader[tuple[str, str | None], ProductStats]):
+    """Sales of each product (optionally in one channel), counted over real sales only."""
+
+    context_key = "crm_product_stats"
+
+    def batch_load(self, keys: list[tuple[str, str | None]]) -> list[ProductStats]:
+        found: dict[tuple[str, str | None], ProductStats] = {}
+        by_channel: dict[str | None, list[str]] = defaultdict(list)
+        for product_id, channel in keys:
+            by_channel[channel].append(product_id)
+        for channel, product_ids in by_channel.items():
+            lines = OrderLine.objects.filter(product_id__in=product_ids).exclude(
+                order__status__in=[OrderStatus.DRAFT, OrderStatus.CANCELED, OrderStatus.EXPIRED]
+            )
+            if channel:
+                lines = lines.filter(order__channel_slug=channel)
+            rows = (
+                lines.values("product_id")
+                .annotate(
+                    orders=Count("order_id", distinct=True),
+                    customers=Count(
+                        "order__customer_id",
+                        distinct=True,
+                        filter=Q(order__customer_id__isnull=False),
+                    ),
+                    sold=Sum("quantity"),
+                    refunded=Sum("quantity_refunded"),
+                )
+                .order_by()
+            )
+            for row in rows:
+                found[(row["product_id"], channel)] = ProductStats(
+                    row["orders"], row["customers"], row["sold"] or 0, row["refunded"] or 0
+                )
+        return [found.get(key, ProductStats(0, 0, 0, 0)) for key in keys]
+
+
+def first_or_none(items: Iterable[Any]) -> Any:
+    return next(iter(items), None)

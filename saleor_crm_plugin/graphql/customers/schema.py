@@ -1,0 +1,88 @@
+"""Customer 360 root fields. Resolvers only authorise and load; the projection is the data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+from graphql.error import GraphQLError
+from promise import Promise
+
+from saleor_crm_plugin.customers.models import Customer
+from saleor_crm_plugin.graphql.core.federation import EntityRef
+from saleor_crm_plugin.graphql.core.ids import resolve_global_id
+from saleor_crm_plugin.graphql.core.permissions import check_permissions, requester_of
+from saleor_crm_plugin.graphql.customers.dataloaders import (
+    CustomerByIdLoader,
+    CustomerByUserIdLoader,
+)
+from saleor_crm_plugin.graphql.customers.types import CrmCustomer, CrmProduct, readable_customer
+from saleor_crm_plugin.permissions import CUSTOMER_READ
+
+
+class CustomerQueries(graphene.ObjectType):
+    me = graphene.Field(
+        CrmCustomer,
+        description=(
+            "The signed-in customer's CRM profile; null when anonymous or not known to the "
+            "CRM yet (no order or account event seen)."
+        ),
+    )
+    customer = graphene.Field(
+        CrmCustomer,
+        id=graphene.ID(description="CrmCustomer ID, or Saleor User ID."),
+        email=graphene.String(description="E-mail of the customer (exact, case-insensitive)."),
+        description=(
+            "A customer's CRM profile by ID or e-mail. Requires MANAGE_USERS, except for the "
+            "customer's own profile."
+        ),
+    )
+    crm_product = graphene.Field(
+        CrmProduct,
+        id=graphene.ID(required=True, description="Saleor Product ID."),
+        channel=graphene.String(description="Slug of a channel to restrict figures to."),
+        description="The CRM's view of a Saleor product.",
+    )
+
+    @staticmethod
+    def resolve_me(root: Any, info: Any) -> Promise | None:
+        requester = requester_of(info)
+        if not requester.user_id:
+            return None
+        return CustomerByUserIdLoader(info.context).load(requester.user_id)
+
+    @staticmethod
+    def resolve_customer(
+        root: Any, info: Any, id: str | None = None, email: str | None = None
+    ) -> Promise | Customer | None:
+        if (id is None) == (email is None):
+            raise GraphQLError("Provide exactly one of `id` or `email`.")
+        if email is not None:
+            # Only operators search by e-mail: it would otherwise reveal who is a customer.
+            check_permissions(requester_of(info), (CUSTOMER_READ,))
+            customer = (
+                Customer.objects.filter(email__iexact=email.strip(), erased_at__isnull=True)
+                .order_by("saleor_user_id", "pk")
+                .first()
+            )
+            return customer
+        assert id is not None
+        type_name, pk = resolve_global_id(id, ("CrmCustomer", "User"))
+        if type_name == "User":
+            return (
+                CustomerByUserIdLoader(info.context)
+                .load(id)
+                .then(lambda customer: readable_customer(info, customer, id))
+            )
+        if not pk.isdigit():
+            return readable_customer(info, None)
+        return (
+            CustomerByIdLoader(info.context)
+            .load(int(pk))
+            .then(lambda customer: readable_customer(info, customer))
+        )
+
+    @staticmethod
+    def resolve_crm_product(root: Any, info: Any, id: str, channel: str | None = None) -> EntityRef:
+        resolve_global_id(id, "Product")
+        return EntityRef("Product", id, channel)

@@ -1,0 +1,209 @@
+"""HTTP entry point of the GraphQL API, shared by App mode (``POST /graphql/``) and plugin mode
+(``/plugins/global/<PLUGIN_ID>/graphql/``).
+
+Status codes: 400 for requests that cannot be executed (bad JSON, syntax or validation errors,
+limits), 401 for unacceptable credentials (so clients refresh their token), 200 once the
+document executed, errors included (GraphQL's convention, as Saleor). Unexpected exceptions are
+logged and reported as "Internal Server Error" unless DEBUG is on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from graphql import parse, validate
+from graphql.error import GraphQLError, GraphQLSyntaxError
+from graphql.execution import execute
+from graphql.language import ast
+
+from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.core.auth import AuthenticationError, authenticate
+from saleor_crm_plugin.core.errors import CrmError
+from saleor_crm_plugin.graphql.core.context import GraphQLContext
+from saleor_crm_plugin.graphql.core.limits import check_limits
+from saleor_crm_plugin.graphql.core.permissions import PermissionDenied
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 10
+
+
+class _DocumentCache:
+    """Parsed and validated documents by query text. Parsing and validating cost far more
+    than executing a small query, and clients send the same few documents over and over."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[int, str], tuple[Any, list[GraphQLError]]] = OrderedDict()
+
+    def get(self, schema: Any, query: str) -> tuple[Any, list[GraphQLError]]:
+        key = (id(schema), query)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        try:
+            document = parse(query)
+        except GraphQLSyntaxError as exc:
+            return None, [exc]
+        entry = (document, validate(schema, document))
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return entry
+
+
+document_cache = _DocumentCache()
+
+
+def _json(data: Any, status: int = 200) -> JsonResponse:
+    return JsonResponse(data, status=status, safe=False)
+
+
+def format_error(error: Exception) -> dict[str, Any]:
+    """Saleor's error shape: ``message``, ``locations``, ``path`` and
+    ``extensions.exception.code``."""
+    original = getattr(error, "original_error", None) or error
+    formatted: dict[str, Any] = {"message": str(error)}
+    code = "GraphQLError"
+    if isinstance(original, PermissionDenied):
+        code = PermissionDenied.code
+    elif isinstance(original, CrmError):
+        formatted["message"] = original.message
+        code = getattr(original.code, "value", original.code)
+        if original.field:
+            formatted["extensions"] = {"exception": {"code": code, "field": original.field}}
+    elif not isinstance(original, GraphQLError):
+        logger.error("GraphQL resolver failed", exc_info=original)
+        code = "INTERNAL_ERROR"
+        if not settings.DEBUG:
+            formatted["message"] = "Internal Server Error"
+    locations = getattr(error, "locations", None)
+    if locations:
+        formatted["locations"] = [{"line": loc.line, "column": loc.column} for loc in locations]
+    path = getattr(error, "path", None)
+    if path:
+        formatted["path"] = path
+    formatted.setdefault("extensions", {"exception": {"code": code}})
+    return formatted
+
+
+def _operation(document: Any, operation_name: str | None) -> Any:
+    operations = [d for d in document.definitions if isinstance(d, ast.OperationDefinition)]
+    if operation_name:
+        return next((o for o in operations if o.name and o.name.value == operation_name), None)
+    return operations[0] if len(operations) == 1 else None
+
+
+def execute_operation(
+    schema: Any, payload: Any, context: GraphQLContext
+) -> tuple[int, dict[str, Any]]:
+    if not isinstance(payload, dict):
+        return 400, {"errors": [{"message": "Each operation must be a JSON object."}]}
+    query = payload.get("query")
+    variables = payload.get("variables") or {}
+    operation_name = payload.get("operationName") or None
+    if not isinstance(query, str) or not query.strip():
+        return 400, {"errors": [{"message": "Must provide a query string."}]}
+    if not isinstance(variables, dict):
+        return 400, {"errors": [{"message": "Variables must be a JSON object."}]}
+    document, errors = document_cache.get(schema, query)
+    if not errors:
+        errors = check_limits(document, variables)
+    if errors:
+        return 400, {"errors": [format_error(e) for e in errors]}
+    operation = _operation(document, operation_name)
+    if (
+        operation is not None
+        and operation.operation != "query"
+        and operation.operation != "mutation"
+    ):
+        return 400, {"errors": [{"message": "Subscriptions are not supported."}]}
+    result = execute(
+        schema,
+        document,
+        context_value=context,
+        variable_values=variables,
+        operation_name=operation_name,
+    )
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [format_error(e) for e in result.errors]
+    return (400 if result.invalid else 200), body
+
+
+def execute_request(request: HttpRequest) -> HttpResponse:
+    """Run the request body (one operation or a batch) against the CRM schema."""
+    from saleor_crm_plugin.graphql.api import schema
+
+    try:
+        payload = json.loads(request.body or b"null")
+    except ValueError:
+        return _json({"errors": [{"message": "The request body must be JSON."}]}, 400)
+    try:
+        requester = authenticate(request.headers)
+    except AuthenticationError as exc:
+        error = {"message": exc.message, "extensions": {"exception": {"code": exc.code}}}
+        return _json({"errors": [error]}, 401)
+    context = GraphQLContext(request=request, requester=requester)
+    if isinstance(payload, list):
+        if not payload or len(payload) > MAX_BATCH:
+            message = f"A batch must hold 1 to {MAX_BATCH} operations."
+            return _json({"errors": [{"message": message}]}, 400)
+        results = []
+        for item in payload:
+            # Dataloaders are per operation: a mutation must not be answered from a stale cache.
+            context = GraphQLContext(request=request, requester=requester)
+            results.append(execute_operation(schema, item, context)[1])
+        return _json(results)
+    status, body = execute_operation(schema, payload, context)
+    return _json(body, status)
+
+
+def _cors(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    origin = request.headers.get("Origin")
+    if origin and any(fnmatch.fnmatchcase(origin, p) for p in crm_settings.GRAPHQL_ALLOWED_ORIGINS):
+        response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response["Access-Control-Allow-Headers"] = (
+            "Authorization, Authorization-Bearer, Content-Type, Saleor-Api-Url"
+        )
+        response["Access-Control-Max-Age"] = "86400"
+        response["Vary"] = "Origin"
+    return response
+
+
+GRAPHIQL = """<!doctype html><html><head><title>Saleor CRM GraphiQL</title>
+<link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css"></head>
+<body style="margin:0"><div id="graphiql" style="height:100vh"></div>
+<script src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
+<script src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
+<script src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
+<script>ReactDOM.createRoot(document.getElementById('graphiql')).render(
+React.createElement(GraphiQL,{fetcher:GraphiQL.createFetcher({url:location.pathname})}));</script>
+</body></html>"""
+
+
+@csrf_exempt
+def graphql_view(request: HttpRequest) -> HttpResponse:
+    """App mode ``/graphql/``: POST executes; OPTIONS answers CORS preflights; GET serves
+    GraphiQL when DEBUG is on (never in production: it loads scripts from a CDN)."""
+    if request.method == "OPTIONS":
+        return _cors(request, HttpResponse(status=200))
+    if request.method == "GET" and settings.DEBUG:
+        return HttpResponse(GRAPHIQL)
+    if request.method != "POST":
+        response = _json({"errors": [{"message": "Use POST."}]}, 405)
+        response["Allow"] = "POST, OPTIONS"
+        return response
+    return _cors(request, execute_request(request))
