@@ -34,3 +34,4 @@ class SaleorPermission(enum.StrEnum):
 CUSTOMER_READ = SaleorPermission.MANAGE_USERS
 ORDER_READ = SaleorPermission.MANAGE_ORDERS
 PRODUCT_STATS_READ = SaleorPermission.MANAGE_PRODUCTS
+RECOMMENDATIONS_MANAGE = SaleorPermission.MANAGE_PRODUCTS

@@ -12,11 +12,18 @@ import graphene
 from saleor_crm_plugin.graphql.core.federation import build_federation_queries
 from saleor_crm_plugin.graphql.customers.schema import CustomerQueries
 from saleor_crm_plugin.graphql.customers.types import ENTITY_TYPES
+from saleor_crm_plugin.graphql.recommendations.schema import (
+    RecommendationMutations,
+    RecommendationQueries,
+)
 
 QUERIES: list[type] = [
     CustomerQueries,
+    RecommendationQueries,
 ]
-MUTATIONS: list[type] = []
+MUTATIONS: list[type] = [
+    RecommendationMutations,
+]
 
 
 class Query(*QUERIES, build_federation_queries(ENTITY_TYPES), graphene.ObjectType):

@@ -29,6 +29,30 @@ def product_names(product_ids: Iterable[str]) -> dict[str, str]:
     return names
 
 
+_CHANNEL_IDS: dict[str, str] = {}
+
+
+def channel_id_for(channel: str | None) -> str:
+    """Saleor channel ID for a channel slug (what storefronts send), learnt from orders and
+    cached per process (slugs rarely change). A value that is already a Channel ID, or a
+    slug no order used yet, is returned as is: rankings then fall back to all channels."""
+    if not channel:
+        return ""
+    if channel not in _CHANNEL_IDS:
+        from saleor_crm_plugin.customers.models import Order
+
+        found = (
+            Order.objects.filter(channel_slug=channel)
+            .order_by()
+            .values_list("channel_id", flat=True)
+            .first()
+        )
+        if found is None:
+            return channel
+        _CHANNEL_IDS[channel] = found
+    return _CHANNEL_IDS[channel]
+
+
 def set_availability(product_id: str, channel_id: str, *, available: bool) -> ProductAvailability:
     """Idempotent upsert, called from product events or a catalogue sync."""
     if not product_id or not channel_id:

@@ -6,8 +6,8 @@ from enum import StrEnum
 class RecommendationErrorCode(StrEnum):
     """Codes the GraphQL layer turns into an enum (Saleor's ``*ErrorCode`` convention)."""
 
-    INVALID = "invalid"
-    REQUIRED = "required"
-    NOT_FOUND = "not_found"
-    NOT_ENOUGH_DATA = "not_enough_data"
-    TRAINING_IN_PROGRESS = "training_in_progress"
+    INVALID = "INVALID"
+    REQUIRED = "REQUIRED"
+    NOT_FOUND = "NOT_FOUND"
+    NOT_ENOUGH_DATA = "NOT_ENOUGH_DATA"
+    TRAINING_IN_PROGRESS = "TRAINING_IN_PROGRESS"
