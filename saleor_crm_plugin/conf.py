@@ -268,6 +268,11 @@ class CRMSettings:
         return float(self._get("RECS_MODEL_CHECK_SECONDS", 30))
 
     @property
+    def RECS_RULES_CACHE_SECONDS(self) -> float:
+        """How long a web worker caches blocklist, boosts and availability."""
+        return float(self._get("RECS_RULES_CACHE_SECONDS", 10))
+
+    @property
     def RECS_ASSOCIATION_MIN_SUPPORT(self) -> int:
         """Orders two products must share before they count as bought together."""
         return int(self._get("RECS_ASSOCIATION_MIN_SUPPORT", 3))

@@ -23,10 +23,10 @@ def report(out: TextIO) -> None:
     # The demo is small and runs in one process: reproducible, and no cached model from an
     # earlier run in the same process.
     with override_settings(CRM_RECS_THREADS=1, CRM_RECS_MIN_INTERACTIONS=100):
-        serving.model_cache.clear()
+        serving.clear_caches()
         run = services.train_model(trigger="demo")
         _report(out, run)
-    serving.model_cache.clear()
+    serving.clear_caches()
 
 
 def _report(out: TextIO, run: services.ModelRun) -> None:

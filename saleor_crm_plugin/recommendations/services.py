@@ -214,6 +214,10 @@ def _finish(run: ModelRun, timings: dict[str, float], started: float) -> None:
     run.duration_seconds = time.perf_counter() - started
     run.finished_at = timezone.now()
     run.save()
+    # This process sees the new run at once; other workers within their check interval.
+    from saleor_crm_plugin.recommendations.serving import clear_caches
+
+    clear_caches()
     logger.info("recommendation run %s: %s", run.pk, run.reason)
 
 

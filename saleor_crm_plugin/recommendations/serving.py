@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import scipy.sparse as sp
+from django.db.models import Q
 
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.customers.models import Customer
@@ -140,17 +142,19 @@ model_cache = _ModelCache()
 
 
 # -- filters and boosts ----------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class Rules:
-    excluded: set[str]
+    excluded: frozenset[str]
     boosts: dict[str, float]
 
-    def apply(self, candidates: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    def apply(
+        self, candidates: list[tuple[str, float]], also_excluded: set[str] | None = None
+    ) -> list[tuple[str, float]]:
         """Drop excluded products; multiply positive scores by the boost (divide negative
         ones, so a boost always moves a product up), then re-sort."""
         result = []
         for product_id, score in candidates:
-            if product_id in self.excluded:
+            if product_id in self.excluded or (also_excluded and product_id in also_excluded):
                 continue
             boost = self.boosts.get(product_id, 1.0)
             if boost != 1.0 and boost > 0:
@@ -160,23 +164,62 @@ class Rules:
         return result
 
 
-def load_rules(channel_id: str, product_ids: list[str] | None = None) -> Rules:
-    """Blocklist, unavailable-in-channel products and boosts (restricted to
-    ``product_ids`` when given, which keeps the queries small for long catalogues)."""
-    rules = ProductRule.objects.all()
-    unavailable = ProductAvailability.objects.filter(is_available=False)
-    unavailable = unavailable.filter(channel_id=channel_id) if channel_id else unavailable.none()
-    if product_ids is not None:
-        rules = rules.filter(product_id__in=product_ids)
-        unavailable = unavailable.filter(product_id__in=product_ids)
-    excluded = set(unavailable.values_list("product_id", flat=True))
-    boosts: dict[str, float] = {}
-    for product_id, blocked, boost in rules.values_list("product_id", "blocked", "boost"):
-        if blocked:
-            excluded.add(product_id)
-        elif boost != 1.0:
-            boosts[product_id] = boost
-    return Rules(excluded=excluded, boosts=boosts)
+class _TTLCache:
+    """Tiny per-process cache: merchant rules and rankings change rarely, and reading them on
+    every request would cost more than the scoring itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[object, tuple[float, object]] = {}
+
+    def get(self, key: object, ttl: float, load: Callable[[], object]) -> object:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now < entry[0]:
+            return entry[1]
+        value = load()
+        if ttl > 0:
+            with self._lock:
+                self._entries[key] = (now + ttl, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_cache = _TTLCache()
+
+
+def clear_caches() -> None:
+    """Forget the cached model, rules and rankings (tests, and after merchant changes when an
+    immediate effect is wanted in this process)."""
+    model_cache.clear()
+    _cache.clear()
+
+
+def load_rules(channel_id: str) -> Rules:
+    """Blocklist, unavailable-in-channel products and boosts, cached per process for
+    ``RECS_RULES_CACHE_SECONDS``."""
+
+    def load() -> Rules:
+        excluded: set[str] = set()
+        if channel_id:
+            excluded.update(
+                ProductAvailability.objects.filter(
+                    channel_id=channel_id, is_available=False
+                ).values_list("product_id", flat=True)
+            )
+        boosts: dict[str, float] = {}
+        rules = ProductRule.objects.filter(Q(blocked=True) | ~Q(boost=1.0))
+        for product_id, blocked, boost in rules.values_list("product_id", "blocked", "boost"):
+            if blocked:
+                excluded.add(product_id)
+            else:
+                boosts[product_id] = boost
+        return Rules(excluded=frozenset(excluded), boosts=boosts)
+
+    return _cache.get(("rules", channel_id), crm_settings.RECS_RULES_CACHE_SECONDS, load)  # type: ignore[return-value]
 
 
 def _validate_first(first: int) -> int:
@@ -245,10 +288,10 @@ def _personal(
         n = min(len(scores), max(first * 5, crm_settings.RECS_PRECOMPUTE_K))
         best = np.argpartition(-scores, n - 1)[:n]
         candidates = [(model.item_ids[i], float(scores[i])) for i in best]
-    rules = load_rules(channel_id, [c[0] for c in candidates])
+    purchased: set[str] = set()
     if crm_settings.RECS_EXCLUDE_PURCHASED and history is not None:
-        rules.excluded.update(model.item_ids[i] for i in np.nonzero(history)[0])
-    ranked = rules.apply(candidates)[:first]
+        purchased = {model.item_ids[i] for i in np.nonzero(history)[0]}
+    ranked = load_rules(channel_id).apply(candidates, purchased)[:first]
     return [_explain(model, product_id, score, history) for product_id, score in ranked]
 
 
@@ -304,21 +347,26 @@ def popular(
     *, channel_id: str = "", first: int = 10, kind: RankingKind = RankingKind.POPULAR
 ) -> list[Recommendation]:
     """The channel's popular (or trending) products, falling back to all channels."""
-    ranking = (
-        ChannelRanking.objects.filter(channel_id=channel_id, kind=kind)
-        .values_list("product_ids", "scores")
-        .first()
-    )
-    if (ranking is None or not ranking[0]) and channel_id:
+
+    def load() -> list[tuple[str, float]]:
         ranking = (
-            ChannelRanking.objects.filter(channel_id="", kind=kind)
+            ChannelRanking.objects.filter(channel_id=channel_id, kind=kind)
             .values_list("product_ids", "scores")
             .first()
         )
-    if ranking is None:
-        return []
-    candidates = list(zip(ranking[0], ranking[1], strict=True))
-    rules = load_rules(channel_id, ranking[0])
+        if (ranking is None or not ranking[0]) and channel_id:
+            ranking = (
+                ChannelRanking.objects.filter(channel_id="", kind=kind)
+                .values_list("product_ids", "scores")
+                .first()
+            )
+        return list(zip(ranking[0], ranking[1], strict=True)) if ranking else []
+
+    # Rankings change only when a run finishes: cache them like the model.
+    candidates: list[tuple[str, float]] = _cache.get(  # type: ignore[assignment]
+        ("ranking", channel_id, kind), crm_settings.RECS_MODEL_CHECK_SECONDS, load
+    )
+    rules = load_rules(channel_id)
     reason = Reason.TRENDING if kind == RankingKind.TRENDING else Reason.POPULAR
     text = "Trending now" if reason == Reason.TRENDING else "Popular in this shop"
     return [Recommendation(p, s, reason, text) for p, s in rules.apply(candidates)[:first]]
@@ -346,7 +394,7 @@ def similar_products(
         return []
     best = np.argpartition(-similarity, n - 1)[:n]
     candidates = [(model.item_ids[i], float(similarity[i])) for i in best]
-    rules = load_rules(channel_id, [c[0] for c in candidates] + [product_id])
+    rules = load_rules(channel_id)
     return [
         Recommendation(p, s, Reason.SIMILAR, "Similar products", product_id, model.run_id)
         for p, s in rules.apply(candidates)[:first]
@@ -367,7 +415,7 @@ def bought_together(
         .order_by("-confidence", "-lift", "other_product_id")
         .values_list("other_product_id", "confidence", "lift", "support")[: first * 3]
     )
-    rules = load_rules(channel_id, [p[0] for p in pairs])
+    rules = load_rules(channel_id)
     by_id = {p[0]: p for p in pairs}
     ranked = rules.apply([(p[0], p[1]) for p in pairs])[:first]
     return [

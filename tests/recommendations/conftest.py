@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from saleor_crm_plugin.recommendations.serving import model_cache
+from saleor_crm_plugin.recommendations.serving import clear_caches
 from tests.recommendations.builders import OrderFactory, Shop, build_shop
 
 # One thread and a fixed seed: training is bit-for-bit reproducible, so tests are stable.
@@ -18,16 +18,17 @@ FAST = {
     "CRM_RECS_MIN_INTERACTIONS": 50,
     "CRM_RECS_REPEAT_WEIGHT": 0.0,
     "CRM_RECS_MODEL_CHECK_SECONDS": 0,
+    "CRM_RECS_RULES_CACHE_SECONDS": 0,
     "CRM_RECS_ASSOCIATION_MIN_SUPPORT": 2,
 }
 
 
 @pytest.fixture(autouse=True)
 def _recs_settings() -> Iterator[None]:
-    model_cache.clear()
+    clear_caches()
     with override_settings(**FAST):
         yield
-    model_cache.clear()
+    clear_caches()
 
 
 @pytest.fixture

@@ -263,3 +263,19 @@ def test_similar_products_needs_a_product():
         RecommendationErrorCode.REQUIRED,
         "product_id",
     )
+
+
+@pytest.mark.django_db
+def test_rules_are_cached_per_process_for_their_interval(shop, trained):
+    customer = shop.customers[5]
+    top = serving.recommend(customer=customer, first=1)[0].product_id
+
+    with override_settings(CRM_RECS_RULES_CACHE_SECONDS=3600):
+        serving.recommend(customer=customer, first=1)  # loads and caches the (empty) rules
+        ProductRule.objects.create(product_id=top, blocked=True)
+        cached = serving.recommend(customer=customer, first=1)[0].product_id
+        serving.clear_caches()
+        fresh = serving.recommend(customer=customer, first=1)[0].product_id
+
+    assert cached == top
+    assert fresh != top
