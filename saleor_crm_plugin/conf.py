@@ -174,7 +174,7 @@ class CRMSettings:
 
     @property
     def RECS_EPOCHS(self) -> int:
-        return int(self._get("RECS_EPOCHS", 20))
+        return int(self._get("RECS_EPOCHS", 15))
 
     @property
     def RECS_LEARNING_RATE(self) -> float:
@@ -241,6 +241,11 @@ class CRMSettings:
     def RECS_REFIT_ON_FULL(self) -> bool:
         """After a successful evaluation, refit on all data so the latest orders count."""
         return bool(self._get("RECS_REFIT_ON_FULL", True))
+
+    @property
+    def RECS_REFIT_EPOCHS(self) -> int:
+        """Epochs of the refit, continuing the evaluated model (0 = train from scratch)."""
+        return int(self._get("RECS_REFIT_EPOCHS", 5))
 
     @property
     def RECS_PRECOMPUTE_K(self) -> int:

@@ -59,6 +59,7 @@ def params_from_settings(**overrides: object) -> TrainingParams:
         half_life_days=crm_settings.RECS_HALF_LIFE_DAYS,
         use_categories=crm_settings.RECS_CATEGORY_FEATURES,
         repeat_weight=crm_settings.RECS_REPEAT_WEIGHT,
+        refit_epochs=crm_settings.RECS_REFIT_EPOCHS,
     )
     return replace(params, **overrides) if overrides else params  # type: ignore[arg-type]
 
@@ -187,11 +188,17 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
 
     mark = time.perf_counter()
     full = data.matrix(half_life_days=params.half_life_days)
-    reps = (
-        fit(full, data.item_features(use_categories=params.use_categories), params)
-        if crm_settings.RECS_REFIT_ON_FULL
-        else result.representations
-    )
+    features = data.item_features(use_categories=params.use_categories)
+    if not crm_settings.RECS_REFIT_ON_FULL:
+        reps = result.representations
+    elif params.refit_epochs > 0:
+        # Continue the evaluated model with the held-out orders added: a few epochs instead
+        # of a second full training.
+        reps = fit(
+            full, features, params, warm_start=result.representations, epochs=params.refit_epochs
+        )
+    else:
+        reps = fit(full, features, params)
     timings["refit"] = time.perf_counter() - mark
     run.decision = RunDecision.PROMOTED
     run.reason = f"NDCG@10 {model_ndcg:.4f} >= {1 + margin:.2f} x {baseline} {baseline_ndcg:.4f}."

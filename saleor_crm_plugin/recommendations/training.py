@@ -16,7 +16,9 @@ import scipy.sparse as sp
 @dataclass(frozen=True)
 class TrainingParams:
     components: int = 64
-    epochs: int = 30
+    epochs: int = 15
+    # Epochs of the warm-start refit on all data after a winning evaluation (0 = full refit).
+    refit_epochs: int = 5
     learning_rate: float = 0.05
     loss: str = "warp"
     item_alpha: float = 1e-6
@@ -41,30 +43,44 @@ class Representations:
     item_factors: np.ndarray  # (n_items, components) float32, features folded in
     item_biases: np.ndarray  # (n_items,) float32
     epoch_seconds: list[float] = field(default_factory=list)
+    # The fitted LightFM object, kept in memory only (never stored) for a warm-start refit.
+    model: object | None = field(default=None, repr=False, compare=False)
 
 
 def fit(
-    weights: sp.csr_matrix, item_features: sp.csr_matrix | None, params: TrainingParams
+    weights: sp.csr_matrix,
+    item_features: sp.csr_matrix | None,
+    params: TrainingParams,
+    *,
+    warm_start: Representations | None = None,
+    epochs: int | None = None,
 ) -> Representations:
     """Fit LightFM on a weighted interaction matrix (weights become ``sample_weight``; WARP
-    samples positives from the non-zero entries) and return float32 representations."""
+    samples positives from the non-zero entries) and return float32 representations.
+
+    ``warm_start`` continues training the model of an earlier fit on the same users and items
+    (the holdout fit, now with the held-out orders added) for ``epochs`` more epochs: the
+    refit then costs a few epochs instead of a full training."""
     from lightfm import LightFM
 
     coo = weights.tocoo()
     interactions = sp.coo_matrix(
         (np.ones_like(coo.data, dtype=np.float32), (coo.row, coo.col)), shape=coo.shape
     )
-    model = LightFM(
-        no_components=params.components,
-        loss=params.loss,
-        learning_rate=params.learning_rate,
-        item_alpha=params.item_alpha,
-        user_alpha=params.user_alpha,
-        max_sampled=params.max_sampled,
-        random_state=np.random.RandomState(params.seed),
-    )
+    if warm_start is not None and warm_start.model is not None:
+        model = warm_start.model
+    else:
+        model = LightFM(
+            no_components=params.components,
+            loss=params.loss,
+            learning_rate=params.learning_rate,
+            item_alpha=params.item_alpha,
+            user_alpha=params.user_alpha,
+            max_sampled=params.max_sampled,
+            random_state=np.random.RandomState(params.seed),
+        )
     epoch_seconds: list[float] = []
-    for _ in range(params.epochs):
+    for _ in range(params.epochs if epochs is None else epochs):
         started = time.perf_counter()
         model.fit_partial(
             interactions,
@@ -82,4 +98,5 @@ def fit(
         item_factors=np.ascontiguousarray(item_factors, dtype=np.float32),
         item_biases=np.ascontiguousarray(item_biases, dtype=np.float32),
         epoch_seconds=epoch_seconds,
+        model=model,
     )

@@ -133,3 +133,28 @@ def test_should_promote_needs_the_margin():
     assert services.should_promote(0.22, 0.20, 0.05)
     assert not services.should_promote(0.209, 0.20, 0.05)
     assert not services.should_promote(0.0, 0.0, 0.0)
+
+
+@pytest.mark.django_db
+def test_the_refit_continues_the_evaluated_model(shop):
+    data = extract_interactions()
+    params = services.params_from_settings()
+    matrix = data.matrix(half_life_days=params.half_life_days)
+    first = fit(matrix, None, params)
+    before = first.item_factors.copy()
+
+    continued = fit(matrix, None, params, warm_start=first, epochs=2)
+
+    assert continued.model is first.model
+    assert len(continued.epoch_seconds) == 2
+    assert not np.array_equal(continued.item_factors, before)
+    assert continued.item_factors.shape == before.shape
+
+
+@pytest.mark.django_db
+def test_a_full_refit_from_scratch_can_be_chosen(shop):
+    with override_settings(CRM_RECS_REFIT_EPOCHS=0):
+        run = services.train_model()
+
+    assert run.decision == RunDecision.PROMOTED
+    assert run.params["refit_epochs"] == 0
