@@ -168,6 +168,16 @@ class CRMSettings:
 
     # -- recommendations -------------------------------------------------------------------
     @property
+    def RECS_ENABLED(self) -> bool:
+        """Train and serve recommendations; in plugin mode the dashboard's "Recommendations"
+        switch (``recommendations_enabled``) must be on too."""
+        if not bool(self._get("RECS_ENABLED", True)):
+            return False
+        from saleor_crm_plugin.core.compat import plugin_configuration
+
+        return bool(plugin_configuration().get("recommendations_enabled", True))
+
+    @property
     def RECS_COMPONENTS(self) -> int:
         """Embedding size of the LightFM model."""
         return int(self._get("RECS_COMPONENTS", 64))

@@ -243,6 +243,8 @@ def recommend(
     up. Raises ``RecommendationError(INVALID, field="first")`` for an out-of-range ``first``.
     """
     first = _validate_first(first)
+    if not crm_settings.RECS_ENABLED:
+        return []
     model = model_cache.get()
     results: list[Recommendation] = []
     if customer is not None and model is not None:
@@ -383,6 +385,8 @@ def similar_products(
         raise RecommendationError(
             RecommendationErrorCode.REQUIRED, "productId is required.", field="product_id"
         )
+    if not crm_settings.RECS_ENABLED:
+        return []
     model = model_cache.get()
     col = model.item_index.get(product_id) if model else None
     if model is None or col is None:
@@ -410,6 +414,8 @@ def bought_together(
         raise RecommendationError(
             RecommendationErrorCode.REQUIRED, "productId is required.", field="product_id"
         )
+    if not crm_settings.RECS_ENABLED:
+        return []
     pairs = list(
         ProductAssociation.objects.filter(product_id=product_id)
         .order_by("-confidence", "-lift", "other_product_id")

@@ -10,6 +10,7 @@ import logging
 
 from celery import shared_task
 
+from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.compat import allow_writer
 from saleor_crm_plugin.recommendations import services
 from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
@@ -20,7 +21,10 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="saleor_crm_plugin.train_recommendations", queue="ml", ignore_result=True)
 def train_recommendations_task(trigger: str = "schedule") -> int | None:
-    """Returns the run id, or None when another run was already in progress."""
+    """Returns the run id, or None when another run was already in progress or
+    recommendations are switched off."""
+    if not crm_settings.RECS_ENABLED:
+        return None
     with allow_writer():
         try:
             return services.train_model(trigger=trigger).pk
@@ -37,6 +41,8 @@ def train_recommendations_task(trigger: str = "schedule") -> int | None:
 def retrain_recommendations_if_due_task() -> int | None:
     """Cheap check (two counts) run every 15 minutes; trains when ``RECS_RETRAIN_AFTER_ORDERS``
     new paid orders arrived since the last run."""
+    if not crm_settings.RECS_ENABLED:
+        return None
     with allow_writer():
         if not services.retrain_due():
             return None

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from saleor_crm_plugin.beat import BEAT_SCHEDULE
-from saleor_crm_plugin.recommendations import services
+from saleor_crm_plugin.recommendations import services, serving
 from saleor_crm_plugin.recommendations.models import ModelRun, RunStatus
 from saleor_crm_plugin.tasks.recommendations import (
     retrain_recommendations_if_due_task,
@@ -77,3 +77,15 @@ def test_the_command_trains_and_prints_the_metrics(shop):
     assert f"Run {run.pk}: promoted" in text
     for scorer in ("model", "lightfm", "popularity", "buy_again"):
         assert f"  {scorer} " in text
+
+
+@pytest.mark.django_db
+def test_switched_off_recommendations_neither_train_nor_serve(shop):
+    services.train_model()
+
+    with override_settings(CRM_RECS_ENABLED=False):
+        assert train_recommendations_task.delay().get() is None
+        assert serving.recommend(customer=shop.customers[0]) == []
+        assert serving.similar_products(shop.categories and next(iter(shop.categories))) == []
+
+    assert ModelRun.objects.count() == 1
