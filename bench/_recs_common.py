@@ -66,4 +66,8 @@ def machine() -> str:
     import platform
 
     cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    load = os.getloadavg()[0]
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average "
+        f"{load:.1f} at the end: the machine was shared, so times are upper bounds"
+    )

@@ -291,7 +291,10 @@ def nightly_at_scale(
     timings["evaluate_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     full = data.matrix(half_life_days=params.half_life_days)
-    reps = fit(full, data.item_features(use_categories=params.use_categories), params)
+    features = data.item_features(use_categories=params.use_categories)
+    reps = fit(
+        full, features, params, warm_start=result.representations, epochs=params.refit_epochs
+    )
     timings["refit_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     active = np.unique(users)

@@ -20,7 +20,12 @@ def hybrid_scores(
     mean = raw.mean(axis=1, keepdims=True)
     std = raw.std(axis=1, keepdims=True) + 1e-6
     scores = (raw - mean) / std
-    if history is not None and repeat_weight:
-        dense = history.toarray() if sp.issparse(history) else np.asarray(history)
-        scores += repeat_weight * np.log1p(4.0 * dense).astype(np.float32)
+    if history is None or not repeat_weight:
+        return scores
+    if sp.issparse(history):
+        # Only the purchased cells change: no dense (users x items) temporary.
+        coo = history.tocoo()
+        scores[coo.row, coo.col] += repeat_weight * np.log1p(4.0 * coo.data).astype(np.float32)
+    else:
+        scores += repeat_weight * np.log1p(4.0 * np.asarray(history)).astype(np.float32)
     return scores

@@ -273,7 +273,7 @@ def _personal(
     row = model.user_index.get(customer.pk)
     history = _customer_history(model, customer, row)
     candidates: list[tuple[str, float]] | None = None
-    if row is not None:
+    if row is not None and crm_settings.RECS_SERVE_PRECOMPUTED:
         pre = (
             PrecomputedRecommendation.objects.filter(run_id=model.run_id, customer=customer)
             .values_list("product_ids", "scores")

@@ -48,13 +48,18 @@ def test_personal_recommendations_follow_the_customers_taste(shop, trained):
 
 
 @pytest.mark.django_db
-def test_personal_list_comes_from_the_precomputed_table(shop, trained):
+def test_personal_list_can_come_from_the_precomputed_table(shop, trained):
     customer = shop.customers[0]
     row = PrecomputedRecommendation.objects.get(run=trained, customer=customer)
+    row.product_ids = list(reversed(row.product_ids))  # tell the two sources apart
+    row.save()
 
-    recs = serving.recommend(customer=customer, channel_id=CHANNEL, first=5)
+    with override_settings(CRM_RECS_SERVE_PRECOMPUTED=True):
+        recs = serving.recommend(customer=customer, channel_id=CHANNEL, first=5)
+    in_memory = serving.recommend(customer=customer, channel_id=CHANNEL, first=5)
 
     assert [r.product_id for r in recs] == row.product_ids[:5]
+    assert [r.product_id for r in in_memory] != row.product_ids[:5]
     assert all(r.run_id == trained.pk for r in recs)
     assert all(r.reason in (Reason.PERSONAL, Reason.BUY_AGAIN) for r in recs)
 
@@ -62,8 +67,8 @@ def test_personal_list_comes_from_the_precomputed_table(shop, trained):
 @pytest.mark.django_db
 def test_on_the_fly_scoring_matches_the_precomputed_list(shop, trained):
     customer = shop.customers[1]
-    precomputed = [r.product_id for r in serving.recommend(customer=customer, first=10)]
-    PrecomputedRecommendation.objects.all().delete()
+    with override_settings(CRM_RECS_SERVE_PRECOMPUTED=True):
+        precomputed = [r.product_id for r in serving.recommend(customer=customer, first=10)]
 
     on_the_fly = [r.product_id for r in serving.recommend(customer=customer, first=10)]
 
