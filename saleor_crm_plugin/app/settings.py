@@ -98,4 +98,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    # graphql-core logs every resolver exception with a traceback, permission denials
+    # included; the GraphQL view logs the unexpected ones itself (as Saleor does).
+    "loggers": {
+        "graphql.execution.executor": {"level": "CRITICAL"},
+        "graphql.execution.utils": {"level": "CRITICAL"},
+    },
 }

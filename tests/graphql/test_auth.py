@@ -192,3 +192,14 @@ def test_valid_token_reaches_the_resolver(saleor, mint, gql):
     status, body = gql(ME, token=mint(user_gid(1)))
     assert status == 200
     assert body == {"data": {"me": {"email": "customer1@example.com"}}}
+
+
+def test_documents_sent_to_saleor_are_registered_and_valid():
+    from saleor_crm_plugin.core.auth import APP_TOKEN_QUERY, STAFF_PERMISSIONS_QUERY
+    from saleor_crm_plugin.core.saleor_api import DOCUMENTS
+    from tests.captures import validate_against_saleor
+
+    assert DOCUMENTS["CrmStaffPermissions"] == STAFF_PERMISSIONS_QUERY
+    assert DOCUMENTS["CrmAppTokenCheck"] == APP_TOKEN_QUERY
+    assert validate_against_saleor(STAFF_PERMISSIONS_QUERY) == []
+    assert validate_against_saleor(APP_TOKEN_QUERY) == []

@@ -3,7 +3,8 @@
 A public endpoint must refuse documents that would make the database or the resolver loop do
 unbounded work. Depth counts nested selections; complexity estimates the number of resolved
 fields: each field costs 1, multiplied by the ``first``/``last`` of every enclosing connection
-(the page size the client asked for). Introspection (``__schema``, ``__type``) is exempt: tools
+(the page size the client asked for, or the number of federation ``representations``).
+Introspection (``__schema``, ``__type``) is exempt: tools
 need it and it touches no data.
 """
 
@@ -18,15 +19,21 @@ from saleor_crm_plugin.conf import crm_settings
 
 
 def _argument_value(node: ast.Field, name: str, variables: dict[str, Any]) -> int | None:
+    """An integer argument, or the length of a list argument (federation ``representations``:
+    each one is resolved like a page item)."""
     for argument in node.arguments or []:
         if argument.name.value != name:
             continue
         value = argument.value
         if isinstance(value, ast.IntValue):
             return int(value.value)
+        if isinstance(value, ast.ListValue):
+            return len(value.values)
         if isinstance(value, ast.Variable):
             raw = variables.get(value.name.value)
-            return raw if isinstance(raw, int) else None
+            if isinstance(raw, list):
+                return len(raw)
+            return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
     return None
 
 
@@ -49,6 +56,7 @@ class _Measure:
                 multiplier = (
                     _argument_value(selection, "first", self.variables)
                     or _argument_value(selection, "last", self.variables)
+                    or _argument_value(selection, "representations", self.variables)
                     or 1
                 )
                 child_depth, child_cost = self.walk(selection.selection_set, depth + 1, visiting)

@@ -24,7 +24,8 @@ to the service call::
             return cls(account=account)
 
 Permission denials are top-level ``PermissionDenied`` errors (as in Saleor); business-rule
-failures come back in ``errors`` with nothing changed.
+failures come back in ``errors`` with nothing changed: ``perform_mutation`` runs in a
+transaction that a ``CrmError`` rolls back.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import enum
 from typing import Any
 
 import graphene
+from django.db import transaction
 from graphene.types.mutation import MutationOptions
 
 from saleor_crm_plugin.core.errors import CrmError, CrmValidationError
@@ -124,7 +126,9 @@ class BaseMutation(graphene.Mutation):
     def mutate(cls, root: Any, info: Any, **data: Any) -> Any:
         cls.check_permissions(info, **data)
         try:
-            response = cls.perform_mutation(root, info, **data)
+            # A rejected mutation changes nothing, even if the service wrote before failing.
+            with transaction.atomic():
+                response = cls.perform_mutation(root, info, **data)
         except CrmValidationError as exc:
             return cls(errors=[cls.error_of(e) for e in exc.errors])
         except CrmError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from django.db.models import Count, F, Q, Sum, Window
@@ -159,13 +159,20 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
         ordering = [F("created_at").desc(), F("pk").desc()]
         if backwards:
             ordering = [F("created_at").asc(), F("pk").asc()]
-        rows = list(
-            _orders(channel, drafts)
-            .filter(customer_id__in={k.customer_id for k in keys})
-            .annotate(_row=Window(RowNumber(), partition_by=[F("customer_id")], order_by=ordering))
-            .filter(_row__lte=size + 1)
-            .order_by("customer_id", "_row")
-        )
+        customer_ids = {k.customer_id for k in keys}
+        if len(customer_ids) == 1:
+            # One customer (``me``, the hot path): a plain LIMIT query; COUNT(*) OVER () is
+            # computed before the LIMIT, so it is the customer's total.
+            rows = list(
+                _orders(channel, drafts)
+                .filter(customer_id__in=customer_ids)
+                .annotate(_total=Window(Count("pk")))
+                .order_by(*(["created_at", "pk"] if backwards else ["-created_at", "-pk"]))[
+                    : size + 1
+                ]
+            )
+        else:
+            rows = self._window_rows(customer_ids, size, ordering, channel, drafts)
         groups = group_by(rows, "customer_id")
         results = {}
         for key in keys:
@@ -180,9 +187,29 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
                 args=key._asdict(),
                 ordering=ORDER_ORDERING,
                 connection_type=self.connection_type,
-                count_fn=self._count_fn(key),
+                count_fn=_constant(page[0]._total if page else 0),
             )
         return results
+
+    @staticmethod
+    def _window_rows(
+        customer_ids: set[int], size: int, ordering: list[Any], channel: str | None, drafts: bool
+    ) -> list[Order]:
+        return list(
+            _orders(channel, drafts)
+            .filter(customer_id__in=customer_ids)
+            .annotate(
+                _row=Window(RowNumber(), partition_by=[F("customer_id")], order_by=ordering),
+                # totalCount in the same pass: the customer's rows are scanned anyway.
+                _total=Window(Count("pk"), partition_by=[F("customer_id")]),
+            )
+            .filter(_row__lte=size + 1)
+            .order_by("customer_id", "_row")
+        )
+
+
+def _constant(value: int) -> Callable[[], int]:
+    return lambda: value
 
 
 class ProductStats(NamedTuple):
@@ -227,7 +254,3 @@ class ProductStatsLoader(DataLoader[tuple[str, str | None], ProductStats]):
                     row["orders"], row["customers"], row["sold"] or 0, row["refunded"] or 0
                 )
         return [found.get(key, ProductStats(0, 0, 0, 0)) for key in keys]
-
-
-def first_or_none(items: Iterable[Any]) -> Any:
-    return next(iter(items), None)

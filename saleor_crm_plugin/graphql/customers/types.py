@@ -174,7 +174,11 @@ class CrmOrder(*mixins(ORDER_FIELDS), graphene.ObjectType):
     def resolve_customer(root: OrderModel, info: Any) -> Any:
         if root.customer_id is None:
             return None
-        return CustomerByIdLoader(info.context).load(root.customer_id)
+        return (
+            CustomerByIdLoader(info.context)
+            .load(root.customer_id)
+            .then(lambda customer: readable_customer(info, customer))
+        )
 
 
 class CrmOrderCountableConnection(CountableConnection):
@@ -351,7 +355,7 @@ class Product(graphene.ObjectType):
 
     id = graphene.ID(required=True)
     channel = graphene.String()
-    crm = graphene.Field(CrmProduct, required=True)
+    crm = graphene.Field(CrmProduct, description="The CRM's view of this product.")
 
     @staticmethod
     def resolve_crm(root: EntityRef, info: Any) -> EntityRef:

@@ -1,0 +1,445 @@
+"""Customer 360 over GraphQL: latency and throughput under concurrent clients, on PostgreSQL.
+
+    .venv/bin/python -m bench.graphql [--customers 2000] [--clients 20] [--duration 20]
+
+Seeds ``crm_bench_graphql`` (recreated per run) with customers, each with orders, lines and
+channel stats; serves the App with gunicorn (gthread workers, persistent DB connections) and
+runs N closed-loop clients, each sending the storefront's customer 360 query (``me`` with the
+first 10 orders and their lines, per-channel stats) with its own customer's Saleor access token
+(RS256, verified against the registered JWKS on every request). Also measures the in-process
+service time of one request and its SQL query count, and writes the figures into the
+``## GraphQL`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
+PG_BASE = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+DATABASE = "crm_bench_graphql"
+ISSUER = "http://127.0.0.1:8000/graphql/"
+KID = "bench-key"
+
+QUERY = """
+query Customer360 {
+  me {
+    id email firstName lastName orderCount firstOrderAt lastOrderAt
+    channelStats { channelSlug currency orderCount totalSpent { amount currency } }
+    orders(first: 10) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { node {
+        orderId number status createdAt total { amount currency }
+        lines { productId productName sku quantity unitPrice { amount } totalPrice { amount } }
+      } }
+    }
+  }
+}
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def recreate_database() -> str:
+    import psycopg
+
+    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    return f"{PG_BASE}/{DATABASE}"
+
+
+def setup_django(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["ALLOWED_HOSTS"] = "127.0.0.1,testserver"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saleor_crm_plugin.app.settings")
+    import django
+
+    django.setup()
+
+
+def seed(customers: int, orders_per_customer: int, lines_per_order: int) -> None:
+    from django.core.management import call_command
+
+    from saleor_crm_plugin.core.ids import to_global_id
+    from saleor_crm_plugin.customers.models import (
+        Customer,
+        CustomerChannelStats,
+        Order,
+        OrderLine,
+    )
+
+    call_command("migrate", verbosity=0)
+    rng = random.Random(7)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    rows = Customer.objects.bulk_create(
+        Customer(
+            saleor_user_id=to_global_id("User", n),
+            email=f"c{n}@example.com",
+            first_name=f"F{n}",
+            last_name=f"L{n}",
+            order_count=orders_per_customer,
+            first_order_at=start,
+            last_order_at=start + timedelta(days=orders_per_customer),
+        )
+        for n in range(1, customers + 1)
+    )
+    orders = Order.objects.bulk_create(
+        Order(
+            saleor_order_id=to_global_id("Order", f"{c.pk}-{k}"),
+            number=f"{c.pk * 100 + k}",
+            customer=c,
+            saleor_user_id=c.saleor_user_id or "",
+            user_email=c.email,
+            channel_id=to_global_id("Channel", 1),
+            channel_slug="default-channel",
+            currency="USD",
+            status="FULFILLED",
+            total_gross=Decimal("42.000"),
+            total_net=Decimal("35.000"),
+            total_charged=Decimal("42.000"),
+            created_at=start + timedelta(days=k, minutes=rng.randrange(1440)),
+        )
+        for c in rows
+        for k in range(orders_per_customer)
+    )
+    OrderLine.objects.bulk_create(
+        (
+            OrderLine(
+                order=o,
+                saleor_line_id=to_global_id("OrderLine", f"{o.pk}-{i}"),
+                product_id=to_global_id("Product", rng.randrange(500)),
+                variant_id=to_global_id("ProductVariant", rng.randrange(2000)),
+                product_name="Product",
+                variant_name="M",
+                sku=f"SKU-{i}",
+                quantity=1 + i,
+                unit_price_gross=Decimal("14.000"),
+                unit_price_net=Decimal("11.600"),
+                total_price_gross=Decimal("14.000") * (1 + i),
+            )
+            for o in orders
+            for i in range(lines_per_order)
+        ),
+        batch_size=5000,
+    )
+    CustomerChannelStats.objects.bulk_create(
+        CustomerChannelStats(
+            customer=c,
+            channel_id=to_global_id("Channel", 1),
+            channel_slug="default-channel",
+            currency="USD",
+            order_count=orders_per_customer,
+            total_spent=Decimal("42.000") * orders_per_customer,
+        )
+        for c in rows
+    )
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def register_saleor() -> object:
+    """The bench key's JWKS registered as a Saleor instance; returns the private key."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from saleor_crm_plugin.app.models import SaleorInstance
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": KID, "use": "sig", "alg": "RS256"})
+    SaleorInstance.objects.update_or_create(
+        saleor_api_url=ISSUER, defaults={"jwks": {"keys": [jwk]}, "app_id": "QXBwOjE="}
+    )
+    return key
+
+
+def mint(key: object, user_number: int) -> str:
+    import jwt
+
+    from saleor_crm_plugin.core.ids import to_global_id
+
+    now = datetime.now(UTC)
+    claims = {
+        "iat": now,
+        "exp": now + timedelta(hours=1),
+        "owner": "saleor",
+        "iss": ISSUER,
+        "type": "access",
+        "token": "k",
+        "email": f"c{user_number}@example.com",
+        "user_id": to_global_id("User", user_number),
+        "is_staff": False,
+    }
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": KID})
+
+
+def in_process(tokens: list[str], samples: int) -> tuple[float, float, int]:
+    """Service time of one request without HTTP or concurrency, and its SQL query count."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+
+    def post(token: str) -> dict:
+        response = client.post(
+            "/graphql/",
+            data=json.dumps({"query": QUERY}),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        body = response.json()
+        assert response.status_code == 200 and "errors" not in body, body
+        return body
+
+    for token in tokens[:20]:
+        post(token)  # warm caches (documents, instance, connections)
+    with CaptureQueriesContext(connection) as queries:
+        body = post(tokens[0])
+    query_count = len(queries.captured_queries)
+    assert len(body["data"]["me"]["orders"]["edges"]) == 10
+    times = []
+    for i in range(samples):
+        started = time.perf_counter()
+        post(tokens[i % len(tokens)])
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), percentile(times, 95), query_count
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(database_url: str, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="saleor_crm_plugin.app.settings",
+        SECRET_KEY="bench-secret",
+        ALLOWED_HOSTS="127.0.0.1",
+    )
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "saleor_crm_plugin.app.wsgi:application",
+            f"--bind=127.0.0.1:{port}",
+            f"--workers={workers}",
+            f"--threads={threads}",
+            "--worker-class=gthread",
+            "--log-level=warning",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}/graphql/"
+    import requests
+
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return process, url
+        except requests.RequestException:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def load(
+    url: str, tokens: list[str], clients: int, duration: float, rate: float = 0.0
+) -> tuple[list[float], float]:
+    """Closed loop (``rate`` 0: each client sends as soon as it has its answer), or paced: the
+    clients together send ``rate`` requests per second, each on its own fixed schedule."""
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+    warmup_until = time.perf_counter() + 2
+    stop_at = warmup_until + duration
+
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    path = "/" + url.split("//", 1)[1].split("/", 1)[1]
+
+    def client(index: int) -> None:
+        # http.client rather than requests: the clients share the 2 cores with the server, so
+        # the lighter the client, the more the figures measure the server.
+        session = http.client.HTTPConnection(host, int(port), timeout=30)
+        body = json.dumps({"query": QUERY})
+        rng = random.Random(index)
+        mine: list[float] = []
+        interval = clients / rate if rate else 0.0
+        next_send = time.perf_counter() + rng.random() * interval
+        while True:
+            token = tokens[rng.randrange(len(tokens))]
+            if interval:
+                pause = next_send - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                next_send += interval
+            started = time.perf_counter()
+            if started >= stop_at:
+                break
+            session.request(
+                "POST",
+                path,
+                body=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            response = session.getresponse()
+            payload = response.read()
+            elapsed = time.perf_counter() - started
+            if response.status != 200 or b'"errors"' in payload:
+                errors.append(payload[:200].decode(errors="replace"))
+                break
+            if started >= warmup_until:
+                mine.append(elapsed * 1000)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"requests failed: {errors[0]}")
+    return latencies, duration
+
+
+def write_section(body: str) -> None:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    machine = f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    section = f"## GraphQL\n\nLast run {stamp} on {machine}, PostgreSQL.\n\n{body.strip()}\n"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## GraphQL\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    BENCHMARKS_MD.parent.mkdir(exist_ok=True)
+    BENCHMARKS_MD.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--orders", type=int, default=12, help="orders per customer")
+    parser.add_argument("--lines", type=int, default=3, help="lines per order")
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of measurement")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks.md")
+    args = parser.parse_args()
+
+    database_url = recreate_database()
+    setup_django(database_url)
+    started = time.perf_counter()
+    seed(args.customers, args.orders, args.lines)
+    seed_seconds = time.perf_counter() - started
+    key = register_saleor()
+    tokens = [mint(key, n) for n in range(1, args.customers + 1)]
+
+    service_p50, service_p95, query_count = in_process(tokens, samples=300)
+    process, url = serve(database_url, args.workers, args.threads)
+    try:
+        latencies, duration = load(url, tokens, args.clients, args.duration)
+        paced_rate = round(len(latencies) / duration / 2)
+        paced, _ = load(url, tokens, args.clients, args.duration, rate=paced_rate)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+    load_average = os.getloadavg()[0]
+    p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+    throughput = len(latencies) / duration
+    from saleor_crm_plugin.core.tables import format_table
+
+    rows = [
+        ["in-process service time (1 client)", f"{service_p50:.2f}", f"{service_p95:.2f}", "", ""],
+        [
+            f"HTTP, {args.clients} concurrent clients",
+            f"{p50:.2f}",
+            f"{p95:.2f}",
+            f"{p99:.2f}",
+            f"{throughput:.0f}",
+        ],
+    ]
+    rows.append(
+        [
+            f"HTTP, {args.clients} clients paced at {paced_rate} req/s in total",
+            f"{percentile(paced, 50):.2f}",
+            f"{percentile(paced, 95):.2f}",
+            f"{percentile(paced, 99):.2f}",
+            f"{len(paced) / duration:.0f}",
+        ]
+    )
+    table = format_table(["measure", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows)
+    print(table)
+    print(f"SQL queries per customer 360 request: {query_count} (constant)")
+    print(f"load average: {load_average:.1f}")
+    body = f"""
+Customer 360 query (`me` with channel stats and the first 10 of {args.orders} orders, each with
+{args.lines} lines) for a random one of {args.customers} customers, each request carrying that
+customer's RS256 Saleor access token (verified on every request). Server: gunicorn gthread,
+{args.workers} workers x {args.threads} threads, persistent DB connections; the {args.clients}
+closed-loop clients (no think time, keep-alive `http.client` connections) run on the same machine.
+{len(latencies)} measured requests over {duration:.0f} s after a 2 s warm-up. Seeding took
+{seed_seconds:.1f} s. Load average (1 min) at the end of the run: {load_average:.1f} (the
+machine is shared; figures above ~2 include other processes' work).
+
+```
+{table}
+```
+
+- SQL queries per request: **{query_count}**, whatever the number of orders and lines
+  (customer, channel stats, orders page, order count, lines; asserted in
+  `tests/graphql/test_customer_360.py`).
+- Target: p95 <= 15 ms at 20 concurrent clients. With closed-loop clients, latency is
+  concurrency / throughput (Little's law): 20 clients at p95 15 ms would need ~1,300 req/s,
+  i.e. under 1.5 ms of CPU per request for server *and* clients on 2 cores. The service time
+  of one request (first row) is the figure to compare with the target's building blocks; the
+  saturated row shows the queueing on this 2-core machine, and the paced row the latency the
+  same 20 clients see when they ask for half the saturated throughput.
+"""
+    if not args.no_write:
+        write_section(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Customer 360: ``me`` and ``customer(id)``, their orders with lines, stats per channel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from saleor_crm_plugin.core.ids import to_global_id
+from saleor_crm_plugin.customers.models import OrderStatus
+from tests.graphql.conftest import (
+    error_codes,
+    make_customer,
+    make_order,
+    make_stats,
+    staff_answer,
+    user_gid,
+)
+
+CUSTOMER_360 = """
+query Customer360($first: Int, $after: String) {
+  me {
+    id userId email firstName lastName isGuest orderCount firstOrderAt lastOrderAt
+    channelStats { channelSlug currency orderCount totalSpent { amount currency } }
+    orders(first: $first, after: $after) {
+      totalCount
+      pageInfo { hasNextPage hasPreviousPage endCursor }
+      edges { node {
+        orderId number status channelSlug total { amount currency }
+        lines { productId productName quantity unitPrice { amount } totalPrice { amount } }
+      } }
+    }
+  }
+}
+"""
+
+
+@pytest.fixture
+def shopper(db):
+    customer = make_customer(1, order_count=3, first_order_at=datetime(2026, 1, 2, tzinfo=UTC))
+    for n in range(1, 4):
+        make_order(customer, n)
+    make_stats(customer, order_count=3)
+    make_stats(customer, channel="eu", channel_id=to_global_id("Channel", 2), currency="EUR")
+    return customer
+
+
+def test_me_returns_the_signed_in_customer(saleor, mint, gql, shopper):
+    status, body = gql(CUSTOMER_360, {"first": 2}, token=mint(user_gid(1)))
+    assert status == 200, body
+    me = body["data"]["me"]
+    assert me["id"] == to_global_id("CrmCustomer", shopper.pk)
+    assert (me["userId"], me["email"], me["isGuest"]) == (
+        user_gid(1),
+        "customer1@example.com",
+        False,
+    )
+    assert me["orderCount"] == 3
+    assert [(s["channelSlug"], s["currency"]) for s in me["channelStats"]] == [
+        ("default-channel", "USD"),
+        ("eu", "EUR"),
+    ]
+    orders = me["orders"]
+    assert orders["totalCount"] == 3
+    assert [e["node"]["number"] for e in orders["edges"]] == ["3", "2"]  # newest first
+    assert orders["pageInfo"]["hasNextPage"] is True
+    first_order = orders["edges"][0]["node"]
+    assert first_order["status"] == "FULFILLED"
+    assert first_order["total"] == {"amount": 60.0, "currency": "USD"}
+    assert [line["quantity"] for line in first_order["lines"]] == [1, 2]
+    assert first_order["lines"][1]["unitPrice"] == {"amount": 15.0}
+
+
+def test_orders_next_page_follows_the_cursor(saleor, mint, gql, shopper):
+    token = mint(user_gid(1))
+    _, body = gql(CUSTOMER_360, {"first": 2}, token=token)
+    cursor = body["data"]["me"]["orders"]["pageInfo"]["endCursor"]
+    _, body = gql(CUSTOMER_360, {"first": 2, "after": cursor}, token=token)
+    orders = body["data"]["me"]["orders"]
+    assert [e["node"]["number"] for e in orders["edges"]] == ["1"]
+    assert orders["pageInfo"] == {
+        "hasNextPage": False,
+        "hasPreviousPage": True,
+        "endCursor": orders["pageInfo"]["endCursor"],
+    }
+
+
+def test_last_and_before_page_backwards(saleor, mint, gql, shopper):
+    query = """query($last: Int, $before: String) { me { orders(last: $last, before: $before) {
+      pageInfo { hasPreviousPage startCursor } edges { node { number } } } } }"""
+    token = mint(user_gid(1))
+    _, body = gql(query, {"last": 2}, token=token)
+    orders = body["data"]["me"]["orders"]
+    assert [e["node"]["number"] for e in orders["edges"]] == ["2", "1"]
+    assert orders["pageInfo"]["hasPreviousPage"] is True
+    _, body = gql(query, {"last": 2, "before": orders["pageInfo"]["startCursor"]}, token=token)
+    assert [e["node"]["number"] for e in body["data"]["me"]["orders"]["edges"]] == ["3"]
+
+
+def test_orders_filtered_by_channel(saleor, mint, gql, shopper):
+    make_order(shopper, 9, channel="eu", currency="EUR")
+    query = '{ me { orders(first: 10, channel: "eu") { totalCount edges { node { number } } } } }'
+    _, body = gql(query, token=mint(user_gid(1)))
+    assert body["data"]["me"]["orders"] == {"totalCount": 1, "edges": [{"node": {"number": "9"}}]}
+
+
+def test_drafts_are_hidden_from_the_customer_but_shown_to_staff(saleor, mint, gql, shopper):
+    make_order(shopper, 7, status=OrderStatus.DRAFT)
+    own = "{ me { orders(first: 10) { totalCount } } }"
+    _, body = gql(own, token=mint(user_gid(1)))
+    assert body["data"]["me"]["orders"]["totalCount"] == 3
+    staff = f'{{ customer(id: "{user_gid(1)}") {{ orders(first: 10) {{ totalCount }} }} }}'
+    token = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
+    _, body = gql(staff, token=token)
+    assert body["data"]["customer"]["orders"]["totalCount"] == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ('channel: "eu"', "You must provide a `first` or `last` value"),
+        ("first: 1, last: 1", "Providing both `first` and `last`"),
+        ("first: 101", "exceeds the `first` limit of 100"),
+        ('first: 1, after: "bm90IGpzb24="', "Received cursor is invalid."),
+    ],
+)
+def test_bad_pagination_arguments(saleor, mint, gql, shopper, args, message):
+    _, body = gql(f"{{ me {{ orders({args}) {{ totalCount }} }} }}", token=mint(user_gid(1)))
+    assert body["data"]["me"]["orders"] is None
+    assert message in body["errors"][0]["message"]
+
+
+def test_me_is_null_for_anonymous_and_for_unknown_users(saleor, mint, gql, shopper):
+    assert gql("{ me { id } }")[1] == {"data": {"me": None}}
+    assert gql("{ me { id } }", token=mint(user_gid(77)))[1] == {"data": {"me": None}}
+
+
+def test_staff_reads_a_customer_by_crm_id_user_id_or_email(saleor, mint, gql, shopper):
+    token = mint.thirdparty(user_gid(900), ["MANAGE_USERS"])
+    for argument in (
+        f'id: "{to_global_id("CrmCustomer", shopper.pk)}"',
+        f'id: "{user_gid(1)}"',
+        'email: "CUSTOMER1@example.com"',
+    ):
+        _, body = gql(f"{{ customer({argument}) {{ email }} }}", token=token)
+        assert body == {"data": {"customer": {"email": "customer1@example.com"}}}, argument
+
+
+def test_staff_token_permissions_come_from_saleor(saleor, mint, gql, shopper):
+    saleor.respond(staff_answer(user_gid(900), ["MANAGE_USERS"]))
+    token = mint(user_gid(900), is_staff=True)
+    _, body = gql(f'{{ customer(id: "{user_gid(1)}") {{ email }} }}', token=token)
+    assert body == {"data": {"customer": {"email": "customer1@example.com"}}}
+
+
+def test_customer_with_a_wrong_id_type_is_a_clear_error(saleor, mint, gql, shopper):
+    token = mint.thirdparty(user_gid(900), ["MANAGE_USERS"])
+    _, body = gql(
+        '{{ customer(id: "{}") {{ email }} }}'.format(to_global_id("Order", 1)), token=token
+    )
+    assert body["errors"][0]["message"] == "Must receive a CrmCustomer or User id, got Order."
+    assert body["errors"][0]["extensions"]["exception"] == {"code": "INVALID", "field": "id"}
+    _, body = gql(f'{{ customer(id: "{user_gid(1)}", email: "x") {{ email }} }}', token=token)
+    assert body["errors"][0]["message"] == "Provide exactly one of `id` or `email`."
+
+
+def test_guest_orders_are_visible_to_staff(saleor, mint, gql):
+    guest = make_customer(5, saleor_user_id=None, email="guest@example.com")
+    make_order(guest, 11)
+    token = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
+    query = (
+        '{ customer(email: "guest@example.com") '
+        "{ isGuest userId orders(first: 5) { totalCount } } }"
+    )
+    _, body = gql(query, token=token)
+    assert body["data"]["customer"] == {
+        "isGuest": True,
+        "userId": None,
+        "orders": {"totalCount": 1},
+    }
+
+
+def test_customer_360_costs_a_constant_number_of_queries(saleor, mint, gql, shopper):
+    token = mint(user_gid(1))
+    gql(CUSTOMER_360, {"first": 10}, token=token)  # warm the instance cache
+    with CaptureQueriesContext(connection) as small:
+        gql(CUSTOMER_360, {"first": 10}, token=token)
+    for n in range(10, 30):
+        make_order(shopper, n, lines=4)
+    with CaptureQueriesContext(connection) as large:
+        _, body = gql(CUSTOMER_360, {"first": 10}, token=token)
+    assert len(body["data"]["me"]["orders"]["edges"]) == 10
+    # customer, stats, orders page with its total count, lines: one query each.
+    assert len(small.captured_queries) == len(large.captured_queries) == 4
+
+
+def test_unexpected_failures_are_masked(saleor, mint, gql, shopper, monkeypatch):
+    from saleor_crm_plugin.graphql.customers import dataloaders
+
+    def boom(self, keys):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(dataloaders.ChannelStatsByCustomerIdLoader, "batch_load", boom)
+    _, body = gql("{ me { email channelStats { currency } } }", token=mint(user_gid(1)))
+    assert body["data"] == {"me": None}
+    assert body["errors"][0]["message"] == "Internal Server Error"
+    assert error_codes(body) == ["INTERNAL_ERROR"]
+
+
+def test_saleor_references_for_a_gateway(saleor, mint, gql, shopper):
+    query = """{ me { user { id } orders(first: 1) { edges { node {
+        customer { email } lines { product { id channel } } } } } } }"""
+    _, body = gql(query, token=mint(user_gid(1)))
+    me = body["data"]["me"]
+    assert me["user"] == {"id": user_gid(1)}
+    node = me["orders"]["edges"][0]["node"]
+    assert node["customer"] == {"email": "customer1@example.com"}
+    assert node["lines"][0]["product"] == {
+        "id": to_global_id("Product", 100),
+        "channel": "default-channel",
+    }
+
+
+def test_malformed_crm_customer_id_is_refused_like_a_foreign_one(saleor, mint, gql, shopper):
+    _, body = gql(
+        '{{ customer(id: "{}") {{ email }} }}'.format(to_global_id("CrmCustomer", "abc")),
+        token=mint(user_gid(1)),
+    )
+    assert error_codes(body) == ["PermissionDenied"]
+
+
+def test_batched_pages_match_single_pages(saleor, mint, gql, shopper):
+    """The window-function path (many customers) pages exactly like the single-customer one."""
+    other = make_customer(2)
+    for n in range(40, 44):
+        make_order(other, n)
+    staff = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
+    for args in ("first: 2", "last: 2"):
+        selection = (
+            f"crm {{ orders({args}) {{ totalCount pageInfo {{ hasNextPage hasPreviousPage }} "
+            "edges { node { number } } } }"
+        )
+        batched = gql(
+            f'{{ _entities(representations: [{{__typename: "User", id: "{user_gid(1)}"}}, '
+            f'{{__typename: "User", id: "{user_gid(2)}"}}]) {{ ... on User {{ {selection} }} }} }}',
+            token=staff,
+        )[1]["data"]["_entities"]
+        singles = [
+            gql(
+                f'{{ _entities(representations: [{{__typename: "User", id: "{user_gid(n)}"}}]) '
+                f"{{ ... on User {{ {selection} }} }} }}",
+                token=staff,
+            )[1]["data"]["_entities"][0]
+            for n in (1, 2)
+        ]
+        assert batched == singles, args
+    assert [e["node"]["number"] for e in singles[1]["crm"]["orders"]["edges"]] == ["41", "40"]
+    assert singles[1]["crm"]["orders"]["totalCount"] == 4
