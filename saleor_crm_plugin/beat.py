@@ -19,6 +19,10 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "saleor_crm_plugin.prune_inbox",
         "schedule": crontab(hour="3", minute="17"),
     },
+    "crm-sync-recommendation-catalogue": {
+        "task": "saleor_crm_plugin.sync_recommendation_catalogue",
+        "schedule": crontab(hour="2", minute="11"),
+    },
     "crm-train-recommendations": {
         "task": "saleor_crm_plugin.train_recommendations",
         "schedule": crontab(hour="2", minute="41"),

@@ -5,7 +5,11 @@ facts, keyed by Saleor product ids."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
+from django.db import transaction
+
+from saleor_crm_plugin.core.saleor_api import SaleorClient, saleor_document
 from saleor_crm_plugin.customers.models import OrderLine
 from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
 from saleor_crm_plugin.recommendations.exceptions import RecommendationError
@@ -82,3 +86,69 @@ def set_rule(
         product_id=product_id, defaults={"blocked": blocked, "boost": boost, "note": note}
     )
     return row
+
+
+CHANNELS_QUERY = saleor_document(
+    "CrmRecsChannels", "query CrmRecsChannels { channels { id slug isActive } }"
+)
+PRODUCTS_QUERY = saleor_document(
+    "CrmRecsProductAvailability",
+    """
+query CrmRecsProductAvailability($channel: String!, $after: String) {
+  products(first: 100, after: $after, channel: $channel) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { id isAvailableForPurchase } }
+  }
+}""",
+)
+
+
+@dataclass
+class CatalogueSyncReport:
+    channels: int = 0
+    available: int = 0
+    unavailable: int = 0
+    unlisted: int = 0  # products we recommend that the channel no longer lists
+    per_channel: dict[str, int] = field(default_factory=dict)
+
+
+def sync_availability(
+    client: SaleorClient, *, known_products: Iterable[str] = ()
+) -> CatalogueSyncReport:
+    """Read every channel's product listing from Saleor (app token, so unpublished products
+    are visible) and store whether each product can be bought there. ``known_products`` (the
+    ones we might recommend) that a channel does not list are marked unavailable in it.
+
+    Idempotent; a channel is written in one transaction only after it was read completely,
+    so a failing call (``SaleorApiError``) leaves the previous state of that channel intact."""
+    report = CatalogueSyncReport()
+    known = set(known_products)
+    for channel in client.execute(CHANNELS_QUERY).get("channels") or []:
+        states: dict[str, bool] = {}
+        after: str | None = None
+        while True:
+            data = client.execute(PRODUCTS_QUERY, {"channel": channel["slug"], "after": after})
+            page = data.get("products") or {}
+            for edge in page.get("edges") or []:
+                node = edge["node"]
+                states[node["id"]] = bool(node.get("isAvailableForPurchase"))
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                break
+            after = info.get("endCursor")
+        channel_active = bool(channel.get("isActive", True))
+        for product_id in known - set(states):
+            states[product_id] = False
+            report.unlisted += 1
+        with transaction.atomic():
+            for product_id, available in states.items():
+                ProductAvailability.objects.update_or_create(
+                    product_id=product_id,
+                    channel_id=channel["id"],
+                    defaults={"is_available": available and channel_active},
+                )
+        report.channels += 1
+        report.per_channel[channel["slug"]] = len(states)
+        report.available += sum(1 for a in states.values() if a and channel_active)
+        report.unavailable += sum(1 for a in states.values() if not (a and channel_active))
+    return report

@@ -4,6 +4,7 @@ imported here."""
 from saleor_crm_plugin.tasks.ingest import process_inbox_task, prune_inbox_task, sweep_inbox_task
 from saleor_crm_plugin.tasks.recommendations import (
     retrain_recommendations_if_due_task,
+    sync_recommendation_catalogue_task,
     train_recommendations_task,
 )
 from saleor_crm_plugin.tasks.writeback import flush_metadata_task
@@ -14,5 +15,6 @@ __all__ = [
     "prune_inbox_task",
     "retrain_recommendations_if_due_task",
     "sweep_inbox_task",
+    "sync_recommendation_catalogue_task",
     "train_recommendations_task",
 ]

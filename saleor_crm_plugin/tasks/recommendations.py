@@ -47,3 +47,23 @@ def retrain_recommendations_if_due_task() -> int | None:
         if not services.retrain_due():
             return None
     return train_recommendations_task(trigger="new_orders")
+
+
+@shared_task(name="saleor_crm_plugin.sync_recommendation_catalogue", queue="ml", ignore_result=True)
+def sync_recommendation_catalogue_task() -> int | None:
+    """Nightly availability sync before training; skipped without a Saleor to ask."""
+    from saleor_crm_plugin.core.saleor_target import get_saleor_client
+    from saleor_crm_plugin.recommendations import catalogue
+    from saleor_crm_plugin.recommendations.models import ModelArtefact
+
+    if not crm_settings.RECS_ENABLED:
+        return None
+    with allow_writer():
+        client = get_saleor_client()
+        if client is None:
+            logger.info("catalogue sync skipped: no Saleor API configured")
+            return None
+        artefact = ModelArtefact.objects.filter(run__is_active=True).only("item_ids").first()
+        known = artefact.item_ids if artefact else []
+        report = catalogue.sync_availability(client, known_products=known)
+        return report.channels

@@ -89,3 +89,28 @@ def test_switched_off_recommendations_neither_train_nor_serve(shop):
         assert serving.similar_products(shop.categories and next(iter(shop.categories))) == []
 
     assert ModelRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_catalogue_sync_task_needs_a_saleor(fake_saleor):
+    from saleor_crm_plugin.recommendations.models import ProductAvailability
+    from saleor_crm_plugin.tasks.recommendations import sync_recommendation_catalogue_task
+
+    assert sync_recommendation_catalogue_task.delay().get() is None  # nothing configured
+
+    fake_saleor.respond(
+        lambda q, v, h: (
+            {"channels": [{"id": "Q2hhbm5lbDox", "slug": "default", "isActive": True}]}
+            if "CrmRecsChannels" in q
+            else {
+                "products": {
+                    "pageInfo": {"hasNextPage": False, "endCursor": None},
+                    "edges": [{"node": {"id": "UHJvZHVjdDox", "isAvailableForPurchase": False}}],
+                }
+            }
+        )
+    )
+    with override_settings(CRM_SALEOR_API_URL=fake_saleor.api_url, CRM_SALEOR_APP_TOKEN="t"):
+        assert sync_recommendation_catalogue_task.delay().get() == 1
+
+    assert ProductAvailability.objects.get().is_available is False
