@@ -11,8 +11,12 @@ from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.graphql.core.ids import resolve_global_id
 from saleor_crm_plugin.graphql.core.mutations import BaseMutation, error_type
 from saleor_crm_plugin.graphql.core.permissions import requester_of
-from saleor_crm_plugin.graphql.recommendations.types import StorefrontEventKindEnum
-from saleor_crm_plugin.recommendations import tracking
+from saleor_crm_plugin.graphql.recommendations.types import (
+    RecommendationProductRule,
+    StorefrontEventKindEnum,
+)
+from saleor_crm_plugin.permissions import RECOMMENDATIONS_MANAGE
+from saleor_crm_plugin.recommendations import catalogue, tracking
 from saleor_crm_plugin.recommendations.catalogue import channel_id_for
 from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
 from saleor_crm_plugin.recommendations.models import StorefrontEvent
@@ -130,3 +134,61 @@ class RecommendationClicked(_Beacon):
             occurred_at=data.get("occurred_at"),
         )
         return cls.answer(event)
+
+
+class RecommendationProductRuleSet(BaseMutation):
+    rule = graphene.Field(RecommendationProductRule)
+
+    class Arguments:
+        product_id = graphene.ID(required=True, description="Saleor Product ID.")
+        blocked = graphene.Boolean(default_value=False, description="Never recommend this product.")
+        boost = graphene.Float(
+            default_value=1.0, description="Score multiplier, greater than 0 and at most 100."
+        )
+        note = graphene.String(default_value="", description="Why (for other operators).")
+
+    class Meta:
+        description = (
+            "Block or boost a product in every recommendation list (takes effect within "
+            "CRM_RECS_RULES_CACHE_SECONDS, no retraining)."
+        )
+        permissions = (RECOMMENDATIONS_MANAGE,)
+        error_type_class = RecommendationError
+
+    @classmethod
+    def error_of(cls, exc: Any) -> Any:
+        error = super().error_of(exc)
+        error.field = _FIELD_NAMES.get(error.field, error.field)
+        return error
+
+    @classmethod
+    def perform_mutation(cls, root: Any, info: Any, **data: Any) -> Any:
+        resolve_global_id(data["product_id"], "Product", field="productId")
+        rule = catalogue.set_rule(
+            data["product_id"],
+            blocked=data.get("blocked", False),
+            boost=data.get("boost", 1.0),
+            note=(data.get("note") or "")[:255],
+        )
+        return cls(rule=rule)
+
+
+class RecommendationTrain(BaseMutation):
+    queued = graphene.Boolean(required=True)
+
+    class Meta:
+        description = (
+            "Train, evaluate and (if it beats the baselines) promote a new model now, on the "
+            "ml queue. The run appears in recommendationModelRuns."
+        )
+        permissions = (RECOMMENDATIONS_MANAGE,)
+        error_type_class = RecommendationError
+
+    @classmethod
+    def perform_mutation(cls, root: Any, info: Any, **data: Any) -> Any:
+        from django.db import transaction
+
+        from saleor_crm_plugin.tasks.recommendations import train_recommendations_task
+
+        transaction.on_commit(lambda: train_recommendations_task.delay(trigger="staff"))
+        return cls(queued=True)

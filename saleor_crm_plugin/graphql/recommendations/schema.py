@@ -14,6 +14,8 @@ from saleor_crm_plugin.graphql.core.ids import resolve_global_id
 from saleor_crm_plugin.graphql.core.permissions import check_permissions, requester_of
 from saleor_crm_plugin.graphql.recommendations.mutations import (
     RecommendationClicked,
+    RecommendationProductRuleSet,
+    RecommendationTrain,
     TrackEvent,
 )
 from saleor_crm_plugin.graphql.recommendations.types import (
@@ -159,3 +161,5 @@ class RecommendationQueries(graphene.ObjectType):
 class RecommendationMutations(graphene.ObjectType):
     track_event = TrackEvent.Field()
     recommendation_clicked = RecommendationClicked.Field()
+    recommendation_product_rule_set = RecommendationProductRuleSet.Field()
+    recommendation_train = RecommendationTrain.Field()

@@ -178,3 +178,14 @@ class RecommendationPlacementStats(graphene.ObjectType):
 
     class Meta:
         description = "Click-through and last-click attributed revenue of a placement."
+
+
+class RecommendationProductRule(graphene.ObjectType):
+    product_id = graphene.ID(required=True)
+    blocked = graphene.Boolean(required=True)
+    boost = graphene.Float(required=True)
+    note = graphene.String(required=True)
+    updated_at = graphene.DateTime(required=True)
+
+    class Meta:
+        description = "A merchant's blocklist entry or boost for one product."
