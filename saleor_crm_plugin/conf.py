@@ -199,11 +199,11 @@ class CRMSettings:
 
     @property
     def RECS_ITEM_ALPHA(self) -> float:
-        return float(self._get("RECS_ITEM_ALPHA", 1e-6))
+        return float(self._get("RECS_ITEM_ALPHA", 5e-4))
 
     @property
     def RECS_USER_ALPHA(self) -> float:
-        return float(self._get("RECS_USER_ALPHA", 1e-6))
+        return float(self._get("RECS_USER_ALPHA", 5e-4))
 
     @property
     def RECS_MAX_SAMPLED(self) -> int:

@@ -21,8 +21,8 @@ class TrainingParams:
     refit_epochs: int = 5
     learning_rate: float = 0.05
     loss: str = "warp"
-    item_alpha: float = 1e-6
-    user_alpha: float = 1e-6
+    item_alpha: float = 5e-4
+    user_alpha: float = 5e-4
     max_sampled: int = 30
     seed: int = 42
     threads: int = 2
