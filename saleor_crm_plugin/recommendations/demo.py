@@ -11,8 +11,9 @@ from saleor_crm_plugin.core.tables import format_table
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.recommendations import services, serving
 from saleor_crm_plugin.recommendations.catalogue import product_names
-from saleor_crm_plugin.recommendations.data import paid_lines
+from saleor_crm_plugin.recommendations.data import extract_interactions, paid_lines
 from saleor_crm_plugin.recommendations.models import RunDecision
+from saleor_crm_plugin.recommendations.training import fit
 
 DEMO_CUSTOMERS = 3
 PER_CUSTOMER = 5
@@ -60,15 +61,24 @@ def _report(out: TextIO, run: services.ModelRun) -> None:
         .order_by("-n", "order__customer_id")
         .values_list("order__customer_id", flat=True)[:DEMO_CUSTOMERS]
     )
-    if run.decision != RunDecision.PROMOTED:
-        out.write("  (no model promoted: everyone sees the popular products)\n")
+    preview = None
+    if run.decision == RunDecision.FALLBACK:
+        out.write(
+            "  No model promoted: shoppers see popular products. Below, a PREVIEW of what the\n"
+            "  rejected model would have shown (not served), to make its reasons visible.\n"
+        )
+        preview = _preview_model(run)
     rows: list[list[object]] = []
     recommended: dict[int, list[serving.Recommendation]] = {}
     # Discovery view: products the customer has not bought yet, so the reasons show the
     # model connecting new products to past purchases.
     with override_settings(CRM_RECS_EXCLUDE_PURCHASED=True):
         for customer in Customer.objects.filter(pk__in=customer_ids).order_by("pk"):
-            recommended[customer.pk] = serving.recommend(customer=customer, first=PER_CUSTOMER)
+            recommended[customer.pk] = (
+                serving.personal_preview(preview, customer, PER_CUSTOMER)
+                if preview is not None
+                else serving.recommend(customer=customer, first=PER_CUSTOMER)
+            )
     anonymous = serving.recommend(customer=None, first=PER_CUSTOMER)
     ids = {r.product_id for recs in recommended.values() for r in recs}
     ids |= {r.because_of for recs in recommended.values() for r in recs if r.because_of}
@@ -113,6 +123,17 @@ def _report(out: TextIO, run: services.ModelRun) -> None:
             if together
             else "    (not enough shared orders yet)\n"
         )
+
+
+def _preview_model(run: services.ModelRun) -> serving.LoadedModel:
+    """Refit the run's configuration on all data in memory (nothing stored or served)."""
+    data = extract_interactions()
+    params = services.params_from_settings()
+    history = data.matrix(half_life_days=params.half_life_days)
+    reps = fit(history, data.item_features(use_categories=params.use_categories), params)
+    return serving.LoadedModel.from_representations(
+        run.pk, data.user_ids, data.item_ids, reps, history, params.repeat_weight
+    )
 
 
 def _why(rec: serving.Recommendation, names: dict[str, str]) -> str:

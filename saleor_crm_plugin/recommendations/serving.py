@@ -36,6 +36,7 @@ from saleor_crm_plugin.recommendations.models import (
     ProductRule,
     RankingKind,
 )
+from saleor_crm_plugin.recommendations.training import Representations
 
 MAX_FIRST = 100
 
@@ -72,6 +73,32 @@ class LoadedModel:
     item_unit: np.ndarray  # L2-normalised item factors, for cosine similarity
     history: sp.csr_matrix
     repeat_weight: float
+
+    @classmethod
+    def from_representations(
+        cls,
+        run_id: int,
+        user_ids: list[int],
+        item_ids: list[str],
+        reps: Representations,
+        history: sp.csr_matrix,
+        repeat_weight: float,
+    ) -> LoadedModel:
+        """An in-memory model that was never stored (the demo's preview of a model that did
+        not pass the promotion gate)."""
+        norms = np.linalg.norm(reps.item_factors, axis=1, keepdims=True)
+        return cls(
+            run_id=run_id,
+            user_index={pk: n for n, pk in enumerate(user_ids)},
+            item_ids=list(item_ids),
+            item_index={pid: n for n, pid in enumerate(item_ids)},
+            user_factors=reps.user_factors,
+            item_factors=reps.item_factors,
+            item_biases=reps.item_biases,
+            item_unit=(reps.item_factors / np.where(norms == 0, 1, norms)).astype(np.float32),
+            history=history.tocsr(),
+            repeat_weight=repeat_weight,
+        )
 
     @classmethod
     def from_artefact(cls, artefact: ModelArtefact) -> LoadedModel:
@@ -434,3 +461,11 @@ def bought_together(
         )
         for other, score in ranked
     ]
+
+
+def personal_preview(
+    model: LoadedModel, customer: Customer, first: int = 10
+) -> list[Recommendation]:
+    """Personal recommendations from a given (possibly unpromoted) model, with filters and
+    reasons as served; for previews and reports, never for shoppers."""
+    return _personal(model, customer, "", first)

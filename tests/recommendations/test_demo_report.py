@@ -32,3 +32,19 @@ def test_demo_report_on_an_empty_shop_says_popularity_serves(db):
     demo.report(out)
 
     assert "insufficient_data" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_demo_report_previews_a_rejected_model_without_serving_it(shop):
+    from django.test import override_settings
+
+    out = io.StringIO()
+
+    with override_settings(CRM_RECS_PROMOTION_MARGIN=100.0):
+        demo.report(out)
+
+    text = out.getvalue()
+    assert "-> fallback" in text
+    assert "PREVIEW of what the" in text
+    assert "you bought Product" in text
+    assert not ModelRun.objects.filter(is_active=True).exists()
