@@ -299,7 +299,11 @@ def _personal(
 ) -> list[Recommendation]:
     row = model.user_index.get(customer.pk)
     history = _customer_history(model, customer, row)
-    candidates: list[tuple[str, float]] | None = None
+    rules = load_rules(channel_id)
+    purchased: set[str] = set()
+    if crm_settings.RECS_EXCLUDE_PURCHASED and history is not None:
+        purchased = {model.item_ids[i] for i in np.nonzero(history)[0]}
+    ranked: list[tuple[str, float]] = []
     if row is not None and crm_settings.RECS_SERVE_PRECOMPUTED:
         pre = (
             PrecomputedRecommendation.objects.filter(run_id=model.run_id, customer=customer)
@@ -307,20 +311,20 @@ def _personal(
             .first()
         )
         if pre is not None:
-            candidates = list(zip(pre[0], pre[1], strict=True))
-    if candidates is None:
+            ranked = rules.apply(list(zip(pre[0], pre[1], strict=True)), purchased)[:first]
+    if len(ranked) < first:
+        # No precomputed list, or the filters emptied it: score the whole catalogue.
         vector = _user_vector(model, row, history)
         if vector is None:
             return []
         scores = model.score_user_vector(vector, history)
-        # Enough candidates to survive the filters; argpartition keeps this O(n_items).
-        n = min(len(scores), max(first * 5, crm_settings.RECS_PRECOMPUTE_K))
+        # Enough candidates to survive the filters (purchases rank high when they are
+        # excluded); argpartition keeps this O(n_items).
+        n = max(first * 5, crm_settings.RECS_PRECOMPUTE_K) + len(purchased)
+        n = min(len(scores), n + min(len(rules.excluded), first * 5))
         best = np.argpartition(-scores, n - 1)[:n]
         candidates = [(model.item_ids[i], float(scores[i])) for i in best]
-    purchased: set[str] = set()
-    if crm_settings.RECS_EXCLUDE_PURCHASED and history is not None:
-        purchased = {model.item_ids[i] for i in np.nonzero(history)[0]}
-    ranked = load_rules(channel_id).apply(candidates, purchased)[:first]
+        ranked = rules.apply(candidates, purchased)[:first]
     return [_explain(model, product_id, score, history) for product_id, score in ranked]
 
 

@@ -284,3 +284,19 @@ def test_rules_are_cached_per_process_for_their_interval(shop, trained):
 
     assert cached == top
     assert fresh != top
+
+
+@pytest.mark.django_db
+def test_excluding_purchases_still_fills_the_list_for_heavy_buyers(shop, trained, orders):
+    customer = shop.customers[6]
+    # a customer who bought 80 of the 90 products
+    orders.order(customer, [(pid, 1) for pid in list(shop.categories)[:80]], at=START)
+    services.train_model()
+
+    with override_settings(CRM_RECS_EXCLUDE_PURCHASED=True):
+        recs = serving.recommend(customer=customer, first=10)
+
+    bought = set(list(shop.categories)[:80])
+    assert len(recs) == 10
+    assert not bought & {r.product_id for r in recs}
+    assert all(r.reason == Reason.PERSONAL for r in recs)
