@@ -36,6 +36,8 @@ class RegistrationError(Exception):
 
 
 class _InstanceCache:
+    MAX_ENTRIES = 1000
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, SaleorInstance | None, dict[str, Any]]] = {}
@@ -54,6 +56,10 @@ class _InstanceCache:
         instance = SaleorInstance.objects.filter(saleor_api_url=api_url).first()
         keys = keys_from_jwks(instance.jwks) if instance else {}
         with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                # Misses are cached too, and token issuers / Saleor-Api-Url headers are chosen
+                # by the caller: bound the memory a stream of made-up URLs can take.
+                self._entries.clear()
             self._entries[api_url] = (now, instance, keys)
         return instance, keys
 

@@ -54,10 +54,11 @@ class AuthenticationError(Exception):
     """The credentials are present but not acceptable (HTTP 401). ``code`` follows the names
     Saleor uses for the same failures, so clients can share their token-refresh logic."""
 
-    def __init__(self, message: str, *, code: str = "InvalidTokenError"):
+    def __init__(self, message: str, *, code: str = "InvalidTokenError", status: int = 401):
         super().__init__(message)
         self.message = message
         self.code = code
+        self.status = status  # 503 when Saleor could not be asked: the token may be fine
 
 
 @dataclass(frozen=True)
@@ -239,10 +240,13 @@ def authenticate_app_token(token: str, api_url_header: str = "") -> Requester:
                 ),
             }
         except SaleorApiError as exc:
-            if exc.errors is None and exc.status is None:
+            unavailable = exc.errors is None and (exc.status is None or exc.status >= 500)
+            if unavailable:
                 logger.warning("Could not verify an app token with %s: %s", api_url, exc)
                 raise AuthenticationError(
-                    "Saleor could not be asked about this app token."
+                    "Saleor could not be asked about this app token; try again later.",
+                    code="SaleorUnavailable",
+                    status=503,
                 ) from exc
             answer = {"app_id": None, "permissions": []}
         cache.set(cache_key, answer, timeout=crm_settings.GRAPHQL_APP_TOKEN_CACHE_SECONDS)

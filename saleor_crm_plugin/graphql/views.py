@@ -2,7 +2,8 @@
 (``/plugins/global/<PLUGIN_ID>/graphql/``).
 
 Status codes: 400 for requests that cannot be executed (bad JSON, syntax or validation errors,
-limits), 401 for unacceptable credentials (so clients refresh their token), 200 once the
+limits), 401 for unacceptable credentials (so clients refresh their token), 503 when Saleor
+could not be asked about an app token, 200 once the
 document executed, errors included (GraphQL's convention, as Saleor). Unexpected exceptions are
 logged and reported as "Internal Server Error" unless DEBUG is on.
 """
@@ -154,7 +155,7 @@ def execute_request(request: HttpRequest) -> HttpResponse:
         requester = authenticate(request.headers)
     except AuthenticationError as exc:
         error = {"message": exc.message, "extensions": {"exception": {"code": exc.code}}}
-        return _json({"errors": [error]}, 401)
+        return _json({"errors": [error]}, exc.status)
     context = GraphQLContext(request=request, requester=requester)
     if isinstance(payload, list):
         if not payload or len(payload) > MAX_BATCH:

@@ -203,3 +203,26 @@ def test_documents_sent_to_saleor_are_registered_and_valid():
     assert DOCUMENTS["CrmAppTokenCheck"] == APP_TOKEN_QUERY
     assert validate_against_saleor(STAFF_PERMISSIONS_QUERY) == []
     assert validate_against_saleor(APP_TOKEN_QUERY) == []
+
+
+def test_made_up_issuers_cannot_grow_the_instance_cache(saleor, mint, monkeypatch):
+    from saleor_crm_plugin.app.registry import instance_cache
+
+    monkeypatch.setattr(instance_cache, "MAX_ENTRIES", 5)
+    for n in range(20):
+        with pytest.raises(AuthenticationError):
+            _auth(mint(user_gid(1), issuer=f"https://evil{n}.example.com/graphql/"))
+    assert len(instance_cache._entries) <= 5
+    assert _auth(mint(user_gid(1))).user_id == user_gid(1)
+
+
+def test_app_token_while_saleor_is_down_is_503_and_not_cached(saleor, gql):
+    saleor.respond(lambda q, v, h: (502, {}))
+    for _ in range(2):
+        status, body = gql("{ me { email } }", token="opaque-app-token")
+        assert status == 503
+        assert body["errors"][0]["extensions"]["exception"]["code"] == "SaleorUnavailable"
+    # Not cached: each request asked again, and a recovered Saleor is believed at once.
+    assert len([r for r in saleor.requests if r["method"] == "POST"]) == 2
+    saleor.respond(_app_answer("QXBwOjc=", []))
+    assert _auth("opaque-app-token").app_id == "QXBwOjc="

@@ -71,6 +71,23 @@ CASES: dict[str, tuple[Callable[[Any], str], list[str], list[str]]] = {
         ["_entities", 0, "crm"],
         ["MANAGE_ORDERS", "MANAGE_USERS"],
     ),
+    "crmOrder(id: Order)": (
+        lambda c: f'{{ crmOrder(id: "{_victim_order_id()}") {{ number }} }}',
+        ["crmOrder"],
+        ["MANAGE_ORDERS"],
+    ),
+    "crmOrder(id: CrmOrder)": (
+        lambda c: '{{ crmOrder(id: "{}") {{ number }} }}'.format(
+            to_global_id("CrmOrder", c.orders.get().pk)
+        ),
+        ["crmOrder"],
+        ["MANAGE_ORDERS"],
+    ),
+    "crmCustomers": (
+        lambda c: "{ crmCustomers(first: 5) { totalCount } }",
+        ["crmCustomers"],
+        ["MANAGE_USERS"],
+    ),
     "crmProduct.stats": (
         lambda c: f'{{ crmProduct(id: "{PRODUCT_ID}") {{ stats {{ unitsSold }} }} }}',
         ["crmProduct", "stats"],
@@ -86,6 +103,8 @@ CASES: dict[str, tuple[Callable[[Any], str], list[str], list[str]]] = {
     ),
 }
 OWNER_READABLE = {
+    "crmOrder(id: Order)",
+    "crmOrder(id: CrmOrder)",
     "customer(id: CrmCustomer)",
     "customer(id: User)",
     "_entities User.crm",

@@ -53,6 +53,14 @@ class ChannelStatsByCustomerIdLoader(DataLoader[int, list[CustomerChannelStats]]
         return [groups.get(key, []) for key in keys]
 
 
+class OrderByIdLoader(DataLoader[int, Order | None]):
+    context_key = "crm_order_by_id"
+
+    def batch_load(self, keys: list[int]) -> list[Order | None]:
+        orders = Order.objects.in_bulk(keys)
+        return [orders.get(key) for key in keys]
+
+
 class OrderBySaleorIdLoader(DataLoader[str, Order | None]):
     context_key = "crm_order_by_saleor_id"
 

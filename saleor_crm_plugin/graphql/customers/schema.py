@@ -9,14 +9,30 @@ from graphql.error import GraphQLError
 from promise import Promise
 
 from saleor_crm_plugin.customers.models import Customer
+from saleor_crm_plugin.graphql.core.connection import connection_field, paginate_queryset
 from saleor_crm_plugin.graphql.core.federation import EntityRef
 from saleor_crm_plugin.graphql.core.ids import resolve_global_id
-from saleor_crm_plugin.graphql.core.permissions import check_permissions, requester_of
+from saleor_crm_plugin.graphql.core.permissions import (
+    check_permissions,
+    permission_required,
+    requester_of,
+)
 from saleor_crm_plugin.graphql.customers.dataloaders import (
     CustomerByIdLoader,
     CustomerByUserIdLoader,
+    OrderByIdLoader,
+    OrderBySaleorIdLoader,
 )
-from saleor_crm_plugin.graphql.customers.types import CrmCustomer, CrmProduct, readable_customer
+from saleor_crm_plugin.graphql.customers.filters import CrmCustomerFilterInput, filter_customers
+from saleor_crm_plugin.graphql.customers.sorters import CrmCustomerSortingInput, sort_customers
+from saleor_crm_plugin.graphql.customers.types import (
+    CrmCustomer,
+    CrmCustomerCountableConnection,
+    CrmOrder,
+    CrmProduct,
+    readable_customer,
+    readable_order,
+)
 from saleor_crm_plugin.permissions import CUSTOMER_READ
 
 
@@ -35,6 +51,23 @@ class CustomerQueries(graphene.ObjectType):
         description=(
             "A customer's CRM profile by ID or e-mail. Requires MANAGE_USERS, except for the "
             "customer's own profile."
+        ),
+    )
+    crm_customers = connection_field(
+        CrmCustomerCountableConnection,
+        filter=CrmCustomerFilterInput(),
+        sort_by=CrmCustomerSortingInput(description="Default: last order, newest first."),
+        description=(
+            "Customers known to the CRM (erased ones excluded), e.g. the best customers of the "
+            "store. Requires MANAGE_USERS."
+        ),
+    )
+    crm_order = graphene.Field(
+        CrmOrder,
+        id=graphene.ID(required=True, description="Saleor Order ID, or CrmOrder ID."),
+        description=(
+            "The CRM's view of an order (e.g. for the Dashboard's order page). Requires the "
+            "buyer's token or MANAGE_ORDERS."
         ),
     )
     crm_product = graphene.Field(
@@ -81,6 +114,36 @@ class CustomerQueries(graphene.ObjectType):
             .load(int(pk))
             .then(lambda customer: readable_customer(info, customer))
         )
+
+    @staticmethod
+    @permission_required(CUSTOMER_READ)
+    def resolve_crm_customers(
+        root: Any,
+        info: Any,
+        filter: dict[str, Any] | None = None,
+        sort_by: dict[str, Any] | None = None,
+        **args: Any,
+    ) -> Any:
+        queryset = filter_customers(Customer.objects.not_erased(), filter)
+        queryset, ordering = sort_customers(queryset, sort_by)
+        return paginate_queryset(
+            queryset,
+            args,
+            ordering=ordering,
+            connection_type=CrmCustomerCountableConnection,
+            field_name="crmCustomers",
+        )
+
+    @staticmethod
+    def resolve_crm_order(root: Any, info: Any, id: str) -> Promise | None:
+        type_name, pk = resolve_global_id(id, ("Order", "CrmOrder"))
+        if type_name == "Order":
+            loader = OrderBySaleorIdLoader(info.context).load(id)
+        elif pk.isdigit():
+            loader = OrderByIdLoader(info.context).load(int(pk))
+        else:
+            return readable_order(info, None)
+        return loader.then(lambda order: readable_order(info, order))
 
     @staticmethod
     def resolve_crm_product(root: Any, info: Any, id: str, channel: str | None = None) -> EntityRef:

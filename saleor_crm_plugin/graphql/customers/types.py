@@ -260,6 +260,11 @@ class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
         return OrdersPageByCustomerLoader(info.context).load(key)
 
 
+class CrmCustomerCountableConnection(CountableConnection):
+    class Meta:
+        node = CrmCustomer
+
+
 class CrmProductStats(graphene.ObjectType):
     order_count = graphene.Int(required=True, description="Sales containing the product.")
     customer_count = graphene.Int(required=True, description="Distinct known buyers.")
@@ -304,6 +309,15 @@ def readable_customer(
     return customer
 
 
+def readable_order(info: Any, order: OrderModel | None) -> OrderModel | None:
+    """Gate for every path to a CrmOrder by ID: its buyer, or MANAGE_ORDERS (a missing order
+    answers like someone else's)."""
+    requester = requester_of(info)
+    if order is None or not is_owner(requester, order.saleor_user_id or None):
+        check_owner_or_permissions(requester, None, (ORDER_READ,))
+    return order
+
+
 class User(graphene.ObjectType):
     federation_key = "id"
 
@@ -340,14 +354,11 @@ class Order(graphene.ObjectType):
     def resolve_crm(root: EntityRef, info: Any) -> Promise:
         from saleor_crm_plugin.graphql.customers.dataloaders import OrderBySaleorIdLoader
 
-        def check(order: Any) -> Any:
-            requester = requester_of(info)
-            owner = order is not None and is_owner(requester, order.saleor_user_id or None)
-            if not owner:
-                check_owner_or_permissions(requester, None, (ORDER_READ,))
-            return order
-
-        return OrderBySaleorIdLoader(info.context).load(root.id).then(check)
+        return (
+            OrderBySaleorIdLoader(info.context)
+            .load(root.id)
+            .then(lambda order: readable_order(info, order))
+        )
 
 
 class Product(graphene.ObjectType):
