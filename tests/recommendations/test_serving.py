@@ -300,3 +300,19 @@ def test_excluding_purchases_still_fills_the_list_for_heavy_buyers(shop, trained
     assert len(recs) == 10
     assert not bought & {r.product_id for r in recs}
     assert all(r.reason == Reason.PERSONAL for r in recs)
+
+
+@pytest.mark.django_db
+def test_a_warm_worker_serves_without_database_queries(shop, trained, django_assert_num_queries):
+    customer = shop.customers[7]
+    with override_settings(CRM_RECS_MODEL_CHECK_SECONDS=60, CRM_RECS_RULES_CACHE_SECONDS=60):
+        serving.clear_caches()
+        serving.recommend(customer=customer, channel_id=CHANNEL)  # warms model and rules
+        serving.recommend(customer=None, channel_id=CHANNEL)  # warms the ranking
+
+        with django_assert_num_queries(0):
+            personal = serving.recommend(customer=customer, channel_id=CHANNEL)
+            anonymous = serving.recommend(customer=None, channel_id=CHANNEL)
+            similar = serving.similar_products(personal[0].product_id, channel_id=CHANNEL)
+
+    assert len(personal) == len(anonymous) == len(similar) == 10
