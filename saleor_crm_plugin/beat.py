@@ -39,6 +39,18 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "saleor_crm_plugin.loyalty_nightly",
         "schedule": crontab(hour="2", minute="37"),
     },
+    "crm-sync-recommendation-catalogue": {
+        "task": "saleor_crm_plugin.sync_recommendation_catalogue",
+        "schedule": crontab(hour="2", minute="11"),
+    },
+    "crm-train-recommendations": {
+        "task": "saleor_crm_plugin.train_recommendations",
+        "schedule": crontab(hour="3", minute="23"),
+    },
+    "crm-retrain-recommendations-if-due": {
+        "task": "saleor_crm_plugin.retrain_recommendations_if_due",
+        "schedule": 900.0,
+    },
 }
 
 

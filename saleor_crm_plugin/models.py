@@ -11,11 +11,22 @@ from saleor_crm_plugin.loyalty.models import (
     Redemption,
     TierChange,
 )
+from saleor_crm_plugin.recommendations.models import (
+    ChannelRanking,
+    ModelArtefact,
+    ModelRun,
+    PrecomputedRecommendation,
+    ProductAssociation,
+    ProductAvailability,
+    ProductRule,
+    StorefrontEvent,
+)
 from saleor_crm_plugin.rfm.models import CustomerRfm, RfmRun, RfmSegmentHistory, RfmSegmentMap
 from saleor_crm_plugin.writeback.models import MetadataWriteback
 
 __all__ = [
     "BackfillProgress",
+    "ChannelRanking",
     "Customer",
     "CustomerChannelStats",
     "CustomerRfm",
@@ -24,13 +35,20 @@ __all__ = [
     "LotConsumption",
     "LoyaltyAccount",
     "MetadataWriteback",
+    "ModelArtefact",
+    "ModelRun",
     "Order",
     "OrderLine",
     "PointLot",
+    "PrecomputedRecommendation",
+    "ProductAssociation",
+    "ProductAvailability",
+    "ProductRule",
     "Redemption",
     "RfmRun",
     "RfmSegmentHistory",
     "RfmSegmentMap",
     "SaleorInstance",
+    "StorefrontEvent",
     "TierChange",
 ]

@@ -41,3 +41,4 @@ RFM_MANAGE = SaleorPermission.MANAGE_USERS
 # customer-management tasks in Saleor's terms.
 LOYALTY_ADJUST = SaleorPermission.MANAGE_USERS
 LOYALTY_PROGRAM_READ = SaleorPermission.MANAGE_USERS
+RECOMMENDATIONS_MANAGE = SaleorPermission.MANAGE_PRODUCTS

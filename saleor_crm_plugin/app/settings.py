@@ -87,6 +87,9 @@ CELERY_TASK_ROUTES = {
     "saleor_crm_plugin.sweep_inbox": {"queue": "ingest"},
     "saleor_crm_plugin.prune_inbox": {"queue": "ingest"},
     "saleor_crm_plugin.flush_metadata": {"queue": "analytics"},
+    "saleor_crm_plugin.train_recommendations": {"queue": "ml"},
+    "saleor_crm_plugin.retrain_recommendations_if_due": {"queue": "ml"},
+    "saleor_crm_plugin.sync_recommendation_catalogue": {"queue": "ml"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "analytics"
 CELERY_BEAT_SCHEDULE = dict(BEAT_SCHEDULE)

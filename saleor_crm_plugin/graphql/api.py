@@ -13,15 +13,21 @@ from saleor_crm_plugin.graphql.core.federation import build_federation_queries
 from saleor_crm_plugin.graphql.customers.schema import CustomerQueries
 from saleor_crm_plugin.graphql.customers.types import ENTITY_TYPES
 from saleor_crm_plugin.graphql.loyalty.schema import LoyaltyMutations, LoyaltyQueries
+from saleor_crm_plugin.graphql.recommendations.schema import (
+    RecommendationMutations,
+    RecommendationQueries,
+)
 from saleor_crm_plugin.graphql.rfm.schema import RfmMutations, RfmQueries
 
 QUERIES: list[type] = [
     CustomerQueries,
     LoyaltyQueries,
+    RecommendationQueries,
     RfmQueries,
 ]
 MUTATIONS: list[type] = [
     LoyaltyMutations,
+    RecommendationMutations,
     RfmMutations,
 ]
 

@@ -1,0 +1,341 @@
+"""Training runs: extract, hold out, fit, measure against baselines, promote or fall back.
+
+The whole nightly job is one call, ``train_model()``, run by a Celery task on the ``ml``
+queue. Everything a merchant may want to audit is stored on the ``ModelRun``: parameters,
+data sizes, timings and the holdout metrics of the model *and* both baselines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import scipy.sparse as sp
+from django.db import transaction
+from django.utils import timezone
+
+from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.customers.models import NON_SALE_STATUSES, Order
+from saleor_crm_plugin.recommendations import evaluation, rankings, scoring
+from saleor_crm_plugin.recommendations.data import (
+    Interactions,
+    extract_interactions,
+    last_order_holdout,
+)
+from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
+from saleor_crm_plugin.recommendations.exceptions import RecommendationError
+from saleor_crm_plugin.recommendations.models import (
+    ChannelRanking,
+    ModelArtefact,
+    ModelRun,
+    PrecomputedRecommendation,
+    ProductAssociation,
+    RankingKind,
+    RunDecision,
+    RunStatus,
+)
+from saleor_crm_plugin.recommendations.training import Representations, TrainingParams, fit
+
+logger = logging.getLogger(__name__)
+
+K = 10
+STALE_RUN_AFTER = timedelta(hours=2)
+
+
+def params_from_settings(**overrides: object) -> TrainingParams:
+    params = TrainingParams(
+        components=crm_settings.RECS_COMPONENTS,
+        epochs=crm_settings.RECS_EPOCHS,
+        learning_rate=crm_settings.RECS_LEARNING_RATE,
+        loss=crm_settings.RECS_LOSS,
+        item_alpha=crm_settings.RECS_ITEM_ALPHA,
+        user_alpha=crm_settings.RECS_USER_ALPHA,
+        max_sampled=crm_settings.RECS_MAX_SAMPLED,
+        seed=crm_settings.RECS_SEED,
+        threads=crm_settings.RECS_THREADS,
+        half_life_days=crm_settings.RECS_HALF_LIFE_DAYS,
+        use_categories=crm_settings.RECS_CATEGORY_FEATURES,
+        repeat_weight=crm_settings.RECS_REPEAT_WEIGHT,
+        refit_epochs=crm_settings.RECS_REFIT_EPOCHS,
+    )
+    return replace(params, **overrides) if overrides else params  # type: ignore[arg-type]
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, dict[str, float]]
+    n_test_users: int
+    representations: Representations
+
+    @property
+    def best_baseline(self) -> tuple[str, float]:
+        name = max(("popularity", "buy_again"), key=lambda n: self.metrics[n]["ndcg"])
+        return name, self.metrics[name]["ndcg"]
+
+
+def evaluate(data: Interactions, params: TrainingParams, *, max_users: int) -> Evaluation:
+    """Fit on everything but each customer's last order and rank that order's products."""
+    holdout = last_order_holdout(data, max_users=max_users, seed=params.seed)
+    train = data.matrix(holdout.train_mask, half_life_days=params.half_life_days)
+    features = data.item_features(use_categories=params.use_categories)
+    reps = fit(train, features, params)
+    raw = evaluation.factor_scorer(reps.user_factors, reps.item_factors, reps.item_biases)
+
+    def model_scorer(users: np.ndarray) -> np.ndarray:
+        return scoring.hybrid_scores(raw(users), train[users], params.repeat_weight)
+
+    scorers = {
+        "model": model_scorer,
+        "lightfm": raw,
+        "popularity": evaluation.popularity_scorer(train),
+        "buy_again": evaluation.buy_again_scorer(train),
+    }
+    metrics = {
+        name: evaluation.ranking_metrics(
+            scorer, holdout.test_users, holdout.test_items, data.n_items, k=K
+        )
+        for name, scorer in scorers.items()
+    }
+    return Evaluation(metrics=metrics, n_test_users=len(holdout.test_users), representations=reps)
+
+
+def should_promote(model_ndcg: float, baseline_ndcg: float, margin: float) -> bool:
+    """Strictly positive and at least ``(1 + margin)`` times the best baseline."""
+    return model_ndcg > 0 and model_ndcg >= baseline_ndcg * (1.0 + margin)
+
+
+def train_model(*, trigger: str = "manual", params: TrainingParams | None = None) -> ModelRun:
+    """Run one training cycle and return its ``ModelRun``.
+
+    Raises ``RecommendationError(TRAINING_IN_PROGRESS)`` when another run is under way (a
+    run older than two hours is considered dead). Any other failure marks the run FAILED,
+    keeps the previously serving run untouched, and re-raises for Celery to log.
+    """
+    params = params or params_from_settings()
+    with transaction.atomic():
+        # Serialise concurrent starts (beat + "after N orders" + a manual command).
+        list(ModelRun.objects.select_for_update().filter(status=RunStatus.RUNNING))
+        cutoff = timezone.now() - STALE_RUN_AFTER
+        ModelRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=cutoff).update(
+            status=RunStatus.FAILED, error="abandoned (worker died?)"
+        )
+        if ModelRun.objects.filter(status=RunStatus.RUNNING).exists():
+            raise RecommendationError(
+                RecommendationErrorCode.TRAINING_IN_PROGRESS, "A training run is in progress."
+            )
+        run = ModelRun.objects.create(
+            trigger=trigger, params=params.as_dict(), algorithm=f"lightfm-{params.loss}"
+        )
+    started = time.perf_counter()
+    try:
+        _train(run, params, started)
+    except Exception as exc:
+        run.status = RunStatus.FAILED
+        run.error = repr(exc)[:2000]
+        run.finished_at = timezone.now()
+        run.duration_seconds = time.perf_counter() - started
+        run.save()
+        raise
+    return run
+
+
+def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
+    timings: dict[str, float] = {}
+    mark = time.perf_counter()
+    paid_orders = Order.objects.filter(paid_at__isnull=False).exclude(status__in=NON_SALE_STATUSES)
+    run.paid_orders_seen = paid_orders.count()
+    data = extract_interactions()
+    timings["extract"] = time.perf_counter() - mark
+    run.n_users, run.n_items, run.n_interactions = data.n_users, data.n_items, data.n_purchases
+    run.n_item_features = data.item_features(use_categories=params.use_categories).shape[1]
+    run.data_until = datetime.fromtimestamp(data.until, tz=UTC) if data.n_purchases else None
+
+    mark = time.perf_counter()
+    save_rankings(data, params)
+    timings["rankings"] = time.perf_counter() - mark
+
+    if data.n_purchases < crm_settings.RECS_MIN_INTERACTIONS or data.n_users < 2:
+        run.decision = RunDecision.INSUFFICIENT_DATA
+        run.reason = (
+            f"{data.n_purchases} purchases (< {crm_settings.RECS_MIN_INTERACTIONS}): "
+            "popular products serve."
+        )
+        _deactivate_all()
+        _finish(run, timings, started)
+        return
+
+    mark = time.perf_counter()
+    result = evaluate(data, params, max_users=crm_settings.RECS_EVAL_MAX_USERS)
+    timings["evaluate"] = time.perf_counter() - mark
+    timings["epoch_seconds_mean"] = float(np.mean(result.representations.epoch_seconds))
+    run.metrics = result.metrics
+    run.n_test_users = result.n_test_users
+    baseline, baseline_ndcg = result.best_baseline
+    model_ndcg = result.metrics["model"]["ndcg"]
+    margin = crm_settings.RECS_PROMOTION_MARGIN
+    if not should_promote(model_ndcg, baseline_ndcg, margin):
+        run.decision = RunDecision.FALLBACK
+        run.reason = (
+            f"NDCG@10 {model_ndcg:.4f} < {1 + margin:.2f} x {baseline} {baseline_ndcg:.4f}: "
+            "popular products serve."
+        )
+        _deactivate_all()
+        _finish(run, timings, started)
+        return
+
+    mark = time.perf_counter()
+    full = data.matrix(half_life_days=params.half_life_days)
+    features = data.item_features(use_categories=params.use_categories)
+    if not crm_settings.RECS_REFIT_ON_FULL:
+        reps = result.representations
+    elif params.refit_epochs > 0:
+        # Continue the evaluated model with the held-out orders added: a few epochs instead
+        # of a second full training.
+        reps = fit(
+            full, features, params, warm_start=result.representations, epochs=params.refit_epochs
+        )
+    else:
+        reps = fit(full, features, params)
+    timings["refit"] = time.perf_counter() - mark
+    run.decision = RunDecision.PROMOTED
+    run.reason = f"NDCG@10 {model_ndcg:.4f} >= {1 + margin:.2f} x {baseline} {baseline_ndcg:.4f}."
+    mark = time.perf_counter()
+    with transaction.atomic():
+        save_artefact(run, data, reps, full, params.repeat_weight)
+        _deactivate_all()
+        run.is_active = True
+        run.save(update_fields=["is_active"])
+    timings["save"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    precompute(run, data, reps, full, params.repeat_weight)
+    timings["precompute"] = time.perf_counter() - mark
+    _finish(run, timings, started)
+
+
+def _finish(run: ModelRun, timings: dict[str, float], started: float) -> None:
+    run.status = RunStatus.SUCCEEDED
+    run.timings = {k: round(v, 4) for k, v in timings.items()}
+    run.duration_seconds = time.perf_counter() - started
+    run.finished_at = timezone.now()
+    run.save()
+    # This process sees the new run at once; other workers within their check interval.
+    from saleor_crm_plugin.recommendations.serving import clear_caches
+
+    clear_caches()
+    logger.info("recommendation run %s: %s", run.pk, run.reason)
+
+
+def _deactivate_all() -> None:
+    ModelRun.objects.filter(is_active=True).update(is_active=False)
+
+
+def save_artefact(
+    run: ModelRun,
+    data: Interactions,
+    reps: Representations,
+    history: sp.csr_matrix,
+    repeat_weight: float,
+) -> ModelArtefact:
+    history = history.tocsr()
+    return ModelArtefact.objects.create(
+        run=run,
+        user_ids=data.user_ids,
+        item_ids=data.item_ids,
+        components=reps.item_factors.shape[1],
+        user_factors=reps.user_factors.astype(np.float32).tobytes(),
+        user_biases=reps.user_biases.astype(np.float32).tobytes(),
+        item_factors=reps.item_factors.astype(np.float32).tobytes(),
+        item_biases=reps.item_biases.astype(np.float32).tobytes(),
+        history_indptr=history.indptr.astype(np.int32).tobytes(),
+        history_indices=history.indices.astype(np.int32).tobytes(),
+        history_data=history.data.astype(np.float32).tobytes(),
+        repeat_weight=repeat_weight,
+    )
+
+
+def precompute(
+    run: ModelRun,
+    data: Interactions,
+    reps: Representations,
+    history: sp.csr_matrix,
+    repeat_weight: float,
+    *,
+    batch_size: int = 2048,
+) -> int:
+    """Top candidates for customers who bought in the last ``RECS_ACTIVE_DAYS`` (relative
+    to the newest purchase), by batched matrix products; replaces older runs' lists."""
+    k = min(crm_settings.RECS_PRECOMPUTE_K, data.n_items)
+    since = data.until - crm_settings.RECS_ACTIVE_DAYS * 86400.0
+    active = np.unique(data.users[data.paid_at >= since])
+    PrecomputedRecommendation.objects.exclude(run=run).delete()
+    created = 0
+    for start in range(0, len(active), batch_size):
+        users = active[start : start + batch_size]
+        raw = reps.user_factors[users] @ reps.item_factors.T + reps.item_biases
+        scores = scoring.hybrid_scores(raw, history[users], repeat_weight)
+        ranked = evaluation.top_k(scores, k)
+        rows = [
+            PrecomputedRecommendation(
+                run=run,
+                customer_id=data.user_ids[u],
+                product_ids=[data.item_ids[i] for i in row],
+                scores=[round(float(s), 5) for s in scores[n, row]],
+            )
+            for n, (u, row) in enumerate(zip(users, ranked, strict=True))
+        ]
+        PrecomputedRecommendation.objects.bulk_create(rows, batch_size=1000)
+        created += len(rows)
+    return created
+
+
+def save_rankings(data: Interactions, params: TrainingParams) -> None:
+    """Popular and trending per channel (and across channels), and bought-together pairs."""
+    scopes: list[tuple[str, np.ndarray | None]] = [("", None)]
+    scopes += [(cid, data.channels == n) for n, cid in enumerate(data.channel_ids)]
+    pairs = rankings.associations(data, min_support=crm_settings.RECS_ASSOCIATION_MIN_SUPPORT)
+    with transaction.atomic():
+        for channel_id, mask in scopes:
+            for kind, scores in (
+                (RankingKind.POPULAR, rankings.popular(data, params.half_life_days, mask)),
+                (
+                    RankingKind.TRENDING,
+                    rankings.trending(data, crm_settings.RECS_TRENDING_DAYS, mask),
+                ),
+            ):
+                product_ids, values = rankings.top(scores, data.item_ids)
+                ChannelRanking.objects.update_or_create(
+                    channel_id=channel_id,
+                    kind=kind,
+                    defaults={"product_ids": product_ids, "scores": values},
+                )
+        ProductAssociation.objects.all().delete()
+        ProductAssociation.objects.bulk_create(
+            [
+                ProductAssociation(
+                    product_id=p.product_id,
+                    other_product_id=p.other_product_id,
+                    support=p.support,
+                    confidence=p.confidence,
+                    lift=p.lift,
+                )
+                for p in pairs
+            ],
+            batch_size=2000,
+        )
+
+
+def orders_since_last_run() -> int:
+    """Paid orders that arrived since the newest successful run counted them."""
+    last = (
+        ModelRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-started_at", "-pk").first()
+    )
+    paid = Order.objects.filter(paid_at__isnull=False).exclude(status__in=NON_SALE_STATUSES)
+    return paid.count() - (last.paid_orders_seen if last else 0)
+
+
+def retrain_due() -> bool:
+    threshold = crm_settings.RECS_RETRAIN_AFTER_ORDERS
+    return threshold > 0 and orders_since_last_run() >= threshold
