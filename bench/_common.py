@@ -66,7 +66,11 @@ def machine() -> str:
 def write_section(title: str, body: str) -> None:
     """Replace (or append) the ``## title`` section of docs/benchmarks.md."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    section = f"## {title}\n\nLast run {stamp} on {machine()}.\n\n{body.strip()}\n"
+    load = os.getloadavg()[0]
+    section = (
+        f"## {title}\n\nLast run {stamp} on {machine()}; load average (1 min) at the end: "
+        f"{load:.1f} (above ~2, other processes shared the two cores).\n\n{body.strip()}\n"
+    )
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else _HEADER
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
