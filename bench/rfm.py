@@ -565,10 +565,10 @@ def main() -> None:
         "Reading: the comparable figure is *full, next day* (a recurring full run: same work "
         "as the hand statement plus change detection against the stored rows and persisting "
         "the few changes). The *first run* writes a row per customer into three logged, "
-        "indexed tables (scores, segment history, write-back outbox), a one-off. The machine "
-        "is shared: other benchmarks ran at the same time (load average about 6 on 2 CPUs), "
-        "and the hand statement alone varied between 15 s and 29 s across runs; compare "
-        "figures of one run only.\n"
+        "indexed tables (scores, segment history, write-back outbox), a one-off. Load average "
+        f"(1 min) at the end of the run: {os.getloadavg()[0]:.1f} on 2 CPUs; the hand "
+        "statement alone varies between 15 s and 29 s across runs on a shared machine, so "
+        "compare figures of one run only.\n"
     )
     out.write("\n" + notes)
     lines += [
