@@ -450,7 +450,12 @@ class _PythonEngine:
                     suffix = _metadata_suffix(row.channel_slug, row.channel_id)
                     queue_private_metadata(
                         user_id,
-                        {SEGMENT_KEY + suffix: row.segment, SCORES_KEY + suffix: row.scores},
+                        {
+                            SEGMENT_KEY: row.segment,
+                            SCORES_KEY: row.scores,
+                            SEGMENT_KEY + suffix: row.segment,
+                            SCORES_KEY + suffix: row.scores,
+                        },
                     )
         ctx.timings["write_back"] = time.perf_counter() - t2
 
@@ -762,6 +767,8 @@ class _SqlEngine:
                    (object_id, items, version, pending, attempts, last_error, updated_at)
             SELECT cu.saleor_user_id,
                    jsonb_build_object(
+                       %(segment_plain)s, c.segment,
+                       %(scores_plain)s, 'R' || c.r || 'F' || c.f || 'M' || c.m,
                        %(segment_key)s || coalesce(nullif(c.channel_slug, ''), %(channel)s),
                        c.segment,
                        %(scores_key)s || coalesce(nullif(c.channel_slug, ''), %(channel)s),
@@ -775,7 +782,13 @@ class _SqlEngine:
                    attempts = 0, last_error = '', updated_at = now()
              WHERE w.items || EXCLUDED.items <> w.items OR (NOT w.pending AND w.sent_at IS NULL)
             """,
-            {**p, "segment_key": SEGMENT_KEY + ".", "scores_key": SCORES_KEY + "."},
+            {
+                **p,
+                "segment_key": SEGMENT_KEY + ".",
+                "scores_key": SCORES_KEY + ".",
+                "segment_plain": SEGMENT_KEY,
+                "scores_plain": SCORES_KEY,
+            },
         )
 
 

@@ -44,6 +44,9 @@ def test_segment_and_scores_are_queued_only_when_they_change(shoppers, make_orde
     assert set(rows) == {p.saleor_user_id for p in shoppers}  # the guest has no Saleor user
     s5 = CustomerRfm.objects.get(customer=shoppers[5])
     assert rows[shoppers[5].saleor_user_id].items == {
+        # plain keys: the channel scored last (like crm.points); suffixed: every channel
+        "crm.rfm_segment": s5.segment,
+        "crm.rfm_scores": s5.scores,
         "crm.rfm_segment.default-channel": s5.segment,
         "crm.rfm_scores.default-channel": s5.scores,
     }
