@@ -159,6 +159,7 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
     data = extract_interactions(event_weights=dict(params.event_weights))
     timings["extract"] = time.perf_counter() - mark
     run.n_users, run.n_items, run.n_interactions = data.n_users, data.n_items, data.n_purchases
+    run.n_events = data.n_events
     run.n_item_features = data.item_features(use_categories=params.use_categories).shape[1]
     run.data_until = datetime.fromtimestamp(data.until, tz=UTC) if data.n_purchases else None
 

@@ -218,6 +218,7 @@ def test_a_run_with_events_records_them_and_serves_purchases_as_history(shop):
 
     assert run.decision == RunDecision.PROMOTED
     assert run.params["event_weights"] == WEIGHTS
+    assert run.n_events == 6 and run.n_interactions == extract_interactions().n_purchases
     artefact = ModelArtefact.objects.get(run=run)
     history = np.frombuffer(bytes(artefact.history_data), dtype=np.float32)
     expected = extract_interactions().matrix(half_life_days=run.params["half_life_days"])
