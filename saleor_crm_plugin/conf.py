@@ -349,5 +349,36 @@ class CRMSettings:
         """A purchase within this many days of a click is attributed to the click."""
         return int(self._get("RECS_ATTRIBUTION_DAYS", 7))
 
+    @property
+    def RECS_EVENT_WEIGHTS(self) -> dict[str, float]:
+        """Storefront events as extra training signal: event kind -> weight relative to a
+        one-unit purchase (``{"product_viewed": 0.1, "added_to_cart": 0.3}``, or the same as
+        ``"product_viewed=0.1,added_to_cart=0.3"`` from the environment). Empty (the default)
+        = off: what is served changes only when a merchant opts in."""
+        from django.core.exceptions import ImproperlyConfigured
+
+        value = self._get("RECS_EVENT_WEIGHTS", {}) or {}
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ImproperlyConfigured(
+                    "CRM_RECS_EVENT_WEIGHTS: expected 'kind=weight,kind=weight'."
+                )
+            value = {k.strip(): v.strip() for k, v in pairs}
+        allowed = ("product_viewed", "added_to_cart")
+        weights: dict[str, float] = {}
+        for kind, weight in dict(value).items():
+            try:
+                number = float(weight)
+            except (TypeError, ValueError):
+                number = -1.0
+            if kind not in allowed or not 0.0 <= number <= 1.0:
+                raise ImproperlyConfigured(
+                    f"CRM_RECS_EVENT_WEIGHTS: {kind!r}={weight!r}; kinds are "
+                    f"{', '.join(allowed)} and weights between 0 and 1 (a purchase is 1)."
+                )
+            weights[kind] = number
+        return weights
+
 
 crm_settings = CRMSettings()

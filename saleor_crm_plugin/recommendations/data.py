@@ -5,16 +5,43 @@ Only paid, non-cancelled orders of known (not erased) customers count. Each orde
 half-life, so a 48-pack of napkins does not drown everything else and last year's taste
 fades. The raw per-line arrays are kept so the holdout split and the popularity rankings can
 be computed from the very same data the model sees.
+
+Storefront events (product viewed, added to cart) are an optional, weaker signal: each adds
+its kind's configured weight (``CRM_RECS_EVENT_WEIGHTS``, relative to a one-unit purchase),
+decayed like purchases. They are kept apart from the purchases (``EventSignals``) because
+they only feed the LightFM fit: history, baselines, rankings and the holdout targets stay
+purchases only, so a run with events is measured against exactly the same yardstick.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import scipy.sparse as sp
 from django.db.models import QuerySet
+
+# The storefront event kinds that may feed training. Recommendation impressions and clicks
+# are left out on purpose: they mostly echo what the previous model showed (feedback loop).
+TRAINING_EVENT_KINDS = ("product_viewed", "added_to_cart")
+# What a single-unit purchase weighs (``log1p(1)``); event weights are relative to it, and
+# all events of one customer on one product together never weigh more than it.
+ONE_PURCHASE = float(np.log1p(1.0))
+
+
+@dataclass
+class EventSignals:
+    """Per-event arrays, indexed like the purchases (same rows and columns)."""
+
+    users: np.ndarray  # int32 row index per event
+    items: np.ndarray  # int32 column index per event
+    weights: np.ndarray  # float32 configured weight of the event's kind
+    occurred_at: np.ndarray  # float64 epoch seconds per event
+
+    def __len__(self) -> int:
+        return len(self.users)
 
 
 @dataclass
@@ -31,6 +58,7 @@ class Interactions:
     orders: np.ndarray  # int64 order pk per purchase
     channels: np.ndarray  # int32 index into ``channel_ids`` per purchase
     channel_ids: list[str]
+    events: EventSignals | None = None  # storefront events, when enabled
 
     @property
     def n_users(self) -> int:
@@ -66,6 +94,59 @@ class Interactions:
         )
         matrix.sum_duplicates()
         return matrix
+
+    @property
+    def n_events(self) -> int:
+        return len(self.events) if self.events is not None else 0
+
+    def event_matrix(
+        self, mask: np.ndarray | None = None, *, half_life_days: float
+    ) -> sp.csr_matrix:
+        """Events per (customer, product): ``weight x one purchase``, decayed from the same
+        reference instant as purchases, summed and capped at one purchase, so a customer
+        who opens a product page fifty times has not "bought" it fifty times."""
+        shape = (self.n_users, self.n_items)
+        events = self.events
+        if events is None or not len(events):
+            return sp.csr_matrix(shape, dtype=np.float32)
+        age_days = np.maximum(self.until - events.occurred_at, 0.0) / 86400.0
+        decay = np.power(0.5, age_days / half_life_days) if half_life_days > 0 else 1.0
+        weights = (events.weights * ONE_PURCHASE * decay).astype(np.float32)
+        users, items = events.users, events.items
+        if mask is not None:
+            users, items, weights = users[mask], items[mask], weights[mask]
+        matrix = sp.csr_matrix((weights, (users, items)), shape=shape, dtype=np.float32)
+        matrix.sum_duplicates()
+        np.minimum(matrix.data, np.float32(ONE_PURCHASE), out=matrix.data)
+        return matrix
+
+    def training_matrix(
+        self,
+        mask: np.ndarray | None = None,
+        *,
+        half_life_days: float,
+        event_mask: np.ndarray | None = None,
+    ) -> sp.csr_matrix:
+        """What LightFM is fitted on: the purchase matrix plus the events. Without events
+        this *is* ``matrix()`` (same object, same bits): turning the feature off changes
+        nothing."""
+        purchases = self.matrix(mask, half_life_days=half_life_days)
+        if not self.n_events:
+            return purchases
+        events = self.event_matrix(event_mask, half_life_days=half_life_days)
+        return (purchases + events).tocsr().astype(np.float32)
+
+    def event_mask(self, holdout: Holdout) -> np.ndarray:
+        """Events the holdout fit may see: a test customer's events only from before their
+        last training order, so the views that led to the held-out order cannot give its
+        answer away (serving, after the refit, uses them all)."""
+        if not self.n_events:
+            return np.ones(0, dtype=bool)
+        assert self.events is not None
+        cutoff = holdout.event_cutoff
+        if cutoff is None:
+            return np.ones(len(self.events), dtype=bool)
+        return self.events.occurred_at < cutoff[self.events.users]
 
     def item_features(self, *, use_categories: bool = True) -> sp.csr_matrix:
         """Identity plus one-hot category, rows normalised to sum 1 (LightFM's convention):
@@ -105,8 +186,11 @@ def paid_lines() -> QuerySet:
     )
 
 
-def extract_interactions(*, until: datetime | None = None) -> Interactions:
-    """Read paid order lines into ``Interactions`` (one streaming query, no per-row ORM)."""
+def extract_interactions(
+    *, until: datetime | None = None, event_weights: Mapping[str, float] | None = None
+) -> Interactions:
+    """Read paid order lines into ``Interactions`` (one streaming query, no per-row ORM),
+    plus the storefront events of the kinds with a positive weight in ``event_weights``."""
     lines = paid_lines()
     if until is not None:
         lines = lines.filter(order__paid_at__lte=until)
@@ -120,7 +204,65 @@ def extract_interactions(*, until: datetime | None = None) -> Interactions:
         "order_id",
         "order__channel_id",
     ).order_by()
-    return build_interactions(rows.iterator(chunk_size=20000))
+    data = build_interactions(rows.iterator(chunk_size=20000))
+    weights = {k: float(w) for k, w in (event_weights or {}).items() if float(w) > 0}
+    if weights:
+        data.events = extract_events(data, weights, until=until)
+    return data
+
+
+def extract_events(
+    data: Interactions, weights: Mapping[str, float], *, until: datetime | None = None
+) -> EventSignals:
+    """Storefront events of signed-in, not erased customers (anonymous ids are never merged
+    into customers, so anonymous events cannot be attributed to anyone)."""
+    from saleor_crm_plugin.recommendations.models import StorefrontEvent
+
+    events = StorefrontEvent.objects.filter(
+        kind__in=[k for k in weights if k in TRAINING_EVENT_KINDS],
+        customer__isnull=False,
+        customer__erased_at__isnull=True,
+    )
+    if until is not None:
+        events = events.filter(occurred_at__lte=until)
+    rows = events.values_list("customer_id", "product_id", "kind", "occurred_at").order_by()
+    return build_events(data, rows.iterator(chunk_size=20000), weights)
+
+
+def build_events(
+    data: Interactions,
+    rows: Iterable[tuple[int, str, str, datetime | float]],
+    weights: Mapping[str, float],
+) -> EventSignals:
+    """Rows are ``(customer, product, kind, occurred_at)``. Only customers and products that
+    are already in the purchase data count: ``trackEvent`` is public and does not check
+    product ids against the catalogue, so an event must never put an unknown product (or a
+    typo, or spam) into the model; and a customer who never bought keeps getting popular
+    products until the first order."""
+    user_index = {pk: n for n, pk in enumerate(data.user_ids)}
+    item_index = {pid: n for n, pid in enumerate(data.item_ids)}
+    users: list[int] = []
+    items: list[int] = []
+    values: list[float] = []
+    at: list[float] = []
+    for customer, product, kind, occurred_at in rows:
+        u = user_index.get(customer)
+        i = item_index.get(product)
+        weight = weights.get(kind, 0.0)
+        if u is None or i is None or weight <= 0:
+            continue
+        users.append(u)
+        items.append(i)
+        values.append(weight)
+        at.append(
+            occurred_at.timestamp() if isinstance(occurred_at, datetime) else float(occurred_at)
+        )
+    return EventSignals(
+        users=np.asarray(users, dtype=np.int32),
+        items=np.asarray(items, dtype=np.int32),
+        weights=np.asarray(values, dtype=np.float32),
+        occurred_at=np.asarray(at, dtype=np.float64),
+    )
 
 
 def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
@@ -174,6 +316,9 @@ class Holdout:
     train_mask: np.ndarray  # bool per purchase
     test_users: np.ndarray  # row indexes of customers with a test order
     test_items: list[np.ndarray]  # distinct product columns of each test user's last order
+    # Per user row: storefront events from this instant on are hidden from the holdout fit
+    # (the customer's last training order for customers with a held-out order, else +inf).
+    event_cutoff: np.ndarray | None = None
 
 
 def last_order_holdout(
@@ -208,4 +353,13 @@ def last_order_holdout(
     test_items = [
         test_rows.indices[test_rows.indptr[u] : test_rows.indptr[u + 1]] for u in test_users
     ]
-    return Holdout(train_mask=train_mask, test_users=test_users, test_items=test_items)
+    # Eligible customers have at least one training purchase, so the maximum is finite.
+    last_train = np.full(data.n_users, -np.inf)
+    np.maximum.at(last_train, data.users[train_mask], data.paid_at[train_mask])
+    event_cutoff = np.where(eligible, last_train, np.inf)
+    return Holdout(
+        train_mask=train_mask,
+        test_users=test_users,
+        test_items=test_items,
+        event_cutoff=event_cutoff,
+    )

@@ -52,6 +52,8 @@ class ModelRun(models.Model):
     n_interactions = models.PositiveIntegerField(default=0)
     n_item_features = models.PositiveIntegerField(default=0)
     n_test_users = models.PositiveIntegerField(default=0)
+    # Storefront events that joined the fit (0 when ``CRM_RECS_EVENT_WEIGHTS`` is off).
+    n_events = models.PositiveIntegerField(default=0)
     # Orders paid up to this instant were in the data (drives "retrain after N new orders").
     data_until = models.DateTimeField(null=True, blank=True)
     paid_orders_seen = models.PositiveIntegerField(default=0)

@@ -60,6 +60,7 @@ def params_from_settings(**overrides: object) -> TrainingParams:
         use_categories=crm_settings.RECS_CATEGORY_FEATURES,
         repeat_weight=crm_settings.RECS_REPEAT_WEIGHT,
         refit_epochs=crm_settings.RECS_REFIT_EPOCHS,
+        event_weights=tuple(sorted(crm_settings.RECS_EVENT_WEIGHTS.items())),
     )
     return replace(params, **overrides) if overrides else params  # type: ignore[arg-type]
 
@@ -77,11 +78,19 @@ class Evaluation:
 
 
 def evaluate(data: Interactions, params: TrainingParams, *, max_users: int) -> Evaluation:
-    """Fit on everything but each customer's last order and rank that order's products."""
+    """Fit on everything but each customer's last order and rank that order's products.
+
+    Storefront events (when enabled) join the fit only; ``train`` (the repeat term and both
+    baselines) and the targets stay purchases, so the metrics compare with runs without."""
     holdout = last_order_holdout(data, max_users=max_users, seed=params.seed)
     train = data.matrix(holdout.train_mask, half_life_days=params.half_life_days)
+    fit_on = data.training_matrix(
+        holdout.train_mask,
+        half_life_days=params.half_life_days,
+        event_mask=data.event_mask(holdout),
+    )
     features = data.item_features(use_categories=params.use_categories)
-    reps = fit(train, features, params)
+    reps = fit(fit_on, features, params)
     raw = evaluation.factor_scorer(reps.user_factors, reps.item_factors, reps.item_biases)
 
     def model_scorer(users: np.ndarray) -> np.ndarray:
@@ -147,9 +156,10 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
     mark = time.perf_counter()
     paid_orders = Order.objects.filter(paid_at__isnull=False).exclude(status__in=NON_SALE_STATUSES)
     run.paid_orders_seen = paid_orders.count()
-    data = extract_interactions()
+    data = extract_interactions(event_weights=dict(params.event_weights))
     timings["extract"] = time.perf_counter() - mark
     run.n_users, run.n_items, run.n_interactions = data.n_users, data.n_items, data.n_purchases
+    run.n_events = data.n_events
     run.n_item_features = data.item_features(use_categories=params.use_categories).shape[1]
     run.data_until = datetime.fromtimestamp(data.until, tz=UTC) if data.n_purchases else None
 
@@ -187,7 +197,10 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
         return
 
     mark = time.perf_counter()
+    # ``full`` (purchases only) is the served history: a viewed product is never "bought
+    # before"; the refit sees the events too, all of them.
     full = data.matrix(half_life_days=params.half_life_days)
+    fit_on = data.training_matrix(half_life_days=params.half_life_days)
     features = data.item_features(use_categories=params.use_categories)
     if not crm_settings.RECS_REFIT_ON_FULL:
         reps = result.representations
@@ -195,10 +208,10 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
         # Continue the evaluated model with the held-out orders added: a few epochs instead
         # of a second full training.
         reps = fit(
-            full, features, params, warm_start=result.representations, epochs=params.refit_epochs
+            fit_on, features, params, warm_start=result.representations, epochs=params.refit_epochs
         )
     else:
-        reps = fit(full, features, params)
+        reps = fit(fit_on, features, params)
     timings["refit"] = time.perf_counter() - mark
     run.decision = RunDecision.PROMOTED
     run.reason = f"NDCG@10 {model_ndcg:.4f} >= {1 + margin:.2f} x {baseline} {baseline_ndcg:.4f}."

@@ -29,9 +29,14 @@ class TrainingParams:
     half_life_days: float = 180.0
     use_categories: bool = False
     repeat_weight: float = 2.0
+    # Storefront event kind -> weight relative to a one-unit purchase; empty = events unused.
+    # A tuple of pairs so the frozen params stay hashable.
+    event_weights: tuple[tuple[str, float], ...] = ()
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        values = asdict(self)
+        values["event_weights"] = dict(self.event_weights)
+        return values
 
 
 @dataclass

@@ -124,6 +124,10 @@ class RecommendationModelRun(graphene.ObjectType):
     product_count = graphene.Int(required=True)
     interaction_count = graphene.Int(required=True)
     test_customer_count = graphene.Int(required=True)
+    event_count = graphene.Int(
+        required=True,
+        description="Storefront events (views, add-to-carts) that joined the fit; 0 when off.",
+    )
     metrics = graphene.List(graphene.NonNull(RecommendationMetrics), required=True)
     reason = graphene.String(required=True)
     error = graphene.String(required=True)
@@ -152,6 +156,10 @@ class RecommendationModelRun(graphene.ObjectType):
     @staticmethod
     def resolve_test_customer_count(root: ModelRun, info: Any) -> int:
         return root.n_test_users
+
+    @staticmethod
+    def resolve_event_count(root: ModelRun, info: Any) -> int:
+        return root.n_events
 
     @staticmethod
     def resolve_metrics(root: ModelRun, info: Any) -> list[RecommendationMetrics]:

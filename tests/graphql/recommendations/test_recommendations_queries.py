@@ -107,7 +107,7 @@ MODEL_RUNS = """
   recommendationModelRuns(first: 5) {
     totalCount
     edges { node {
-      id status decision isActive customerCount productCount interactionCount
+      id status decision isActive customerCount productCount interactionCount eventCount
       metrics { scorer ndcg precision }
       params reason
     } }
@@ -127,7 +127,7 @@ def test_staff_see_model_runs_and_their_metrics(gql, mint, shop, trained):
     node = connection["edges"][0]["node"]
     assert node["id"] == to_global_id("RecommendationModelRun", trained.pk)
     assert (node["status"], node["decision"], node["isActive"]) == ("SUCCEEDED", "PROMOTED", True)
-    assert (node["customerCount"], node["productCount"]) == (120, 90)
+    assert (node["customerCount"], node["productCount"], node["eventCount"]) == (120, 90, 0)
     scorers = {m["scorer"]: m for m in node["metrics"]}
     assert set(scorers) == {"model", "lightfm", "popularity", "buy_again"}
     assert scorers["model"]["ndcg"] == pytest.approx(trained.metrics["model"]["ndcg"])
