@@ -257,11 +257,70 @@ class LoyaltyProgramSettings(graphene.ObjectType):
     tier_basis = graphene.String(required=True)
     tier_period = graphene.String(required=True)
     tiers = graphene.List(graphene.NonNull(LoyaltyTier), required=True)
+    overridden = graphene.List(
+        graphene.NonNull(graphene.String),
+        required=True,
+        description=(
+            "Fields whose value comes from settings saved with loyaltyProgramSettingsUpdate "
+            "(for this channel or all channels); the others come from the configuration."
+        ),
+    )
 
     class Meta:
         description = (
-            "The effective program of a channel (set in the plugin configuration or the App's "
-            "CRM_LOYALTY settings; see docs/loyalty.md)."
+            "The effective program of a channel: defaults, then the plugin configuration or the "
+            "App's CRM_LOYALTY settings, then what staff saved with "
+            "loyaltyProgramSettingsUpdate (see docs/loyalty.md). An empty channel means the "
+            "program of channels without their own settings."
+        )
+
+
+class LoyaltyTierInput(graphene.InputObjectType):
+    code = graphene.String(required=True, description="Unique code, e.g. silver.")
+    name = graphene.String(description="Display name; defaults to the code in title case.")
+    threshold = graphene.Decimal(
+        required=True,
+        description="Spend or points over the tier period; the first tier has 0 and each "
+        "next one a higher threshold.",
+    )
+    multiplier = graphene.Decimal(required=True, description="Earn multiplier, more than 0.")
+
+
+class LoyaltyProgramSettingsInput(graphene.InputObjectType):
+    """Every field is optional: omitted keeps the current value, null removes the saved value
+    so the configuration applies again."""
+
+    enabled = graphene.Boolean()
+    points_per_unit = graphene.Decimal(description="Points per currency unit, 0 or more.")
+    rounding = graphene.String(description="down, half_up or up.")
+    exclude_shipping = graphene.Boolean()
+    exclude_tax = graphene.Boolean()
+    min_order_amount = graphene.Decimal()
+    return_window_days = graphene.Int(description="Days after fulfilment, 0 or more.")
+    expiry_months = graphene.Int(description="0 = points never expire.")
+    expiry_mode = graphene.String(description="fixed or inactivity.")
+    expiry_warning_days = graphene.Int()
+    signup_bonus = graphene.Int()
+    first_order_bonus = graphene.Int()
+    birthday_bonus = graphene.Int()
+    birthday_metadata_key = graphene.String()
+    review_bonus = graphene.Int()
+    review_bonus_cap = graphene.Int(description="Bonuses per period; 0 = no cap.")
+    review_bonus_period = graphene.String(description="month or year.")
+    referral_referrer_bonus = graphene.Int()
+    referral_referee_bonus = graphene.Int()
+    redemption_rate = graphene.Decimal(description="Currency per point.")
+    redemption_min_points = graphene.Int()
+    redemption_max_points = graphene.Int(description="0 = no maximum.")
+    negative_balance = graphene.String(description="negative or clawback.")
+    tier_basis = graphene.String(description="spend or points.")
+    tier_period = graphene.String(description="rolling_12_months, calendar_year or lifetime.")
+    tiers = graphene.List(graphene.NonNull(LoyaltyTierInput))
+
+    class Meta:
+        description = (
+            "Loyalty program settings to save. Omitted fields keep their value; null removes "
+            "the saved value so the configuration applies again."
         )
 
 
