@@ -66,10 +66,10 @@ def overridden_keys(channel: str) -> list[str]:
     """Keys whose effective value comes from the stored overrides of ``channel``."""
     stored = stored_overrides()
     channel_id, slug = channel_names(channel)
-    keys: dict[str, None] = {}
+    keys: set[str] = set()
     for name in (ALL_CHANNELS, channel_id, slug) if channel else (ALL_CHANNELS,):
-        keys.update(dict.fromkeys(stored.get(name, {})))
-    return list(keys)
+        keys.update(stored.get(name, {}))
+    return [key for key in ProgramConfig.__dataclass_fields__ if key in keys]  # stable order
 
 
 def _forget_cached_settings() -> None:
