@@ -9,6 +9,7 @@ from graphene.utils.str_converters import to_camel_case
 
 from saleor_crm_plugin.core.errors import CrmError, CrmValidationError
 from saleor_crm_plugin.customers.models import Customer
+from saleor_crm_plugin.graphql.core.connection import connection_field, paginate_queryset
 from saleor_crm_plugin.graphql.core.ids import resolve_global_id
 from saleor_crm_plugin.graphql.core.mutations import BaseMutation, error_type
 from saleor_crm_plugin.graphql.core.permissions import permission_required, requester_of
@@ -17,6 +18,7 @@ from saleor_crm_plugin.graphql.loyalty.types import (
     LoyaltyChannelSummary,
     LoyaltyLedgerEntry,
     LoyaltyProgramSettings,
+    LoyaltyProgramSettingsChangeCountableConnection,
     LoyaltyProgramSettingsInput,
     LoyaltyRedemptionType,
 )
@@ -53,6 +55,15 @@ class LoyaltyQueries(graphene.ObjectType):
         ),
         description="The effective loyalty program of a channel. Requires MANAGE_USERS.",
     )
+    loyalty_program_settings_changes = connection_field(
+        LoyaltyProgramSettingsChangeCountableConnection,
+        channel=graphene.String(
+            description="Only edits of this channel key (empty string: the all-channels "
+            "settings); every edit when omitted."
+        ),
+        description="Audit trail of loyaltyProgramSettingsUpdate, newest first. "
+        "Requires MANAGE_USERS.",
+    )
     loyalty_program_summary = graphene.List(
         graphene.NonNull(LoyaltyChannelSummary),
         required=True,
@@ -69,6 +80,17 @@ class LoyaltyQueries(graphene.ObjectType):
         root: Any, info: Any, channel: str | None = None
     ) -> dict[str, Any]:
         return _settings_root(channel or "")
+
+    @staticmethod
+    @permission_required(LOYALTY_PROGRAM_READ)
+    def resolve_loyalty_program_settings_changes(root: Any, info: Any, **args: Any) -> Any:
+        return paginate_queryset(
+            program_settings.settings_history(args.get("channel")),
+            args,
+            ordering=("-changed_at", "-pk"),
+            connection_type=LoyaltyProgramSettingsChangeCountableConnection,
+            field_name="loyaltyProgramSettingsChanges",
+        )
 
     @staticmethod
     @permission_required(LOYALTY_PROGRAM_READ)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import graphene
+from graphene.utils.str_converters import to_camel_case
 
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.graphql.core.connection import (
@@ -273,6 +274,46 @@ class LoyaltyProgramSettings(graphene.ObjectType):
             "loyaltyProgramSettingsUpdate (see docs/loyalty.md). An empty channel means the "
             "program of channels without their own settings."
         )
+
+
+class LoyaltyProgramSettingsChangeType(graphene.ObjectType):
+    channel = graphene.String(
+        required=True, description="Channel slug or ID as entered; empty for all channels."
+    )
+    changes = graphene.JSONString(
+        required=True,
+        description='Changed fields, e.g. {"pointsPerUnit": {"old": null, "new": "2"}}; null '
+        "means not saved in the CRM (the configuration applied).",
+    )
+    changed_by_user_id = graphene.ID(description="Saleor User ID of the staff member.")
+    changed_by_email = graphene.String()
+    changed_by_app_id = graphene.ID(description="Saleor App ID when the token was an app's.")
+    changed_at = graphene.DateTime(required=True)
+
+    class Meta:
+        name = "LoyaltyProgramSettingsChange"
+        description = "One audited edit of the loyalty program settings."
+
+    @staticmethod
+    def resolve_changes(root: Any, info: Any) -> dict[str, Any]:
+        return {to_camel_case(key): value for key, value in root.changes.items()}
+
+    @staticmethod
+    def resolve_changed_by_user_id(root: Any, info: Any) -> str | None:
+        return root.changed_by_user_id or None
+
+    @staticmethod
+    def resolve_changed_by_email(root: Any, info: Any) -> str | None:
+        return root.changed_by_email or None
+
+    @staticmethod
+    def resolve_changed_by_app_id(root: Any, info: Any) -> str | None:
+        return root.changed_by_app_id or None
+
+
+class LoyaltyProgramSettingsChangeCountableConnection(CountableConnection):
+    class Meta:
+        node = LoyaltyProgramSettingsChangeType
 
 
 class LoyaltyTierInput(graphene.InputObjectType):

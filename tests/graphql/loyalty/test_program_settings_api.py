@@ -1,6 +1,8 @@
 """loyaltyProgramSettingsUpdate: who may edit, per-field errors, what the query then returns,
 and the audit trail of the editor."""
 
+import json
+
 import pytest
 from django.utils import timezone
 
@@ -197,3 +199,38 @@ def test_order_after_an_update_earns_at_the_new_rate(gql, staff):
 
     points = dict(PointLot.objects.values_list("key", "points"))
     assert (points[f"order:{order_id(1)}"], points[f"order:{order_id(2)}"]) == (90, 270)
+
+
+CHANGES = """
+query Changes($channel: String) {
+  loyaltyProgramSettingsChanges(first: 10, channel: $channel) {
+    totalCount
+    edges { node { channel changes changedByUserId changedByEmail changedByAppId changedAt } }
+  }
+}
+"""
+
+
+def test_audit_trail_is_readable_by_staff_only(gql, staff, mint):
+    update(gql, staff, {"pointsPerUnit": "2"})
+    update(gql, staff, {"signupBonus": 25}, channel=None)
+
+    _, body = gql(CHANGES, {}, token=staff)
+    changes = body["data"]["loyaltyProgramSettingsChanges"]
+    assert changes["totalCount"] == 2
+    newest, oldest = (edge["node"] for edge in changes["edges"])
+    assert (newest["channel"], json.loads(newest["changes"])) == (
+        "",
+        {"signupBonus": {"old": None, "new": 25}},
+    )
+    assert (oldest["channel"], oldest["changedByUserId"], oldest["changedByEmail"]) == (
+        "default-channel",
+        STAFF,
+        "staff@example.com",
+    )
+    assert oldest["changedByAppId"] and oldest["changedAt"]
+    _, body = gql(CHANGES, {"channel": "default-channel"}, token=staff)
+    assert body["data"]["loyaltyProgramSettingsChanges"]["totalCount"] == 1
+
+    _, body = gql(CHANGES, {}, token=mint(user_gid(1)))
+    assert error_codes(body) == ["PermissionDenied"]
