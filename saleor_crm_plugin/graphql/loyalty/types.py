@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import graphene
 from graphene.utils.str_converters import to_camel_case
+from graphql.language import ast
 
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.graphql.core.connection import (
@@ -316,15 +318,40 @@ class LoyaltyProgramSettingsChangeCountableConnection(CountableConnection):
         node = LoyaltyProgramSettingsChangeType
 
 
+class CrmDecimal(graphene.Scalar):
+    """A decimal number, as a JSON number or string; parsed from its text, so 0.01 stays exactly
+    0.01 (graphene's Decimal turns a JSON float into its binary expansion and refuses number
+    literals)."""
+
+    @staticmethod
+    def serialize(value: Any) -> str:
+        return str(value)
+
+    @staticmethod
+    def parse_literal(node: Any) -> Decimal | None:
+        if isinstance(node, ast.IntValue | ast.FloatValue | ast.StringValue):
+            return CrmDecimal.parse_value(node.value)
+        return None
+
+    @staticmethod
+    def parse_value(value: Any) -> Decimal | None:
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            return None
+        try:
+            return Decimal(str(value).strip())
+        except InvalidOperation:
+            return None
+
+
 class LoyaltyTierInput(graphene.InputObjectType):
     code = graphene.String(required=True, description="Unique code, e.g. silver.")
     name = graphene.String(description="Display name; defaults to the code in title case.")
-    threshold = graphene.Decimal(
+    threshold = CrmDecimal(
         required=True,
         description="Spend or points over the tier period; the first tier has 0 and each "
         "next one a higher threshold.",
     )
-    multiplier = graphene.Decimal(required=True, description="Earn multiplier, more than 0.")
+    multiplier = CrmDecimal(required=True, description="Earn multiplier, more than 0.")
 
 
 class LoyaltyProgramSettingsInput(graphene.InputObjectType):
@@ -332,11 +359,11 @@ class LoyaltyProgramSettingsInput(graphene.InputObjectType):
     so the configuration applies again."""
 
     enabled = graphene.Boolean()
-    points_per_unit = graphene.Decimal(description="Points per currency unit, 0 or more.")
+    points_per_unit = CrmDecimal(description="Points per currency unit, 0 or more.")
     rounding = graphene.String(description="down, half_up or up.")
     exclude_shipping = graphene.Boolean()
     exclude_tax = graphene.Boolean()
-    min_order_amount = graphene.Decimal()
+    min_order_amount = CrmDecimal()
     return_window_days = graphene.Int(description="Days after fulfilment, 0 or more.")
     expiry_months = graphene.Int(description="0 = points never expire.")
     expiry_mode = graphene.String(description="fixed or inactivity.")
@@ -350,7 +377,7 @@ class LoyaltyProgramSettingsInput(graphene.InputObjectType):
     review_bonus_period = graphene.String(description="month or year.")
     referral_referrer_bonus = graphene.Int()
     referral_referee_bonus = graphene.Int()
-    redemption_rate = graphene.Decimal(description="Currency per point.")
+    redemption_rate = CrmDecimal(description="Currency per point.")
     redemption_min_points = graphene.Int()
     redemption_max_points = graphene.Int(description="0 = no maximum.")
     negative_balance = graphene.String(description="negative or clawback.")

@@ -234,3 +234,24 @@ def test_audit_trail_is_readable_by_staff_only(gql, staff, mint):
 
     _, body = gql(CHANGES, {}, token=mint(user_gid(1)))
     assert error_codes(body) == ["PermissionDenied"]
+
+
+def test_decimals_keep_their_written_value_and_garbage_is_not_a_reset(gql, staff):
+    body = update(gql, staff, {"redemptionRate": 0.01, "pointsPerUnit": 1.1})
+    assert body["data"]["loyaltyProgramSettingsUpdate"]["errors"] == []
+    stored = LoyaltyProgramOverride.objects.get().values
+    assert (stored["redemption_rate"], stored["points_per_unit"]) == ("0.01", "1.1")
+
+    literal = """mutation { loyaltyProgramSettingsUpdate(input: {pointsPerUnit: 2.5,
+      minOrderAmount: 10}) { errors { field } } }"""
+    _, body = gql(literal, token=staff)
+    assert body["data"]["loyaltyProgramSettingsUpdate"]["errors"] == []
+    assert LoyaltyProgramOverride.objects.get(channel="").values == {
+        "points_per_unit": "2.5",
+        "min_order_amount": "10",
+    }
+
+    status, body = gql(UPDATE, {"input": {"pointsPerUnit": "lots"}}, token=staff)
+    assert status == 400
+    assert 'Expected type "CrmDecimal", found "lots"' in body["errors"][0]["message"]
+    assert LoyaltyProgramOverride.objects.get(channel="").values["points_per_unit"] == "2.5"
