@@ -193,6 +193,12 @@ class CRMSettings:
         """Lots confirmed/expired per transaction by the beat tasks."""
         return int(self._get("LOYALTY_CONFIRM_BATCH", 500))
 
+    @property
+    def LOYALTY_SETTINGS_CACHE_SECONDS(self) -> float:
+        """How long a process keeps the program settings saved through the API before reading
+        them again (the process that saves sees its change at once)."""
+        return float(self._get("LOYALTY_SETTINGS_CACHE_SECONDS", 5))
+
     # -- secrets ---------------------------------------------------------------------------
     @property
     def ENCRYPTION_KEY(self) -> bytes:

@@ -41,4 +41,6 @@ RFM_MANAGE = SaleorPermission.MANAGE_USERS
 # customer-management tasks in Saleor's terms.
 LOYALTY_ADJUST = SaleorPermission.MANAGE_USERS
 LOYALTY_PROGRAM_READ = SaleorPermission.MANAGE_USERS
+# Editing the program follows reading it: the same staff run the program in the Dashboard.
+LOYALTY_PROGRAM_MANAGE = SaleorPermission.MANAGE_USERS
 RECOMMENDATIONS_MANAGE = SaleorPermission.MANAGE_PRODUCTS

@@ -10,6 +10,7 @@ import pytest
 
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.app.registry import instance_cache
+from saleor_crm_plugin.loyalty.config import clear_stored_overrides_cache
 from tests.captures import CAPTURED_API_URL, Capture, jwks
 
 
@@ -18,6 +19,14 @@ def _fresh_instance_cache() -> Iterator[None]:
     instance_cache.clear()
     yield
     instance_cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_loyalty_settings_cache() -> Iterator[None]:
+    """Settings saved in a rolled-back test must not outlive it in the process cache."""
+    clear_stored_overrides_cache()
+    yield
+    clear_stored_overrides_cache()
 
 
 @pytest.fixture

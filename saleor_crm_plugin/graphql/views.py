@@ -130,13 +130,18 @@ def execute_operation(
         and operation.operation != "mutation"
     ):
         return 400, {"errors": [{"message": "Subscriptions are not supported."}]}
-    result = execute(
-        schema,
-        document,
-        context_value=context,
-        variable_values=variables,
-        operation_name=operation_name,
-    )
+    try:
+        result = execute(
+            schema,
+            document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+        )
+    except GraphQLError as exc:
+        # graphql-core 2 raises (instead of reporting) a variable its type refuses: a client
+        # error, answered like Saleor does, not a 500.
+        return 400, {"errors": [format_error(exc)]}
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]

@@ -3,7 +3,9 @@
 Layers, later ones win: built-in defaults; the plugin configuration form (plugin mode:
 ``loyalty_*`` fields and the ``loyalty_settings`` JSON); ``CRM_LOYALTY`` (Django settings); the
 per-channel overrides of the plugin form (``loyalty_channel_settings``) and of
-``CRM_LOYALTY_CHANNELS``, keyed by channel slug or channel id. Every key is documented in
+``CRM_LOYALTY_CHANNELS``, keyed by channel slug or channel id; then what staff saved through the
+API (``LoyaltyProgramOverride``: the all-channels row, then the channel's row), so an edit in the
+dashboard always takes effect without a redeploy. Every key is documented in
 ``docs/loyalty.md``. Invalid values raise ``LoyaltyError(INVALID_SETTINGS)`` naming the key, so an
 operator's typo is a clear error, never silently different points.
 """
@@ -11,6 +13,7 @@ operator's typo is a clear error, never silently different points.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -19,6 +22,7 @@ from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.compat import plugin_configuration
 from saleor_crm_plugin.loyalty.error_codes import LoyaltyErrorCode
 from saleor_crm_plugin.loyalty.exceptions import LoyaltyError
+from saleor_crm_plugin.loyalty.models import LoyaltyProgramOverride
 
 ROUNDING_MODES = ("down", "half_up", "up")
 EXPIRY_MODES = ("fixed", "inactivity")
@@ -194,6 +198,25 @@ def _json_dict(value: Any, key: str) -> dict[str, Any]:
 
 
 _CACHE: dict[str, ProgramConfig] = {}
+_STORED: tuple[float, dict[str, dict[str, Any]]] | None = None
+
+
+def stored_overrides() -> dict[str, dict[str, Any]]:
+    """The API-saved overrides by channel key (``""`` = all channels). The table has a few rows
+    and is read for every event, so each process keeps it for
+    ``CRM_LOYALTY_SETTINGS_CACHE_SECONDS``; the process that saves clears it at once."""
+    global _STORED
+    now = time.monotonic()
+    if _STORED is not None and now - _STORED[0] < crm_settings.LOYALTY_SETTINGS_CACHE_SECONDS:
+        return _STORED[1]
+    rows = dict(LoyaltyProgramOverride.objects.values_list("channel", "values"))
+    _STORED = (now, {channel: values for channel, values in rows.items() if values})
+    return _STORED[1]
+
+
+def clear_stored_overrides_cache() -> None:
+    global _STORED
+    _STORED = None
 
 
 def program_config(channel_id: str = "", channel_slug: str = "") -> ProgramConfig:
@@ -202,8 +225,9 @@ def program_config(channel_id: str = "", channel_slug: str = "") -> ProgramConfi
     plugin = plugin_configuration()
     settings_global = crm_settings.LOYALTY
     settings_channels = crm_settings.LOYALTY_CHANNELS
+    stored = stored_overrides()
     cache_key = json.dumps(
-        [channel_id, channel_slug, plugin, settings_global, settings_channels],
+        [channel_id, channel_slug, plugin, settings_global, settings_channels, stored],
         sort_keys=True,
         default=str,
     )
@@ -230,6 +254,11 @@ def program_config(channel_id: str = "", channel_slug: str = "") -> ProgramConfi
         for name in (channel_id, channel_slug):
             if name and isinstance(layer.get(name), dict):
                 config = _apply(config, layer[name])
+    # Staff edits win over the deployment's configuration (see docs/loyalty.md, Settings).
+    config = _apply(config, stored.get("", {}))
+    for name in dict.fromkeys((channel_id, channel_slug)):
+        if name:
+            config = _apply(config, stored.get(name, {}))
     if len(_CACHE) > 256:
         _CACHE.clear()
     _CACHE[cache_key] = config
@@ -255,3 +284,96 @@ def config_as_dict(config: ProgramConfig) -> dict[str, Any]:
             value = str(value)
         data[f.name] = value
     return data
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-safe form of a converted value (as ``config_as_dict`` writes it)."""
+    if isinstance(value, tuple):
+        return [
+            {
+                "code": t.code,
+                "name": t.name,
+                "threshold": str(t.threshold),
+                "multiplier": str(t.multiplier),
+            }
+            for t in value
+        ]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _strict_tier_errors(value: Any) -> list[LoyaltyError]:
+    """What a configuration file may get away with (it is sorted for it) but an edit form
+    should not: tiers out of order, equal thresholds, multipliers that earn nothing."""
+    if not isinstance(value, list | tuple):
+        return []
+    errors: list[LoyaltyError] = []
+    previous: Decimal | None = None
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            continue
+        label = f"tier {index + 1} ({item.get('code') or '?'})"
+        try:
+            threshold = Decimal(str(item.get("threshold", 0)))
+            multiplier = Decimal(str(item.get("multiplier", 1)))
+        except InvalidOperation:
+            continue  # reported by _parse_tiers
+        if not multiplier.is_finite() or multiplier <= 0:
+            errors.append(_bad("tiers", f"{label}: the multiplier must be more than 0."))
+        if previous is not None and threshold.is_finite() and threshold <= previous:
+            errors.append(
+                _bad(
+                    "tiers",
+                    f"{label}: tiers must be sorted by threshold, lowest first, "
+                    "with distinct thresholds.",
+                )
+            )
+        if threshold.is_finite():
+            previous = threshold
+    return errors
+
+
+def validate_values(values: dict[str, Any]) -> tuple[dict[str, Any], list[LoyaltyError]]:
+    """Check staff-entered settings with the same rules as the configuration (plus the stricter
+    tier rules of ``_strict_tier_errors``). Returns the canonical values to store and every
+    error, one per key, so a form can show them all at once."""
+    known = {f.name for f in fields(ProgramConfig)}
+    canonical: dict[str, Any] = {}
+    errors: list[LoyaltyError] = []
+    for key, value in values.items():
+        if key not in known:
+            errors.append(_bad(key, "unknown setting."))
+            continue
+        if key == "tiers":
+            strict = _strict_tier_errors(value)
+            if strict:
+                errors.extend(strict)
+                continue
+        if key == "birthday_metadata_key" and not str(value).strip():
+            errors.append(_bad(key, "enter a metadata key."))
+            continue
+        try:
+            canonical[key] = _canonical(_convert(key, value))
+        except LoyaltyError as exc:
+            errors.append(exc)
+    return canonical, errors
+
+
+def check_program(config: ProgramConfig) -> list[LoyaltyError]:
+    """Rules across keys, checked on the effective program an edit would produce."""
+    errors = []
+    if config.redemption_max_points and config.redemption_max_points < config.redemption_min_points:
+        errors.append(
+            _bad(
+                "redemption_max_points",
+                "must be 0 (no maximum) or at least redemption_min_points "
+                f"({config.redemption_min_points}).",
+            )
+        )
+    return errors
+
+
+def apply_values(config: ProgramConfig, values: dict[str, Any]) -> ProgramConfig:
+    """``config`` with already validated ``values`` on top."""
+    return _apply(config, values)

@@ -260,3 +260,46 @@ class Redemption(models.Model):
 
     def __str__(self) -> str:
         return f"redemption {self.pk} {self.points} ({self.status})"
+
+
+class LoyaltyProgramOverride(models.Model):
+    """Program settings a staff member saved through the API, for one channel (slug or id, as
+    entered) or for every channel (``channel=""``). Only the keys set here override the
+    deployment's configuration; the values are stored in the canonical form of
+    ``config.config_as_dict`` and parsed by the same code as the configuration."""
+
+    channel = models.CharField(max_length=255, unique=True, blank=True, default="")
+    values = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by_user_id = models.CharField(max_length=255, blank=True, default="")
+    updated_by_email = models.CharField(max_length=255, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"loyalty overrides {self.channel or '(all channels)'}"
+
+
+class LoyaltyProgramSettingsChange(models.Model):
+    """Audit trail of program edits (append-only): who changed which keys of which channel from
+    what to what, and when. ``changes`` is ``{key: {"old": value|None, "new": value|None}}``
+    where ``None`` means "not overridden" (the configuration applies)."""
+
+    channel = models.CharField(max_length=255, blank=True, default="")
+    changes = models.JSONField(default=dict)
+    changed_by_user_id = models.CharField(max_length=255, blank=True, default="")
+    changed_by_email = models.CharField(max_length=255, blank=True, default="")
+    changed_by_app_id = models.CharField(max_length=255, blank=True, default="")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("changed_at", "pk")
+
+    def __str__(self) -> str:
+        return f"loyalty settings {self.channel or '(all channels)'} at {self.changed_at}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise RuntimeError("Loyalty settings changes are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Loyalty settings changes are append-only.")

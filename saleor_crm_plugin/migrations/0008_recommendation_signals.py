@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('saleor_crm_plugin', '0006_recommendations'),
+        ('saleor_crm_plugin', '0007_loyalty_program_settings'),
     ]
 
     operations = [

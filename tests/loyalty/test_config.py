@@ -10,6 +10,9 @@ from saleor_crm_plugin.loyalty.config import config_as_dict, program_config
 from saleor_crm_plugin.loyalty.error_codes import LoyaltyErrorCode
 from saleor_crm_plugin.loyalty.exceptions import LoyaltyError
 
+# program_config reads the settings staff saved through the API.
+pytestmark = pytest.mark.django_db
+
 
 def test_defaults_are_a_sensible_program():
     config = program_config("Q2hhbm5lbDox", "default-channel")

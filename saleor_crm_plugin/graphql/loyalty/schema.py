@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
-from django.db.models import Q
+from graphene.utils.str_converters import to_camel_case
 
-from saleor_crm_plugin.core.errors import CrmError
+from saleor_crm_plugin.core.errors import CrmError, CrmValidationError
 from saleor_crm_plugin.customers.models import Customer
+from saleor_crm_plugin.graphql.core.connection import connection_field, paginate_queryset
 from saleor_crm_plugin.graphql.core.ids import resolve_global_id
 from saleor_crm_plugin.graphql.core.mutations import BaseMutation, error_type
 from saleor_crm_plugin.graphql.core.permissions import permission_required, requester_of
@@ -17,37 +18,51 @@ from saleor_crm_plugin.graphql.loyalty.types import (
     LoyaltyChannelSummary,
     LoyaltyLedgerEntry,
     LoyaltyProgramSettings,
+    LoyaltyProgramSettingsChangeCountableConnection,
+    LoyaltyProgramSettingsInput,
     LoyaltyRedemptionType,
 )
-from saleor_crm_plugin.loyalty import redemption, services
-from saleor_crm_plugin.loyalty.config import config_as_dict, program_config
+from saleor_crm_plugin.loyalty import program_settings, redemption, services
+from saleor_crm_plugin.loyalty.config import config_as_dict
 from saleor_crm_plugin.loyalty.error_codes import LoyaltyErrorCode
 from saleor_crm_plugin.loyalty.exceptions import LoyaltyError
 from saleor_crm_plugin.loyalty.models import LoyaltyAccount
-from saleor_crm_plugin.permissions import LOYALTY_ADJUST, LOYALTY_PROGRAM_READ
+from saleor_crm_plugin.permissions import (
+    LOYALTY_ADJUST,
+    LOYALTY_PROGRAM_MANAGE,
+    LOYALTY_PROGRAM_READ,
+)
 
 LoyaltyErrorType = error_type("LoyaltyError", LoyaltyErrorCode)
 
 
 def _settings_root(channel: str) -> dict[str, Any]:
-    """Settings are keyed by slug or ID; find the other half from the accounts we know."""
-    known = (
-        LoyaltyAccount.objects.filter(Q(channel_slug=channel) | Q(channel_id=channel))
-        .values_list("channel_id", "channel_slug")
-        .first()
-    )
-    channel_id, slug = known or (channel, channel)
-    config = program_config(channel_id, slug)
+    config = program_settings.effective_config(channel)
     data = config_as_dict(config)
-    data.update(tiers=config.tiers, channel=channel)
+    overridden = program_settings.overridden_keys(channel)
+    data.update(
+        tiers=config.tiers, channel=channel, overridden=[to_camel_case(k) for k in overridden]
+    )
     return data
 
 
 class LoyaltyQueries(graphene.ObjectType):
     loyalty_program_settings = graphene.Field(
         LoyaltyProgramSettings,
-        channel=graphene.String(required=True, description="Channel slug or Saleor Channel ID."),
+        channel=graphene.String(
+            description="Channel slug or Saleor Channel ID; omit for the program of channels "
+            "without their own settings."
+        ),
         description="The effective loyalty program of a channel. Requires MANAGE_USERS.",
+    )
+    loyalty_program_settings_changes = connection_field(
+        LoyaltyProgramSettingsChangeCountableConnection,
+        channel=graphene.String(
+            description="Only edits of this channel key (empty string: the all-channels "
+            "settings); every edit when omitted."
+        ),
+        description="Audit trail of loyaltyProgramSettingsUpdate, newest first. "
+        "Requires MANAGE_USERS.",
     )
     loyalty_program_summary = graphene.List(
         graphene.NonNull(LoyaltyChannelSummary),
@@ -61,8 +76,21 @@ class LoyaltyQueries(graphene.ObjectType):
 
     @staticmethod
     @permission_required(LOYALTY_PROGRAM_READ)
-    def resolve_loyalty_program_settings(root: Any, info: Any, channel: str) -> dict[str, Any]:
-        return _settings_root(channel)
+    def resolve_loyalty_program_settings(
+        root: Any, info: Any, channel: str | None = None
+    ) -> dict[str, Any]:
+        return _settings_root(channel or "")
+
+    @staticmethod
+    @permission_required(LOYALTY_PROGRAM_READ)
+    def resolve_loyalty_program_settings_changes(root: Any, info: Any, **args: Any) -> Any:
+        return paginate_queryset(
+            program_settings.settings_history(args.get("channel")),
+            args,
+            ordering=("-changed_at", "-pk"),
+            connection_type=LoyaltyProgramSettingsChangeCountableConnection,
+            field_name="loyaltyProgramSettingsChanges",
+        )
 
     @staticmethod
     @permission_required(LOYALTY_PROGRAM_READ)
@@ -183,6 +211,59 @@ class LoyaltyAdjust(BaseMutation):
         return cls(account=account, entry=entry)
 
 
+def _setting_value(value: Any) -> Any:
+    """Tier inputs as the plain dicts the configuration parser reads."""
+    if isinstance(value, list):
+        return [dict(item) for item in value]
+    return value
+
+
+class LoyaltyProgramSettingsUpdate(BaseMutation):
+    settings = graphene.Field(LoyaltyProgramSettings, description="The effective program now.")
+
+    class Arguments:
+        channel = graphene.String(
+            description="Channel slug or Saleor Channel ID; omit to edit the program of every "
+            "channel (a channel's own saved settings still win)."
+        )
+        input = LoyaltyProgramSettingsInput(required=True)
+
+    class Meta:
+        description = (
+            "Save loyalty program settings in the CRM's database; they win over the plugin "
+            "configuration and CRM_LOYALTY settings and apply to events processed from now on "
+            "(points already posted do not change). Every change is audited."
+        )
+        permissions = (LOYALTY_PROGRAM_MANAGE,)
+        error_type_class = LoyaltyErrorType
+
+    @classmethod
+    def perform_mutation(cls, root: Any, info: Any, **data: Any) -> LoyaltyProgramSettingsUpdate:
+        requester = requester_of(info)
+        channel = data.get("channel") or ""
+        values = {key: _setting_value(value) for key, value in dict(data["input"]).items()}
+        try:
+            program_settings.update_program_settings(
+                channel,
+                values,
+                program_settings.Editor(
+                    user_id=requester.user_id or "",
+                    email=requester.email or "",
+                    app_id=requester.app_id or "",
+                ),
+            )
+        except CrmValidationError as exc:
+            # Service keys are the configuration's; clients know the input's field names.
+            raise CrmValidationError(
+                [
+                    LoyaltyError(e.code, to_camel_case(e.field) if e.field else None, e.message)  # type: ignore[arg-type]
+                    for e in exc.errors
+                ]
+            ) from exc
+        return cls(settings=_settings_root(channel))
+
+
 class LoyaltyMutations(graphene.ObjectType):
     loyalty_redeem = LoyaltyRedeem.Field()
     loyalty_adjust = LoyaltyAdjust.Field()
+    loyalty_program_settings_update = LoyaltyProgramSettingsUpdate.Field()

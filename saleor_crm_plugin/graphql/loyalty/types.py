@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import graphene
+from graphene.utils.str_converters import to_camel_case
+from graphql.language import ast
 
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.graphql.core.connection import (
@@ -257,11 +260,135 @@ class LoyaltyProgramSettings(graphene.ObjectType):
     tier_basis = graphene.String(required=True)
     tier_period = graphene.String(required=True)
     tiers = graphene.List(graphene.NonNull(LoyaltyTier), required=True)
+    overridden = graphene.List(
+        graphene.NonNull(graphene.String),
+        required=True,
+        description=(
+            "Fields whose value comes from settings saved with loyaltyProgramSettingsUpdate "
+            "(for this channel or all channels); the others come from the configuration."
+        ),
+    )
 
     class Meta:
         description = (
-            "The effective program of a channel (set in the plugin configuration or the App's "
-            "CRM_LOYALTY settings; see docs/loyalty.md)."
+            "The effective program of a channel: defaults, then the plugin configuration or the "
+            "App's CRM_LOYALTY settings, then what staff saved with "
+            "loyaltyProgramSettingsUpdate (see docs/loyalty.md). An empty channel means the "
+            "program of channels without their own settings."
+        )
+
+
+class LoyaltyProgramSettingsChangeType(graphene.ObjectType):
+    channel = graphene.String(
+        required=True, description="Channel slug or ID as entered; empty for all channels."
+    )
+    changes = graphene.JSONString(
+        required=True,
+        description='Changed fields, e.g. {"pointsPerUnit": {"old": null, "new": "2"}}; null '
+        "means not saved in the CRM (the configuration applied).",
+    )
+    changed_by_user_id = graphene.ID(description="Saleor User ID of the staff member.")
+    changed_by_email = graphene.String()
+    changed_by_app_id = graphene.ID(description="Saleor App ID when the token was an app's.")
+    changed_at = graphene.DateTime(required=True)
+
+    class Meta:
+        name = "LoyaltyProgramSettingsChange"
+        description = "One audited edit of the loyalty program settings."
+
+    @staticmethod
+    def resolve_changes(root: Any, info: Any) -> dict[str, Any]:
+        return {to_camel_case(key): value for key, value in root.changes.items()}
+
+    @staticmethod
+    def resolve_changed_by_user_id(root: Any, info: Any) -> str | None:
+        return root.changed_by_user_id or None
+
+    @staticmethod
+    def resolve_changed_by_email(root: Any, info: Any) -> str | None:
+        return root.changed_by_email or None
+
+    @staticmethod
+    def resolve_changed_by_app_id(root: Any, info: Any) -> str | None:
+        return root.changed_by_app_id or None
+
+
+class LoyaltyProgramSettingsChangeCountableConnection(CountableConnection):
+    class Meta:
+        node = LoyaltyProgramSettingsChangeType
+
+
+class CrmDecimal(graphene.Scalar):
+    """A decimal number, as a JSON number or string; parsed from its text, so 0.01 stays exactly
+    0.01 (graphene's Decimal turns a JSON float into its binary expansion and refuses number
+    literals)."""
+
+    @staticmethod
+    def serialize(value: Any) -> str:
+        return str(value)
+
+    @staticmethod
+    def parse_literal(node: Any) -> Decimal | None:
+        if isinstance(node, ast.IntValue | ast.FloatValue | ast.StringValue):
+            return CrmDecimal.parse_value(node.value)
+        return None
+
+    @staticmethod
+    def parse_value(value: Any) -> Decimal | None:
+        if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+            return None
+        try:
+            return Decimal(str(value).strip())
+        except InvalidOperation:
+            return None
+
+
+class LoyaltyTierInput(graphene.InputObjectType):
+    code = graphene.String(required=True, description="Unique code, e.g. silver.")
+    name = graphene.String(description="Display name; defaults to the code in title case.")
+    threshold = CrmDecimal(
+        required=True,
+        description="Spend or points over the tier period; the first tier has 0 and each "
+        "next one a higher threshold.",
+    )
+    multiplier = CrmDecimal(required=True, description="Earn multiplier, more than 0.")
+
+
+class LoyaltyProgramSettingsInput(graphene.InputObjectType):
+    """Every field is optional: omitted keeps the current value, null removes the saved value
+    so the configuration applies again."""
+
+    enabled = graphene.Boolean()
+    points_per_unit = CrmDecimal(description="Points per currency unit, 0 or more.")
+    rounding = graphene.String(description="down, half_up or up.")
+    exclude_shipping = graphene.Boolean()
+    exclude_tax = graphene.Boolean()
+    min_order_amount = CrmDecimal()
+    return_window_days = graphene.Int(description="Days after fulfilment, 0 or more.")
+    expiry_months = graphene.Int(description="0 = points never expire.")
+    expiry_mode = graphene.String(description="fixed or inactivity.")
+    expiry_warning_days = graphene.Int()
+    signup_bonus = graphene.Int()
+    first_order_bonus = graphene.Int()
+    birthday_bonus = graphene.Int()
+    birthday_metadata_key = graphene.String()
+    review_bonus = graphene.Int()
+    review_bonus_cap = graphene.Int(description="Bonuses per period; 0 = no cap.")
+    review_bonus_period = graphene.String(description="month or year.")
+    referral_referrer_bonus = graphene.Int()
+    referral_referee_bonus = graphene.Int()
+    redemption_rate = CrmDecimal(description="Currency per point.")
+    redemption_min_points = graphene.Int()
+    redemption_max_points = graphene.Int(description="0 = no maximum.")
+    negative_balance = graphene.String(description="negative or clawback.")
+    tier_basis = graphene.String(description="spend or points.")
+    tier_period = graphene.String(description="rolling_12_months, calendar_year or lifetime.")
+    tiers = graphene.List(graphene.NonNull(LoyaltyTierInput))
+
+    class Meta:
+        description = (
+            "Loyalty program settings to save. Omitted fields keep their value; null removes "
+            "the saved value so the configuration applies again."
         )
 
 
