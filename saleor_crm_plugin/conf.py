@@ -274,6 +274,11 @@ class CRMSettings:
         return bool(self._get("RECS_CATEGORY_FEATURES", False))
 
     @property
+    def RECS_PRODUCT_TYPE_FEATURES(self) -> bool:
+        """Add product types as item features (cold start for new products)."""
+        return bool(self._get("RECS_PRODUCT_TYPE_FEATURES", False))
+
+    @property
     def RECS_REPEAT_WEIGHT(self) -> float:
         """How much a customer's own purchase history lifts a product's score (0 = pure
         LightFM). Repeat purchases dominate many shops; the holdout measures the effect."""

@@ -1,16 +1,29 @@
 """``saleor-crm backfill`` and ``replay-inbox`` against a fake Saleor answering from captures."""
 
+import copy
 import io
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from saleor_crm_plugin.cli import main
-from saleor_crm_plugin.customers.models import Customer, Order
+from saleor_crm_plugin.customers.models import Customer, Order, OrderLine
 from saleor_crm_plugin.events.models import BackfillProgress, InboxEvent, InboxStatus
 from tests.captures import load_capture
 
 ADA = "VXNlcjo0Ng=="
+# The captures predate ``productType`` in our fragment; Saleor's schema makes it non-null, so
+# the fake Saleor needs one on every product (added to copies, the captures stay untouched).
+PRODUCT_TYPE = {"id": "UHJvZHVjdFR5cGU6MQ==", "slug": "default-type"}
+
+
+def with_product_types(order):
+    order = copy.deepcopy(order)
+    for line in order.get("lines") or []:
+        product = (line.get("variant") or {}).get("product")
+        if product is not None:
+            product["productType"] = dict(PRODUCT_TYPE)
+    return order
 
 
 def captured_orders():
@@ -30,7 +43,7 @@ def captured_orders():
     }
     cancelled = load_capture("ORDER_CANCELLED", "subscription").body["order"]
     order_23 = {**cancelled, "transactions": [], "grantedRefunds": [], "fulfillments": []}
-    return [order_21, order_22, order_23]
+    return [with_product_types(o) for o in (order_21, order_22, order_23)]
 
 
 def captured_customers():
@@ -87,6 +100,8 @@ def test_backfill_imports_customers_and_orders(saleor_with_history):
     assert ada.order_count == 2
     statuses = dict(Order.objects.values_list("number", "status"))
     assert statuses == {"21": "FULFILLED", "22": "UNFULFILLED", "23": "CANCELED"}
+    types = set(OrderLine.objects.values_list("product_type_id", "product_type_slug"))
+    assert types == {(PRODUCT_TYPE["id"], PRODUCT_TYPE["slug"])}
     assert set(InboxEvent.objects.values_list("source", "status")) == {("backfill", "done")}
     requests = [r for r in saleor_with_history.requests if r["method"] == "POST"]
     assert all(r["headers"]["Authorization"] == "Bearer app-token" for r in requests)

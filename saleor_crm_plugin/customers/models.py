@@ -199,6 +199,8 @@ class OrderLine(models.Model):
     product_slug = models.CharField(max_length=255, blank=True, default="")
     category_id = models.CharField(max_length=255, blank=True, default="")
     category_slug = models.CharField(max_length=255, blank=True, default="")
+    product_type_id = models.CharField(max_length=255, blank=True, default="")
+    product_type_slug = models.CharField(max_length=255, blank=True, default="")
     sku = models.CharField(max_length=255, blank=True, default="")
     product_name = models.CharField(max_length=386, blank=True, default="")
     variant_name = models.CharField(max_length=255, blank=True, default="")

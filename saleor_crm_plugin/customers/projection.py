@@ -490,6 +490,8 @@ _LINE_UPDATE_FIELDS = (
     "product_slug",
     "category_id",
     "category_slug",
+    "product_type_id",
+    "product_type_slug",
     "sku",
 )
 
@@ -524,10 +526,22 @@ def _set_line_values(row: OrderLine, snap: OrderLineSnapshot) -> None:
     row.total_price_gross = snap.total_price_gross
 
 
+_LINE_FACTS = (
+    "variant_id",
+    "product_id",
+    "product_slug",
+    "category_id",
+    "category_slug",
+    "product_type_id",
+    "product_type_slug",
+    "sku",
+)
+
+
 def _fill_line_facts(row: OrderLine, snap: OrderLineSnapshot) -> bool:
-    """Facts that never change for a line (its product, category, SKU) fill in when unknown."""
+    """Facts that never change for a line (product, category, type, SKU) fill in when unknown."""
     changed = False
-    for name in ("variant_id", "product_id", "product_slug", "category_id", "category_slug", "sku"):
+    for name in _LINE_FACTS:
         value = getattr(snap, name)
         if value and not getattr(row, name):
             setattr(row, name, value)

@@ -242,6 +242,7 @@ def _subscription_line(
     variant = data.get("variant") or {}
     product = variant.get("product") or {}
     category = product.get("category") or {}
+    product_type = product.get("productType") or {}
     quantity = int(data["quantity"])
     refunded = None
     if refunded_by_line is not None:
@@ -261,6 +262,8 @@ def _subscription_line(
         product_slug=product.get("slug"),
         category_id=category.get("id"),
         category_slug=category.get("slug"),
+        product_type_id=product_type.get("id"),
+        product_type_slug=product_type.get("slug"),
         sku=data.get("productSku") or variant.get("sku"),
     )
 

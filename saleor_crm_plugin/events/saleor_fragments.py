@@ -57,7 +57,7 @@ fragment CrmOrder on Order {
     variant {
       id
       sku
-      product { id name slug category { id slug } }
+      product { id name slug category { id slug } productType { id slug } }
     }
     quantity
     quantityFulfilled

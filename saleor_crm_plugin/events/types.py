@@ -81,6 +81,10 @@ class OrderLineSnapshot:
     product_slug: str | None = None
     category_id: str | None = None
     category_slug: str | None = None
+    # Product type (Saleor's ``productType``): an item feature for cold start. None = unknown
+    # (older captures, legacy webhooks and plugin hooks do not carry it).
+    product_type_id: str | None = None
+    product_type_slug: str | None = None
     sku: str | None = None
     quantity_fulfilled: int | None = None
     quantity_refunded: int | None = None
@@ -253,6 +257,8 @@ def _line_to_dict(line: OrderLineSnapshot) -> dict[str, Any]:
         "product_slug": line.product_slug,
         "category_id": line.category_id,
         "category_slug": line.category_slug,
+        "product_type_id": line.product_type_id,
+        "product_type_slug": line.product_type_slug,
         "sku": line.sku,
         "quantity_fulfilled": line.quantity_fulfilled,
         "quantity_refunded": line.quantity_refunded,
@@ -273,6 +279,8 @@ def _line_from_dict(data: dict[str, Any]) -> OrderLineSnapshot:
         product_slug=data.get("product_slug"),
         category_id=data.get("category_id"),
         category_slug=data.get("category_slug"),
+        product_type_id=data.get("product_type_id"),
+        product_type_slug=data.get("product_type_slug"),
         sku=data.get("sku"),
         quantity_fulfilled=data.get("quantity_fulfilled"),
         quantity_refunded=data.get("quantity_refunded"),

@@ -16,7 +16,7 @@ purchases only, so a run with events is measured against exactly the same yardst
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -59,6 +59,8 @@ class Interactions:
     channels: np.ndarray  # int32 index into ``channel_ids`` per purchase
     channel_ids: list[str]
     events: EventSignals | None = None  # storefront events, when enabled
+    # Product type id of each column ("" when unknown); empty when the rows carried none.
+    item_product_types: list[str] = field(default_factory=list)
 
     @property
     def n_users(self) -> int:
@@ -148,26 +150,40 @@ class Interactions:
             return np.ones(len(self.events), dtype=bool)
         return self.events.occurred_at < cutoff[self.events.users]
 
-    def item_features(self, *, use_categories: bool = True) -> sp.csr_matrix:
-        """Identity plus one-hot category, rows normalised to sum 1 (LightFM's convention):
-        a product with no purchases yet still gets its category's embedding (cold start)."""
+    def item_features(
+        self, *, use_categories: bool = True, use_product_types: bool = False
+    ) -> sp.csr_matrix:
+        """Identity plus one-hot category and one-hot product type (columns in that order),
+        rows normalised to sum 1 (LightFM's convention): a product with few or no purchases
+        still gets its category's and type's embeddings (cold start)."""
         n = self.n_items
         identity = sp.identity(n, dtype=np.float32, format="csr")
-        if not use_categories:
+        blocks = [identity]
+        if use_categories:
+            blocks.extend(_one_hot(self.item_categories, n))
+        if use_product_types:
+            blocks.extend(_one_hot(self.item_product_types, n))
+        if len(blocks) == 1:
             return identity
-        categories = sorted({c for c in self.item_categories if c})
-        if not categories:
-            return identity
-        index = {c: i for i, c in enumerate(categories)}
-        rows = [i for i, c in enumerate(self.item_categories) if c]
-        cols = [index[self.item_categories[i]] for i in rows]
-        one_hot = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
-            shape=(n, len(categories)),
-        )
-        features = sp.hstack([identity, one_hot], format="csr", dtype=np.float32)
+        features = sp.hstack(blocks, format="csr", dtype=np.float32)
         row_sums = np.asarray(features.sum(axis=1)).ravel()
         return sp.diags(1.0 / row_sums).dot(features).tocsr().astype(np.float32)
+
+
+def _one_hot(labels: list[str], n: int) -> list[sp.csr_matrix]:
+    """One column per distinct non-empty label (sorted, so runs are reproducible); nothing
+    when no item has a label, so an unknown feature adds no empty columns."""
+    distinct = sorted({c for c in labels if c})
+    if not distinct:
+        return []
+    index = {c: i for i, c in enumerate(distinct)}
+    rows = [i for i, c in enumerate(labels) if c]
+    cols = [index[labels[i]] for i in rows]
+    return [
+        sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(distinct))
+        )
+    ]
 
 
 def paid_lines() -> QuerySet:
@@ -203,6 +219,7 @@ def extract_interactions(
         "order__paid_at",
         "order_id",
         "order__channel_id",
+        "product_type_id",
     ).order_by()
     data = build_interactions(rows.iterator(chunk_size=20000))
     weights = {k: float(w) for k, w in (event_weights or {}).items() if float(w) > 0}
@@ -266,29 +283,36 @@ def build_events(
 
 
 def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
-    """Rows are ``(customer, product, category, qty, refunded qty, paid_at, order, channel)``;
-    also used by the benchmarks to feed external data through the same code path."""
+    """Rows are ``(customer, product, category, qty, refunded qty, paid_at, order, channel)``,
+    optionally followed by the product type; also used by the benchmarks to feed external
+    data through the same code path."""
     user_index: dict[int, int] = {}
     item_index: dict[str, int] = {}
     channel_index: dict[str, int] = {}
     categories: list[str] = []
+    product_types: list[str] = []
     users: list[int] = []
     items: list[int] = []
     quantities: list[float] = []
     paid: list[float] = []
     orders: list[int] = []
     channels: list[int] = []
-    for customer, product, category, qty, refunded, paid_at, order, channel in rows:
+    for customer, product, category, qty, refunded, paid_at, order, channel, *extra in rows:
         net = qty - refunded
         if net <= 0:
             continue
+        product_type = extra[0] if extra else ""
         u = user_index.setdefault(customer, len(user_index))
         i = item_index.get(product)
         if i is None:
             i = item_index[product] = len(item_index)
             categories.append(category or "")
-        elif category and not categories[i]:
-            categories[i] = category
+            product_types.append(product_type or "")
+        else:
+            if category and not categories[i]:
+                categories[i] = category
+            if product_type and not product_types[i]:
+                product_types[i] = product_type
         users.append(u)
         items.append(i)
         quantities.append(net)
@@ -306,6 +330,7 @@ def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
         orders=np.asarray(orders, dtype=np.int64),
         channels=np.asarray(channels, dtype=np.int32),
         channel_ids=list(channel_index),
+        item_product_types=product_types,
     )
 
 

@@ -130,7 +130,13 @@ def _preview_model(run: services.ModelRun) -> serving.LoadedModel:
     data = extract_interactions()
     params = services.params_from_settings()
     history = data.matrix(half_life_days=params.half_life_days)
-    reps = fit(history, data.item_features(use_categories=params.use_categories), params)
+    reps = fit(
+        history,
+        data.item_features(
+            use_categories=params.use_categories, use_product_types=params.use_product_types
+        ),
+        params,
+    )
     return serving.LoadedModel.from_representations(
         run.pk, data.user_ids, data.item_ids, reps, history, params.repeat_weight
     )

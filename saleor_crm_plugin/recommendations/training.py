@@ -28,6 +28,7 @@ class TrainingParams:
     threads: int = 2
     half_life_days: float = 180.0
     use_categories: bool = False
+    use_product_types: bool = False
     repeat_weight: float = 2.0
     # Storefront event kind -> weight relative to a one-unit purchase; empty = events unused.
     # A tuple of pairs so the frozen params stay hashable.

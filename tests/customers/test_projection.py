@@ -175,3 +175,72 @@ def deletion_capture_body() -> bytes:
     # The CUSTOMER_DELETED body describes the user as it was: replaying it as an update
     # must not write the e-mail back.
     return load_capture("CUSTOMER_DELETED", "subscription").raw_body
+
+
+# -- product type (item feature for recommendations) -----------------------------------------
+
+PRODUCT_TYPE = {"id": "UHJvZHVjdFR5cGU6Nw==", "slug": "t-shirt"}
+
+
+def _with_product_type(event: str) -> tuple[bytes, str, str]:
+    """A copy of a captured subscription payload whose first line's product carries a
+    ``productType`` (the fragment now asks for it; the captures predate that)."""
+    import copy
+    import json
+
+    from tests.captures import load_capture
+
+    capture = load_capture(event, "subscription")
+    body = copy.deepcopy(capture.body)
+    body["order"]["lines"][0]["variant"]["product"]["productType"] = dict(PRODUCT_TYPE)
+    return json.dumps(body).encode(), capture.event_header, capture.api_url
+
+
+@pytest.mark.django_db
+def test_product_type_flows_from_the_subscription_payload_to_the_order_line():
+    raw, header, api_url = _with_product_type("ORDER_FULLY_PAID")
+
+    event = translate_webhook(header, raw, api_url)
+    first, second = event.order.lines
+    assert (first.product_type_id, first.product_type_slug) == ("UHJvZHVjdFR5cGU6Nw==", "t-shirt")
+    assert (second.product_type_id, second.product_type_slug) == (None, None)
+    # survives the inbox round trip
+    stored = type(event).from_dict(event.to_dict())
+    assert stored.order.lines[0].product_type_slug == "t-shirt"
+
+    apply_event(event)
+    lines = list(Order.objects.get(saleor_order_id=ORDER_21).lines.all())
+    assert [(line.product_type_id, line.product_type_slug) for line in lines] == [
+        ("UHJvZHVjdFR5cGU6Nw==", "t-shirt"),
+        ("", ""),
+    ]
+
+    # A later capture without productType (unknown) does not erase what is known.
+    apply_all(events(["subscription"]))
+    line = Order.objects.get(saleor_order_id=ORDER_21).lines.get(product_name="Monospace Tee")
+    assert (line.product_type_id, line.product_type_slug) == ("UHJvZHVjdFR5cGU6Nw==", "t-shirt")
+
+
+@pytest.mark.django_db
+def test_captures_without_product_type_leave_it_unknown():
+    items = events()
+    for event in items:
+        for line in event.order.lines if event.order and event.order.lines else ():
+            assert (line.product_type_id, line.product_type_slug) == (None, None)
+    apply_all(items)
+    from saleor_crm_plugin.customers.models import OrderLine
+
+    assert OrderLine.objects.exists()
+    assert not OrderLine.objects.exclude(product_type_id="", product_type_slug="").exists()
+
+
+def test_stored_events_from_before_product_types_still_load():
+    raw, header, api_url = _with_product_type("ORDER_FULLY_PAID")
+    data = translate_webhook(header, raw, api_url).to_dict()
+    for line in data["order"]["lines"]:
+        del line["product_type_id"], line["product_type_slug"]
+
+    from saleor_crm_plugin.events.types import CrmEvent
+
+    event = CrmEvent.from_dict(data)
+    assert all(line.product_type_id is None for line in event.order.lines)
