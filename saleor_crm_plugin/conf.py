@@ -279,6 +279,11 @@ class CRMSettings:
         return bool(self._get("RECS_PRODUCT_TYPE_FEATURES", False))
 
     @property
+    def RECS_ATTRIBUTE_FEATURES(self) -> bool:
+        """Add product attribute values as item features (cold start for new products)."""
+        return bool(self._get("RECS_ATTRIBUTE_FEATURES", False))
+
+    @property
     def RECS_REPEAT_WEIGHT(self) -> float:
         """How much a customer's own purchase history lifts a product's score (0 = pure
         LightFM). Repeat purchases dominate many shops; the holdout measures the effect."""

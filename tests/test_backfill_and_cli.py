@@ -15,6 +15,11 @@ ADA = "VXNlcjo0Ng=="
 # The captures predate ``productType`` in our fragment; Saleor's schema makes it non-null, so
 # the fake Saleor needs one on every product (added to copies, the captures stay untouched).
 PRODUCT_TYPE = {"id": "UHJvZHVjdFR5cGU6MQ==", "slug": "default-type"}
+# Likewise ``attributes`` (non-null list in Saleor's schema).
+PRODUCT_ATTRIBUTES = [
+    {"attribute": {"slug": "size"}, "values": [{"slug": "m"}]},
+    {"attribute": {"slug": "colour"}, "values": [{"slug": "red"}, {"slug": "blue"}]},
+]
 
 
 def with_product_types(order):
@@ -23,6 +28,7 @@ def with_product_types(order):
         product = (line.get("variant") or {}).get("product")
         if product is not None:
             product["productType"] = dict(PRODUCT_TYPE)
+            product["attributes"] = copy.deepcopy(PRODUCT_ATTRIBUTES)
     return order
 
 
@@ -102,6 +108,8 @@ def test_backfill_imports_customers_and_orders(saleor_with_history):
     assert statuses == {"21": "FULFILLED", "22": "UNFULFILLED", "23": "CANCELED"}
     types = set(OrderLine.objects.values_list("product_type_id", "product_type_slug"))
     assert types == {(PRODUCT_TYPE["id"], PRODUCT_TYPE["slug"])}
+    attributes = {tuple(a) for a in OrderLine.objects.values_list("attributes", flat=True)}
+    assert attributes == {("colour:blue", "colour:red", "size:m")}
     assert set(InboxEvent.objects.values_list("source", "status")) == {("backfill", "done")}
     requests = [r for r in saleor_with_history.requests if r["method"] == "POST"]
     assert all(r["headers"]["Authorization"] == "Bearer app-token" for r in requests)

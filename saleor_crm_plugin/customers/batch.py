@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Model, Q
+from django.db.models import JSONField, Model, Q
 from django.utils import timezone
 
 from saleor_crm_plugin.core.privacy import email_hash
@@ -369,7 +369,15 @@ def _insert_lines(lines: list[OrderLine]) -> None:
         raw = cursor.cursor  # the psycopg cursor: Django's wrapper has no copy()
         with raw.copy(f"COPY {quote(OrderLine._meta.db_table)} ({columns}) FROM STDIN") as copy:
             for line in lines:
-                copy.write_row([getattr(line, f.attname) for f in _LINE_COLUMNS])
+                # JSON columns need adapting: a bare list would COPY as a PostgreSQL array
+                copy.write_row(
+                    [
+                        f.get_db_prep_save(getattr(line, f.attname), connection)
+                        if isinstance(f, JSONField)
+                        else getattr(line, f.attname)
+                        for f in _LINE_COLUMNS
+                    ]
+                )
 
 
 def _update_rows(model: type[Model], names: Sequence[str], rows: Sequence[Any]) -> None:

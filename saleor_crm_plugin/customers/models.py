@@ -201,6 +201,8 @@ class OrderLine(models.Model):
     category_slug = models.CharField(max_length=255, blank=True, default="")
     product_type_id = models.CharField(max_length=255, blank=True, default="")
     product_type_slug = models.CharField(max_length=255, blank=True, default="")
+    # Sorted "attribute-slug:value-slug" strings from Saleor (an item feature); [] = unknown.
+    attributes = models.JSONField(default=list, blank=True)
     sku = models.CharField(max_length=255, blank=True, default="")
     product_name = models.CharField(max_length=386, blank=True, default="")
     variant_name = models.CharField(max_length=255, blank=True, default="")

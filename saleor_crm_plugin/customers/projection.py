@@ -492,6 +492,7 @@ _LINE_UPDATE_FIELDS = (
     "category_slug",
     "product_type_id",
     "product_type_slug",
+    "attributes",
     "sku",
 )
 
@@ -534,6 +535,7 @@ _LINE_FACTS = (
     "category_slug",
     "product_type_id",
     "product_type_slug",
+    "attributes",
     "sku",
 )
 
@@ -544,7 +546,8 @@ def _fill_line_facts(row: OrderLine, snap: OrderLineSnapshot) -> bool:
     for name in _LINE_FACTS:
         value = getattr(snap, name)
         if value and not getattr(row, name):
-            setattr(row, name, value)
+            # attributes arrive as a tuple; the JSON column stores (and compares) a list
+            setattr(row, name, list(value) if isinstance(value, tuple) else value)
             changed = True
     return changed
 

@@ -236,6 +236,23 @@ def _refunded_quantities(data: Mapping[str, Any]) -> dict[str, int] | None:
     return {k: max(by_fulfillment.get(k, 0), by_grant.get(k, 0)) for k in keys}
 
 
+def _attributes(product: dict[str, Any]) -> tuple[str, ...] | None:
+    """Saleor's selected attributes as sorted "attribute:value" strings; None when the payload
+    did not ask for them (older subscriptions), so a fill-in never overwrites with nothing."""
+    selected = product.get("attributes")
+    if selected is None:
+        return None
+    pairs = set()
+    for item in selected:
+        slug = (item.get("attribute") or {}).get("slug")
+        if not slug:
+            continue
+        for value in item.get("values") or []:
+            if value.get("slug"):
+                pairs.add(f"{slug}:{value['slug']}")
+    return tuple(sorted(pairs))
+
+
 def _subscription_line(
     data: Mapping[str, Any], refunded_by_line: dict[str, int] | None
 ) -> OrderLineSnapshot:
@@ -264,6 +281,7 @@ def _subscription_line(
         category_slug=category.get("slug"),
         product_type_id=product_type.get("id"),
         product_type_slug=product_type.get("slug"),
+        attributes=_attributes(product),
         sku=data.get("productSku") or variant.get("sku"),
     )
 

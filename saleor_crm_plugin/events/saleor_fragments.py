@@ -57,7 +57,10 @@ fragment CrmOrder on Order {
     variant {
       id
       sku
-      product { id name slug category { id slug } productType { id slug } }
+      product {
+        id name slug category { id slug } productType { id slug }
+        attributes { attribute { slug } values { slug } }
+      }
     }
     quantity
     quantityFulfilled

@@ -85,6 +85,9 @@ class OrderLineSnapshot:
     # (older captures, legacy webhooks and plugin hooks do not carry it).
     product_type_id: str | None = None
     product_type_slug: str | None = None
+    # Sorted "attribute-slug:value-slug" strings (Saleor's product attributes), an item feature;
+    # None = unknown (older captures, legacy webhooks and plugin hooks do not carry them).
+    attributes: tuple[str, ...] | None = None
     sku: str | None = None
     quantity_fulfilled: int | None = None
     quantity_refunded: int | None = None
@@ -259,6 +262,7 @@ def _line_to_dict(line: OrderLineSnapshot) -> dict[str, Any]:
         "category_slug": line.category_slug,
         "product_type_id": line.product_type_id,
         "product_type_slug": line.product_type_slug,
+        "attributes": list(line.attributes) if line.attributes is not None else None,
         "sku": line.sku,
         "quantity_fulfilled": line.quantity_fulfilled,
         "quantity_refunded": line.quantity_refunded,
@@ -281,6 +285,7 @@ def _line_from_dict(data: dict[str, Any]) -> OrderLineSnapshot:
         category_slug=data.get("category_slug"),
         product_type_id=data.get("product_type_id"),
         product_type_slug=data.get("product_type_slug"),
+        attributes=(tuple(data["attributes"]) if data.get("attributes") is not None else None),
         sku=data.get("sku"),
         quantity_fulfilled=data.get("quantity_fulfilled"),
         quantity_refunded=data.get("quantity_refunded"),

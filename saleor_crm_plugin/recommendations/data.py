@@ -61,6 +61,8 @@ class Interactions:
     events: EventSignals | None = None  # storefront events, when enabled
     # Product type id of each column ("" when unknown); empty when the rows carried none.
     item_product_types: list[str] = field(default_factory=list)
+    # "attribute:value" strings of each column (empty when unknown); empty when none carried.
+    item_attributes: list[list[str]] = field(default_factory=list)
 
     @property
     def n_users(self) -> int:
@@ -151,9 +153,14 @@ class Interactions:
         return self.events.occurred_at < cutoff[self.events.users]
 
     def item_features(
-        self, *, use_categories: bool = True, use_product_types: bool = False
+        self,
+        *,
+        use_categories: bool = True,
+        use_product_types: bool = False,
+        use_attributes: bool = False,
     ) -> sp.csr_matrix:
-        """Identity plus one-hot category and one-hot product type (columns in that order),
+        """Identity plus one-hot category, one-hot product type and multi-hot attribute values
+        (columns in that order),
         rows normalised to sum 1 (LightFM's convention): a product with few or no purchases
         still gets its category's and type's embeddings (cold start)."""
         n = self.n_items
@@ -163,6 +170,8 @@ class Interactions:
             blocks.extend(_one_hot(self.item_categories, n))
         if use_product_types:
             blocks.extend(_one_hot(self.item_product_types, n))
+        if use_attributes:
+            blocks.extend(_multi_hot(self.item_attributes, n))
         if len(blocks) == 1:
             return identity
         features = sp.hstack(blocks, format="csr", dtype=np.float32)
@@ -179,6 +188,22 @@ def _one_hot(labels: list[str], n: int) -> list[sp.csr_matrix]:
     index = {c: i for i, c in enumerate(distinct)}
     rows = [i for i, c in enumerate(labels) if c]
     cols = [index[labels[i]] for i in rows]
+    return [
+        sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(distinct))
+        )
+    ]
+
+
+def _multi_hot(labels: list[list[str]], n: int) -> list[sp.csr_matrix]:
+    """One column per distinct attribute value (sorted), any number per item; nothing when no
+    item has one. Attribute columns come after the category and product-type columns."""
+    distinct = sorted({a for values in labels for a in values})
+    if not distinct:
+        return []
+    index = {a: i for i, a in enumerate(distinct)}
+    rows = [i for i, values in enumerate(labels) for _ in values]
+    cols = [index[a] for values in labels for a in values]
     return [
         sp.csr_matrix(
             (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(distinct))
@@ -220,6 +245,7 @@ def extract_interactions(
         "order_id",
         "order__channel_id",
         "product_type_id",
+        "attributes",
     ).order_by()
     data = build_interactions(rows.iterator(chunk_size=20000))
     weights = {k: float(w) for k, w in (event_weights or {}).items() if float(w) > 0}
@@ -284,13 +310,14 @@ def build_events(
 
 def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
     """Rows are ``(customer, product, category, qty, refunded qty, paid_at, order, channel)``,
-    optionally followed by the product type; also used by the benchmarks to feed external
-    data through the same code path."""
+    optionally followed by the product type and the attribute list; also used by the
+    benchmarks to feed external data through the same code path."""
     user_index: dict[int, int] = {}
     item_index: dict[str, int] = {}
     channel_index: dict[str, int] = {}
     categories: list[str] = []
     product_types: list[str] = []
+    attributes: list[list[str]] = []
     users: list[int] = []
     items: list[int] = []
     quantities: list[float] = []
@@ -302,17 +329,21 @@ def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
         if net <= 0:
             continue
         product_type = extra[0] if extra else ""
+        item_attrs = sorted(set(extra[1] or ())) if len(extra) > 1 else []
         u = user_index.setdefault(customer, len(user_index))
         i = item_index.get(product)
         if i is None:
             i = item_index[product] = len(item_index)
             categories.append(category or "")
             product_types.append(product_type or "")
+            attributes.append(item_attrs)
         else:
             if category and not categories[i]:
                 categories[i] = category
             if product_type and not product_types[i]:
                 product_types[i] = product_type
+            if item_attrs and not attributes[i]:
+                attributes[i] = item_attrs
         users.append(u)
         items.append(i)
         quantities.append(net)
@@ -331,6 +362,7 @@ def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
         channels=np.asarray(channels, dtype=np.int32),
         channel_ids=list(channel_index),
         item_product_types=product_types,
+        item_attributes=attributes,
     )
 
 

@@ -133,7 +133,9 @@ def _preview_model(run: services.ModelRun) -> serving.LoadedModel:
     reps = fit(
         history,
         data.item_features(
-            use_categories=params.use_categories, use_product_types=params.use_product_types
+            use_categories=params.use_categories,
+            use_product_types=params.use_product_types,
+            use_attributes=params.use_attributes,
         ),
         params,
     )

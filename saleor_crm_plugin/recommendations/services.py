@@ -59,6 +59,7 @@ def params_from_settings(**overrides: object) -> TrainingParams:
         half_life_days=crm_settings.RECS_HALF_LIFE_DAYS,
         use_categories=crm_settings.RECS_CATEGORY_FEATURES,
         use_product_types=crm_settings.RECS_PRODUCT_TYPE_FEATURES,
+        use_attributes=crm_settings.RECS_ATTRIBUTE_FEATURES,
         repeat_weight=crm_settings.RECS_REPEAT_WEIGHT,
         refit_epochs=crm_settings.RECS_REFIT_EPOCHS,
         event_weights=tuple(sorted(crm_settings.RECS_EVENT_WEIGHTS.items())),
@@ -91,7 +92,9 @@ def evaluate(data: Interactions, params: TrainingParams, *, max_users: int) -> E
         event_mask=data.event_mask(holdout),
     )
     features = data.item_features(
-        use_categories=params.use_categories, use_product_types=params.use_product_types
+        use_categories=params.use_categories,
+        use_product_types=params.use_product_types,
+        use_attributes=params.use_attributes,
     )
     reps = fit(fit_on, features, params)
     raw = evaluation.factor_scorer(reps.user_factors, reps.item_factors, reps.item_biases)
@@ -164,7 +167,9 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
     run.n_users, run.n_items, run.n_interactions = data.n_users, data.n_items, data.n_purchases
     run.n_events = data.n_events
     run.n_item_features = data.item_features(
-        use_categories=params.use_categories, use_product_types=params.use_product_types
+        use_categories=params.use_categories,
+        use_product_types=params.use_product_types,
+        use_attributes=params.use_attributes,
     ).shape[1]
     run.data_until = datetime.fromtimestamp(data.until, tz=UTC) if data.n_purchases else None
 
@@ -207,7 +212,9 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
     full = data.matrix(half_life_days=params.half_life_days)
     fit_on = data.training_matrix(half_life_days=params.half_life_days)
     features = data.item_features(
-        use_categories=params.use_categories, use_product_types=params.use_product_types
+        use_categories=params.use_categories,
+        use_product_types=params.use_product_types,
+        use_attributes=params.use_attributes,
     )
     if not crm_settings.RECS_REFIT_ON_FULL:
         reps = result.representations

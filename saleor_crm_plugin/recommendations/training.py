@@ -29,6 +29,7 @@ class TrainingParams:
     half_life_days: float = 180.0
     use_categories: bool = False
     use_product_types: bool = False
+    use_attributes: bool = False
     repeat_weight: float = 2.0
     # Storefront event kind -> weight relative to a one-unit purchase; empty = events unused.
     # A tuple of pairs so the frozen params stay hashable.

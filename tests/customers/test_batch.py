@@ -171,3 +171,33 @@ def test_workers_sharing_new_orders_wait_for_each_other_instead_of_conflicting(m
     assert conflicts == []  # without the subject locks both insert the same new orders
     expected_orders = {e.order.saleor_order_id for e in items if e.order is not None}
     assert set(Order.objects.values_list("saleor_order_id", flat=True)) == expected_orders
+
+
+@pytest.mark.django_db
+def test_batches_write_attributes_like_the_per_event_path():
+    """New lines go through COPY on PostgreSQL: the JSON list must land as JSON, not as an
+    array literal, and equal what the per-event path stores."""
+    import copy
+    import json
+
+    from saleor_crm_plugin.customers.models import OrderLine
+    from tests.captures import load_capture
+
+    capture = load_capture("ORDER_FULLY_PAID", "subscription")
+    body = copy.deepcopy(capture.body)
+    body["order"]["lines"][0]["variant"]["product"]["attributes"] = [
+        {"attribute": {"slug": "size"}, "values": [{"slug": "xl"}, {"slug": "l"}]}
+    ]
+    raw = json.dumps(body).encode()
+    items = [e for e in captured_events(["subscription"]) if e.kind != EventKind.CUSTOMER_DELETED]
+    items.append(translate_webhook(capture.event_header, raw, capture.api_url))
+    per_event(items)
+    expected = projection_state()
+    assert sorted(map(tuple, OrderLine.objects.values_list("attributes", flat=True)))[-1] == (
+        "size:l",
+        "size:xl",
+    )
+    for permutation in (items, list(reversed(items))):
+        reset()
+        in_batches(permutation, len(items))
+        assert projection_state() == expected

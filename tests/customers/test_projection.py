@@ -244,3 +244,74 @@ def test_stored_events_from_before_product_types_still_load():
 
     event = CrmEvent.from_dict(data)
     assert all(line.product_type_id is None for line in event.order.lines)
+
+
+# -- product attributes (item features for recommendations) ----------------------------------
+
+ATTRIBUTES = [
+    {"attribute": {"slug": "size"}, "values": [{"slug": "xl"}]},
+    {"attribute": {"slug": "colour"}, "values": [{"slug": "white"}, {"slug": "black"}]},
+    {"attribute": {"slug": "material"}, "values": []},
+]
+
+
+def _with_attributes(event: str) -> tuple[bytes, str, str]:
+    """A copy of a captured subscription payload whose first line's product carries Saleor's
+    ``attributes`` (the fragment now asks for them; the captures predate that) and whose
+    second line's product has none."""
+    import copy
+    import json
+
+    from tests.captures import load_capture
+
+    capture = load_capture(event, "subscription")
+    body = copy.deepcopy(capture.body)
+    body["order"]["lines"][0]["variant"]["product"]["attributes"] = copy.deepcopy(ATTRIBUTES)
+    body["order"]["lines"][1]["variant"]["product"]["attributes"] = []
+    return json.dumps(body).encode(), capture.event_header, capture.api_url
+
+
+@pytest.mark.django_db
+def test_attributes_flow_from_the_subscription_payload_to_the_order_line():
+    raw, header, api_url = _with_attributes("ORDER_FULLY_PAID")
+
+    event = translate_webhook(header, raw, api_url)
+    first, second = event.order.lines
+    assert first.attributes == ("colour:black", "colour:white", "size:xl")
+    assert second.attributes == ()
+    stored = type(event).from_dict(event.to_dict())
+    assert stored.order.lines[0].attributes == first.attributes
+    assert stored.order.lines[1].attributes == ()
+
+    apply_event(event)
+    apply_event(event)  # replayed: no change
+    lines = Order.objects.get(saleor_order_id=ORDER_21).lines.order_by("product_name")
+    by_name = {line.product_name: line.attributes for line in lines}
+    assert by_name["Monospace Tee"] == ["colour:black", "colour:white", "size:xl"]
+    assert sorted(by_name.values(), key=len)[0] == []
+
+    # Later captures without attributes (unknown) do not erase what is known.
+    apply_all(events(["subscription"]))
+    line = Order.objects.get(saleor_order_id=ORDER_21).lines.get(product_name="Monospace Tee")
+    assert line.attributes == ["colour:black", "colour:white", "size:xl"]
+
+
+@pytest.mark.django_db
+def test_attributes_fill_in_when_they_arrive_after_the_line():
+    apply_all(events(["subscription"]))
+    raw, header, api_url = _with_attributes("ORDER_FULLY_PAID")
+    apply_event(translate_webhook(header, raw, api_url))
+    line = Order.objects.get(saleor_order_id=ORDER_21).lines.get(product_name="Monospace Tee")
+    assert line.attributes == ["colour:black", "colour:white", "size:xl"]
+
+
+def test_captures_and_old_stored_events_leave_attributes_unknown():
+    for event in events():
+        for line in event.order.lines if event.order and event.order.lines else ():
+            assert line.attributes is None
+    raw, header, api_url = _with_attributes("ORDER_FULLY_PAID")
+    data = translate_webhook(header, raw, api_url).to_dict()
+    for line in data["order"]["lines"]:
+        del line["attributes"]
+    restored = type(translate_webhook(header, raw, api_url)).from_dict(data)
+    assert [line.attributes for line in restored.order.lines] == [None, None]

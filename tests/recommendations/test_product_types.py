@@ -30,6 +30,10 @@ def type_lines_like_categories(shop: Shop) -> None:
         )
 
 
+def _row(values: dict[int, float], width: int) -> list[float]:
+    return [values.get(i, 0.0) for i in range(width)]
+
+
 @pytest.mark.django_db
 def test_product_types_become_normalised_item_features(orders):
     from saleor_crm_plugin.customers.models import Customer
@@ -46,15 +50,21 @@ def test_product_types_become_normalised_item_features(orders):
     )
 
     data = extract_interactions()
-    assert data.item_product_types == [product_type(5), product_type(5), ""]
+    # The extraction does not order its rows, so look products up by id.
+    one, two, three = (data.item_ids.index(product(n)) for n in (1, 2, 3))
+    assert dict(zip(data.item_ids, data.item_product_types, strict=True)) == {
+        product(1): product_type(5),
+        product(2): product_type(5),
+        product(3): "",
+    }
     assert data.item_features(use_categories=False).shape == (3, 3)
     types_only = data.item_features(use_categories=False, use_product_types=True).toarray()
     assert types_only.shape == (3, 4)  # 3 identities + 1 product type
-    assert types_only[1].tolist() == pytest.approx([0, 0.5, 0, 0.5])
-    assert types_only[2].tolist() == pytest.approx([0, 0, 1, 0])  # unknown type: identity only
+    assert types_only[two].tolist() == pytest.approx(_row({two: 0.5, 3: 0.5}, 4))
+    assert types_only[three].tolist() == pytest.approx(_row({three: 1}, 4))  # unknown type
     both = data.item_features(use_categories=True, use_product_types=True).toarray()
     assert both.shape == (3, 5)  # identities, then the category, then the type
-    assert both[0].tolist() == pytest.approx([1 / 3, 0, 0, 1 / 3, 1 / 3])
+    assert both[one].tolist() == pytest.approx(_row({one: 1 / 3, 3: 1 / 3, 4: 1 / 3}, 5))
     assert np.allclose(both.sum(axis=1), 1.0)
 
 
