@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import JSONField, Model, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from saleor_crm_plugin.core.bulk import insert_rows, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.customers import projection
 from saleor_crm_plugin.customers.models import Customer, CustomerLink, Order, OrderLine
@@ -309,7 +309,7 @@ class _Unit:
         created = [c for c in self.dirty_customers.values() if c.pk is None]
         for customer in existing:
             customer.updated_at = now
-        _update_rows(Customer, [*_CUSTOMER_FIELDS, "saleor_user_id", "updated_at"], existing)
+        update_rows(Customer, existing, [*_CUSTOMER_FIELDS, "saleor_user_id", "updated_at"])
         if created:
             Customer.objects.bulk_create(created)
         for guest, owner in self.absorbed:
@@ -326,17 +326,19 @@ class _Unit:
         new_orders = list(self.new_orders.values())
         if new_orders:
             Order.objects.bulk_create(new_orders)
-        _update_rows(
+        update_rows(
             Order,
-            _ORDER_FIELDS,
             [o for o in self.dirty_orders.values() if id(o) not in self.new_orders],
+            _ORDER_FIELDS,
         )
         if self.stale_lines:
             OrderLine.objects.filter(pk__in=self.stale_lines).delete()
         for line in self.new_lines:
             line.order_id = line.order.pk
         if self.new_lines:
-            _insert_lines(self.new_lines)
+            # Most of what a batch writes; nothing needs their ids afterwards (later events of
+            # the batch already updated these objects in memory).
+            insert_rows(OrderLine, self.new_lines, set_ids=False)
         if self.dirty_lines:
             projection.update_lines(list(self.dirty_lines.values()))
 
@@ -351,51 +353,3 @@ _ORDER_FIELDS = [
     for f in Order._meta.concrete_fields
     if not f.primary_key and f.attname not in {"saleor_order_id"}
 ]
-
-
-_LINE_COLUMNS = [f for f in OrderLine._meta.concrete_fields if not f.primary_key]
-
-
-def _insert_lines(lines: list[OrderLine]) -> None:
-    """New order lines are most of what a batch writes (a typical order has a dozen); on
-    PostgreSQL ``COPY`` streams them without building and binding a giant INSERT. Nothing
-    needs their ids afterwards: later events of the batch already updated these objects."""
-    if connection.vendor != "postgresql":
-        OrderLine.objects.bulk_create(lines)
-        return
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in _LINE_COLUMNS)
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # the psycopg cursor: Django's wrapper has no copy()
-        with raw.copy(f"COPY {quote(OrderLine._meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for line in lines:
-                # JSON columns need adapting: a bare list would COPY as a PostgreSQL array
-                copy.write_row(
-                    [
-                        f.get_db_prep_save(getattr(line, f.attname), connection)
-                        if isinstance(f, JSONField)
-                        else getattr(line, f.attname)
-                        for f in _LINE_COLUMNS
-                    ]
-                )
-
-
-def _update_rows(model: type[Model], names: Sequence[str], rows: Sequence[Any]) -> None:
-    """Pipelined ``UPDATE ... WHERE pk = %s`` for many rows: far cheaper in Python than
-    ``bulk_update``'s CASE expressions, and one round trip on psycopg 3."""
-    if not rows:
-        return
-    meta = model._meta
-    quote = connection.ops.quote_name
-    columns = [meta.get_field(name) for name in dict.fromkeys(names)]
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET "
-        + ", ".join(f"{quote(c.column)} = %s" for c in columns)
-        + f" WHERE {quote(meta.pk.column)} = %s"
-    )
-    params = [
-        [c.get_db_prep_save(getattr(row, c.attname), connection) for c in columns] + [row.pk]
-        for row in rows
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Min, Sum
 
+from saleor_crm_plugin.core.bulk import update_rows
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.customers.models import (
     NON_SALE_STATUSES,
@@ -502,20 +503,7 @@ def _line_state(row: OrderLine) -> tuple[object, ...]:
 
 
 def update_lines(rows: list[OrderLine]) -> None:
-    """One prepared UPDATE run for many rows. ``bulk_update`` builds a CASE per field and row,
-    which costs more Python time than the database work it saves for a 20-line order."""
-    meta = OrderLine._meta
-    quote = connection.ops.quote_name
-    columns = [meta.get_field(name) for name in _LINE_UPDATE_FIELDS]
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
-    params = [
-        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]
-        + [row.pk]
-        for row in rows
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+    update_rows(OrderLine, rows, _LINE_UPDATE_FIELDS)
 
 
 def _set_line_values(row: OrderLine, snap: OrderLineSnapshot) -> None:
@@ -674,21 +662,14 @@ def _refresh_chunk(ids: list[int]) -> None:
         if (count, first, last) != totals.get(pk, (0, None, None))
     ]
     if changed:
-        meta = Customer._meta
-        quote = connection.ops.quote_name
-        columns = [meta.get_field(n) for n in ("order_count", "first_order_at", "last_order_at")]
-        sql = (
-            f"UPDATE {quote(meta.db_table)} SET "
-            + ", ".join(f"{quote(c.column)} = %s" for c in columns)
-            + f" WHERE {quote(meta.pk.column)} = %s"
+        update_rows(
+            Customer,
+            [
+                Customer(pk=pk, order_count=count, first_order_at=first, last_order_at=last)
+                for count, first, last, pk in changed
+            ],
+            ["order_count", "first_order_at", "last_order_at"],
         )
-        params = [
-            [c.get_db_prep_save(v, connection) for c, v in zip(columns, row[:3], strict=True)]
-            + [row[3]]
-            for row in changed
-        ]
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
 
 
 def _max(current: datetime | None, new: datetime | None) -> datetime | None:

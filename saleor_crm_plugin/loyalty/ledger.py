@@ -11,13 +11,14 @@ the same handful per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, models, transaction
 
+from saleor_crm_plugin.core.bulk import insert_rows, update_rows
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.loyalty.config import ProgramConfig
 from saleor_crm_plugin.loyalty.models import (
@@ -358,10 +359,10 @@ def flush(postings: Iterable[Posting]) -> None:
     new_ids = {id(lot) for lot in lots}
     dirty = [lot for p in postings for lot in p.dirty_lots.values() if id(lot) not in new_ids]
     if dirty:
-        _update_rows(PointLot, dirty, LOT_FIELDS)
+        update_rows(PointLot, dirty, LOT_FIELDS)
     accounts = [p.account for p in postings]
     if accounts:
-        _update_rows(LoyaltyAccount, accounts, ACCOUNT_FIELDS)
+        update_rows(LoyaltyAccount, accounts, ACCOUNT_FIELDS)
     changes = [t for p in postings for t in p.tier_changes]
     if changes:
         TierChange.objects.bulk_create(changes)
@@ -378,54 +379,9 @@ COPY_THRESHOLD = 200
 
 
 def _insert(model: type[models.Model], rows: list[Any]) -> None:
-    """Insert rows and set their primary keys. Large batches on PostgreSQL take ids from the
-    sequence and stream the rows with COPY: ``bulk_create`` spends most of a replay quoting
-    parameters in Python. Unique constraints still apply (COPY fails as a whole, like INSERT)."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql" or len(rows) < COPY_THRESHOLD:
-        model.objects.bulk_create(rows)
-        return
-    meta = model._meta
-    quote = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    for row in rows:
-        for f in fields:
-            f.pre_save(row, add=True)  # auto_now and friends, as INSERT would
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [meta.db_table, meta.pk.column, len(rows)],
-        )
-        for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
-            row.pk = pk
-        columns = [meta.pk, *fields]
-        names = ", ".join(quote(f.column) for f in columns)
-        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(
-                    [f.get_db_prep_save(getattr(row, f.attname), connection) for f in columns]
-                )
-    for row in rows:
-        row._state.adding = False
-        row._state.db = connection.alias
-
-
-def _update_rows(model: type[models.Model], rows: list[Any], names: Sequence[str]) -> None:
-    """One prepared UPDATE executed for many rows. ``bulk_update`` builds a CASE per field and
-    row, which costs far more Python time than the database work it saves."""
-    meta = model._meta
-    quote = connection.ops.quote_name
-    columns = [meta.get_field(name) for name in names]
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
-    params = [
-        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in columns]
-        + [row.pk]
-        for row in rows
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+    """Large batches go through COPY (``bulk_create`` spends most of a replay quoting
+    parameters in Python); ids are set on the rows either way."""
+    insert_rows(model, rows, copy_threshold=COPY_THRESHOLD)
 
 
 def write_back(accounts: Iterable[LoyaltyAccount]) -> None:
