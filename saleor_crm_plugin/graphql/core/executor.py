@@ -48,6 +48,37 @@ _ABSTRACT = (GraphQLInterfaceType, GraphQLUnionType)
 _NO_ARGS: dict[str, Any] = {}
 
 
+_NON_NULL, _LIST, _LEAF_KIND, _OTHER = "non-null", "list", "leaf", "other"
+_KINDS: dict[type, str] = {}
+_THENABLE_TYPES: dict[type, bool] = {}
+
+
+def _kind(graphql_type: Any) -> str:
+    """The wrapper or leaf kind of a type, by class (graphene subclasses graphql-core's)."""
+    cls = graphql_type.__class__
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if isinstance(graphql_type, GraphQLNonNull):
+            kind = _NON_NULL
+        elif isinstance(graphql_type, GraphQLList):
+            kind = _LIST
+        elif isinstance(graphql_type, _LEAF):
+            kind = _LEAF_KIND
+        else:
+            kind = _OTHER
+        _KINDS[cls] = kind
+    return kind
+
+
+def _thenable(value: Any) -> bool:
+    """``promise.is_thenable``, remembered per class (it only looks at the class)."""
+    cls = value.__class__
+    known = _THENABLE_TYPES.get(cls)
+    if known is None:
+        known = _THENABLE_TYPES[cls] = is_thenable(value)
+    return known
+
+
 class Unsupported(Exception):
     """The fast path cannot produce this result; run graphql-core's executor instead."""
 
@@ -63,7 +94,10 @@ class _Field:
         "field_asts",
         "field_def",
         "name",
+        "nonnull",
         "resolver",
+        "return_type",
+        "serialize",
         "subplans",
     )
 
@@ -83,8 +117,17 @@ class _Field:
         self.args: dict[str, Any] = _NO_ARGS
         # Sub-selection plans by runtime type, so each object of a list reuses its siblings'.
         self.subplans: dict[GraphQLObjectType, list[tuple[str, _Field]]] = {}
+        self.return_type: Any = None
+        self.nonnull = False
+        self.serialize: Any = None
         if self.field_def is None:
             return
+        self.return_type = self.field_def.type
+        self.nonnull = isinstance(self.return_type, GraphQLNonNull)
+        inner = self.return_type.of_type if self.nonnull else self.return_type
+        if isinstance(inner, _LEAF):
+            # Leaves are most fields: serialised inline by ``_Walker.object``.
+            self.serialize = inner.serialize
         resolver = self.field_def.resolver
         if resolver is None:
             raise Unsupported(field_name)
@@ -168,31 +211,12 @@ class _Walker:
             if field.field_def is None:  # __typename
                 result[response_name] = parent_type.name
                 continue
-            return_type = field.field_def.type
+            field_path = None
             if field.attname is not None:
                 if isinstance(source, dict):
                     value = source.get(field.attname, field.default)
                 else:
                     value = getattr(source, field.attname, field.default)
-                # Leaves dominate: serialise them here, without a call per level.
-                if isinstance(return_type, GraphQLNonNull):
-                    inner = return_type.of_type
-                    if value is not None and isinstance(inner, _LEAF):
-                        serialized = inner.serialize(value)
-                        if serialized is None:
-                            raise Unsupported("not serialisable")
-                        result[response_name] = serialized
-                        continue
-                elif isinstance(return_type, _LEAF):
-                    if value is None:
-                        result[response_name] = None
-                    else:
-                        serialized = return_type.serialize(value)
-                        if serialized is None:
-                            raise Unsupported("not serialisable")
-                        result[response_name] = serialized
-                    continue
-                field_path = [*path, response_name]
             else:
                 field_path = [*path, response_name]
                 info = self.info(field, parent_type, field_path)
@@ -200,8 +224,22 @@ class _Walker:
                     value = field.resolver(source, info, **field.args)
                 except Exception as exc:
                     raise Unsupported("resolver raised") from exc
+            serialize = field.serialize
+            if serialize is not None and not _thenable(value):
+                if value is None:
+                    if field.nonnull:
+                        raise Unsupported("null in a non-null field")
+                    result[response_name] = None
+                else:
+                    serialized = serialize(value)
+                    if serialized is None:
+                        raise Unsupported("not serialisable")
+                    result[response_name] = serialized
+                continue
+            if field_path is None:
+                field_path = [*path, response_name]
             result[response_name] = self.complete(
-                return_type, field, parent_type, field_path, value, result, response_name
+                field.return_type, field, parent_type, field_path, value, result, response_name
             )
         return result
 
@@ -215,7 +253,7 @@ class _Walker:
         container: Any,
         key: Any,
     ) -> Any:
-        if is_thenable(value):
+        if _thenable(value):
             promise = Promise.resolve(value)
             if promise.is_fulfilled:
                 value = promise.value
@@ -226,19 +264,21 @@ class _Walker:
                     _Pending(promise, container, key, return_type, field, parent_type, path)
                 )
                 return None  # placeholder, replaced when the level is drained
-        if isinstance(return_type, GraphQLNonNull):
+        kind = _kind(return_type)
+        if kind is _NON_NULL:
             if value is None:
                 raise Unsupported("null in a non-null field")
             return_type = return_type.of_type
+            kind = _kind(return_type)
         elif value is None:
             return None
-        if isinstance(return_type, _LEAF):
+        if kind is _LEAF_KIND:
             serialized = return_type.serialize(value)
             if serialized is None:
                 raise Unsupported("not serialisable")
             return serialized
-        if isinstance(return_type, GraphQLList):
-            if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        if kind is _LIST:
+            if isinstance(value, str | bytes | dict) or not hasattr(value, "__iter__"):
                 raise Unsupported("not a list")
             item_type = return_type.of_type
             items: list[Any] = []
