@@ -1,12 +1,16 @@
-"""Customer 360 over GraphQL: latency and throughput under concurrent clients, on PostgreSQL.
+"""GraphQL latency and throughput under concurrent clients, on PostgreSQL: the customer 360
+and personalised recommendations.
 
     .venv/bin/python -m bench.graphql [--customers 2000] [--clients 20] [--duration 20]
 
 Seeds ``crm_bench_graphql`` (recreated per run) with customers, each with orders, lines and
-channel stats; serves the App with gunicorn (gthread workers, persistent DB connections) and
-runs N closed-loop clients, each sending the storefront's customer 360 query (``me`` with the
-first 10 orders and their lines, per-channel stats) with its own customer's Saleor access token
-(RS256, verified against the registered JWKS on every request). Also measures the in-process
+channel stats, trains and promotes a LightFM model on those orders (with
+``CRM_RECS_PROMOTION_MARGIN=-1``: random orders teach nothing, and this measures serving a
+model, not its quality; quality is bench/recs_*.py's job); serves the App with gunicorn
+(gthread workers, persistent DB connections) and runs N closed-loop clients, each sending a
+storefront query with its own customer's Saleor access token (RS256, verified against the
+registered JWKS on every request): the customer 360 (``me`` with the first 10 orders and their
+lines, per-channel stats), then ``recommendations(first: 10)``. Also measures the in-process
 service time of one request and its SQL query count, and writes the figures into the
 ``## GraphQL`` section of docs/benchmarks.md.
 """
@@ -54,6 +58,17 @@ query Customer360 {
   }
 }
 """
+
+
+RECS_QUERY = """
+query Recommendations {
+  recommendations(channel: "default-channel", first: 10, placement: "home") {
+    productId score reason explanation product { id }
+  }
+}
+"""
+
+QUERIES = {"customer 360": QUERY, "recommendations": RECS_QUERY}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -120,7 +135,8 @@ def seed(customers: int, orders_per_customer: int, lines_per_order: int) -> None
             total_gross=Decimal("42.000"),
             total_net=Decimal("35.000"),
             total_charged=Decimal("42.000"),
-            created_at=start + timedelta(days=k, minutes=rng.randrange(1440)),
+            created_at=(created := start + timedelta(days=k, minutes=rng.randrange(1440))),
+            paid_at=created,
         )
         for c in rows
         for k in range(orders_per_customer)
@@ -198,7 +214,21 @@ def mint(key: object, user_number: int) -> str:
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": KID})
 
 
-def in_process(tokens: list[str], samples: int) -> tuple[float, float, int, float]:
+def train() -> tuple[float, int]:
+    """Train and promote the model the ``recommendations`` query serves; (seconds, run id)."""
+    from saleor_crm_plugin.recommendations.services import train_model
+    from saleor_crm_plugin.recommendations.serving import clear_caches
+
+    started = time.perf_counter()
+    run = train_model(trigger="bench")
+    clear_caches()
+    assert run.is_active, f"model run {run.pk} was not promoted: {run.status}"
+    return time.perf_counter() - started, run.pk
+
+
+def in_process(
+    tokens: list[str], samples: int, query: str = QUERY
+) -> tuple[float, float, int, float]:
     """Service time of the view for one request (no HTTP, no concurrency: the CPU and SQL
     cost of the customer 360 itself), and its SQL query count."""
     from django.db import connection
@@ -208,7 +238,7 @@ def in_process(tokens: list[str], samples: int) -> tuple[float, float, int, floa
     from saleor_crm_plugin.graphql.views import graphql_view
 
     factory = RequestFactory()
-    data = json.dumps({"query": QUERY})
+    data = json.dumps({"query": query})
 
     def post(token: str) -> dict:
         request = factory.post(
@@ -227,7 +257,10 @@ def in_process(tokens: list[str], samples: int) -> tuple[float, float, int, floa
     with CaptureQueriesContext(connection) as queries:
         body = post(tokens[0])
     query_count = len(queries.captured_queries)
-    assert len(body["data"]["me"]["orders"]["edges"]) == 10
+    if query is QUERY:
+        assert len(body["data"]["me"]["orders"]["edges"]) == 10
+    else:
+        assert len(body["data"]["recommendations"]) == 10
     times = []
     cpu_started = time.process_time()
     for i in range(samples):
@@ -280,7 +313,12 @@ def serve(database_url: str, workers: int, threads: int) -> tuple[subprocess.Pop
 
 
 def load(
-    url: str, tokens: list[str], clients: int, duration: float, rate: float = 0.0
+    url: str,
+    tokens: list[str],
+    clients: int,
+    duration: float,
+    rate: float = 0.0,
+    query: str = QUERY,
 ) -> tuple[list[float], float]:
     """Closed loop (``rate`` 0: each client sends as soon as it has its answer), or paced: the
     clients together send ``rate`` requests per second, each on its own fixed schedule."""
@@ -298,7 +336,7 @@ def load(
         # http.client rather than requests: the clients share the 2 cores with the server, so
         # the lighter the client, the more the figures measure the server.
         session = http.client.HTTPConnection(host, int(port), timeout=30)
-        body = json.dumps({"query": QUERY})
+        body = json.dumps({"query": query})
         rng = random.Random(index)
         mine: list[float] = []
         interval = clients / rate if rate else 0.0
@@ -371,86 +409,105 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of measurement")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument(
+        "--only", choices=sorted(QUERIES), help="measure one query instead of all of them"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks.md")
     args = parser.parse_args()
 
+    # Serving a model is what is measured: promote whatever the random orders train.
+    os.environ["CRM_RECS_PROMOTION_MARGIN"] = "-1"
+    os.environ["CRM_RECS_THREADS"] = "2"
     database_url = recreate_database()
     setup_django(database_url)
     started = time.perf_counter()
     seed(args.customers, args.orders, args.lines)
     seed_seconds = time.perf_counter() - started
+    train_seconds, run_id = train()
     key = register_saleor()
     tokens = [mint(key, n) for n in range(1, args.customers + 1)]
 
-    service_p50, service_p95, query_count, cpu_ms = in_process(tokens, samples=300)
-    process, url = serve(database_url, args.workers, args.threads)
-    try:
-        single, _ = load(url, tokens, 1, args.duration / 2)
-        latencies, duration = load(url, tokens, args.clients, args.duration)
-        paced_rate = round(len(latencies) / duration / 2)
-        paced, _ = load(url, tokens, args.clients, args.duration, rate=paced_rate)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-
-    load_average = os.getloadavg()[0]
-    p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
-    throughput = len(latencies) / duration
     from saleor_crm_plugin.core.tables import format_table
 
-    rows = [
-        ["view service time (1 client)", f"{service_p50:.2f}", f"{service_p95:.2f}", "", ""],
-        ["view CPU time per request (mean)", f"{cpu_ms:.2f}", "", "", ""],
-        [
-            "HTTP, 1 client",
-            f"{percentile(single, 50):.2f}",
-            f"{percentile(single, 95):.2f}",
-            f"{percentile(single, 99):.2f}",
-            f"{len(single) / (args.duration / 2):.0f}",
-        ],
-        [
-            f"HTTP, {args.clients} concurrent clients",
-            f"{p50:.2f}",
-            f"{p95:.2f}",
-            f"{p99:.2f}",
-            f"{throughput:.0f}",
-        ],
-    ]
-    rows.append(
-        [
-            f"HTTP, {args.clients} clients paced at {paced_rate} req/s in total",
-            f"{percentile(paced, 50):.2f}",
-            f"{percentile(paced, 95):.2f}",
-            f"{percentile(paced, 99):.2f}",
-            f"{len(paced) / duration:.0f}",
+    measured = {name: q for name, q in QUERIES.items() if args.only in (None, name)}
+    tables: dict[str, str] = {}
+    figures: dict[str, tuple[int, float]] = {}
+    for name, query in measured.items():
+        service_p50, service_p95, query_count, cpu_ms = in_process(tokens, 300, query)
+        process, url = serve(database_url, args.workers, args.threads)
+        try:
+            single, _ = load(url, tokens, 1, args.duration / 2, query=query)
+            latencies, duration = load(url, tokens, args.clients, args.duration, query=query)
+            paced_rate = round(len(latencies) / duration / 2)
+            paced, _ = load(url, tokens, args.clients, args.duration, rate=paced_rate, query=query)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+        rows = [
+            ["view service time (1 client)", f"{service_p50:.2f}", f"{service_p95:.2f}", "", ""],
+            ["view CPU time per request (mean)", f"{cpu_ms:.2f}", "", "", ""],
+            [
+                "HTTP, 1 client",
+                f"{percentile(single, 50):.2f}",
+                f"{percentile(single, 95):.2f}",
+                f"{percentile(single, 99):.2f}",
+                f"{len(single) / (args.duration / 2):.0f}",
+            ],
+            [
+                f"HTTP, {args.clients} concurrent clients",
+                f"{p50:.2f}",
+                f"{p95:.2f}",
+                f"{p99:.2f}",
+                f"{len(latencies) / duration:.0f}",
+            ],
+            [
+                f"HTTP, {args.clients} clients paced at {paced_rate} req/s in total",
+                f"{percentile(paced, 50):.2f}",
+                f"{percentile(paced, 95):.2f}",
+                f"{percentile(paced, 99):.2f}",
+                f"{len(paced) / duration:.0f}",
+            ],
         ]
-    )
-    table = format_table(["measure", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows)
-    print(table)
-    print(f"SQL queries per customer 360 request: {query_count} (constant)")
+        table = format_table(["measure", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows)
+        tables[name] = table
+        figures[name] = (query_count, duration)
+        print(f"\n{name}\n{table}")
+        print(f"SQL queries per request: {query_count} (constant)")
+
+    load_average = os.getloadavg()[0]
     print(f"load average: {load_average:.1f}")
+    sections = []
+    for name, table in tables.items():
+        query_count, duration = figures[name]
+        sections.append(
+            f"### {name}\n\n```\n{table.rstrip()}\n```\n\n"
+            f"SQL queries per request: **{query_count}**.\n"
+        )
     body = f"""
-Customer 360 query (`me` with channel stats and the first 10 of {args.orders} orders, each with
-{args.lines} lines) for a random one of {args.customers} customers, each request carrying that
-customer's RS256 Saleor access token (verified on every request). Server: gunicorn gthread,
-{args.workers} workers x {args.threads} threads, persistent DB connections; the {args.clients}
-closed-loop clients (no think time, keep-alive `http.client` connections) run on the same machine.
-{len(latencies)} measured requests over {duration:.0f} s after a 2 s warm-up. Seeding took
-{seed_seconds:.1f} s. Load average (1 min) at the end of the run: {load_average:.1f} (the
-machine is shared; figures above ~2 include other processes' work).
+`python -m bench.graphql --customers {args.customers} --clients {args.clients}`: a random one of
+{args.customers} customers per request (each with {args.orders} orders of {args.lines} lines),
+each request carrying that customer's RS256 Saleor access token (verified on every request).
+Server: gunicorn gthread, {args.workers} workers x {args.threads} threads, persistent DB
+connections; the {args.clients} closed-loop clients (no think time, keep-alive `http.client`
+connections) run on the same machine. {args.duration:.0f} s of measurement per row after a 2 s
+warm-up. Seeding took {seed_seconds:.1f} s, training the served model (run {run_id})
+{train_seconds:.1f} s.
+Load average (1 min) at the end of the run: {load_average:.1f} (the machine is shared; figures
+above ~2 include other processes' work).
 
-```
-{table.rstrip()}
-```
+- **customer 360**: `me` with channel stats and the first 10 orders with their lines (~350
+  resolved fields). **recommendations**: `recommendations(first: 10)` for the signed-in customer
+  from the promoted LightFM model (precomputed list, filters, explanation, federated product).
 
-- SQL queries per request: **{query_count}**, whatever the number of orders and lines
-  (customer, channel stats, orders page with its total count from a window function, lines;
-  asserted in `tests/graphql/test_customer_360.py`).
-- Target: p95 <= 15 ms at 20 concurrent clients. With closed-loop clients, latency is
-  concurrency / throughput (Little's law): 20 clients at p95 15 ms would need ~1,300 req/s,
-  i.e. under 1.5 ms of CPU per request for server *and* clients on 2 cores. The service time
-  and CPU time of one request (first rows) are the figures to compare with the target's
-  building blocks (they include JWT verification, SQL and JSON encoding); the
+{chr(10).join(sections)}
+- SQL query counts are constant whatever the number of orders, lines or products (asserted in
+  `tests/graphql/test_customer_360.py` and `tests/graphql/recommendations/`).
+- Target (both queries): p95 <= 15 ms at 20 concurrent clients. With closed-loop clients,
+  latency is concurrency / throughput (Little's law): 20 clients at p95 15 ms would need
+  ~1,300 req/s, i.e. under 1.5 ms of CPU per request for server *and* clients on 2 cores. The
+  service time and CPU time of one request (first rows) are the figures to compare with the
+  target's building blocks (they include JWT verification, SQL and JSON encoding); the
   saturated row shows the queueing on this 2-core machine, and the paced row the latency the
   same 20 clients see when they ask for half the saturated throughput.
 """

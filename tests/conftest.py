@@ -29,6 +29,46 @@ def _fresh_loyalty_settings_cache() -> Iterator[None]:
     clear_stored_overrides_cache()
 
 
+LEAN_EXECUTOR_USES: list[int] = [0]
+
+
+@pytest.fixture(autouse=True)
+def _lean_executor_matches_graphql_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every query the suite sends that the lean executor answers is answered again by
+    graphql-core's executor, and the two ``data`` must be identical (key order included) with
+    no errors: the whole suite is a differential test of ``graphql/core/executor.py``. The
+    second run's SQL is dropped from the captured queries so query-count assertions still
+    measure what a request costs."""
+    from django.db import connection
+    from graphql.execution import execute
+
+    from saleor_crm_plugin.graphql import views
+    from saleor_crm_plugin.graphql.core import executor
+    from saleor_crm_plugin.graphql.core.context import GraphQLContext
+
+    lean = executor.execute_query
+
+    def checked(schema: Any, document: Any, context: Any, variables: Any, name: Any) -> Any:
+        data = lean(schema, document, context, variables, name)
+        LEAN_EXECUTOR_USES[0] += 1
+        logged = len(connection.queries_log)
+        fresh = GraphQLContext(request=context.request, requester=context.requester)
+        result = execute(
+            schema, document, context_value=fresh, variable_values=variables, operation_name=name
+        )
+        while len(connection.queries_log) > logged:
+            connection.queries_log.pop()
+        assert not result.errors, (
+            f"graphql-core reports errors the lean executor missed: {result.errors}"
+        )
+        assert json.dumps(data) == json.dumps(result.data), (
+            "lean executor differs from graphql-core"
+        )
+        return data
+
+    monkeypatch.setattr(views, "execute_query", checked)
+
+
 @pytest.fixture
 def saleor_instance(db: Any) -> SaleorInstance:
     """The Saleor that produced the captures, registered with its real JWKS."""
@@ -154,3 +194,11 @@ def fake_saleor() -> Iterator[FakeSaleor]:
     yield server
     server.close()
     assert server.schema_errors == [], "the fake Saleor was given data its schema rejects"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if LEAN_EXECUTOR_USES[0]:
+        terminalreporter.write_line(
+            f"lean GraphQL executor answered (and matched graphql-core) {LEAN_EXECUTOR_USES[0]}"
+            " queries"
+        )

@@ -29,12 +29,15 @@ from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.auth import AuthenticationError, authenticate
 from saleor_crm_plugin.core.errors import CrmError
 from saleor_crm_plugin.graphql.core.context import GraphQLContext
-from saleor_crm_plugin.graphql.core.limits import check_limits
+from saleor_crm_plugin.graphql.core.executor import Unsupported, execute_query
+from saleor_crm_plugin.graphql.core.limits import limit_errors, measure
 from saleor_crm_plugin.graphql.core.permissions import PermissionDenied
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 10
+# Tests switch the lean executor off to compare its answers with graphql-core's.
+FAST_EXECUTOR = {"enabled": True}
 
 
 class _DocumentCache:
@@ -65,6 +68,42 @@ class _DocumentCache:
 
 
 document_cache = _DocumentCache()
+
+
+class _MeasureCache:
+    """Depth and cost by document and by the only variables that can change them
+    (integers such as ``first``, and list lengths such as ``representations``)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[Any, ...], tuple[int, int]] = OrderedDict()
+
+    def check(self, query: str, document: Any, variables: dict[str, Any]) -> list[GraphQLError]:
+        """``check_limits``, measuring each document and variable shape once (the limits
+        themselves are read at every call: settings may change)."""
+        signature = tuple(
+            sorted(
+                (name, len(value) if isinstance(value, list) else value)
+                for name, value in variables.items()
+                if isinstance(value, int | list)
+            )
+        )
+        key = (query, signature)
+        with self._lock:
+            measured = self._entries.get(key)
+            if measured is not None:
+                self._entries.move_to_end(key)
+        if measured is None:
+            measured = measure(document, variables)
+            with self._lock:
+                self._entries[key] = measured
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+        return limit_errors(*measured)
+
+
+limits_cache = _MeasureCache()
 
 
 def _json(data: Any, status: int = 200) -> JsonResponse:
@@ -120,7 +159,7 @@ def execute_operation(
         return 400, {"errors": [{"message": "Variables must be a JSON object."}]}
     document, errors = document_cache.get(schema, query)
     if not errors:
-        errors = check_limits(document, variables)
+        errors = limits_cache.check(query, document, variables)
     if errors:
         return 400, {"errors": [format_error(e) for e in errors]}
     operation = _operation(document, operation_name)
@@ -130,6 +169,15 @@ def execute_operation(
         and operation.operation != "mutation"
     ):
         return 400, {"errors": [{"message": "Subscriptions are not supported."}]}
+    if operation is not None and operation.operation == "query" and FAST_EXECUTOR["enabled"]:
+        try:
+            return 200, {
+                "data": execute_query(schema, document, context, variables, operation_name)
+            }
+        except Unsupported:
+            # Errors are graphql-core's to report; start again from an empty context so
+            # no half-resolved loader state leaks into the second run.
+            context = GraphQLContext(request=context.request, requester=context.requester)
     try:
         result = execute(
             schema,

@@ -94,7 +94,11 @@ def measure(document: ast.Document, variables: dict[str, Any] | None = None) -> 
 def check_limits(
     document: ast.Document, variables: dict[str, Any] | None = None
 ) -> list[GraphQLError]:
-    depth, complexity = measure(document, variables)
+    return limit_errors(*measure(document, variables))
+
+
+def limit_errors(depth: int, complexity: int) -> list[GraphQLError]:
+    """The errors for a measured document under the current settings."""
     errors: list[GraphQLError] = []
     if depth > crm_settings.GRAPHQL_MAX_DEPTH:
         errors.append(

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from django.db.models import Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
+from saleor_crm_plugin.core.rows import RowReader, placeholders
 from saleor_crm_plugin.customers.models import (
     Customer,
     CustomerChannelStats,
@@ -26,11 +27,21 @@ from saleor_crm_plugin.graphql.core.dataloaders import DataLoader, group_by
 ORDER_ORDERING = ("-created_at", "-pk")
 
 
+# The customer 360's own reads (``me`` and what hangs off it) skip Django's SQL compiler:
+# see ``core/rows.py``. The other loaders are not on a per-request path and keep the ORM.
+# Bookkeeping JSON (per-field versions, line attributes) is deferred: no resolver reads it,
+# and decoding it was a tenth of a request's CPU.
+CUSTOMERS = RowReader(Customer, defer=("field_versions",))
+CHANNEL_STATS = RowReader(CustomerChannelStats)
+ORDERS = RowReader(Order, defer=("field_versions",))
+LINES = RowReader(OrderLine, defer=("attributes",))
+
+
 class CustomerByIdLoader(DataLoader[int, Customer | None]):
     context_key = "crm_customer_by_id"
 
     def batch_load(self, keys: list[int]) -> list[Customer | None]:
-        customers = Customer.objects.in_bulk(keys)
+        customers = {c.pk: c for c in CUSTOMERS.fetch(f"t.id IN ({placeholders(keys)})", keys)}
         return [customers.get(key) for key in keys]
 
 
@@ -38,7 +49,8 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
     context_key = "crm_customer_by_user_id"
 
     def batch_load(self, keys: list[str]) -> list[Customer | None]:
-        customers = Customer.objects.in_bulk(keys, field_name="saleor_user_id")
+        rows = CUSTOMERS.fetch(f"t.saleor_user_id IN ({placeholders(keys)})", keys)
+        customers = {c.saleor_user_id: c for c in rows}
         return [customers.get(key) for key in keys]
 
 
@@ -46,8 +58,10 @@ class ChannelStatsByCustomerIdLoader(DataLoader[int, list[CustomerChannelStats]]
     context_key = "crm_channel_stats_by_customer_id"
 
     def batch_load(self, keys: list[int]) -> list[list[CustomerChannelStats]]:
-        rows = CustomerChannelStats.objects.filter(customer_id__in=keys).order_by(
-            "customer_id", "channel_slug", "currency", "pk"
+        rows = CHANNEL_STATS.fetch(
+            f"t.customer_id IN ({placeholders(keys)})",
+            keys,
+            order_by="t.customer_id, t.channel_slug, t.currency, t.id",
         )
         groups = group_by(rows, "customer_id")
         return [groups.get(key, []) for key in keys]
@@ -73,7 +87,8 @@ class LinesByOrderIdLoader(DataLoader[int, list[OrderLine]]):
     context_key = "crm_lines_by_order_id"
 
     def batch_load(self, keys: list[int]) -> list[list[OrderLine]]:
-        groups = group_by(OrderLine.objects.filter(order_id__in=keys).order_by("pk"), "order_id")
+        rows = LINES.fetch(f"t.order_id IN ({placeholders(keys)})", keys, order_by="t.id")
+        groups = group_by(rows, "order_id")
         return [groups.get(key, []) for key in keys]
 
 
@@ -171,13 +186,21 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
         if len(customer_ids) == 1:
             # One customer (``me``, the hot path): a plain LIMIT query; COUNT(*) OVER () is
             # computed before the LIMIT, so it is the customer's total.
-            rows = list(
-                _orders(channel, drafts)
-                .filter(customer_id__in=customer_ids)
-                .annotate(_total=Window(Count("pk")))
-                .order_by(*(["created_at", "pk"] if backwards else ["-created_at", "-pk"]))[
-                    : size + 1
-                ]
+            where = ["t.customer_id = %s"]
+            params: list[Any] = [next(iter(customer_ids))]
+            if channel:
+                where.append("t.channel_slug = %s")
+                params.append(channel)
+            if not drafts:
+                where.append("t.status <> %s")
+                params.append(OrderStatus.DRAFT.value)
+            direction = "ASC" if backwards else "DESC"
+            rows = ORDERS.fetch(
+                " AND ".join(where),
+                params,
+                order_by=f"t.created_at {direction}, t.id {direction}",
+                limit=size + 1,
+                extra=[("_total", "COUNT(*) OVER ()")],
             )
         else:
             rows = self._window_rows(customer_ids, size, ordering, channel, drafts)

@@ -1,0 +1,244 @@
+"""The lean query executor (``graphql/core/executor.py``) against graphql-core's own, on a small
+schema that exercises what a document can contain. The whole suite also checks every query it
+sends against graphql-core (``tests/conftest.py``); these tests cover the corners on purpose."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import graphene
+import pytest
+from graphql import parse, validate
+from graphql.execution import execute
+from promise import Promise
+from promise.promise import async_instance
+
+from saleor_crm_plugin.graphql.core.context import GraphQLContext
+from saleor_crm_plugin.graphql.core.dataloaders import DataLoader
+from saleor_crm_plugin.graphql.core.executor import Unsupported, execute_query
+from tests.graphql.conftest import make_customer, make_order, make_stats, user_gid
+
+BATCHES: list[list[int]] = []
+
+
+class ChildrenLoader(DataLoader[int, list[int]]):
+    context_key = "test_children"
+
+    def batch_load(self, keys: list[int]) -> list[list[int]]:
+        BATCHES.append(sorted(keys))
+        return [[key * 10 + i for i in range(3)] for key in keys]
+
+
+Colour = graphene.Enum("Colour", [("RED", "red"), ("BLUE", "blue")])
+
+
+class Named(graphene.Interface):
+    name = graphene.String(required=True)
+
+
+class Cat(graphene.ObjectType):
+    class Meta:
+        interfaces = (Named,)
+
+    lives = graphene.Int()
+
+
+class Dog(graphene.ObjectType):
+    class Meta:
+        interfaces = (Named,)
+
+    barks = graphene.Boolean()
+
+
+class Pet(graphene.Union):
+    class Meta:
+        types = (Cat, Dog)
+
+
+class Node(graphene.ObjectType):
+    number = graphene.Int(required=True)
+    label = graphene.String()
+    colour = graphene.Field(Colour)
+    seen_at = graphene.DateTime()
+    children = graphene.List(graphene.NonNull(lambda: Node), required=True)
+    scaled = graphene.Int(factor=graphene.Int(default_value=2))
+    broken = graphene.String()
+    must = graphene.String(required=True)
+
+    @staticmethod
+    def resolve_label(root: dict, info: Any) -> str | None:
+        return None if root["number"] % 2 else f"n{root['number']}"
+
+    @staticmethod
+    def resolve_colour(root: dict, info: Any) -> str:
+        return "red" if root["number"] % 2 else "blue"
+
+    @staticmethod
+    def resolve_children(root: dict, info: Any) -> Promise:
+        loader = ChildrenLoader(info.context)
+        return loader.load(root["number"]).then(lambda ns: [{"number": n} for n in ns])
+
+    @staticmethod
+    def resolve_scaled(root: dict, info: Any, factor: int) -> int:
+        return root["number"] * factor
+
+    @staticmethod
+    def resolve_broken(root: dict, info: Any) -> str:
+        raise ValueError("boom")
+
+    @staticmethod
+    def resolve_must(root: dict, info: Any) -> None:
+        return None
+
+
+class Query(graphene.ObjectType):
+    node = graphene.Field(Node, number=graphene.Int(required=True))
+    nodes = graphene.List(Node, numbers=graphene.List(graphene.Int))
+    named = graphene.List(Named)
+    pets = graphene.List(Pet)
+    greeting = graphene.String(name=graphene.String(default_value="world"))
+    now = graphene.DateTime()
+
+    @staticmethod
+    def resolve_node(root: Any, info: Any, number: int) -> dict:
+        return {"number": number, "seen_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}
+
+    @staticmethod
+    def resolve_nodes(root: Any, info: Any, numbers: list[int] | None = None) -> Promise:
+        return Promise.resolve([{"number": n} for n in numbers or [1, 2]])
+
+    @staticmethod
+    def resolve_named(root: Any, info: Any) -> list[Any]:
+        return [Cat(name="Tom", lives=9), Dog(name="Rex", barks=True)]
+
+    @staticmethod
+    def resolve_pets(root: Any, info: Any) -> list[Any]:
+        return [Dog(name="Rex", barks=False), Cat(name="Tom", lives=7)]
+
+    @staticmethod
+    def resolve_greeting(root: Any, info: Any, name: str) -> str:
+        return f"hello {name}"
+
+
+SCHEMA = graphene.Schema(query=Query, types=[Cat, Dog])
+
+
+def run_both(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    document = parse(query)
+    assert not validate(SCHEMA, document)
+    BATCHES.clear()
+    lean = execute_query(SCHEMA, document, GraphQLContext(), variables or {}, None)
+    lean_batches = list(BATCHES)
+    BATCHES.clear()
+    result = execute(SCHEMA, document, context_value=GraphQLContext(), variable_values=variables)
+    assert not result.errors
+    assert lean_batches == BATCHES, "the lean executor must batch exactly like graphql-core"
+    return lean, result.data
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ node(number: 3) { number label colour seenAt scaled s5: scaled(factor: 5) } }", None),
+        ("{ a: node(number: 1) { number } b: node(number: 2) { number __typename } }", None),
+        (
+            "query($n: [Int], $f: Int) { nodes(numbers: $n) { number scaled(factor: $f)"
+            " children { number children { number label } } } }",
+            {"n": [1, 2, 3], "f": 7},
+        ),
+        ("{ nodes { ...N children { ...N } } } fragment N on Node { number colour }", None),
+        (
+            "query($yes: Boolean!) { node(number: 4) { number label @include(if: $yes)"
+            " colour @skip(if: $yes) ... on Node @include(if: $yes) { scaled } } }",
+            {"yes": True},
+        ),
+        (
+            "query($yes: Boolean!) { node(number: 4) { number label @include(if: $yes)"
+            " colour @skip(if: $yes) } }",
+            {"yes": False},
+        ),
+        (
+            "{ named { __typename name ... on Cat { lives } ... on Dog { barks } }"
+            " pets { ... on Dog { name barks } ... on Cat { __typename lives } } }",
+            None,
+        ),
+        ('{ greeting g2: greeting(name: "you") }', None),
+        ("{ now node(number: 1) { seenAt } }", None),
+    ],
+)
+def test_same_data_as_graphql_core(query: str, variables: dict[str, Any] | None) -> None:
+    lean, reference = run_both(query, variables)
+    assert json.dumps(lean) == json.dumps(reference)
+
+
+def test_dataloaders_batch_per_level() -> None:
+    run_both("{ nodes(numbers: [1, 2, 3]) { children { children { number } } } }")
+    document = parse("{ nodes(numbers: [1, 2, 3]) { children { children { number } } } }")
+    BATCHES.clear()
+    execute_query(SCHEMA, document, GraphQLContext(), {}, None)
+    # One load per level, whatever the number of parents: 3 parents, then their 9 children.
+    assert [len(batch) for batch in BATCHES] == [3, 9]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ node(number: 1) { broken } }",  # a resolver raises
+        "{ node(number: 1) { must } }",  # null in a non-null field
+        "{ __schema { queryType { name } } }",  # introspection is graphql-core's job
+        "{ node(number: 1) { children { broken } } }",  # an error below a deferred level
+    ],
+)
+def test_gives_up_where_graphql_core_reports_errors(query: str) -> None:
+    document = parse(query)
+    with pytest.raises(Unsupported):
+        execute_query(SCHEMA, document, GraphQLContext(), {}, None)
+    # The trampoline is left as found, so graphql-core still batches afterwards.
+    assert not async_instance.is_tick_used
+    assert not async_instance.normal_queue
+    BATCHES.clear()
+    result = execute(
+        SCHEMA,
+        parse("{ nodes(numbers: [1, 2]) { children { number } } }"),
+        context_value=GraphQLContext(),
+    )
+    assert not result.errors and BATCHES == [[1, 2]]
+
+
+def test_mutations_are_never_executed_here() -> None:
+    class Mutation(graphene.ObjectType):
+        noop = graphene.Boolean()
+
+    schema = graphene.Schema(query=Query, mutation=Mutation)
+    with pytest.raises(Unsupported):
+        execute_query(schema, parse("mutation { noop }"), GraphQLContext(), {}, None)
+
+
+def test_customer_360_takes_the_lean_path(
+    monkeypatch: pytest.MonkeyPatch, saleor: Any, mint: Any, gql: Any
+) -> None:
+    """The storefront's hot query must not fall back (it would then cost twice)."""
+    from saleor_crm_plugin.graphql import views
+
+    customer = make_customer(1)
+    for n in range(1, 4):
+        make_order(customer, n)
+    make_stats(customer, order_count=3)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("fell back to graphql-core")
+
+    monkeypatch.setattr(views, "execute", refuse)
+    status, body = gql(
+        "{ me { email orderCount channelStats { currency totalSpent { amount } }"
+        " orders(first: 2) { totalCount edges { node { number status total { amount }"
+        " lines { sku quantity unitPrice { amount } } } } } } }",
+        token=mint(user_gid(1)),
+    )
+    assert status == 200 and "errors" not in body, body
+    orders = body["data"]["me"]["orders"]
+    assert orders["totalCount"] == 3
+    assert [e["node"]["number"] for e in orders["edges"]] == ["3", "2"]
+    assert [line["quantity"] for line in orders["edges"][0]["node"]["lines"]] == [1, 2]
