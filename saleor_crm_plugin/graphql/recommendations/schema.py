@@ -12,6 +12,7 @@ from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.graphql.core.connection import connection_field, paginate_queryset
 from saleor_crm_plugin.graphql.core.ids import resolve_global_id
 from saleor_crm_plugin.graphql.core.permissions import check_permissions, requester_of
+from saleor_crm_plugin.graphql.customers.dataloaders import CUSTOMERS
 from saleor_crm_plugin.graphql.recommendations.mutations import (
     RecommendationClicked,
     RecommendationProductRuleSet,
@@ -38,7 +39,9 @@ def _customer(info: Any) -> Customer | None:
     user_id = requester_of(info).user_id
     if not user_id:
         return None
-    return Customer.objects.filter(saleor_user_id=user_id, erased_at__isnull=True).first()
+    # Every storefront request starts here: read through the precompiled reader (core/rows.py).
+    rows = CUSTOMERS.fetch("t.saleor_user_id = %s AND t.erased_at IS NULL", [user_id])
+    return rows[0] if rows else None
 
 
 def _served(recs: list[serving.Recommendation], channel: str | None) -> list[Served]:
