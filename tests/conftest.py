@@ -16,9 +16,13 @@ from tests.captures import CAPTURED_API_URL, Capture, jwks
 
 @pytest.fixture(autouse=True)
 def _fresh_instance_cache() -> Iterator[None]:
+    from saleor_crm_plugin.core.auth import verified_tokens
+
     instance_cache.clear()
+    verified_tokens.clear()
     yield
     instance_cache.clear()
+    verified_tokens.clear()
 
 
 @pytest.fixture(autouse=True)

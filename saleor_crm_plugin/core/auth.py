@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -116,7 +118,63 @@ def _token_key(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
+class _VerifiedTokens:
+    """Tokens whose signature and claims were checked, for at most ``TTL`` seconds and never
+    past their expiry. A storefront sends the same access token with every request; decoding
+    it twice and verifying RSA again each time was a sixth of a small query's CPU. A hit is
+    honoured only while the registry still returns the very key object that verified the
+    token, so a rotated key, a refreshed JWKS or an unregistered Saleor ends it at once."""
+
+    TTL = 60.0
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, str, str, Any, Requester]] = OrderedDict()
+
+    def get(self, token: str) -> Requester | None:
+        with self._lock:
+            entry = self._entries.get(token)
+        if entry is None:
+            return None
+        valid_until, api_url, kid, key, requester = entry
+        if time.time() < valid_until:
+            try:
+                _, current = registry.signing_key(api_url, kid)
+            except SignatureError:
+                current = None
+            if current is key:
+                return requester
+        with self._lock:
+            self._entries.pop(token, None)
+        return None
+
+    def put(
+        self, token: str, valid_until: float, api_url: str, kid: str, key: Any, requester: Requester
+    ) -> None:
+        with self._lock:
+            self._entries[token] = (
+                min(valid_until, time.time() + self.TTL),
+                api_url,
+                kid,
+                key,
+                requester,
+            )
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verified_tokens = _VerifiedTokens()
+
+
 def authenticate_jwt(token: str) -> Requester:
+    cached = verified_tokens.get(token)
+    if cached is not None:
+        return cached
     try:
         header = jwt.get_unverified_header(token)
         unverified = jwt.decode(token, options={"verify_signature": False})
@@ -169,13 +227,21 @@ def authenticate_jwt(token: str) -> Requester:
         if not instance.app_id or claims.get("app") != instance.app_id:
             raise AuthenticationError("The token was issued for another app.")
         permissions = claims.get("permissions") or []
-        return Requester(
+        requester = Requester(
             kind="staff", app_id=instance.app_id, permissions=frozenset(permissions), **common
         )
-    if claims.get("is_staff"):
+    elif claims.get("is_staff"):
         permissions = staff_permissions(api_url, token, user_id, expires_at)
-        return Requester(kind="staff", permissions=permissions, **common)
-    return Requester(kind="customer", **common)
+        requester = Requester(kind="staff", permissions=permissions, **common)
+    else:
+        requester = Requester(kind="customer", **common)
+    # jwt accepts a token until ``exp + leeway``; the cache never outlives that.
+    valid_until = expires_at + crm_settings.GRAPHQL_JWT_LEEWAY
+    if not (requester.kind == "staff" and not requester.permissions and token_type != "thirdparty"):
+        # (A staff token whose permissions Saleor could not tell us is not cached: the next
+        # request asks again.)
+        verified_tokens.put(token, valid_until, api_url, kid, key, requester)
+    return requester
 
 
 def staff_permissions(api_url: str, token: str, user_id: str, expires_at: float) -> frozenset[str]:

@@ -226,3 +226,42 @@ def test_app_token_while_saleor_is_down_is_503_and_not_cached(saleor, gql):
     assert len([r for r in saleor.requests if r["method"] == "POST"]) == 2
     saleor.respond(_app_answer("QXBwOjc=", []))
     assert _auth("opaque-app-token").app_id == "QXBwOjc="
+
+
+# -- verified-token cache -------------------------------------------------------------------
+
+
+def test_a_verified_token_is_not_verified_again(saleor, mint, monkeypatch):
+    import jwt as pyjwt
+
+    token = mint(user_gid(1))
+    first = _auth(token)
+    calls = []
+    real_decode = pyjwt.decode
+    monkeypatch.setattr(pyjwt, "decode", lambda *a, **k: calls.append(1) or real_decode(*a, **k))
+    assert _auth(token) == first
+    assert calls == []
+
+
+def test_the_cache_ends_with_the_key_that_verified_the_token(saleor, mint):
+    from saleor_crm_plugin.app.registry import instance_cache
+
+    token = mint(user_gid(1))
+    _auth(token)
+    # The Saleor is unregistered: the cached verdict must not outlive its keys.
+    SaleorInstance.objects.all().delete()
+    instance_cache.clear()
+    with pytest.raises(AuthenticationError, match="not issued by a trusted Saleor"):
+        _auth(token)
+
+
+@override_settings(CRM_GRAPHQL_JWT_LEEWAY=0)
+def test_the_cache_never_outlives_the_token(saleor, mint):
+    import time
+
+    token = mint(user_gid(1), expires_in=2)
+    _auth(token)
+    time.sleep(2.2)
+    with pytest.raises(AuthenticationError) as exc:
+        _auth(token)
+    assert exc.value.code == "ExpiredSignatureError"
