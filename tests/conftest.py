@@ -52,8 +52,10 @@ def _lean_executor_matches_graphql_core(monkeypatch: pytest.MonkeyPatch) -> None
 
     lean = executor.execute_query
 
-    def checked(schema: Any, document: Any, context: Any, variables: Any, name: Any) -> Any:
-        data = lean(schema, document, context, variables, name)
+    def checked(
+        schema: Any, document: Any, context: Any, variables: Any, name: Any, plans: Any = None
+    ) -> Any:
+        data = lean(schema, document, context, variables, name, plans)
         LEAN_EXECUTOR_USES[0] += 1
         logged = len(connection.queries_log)
         fresh = GraphQLContext(request=context.request, requester=context.requester)

@@ -29,7 +29,7 @@ from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.auth import AuthenticationError, authenticate
 from saleor_crm_plugin.core.errors import CrmError
 from saleor_crm_plugin.graphql.core.context import GraphQLContext
-from saleor_crm_plugin.graphql.core.executor import Unsupported, execute_query
+from saleor_crm_plugin.graphql.core.executor import DocumentPlans, Unsupported, execute_query
 from saleor_crm_plugin.graphql.core.limits import limit_errors, measure
 from saleor_crm_plugin.graphql.core.permissions import PermissionDenied
 
@@ -47,9 +47,11 @@ class _DocumentCache:
     def __init__(self, size: int = 256) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[int, str], tuple[Any, list[GraphQLError]]] = OrderedDict()
+        self._entries: OrderedDict[
+            tuple[int, str], tuple[Any, list[GraphQLError], DocumentPlans | None]
+        ] = OrderedDict()
 
-    def get(self, schema: Any, query: str) -> tuple[Any, list[GraphQLError]]:
+    def get(self, schema: Any, query: str) -> tuple[Any, list[GraphQLError], DocumentPlans | None]:
         key = (id(schema), query)
         with self._lock:
             if key in self._entries:
@@ -58,8 +60,9 @@ class _DocumentCache:
         try:
             document = parse(query)
         except GraphQLSyntaxError as exc:
-            return None, [exc]
-        entry = (document, validate(schema, document))
+            return None, [exc], None
+        errors = validate(schema, document)
+        entry = (document, errors, None if errors else DocumentPlans(document))
         with self._lock:
             self._entries[key] = entry
             while len(self._entries) > self.size:
@@ -157,7 +160,7 @@ def execute_operation(
         return 400, {"errors": [{"message": "Must provide a query string."}]}
     if not isinstance(variables, dict):
         return 400, {"errors": [{"message": "Variables must be a JSON object."}]}
-    document, errors = document_cache.get(schema, query)
+    document, errors, plans = document_cache.get(schema, query)
     if not errors:
         errors = limits_cache.check(query, document, variables)
     if errors:
@@ -172,7 +175,7 @@ def execute_operation(
     if operation is not None and operation.operation == "query" and FAST_EXECUTOR["enabled"]:
         try:
             return 200, {
-                "data": execute_query(schema, document, context, variables, operation_name)
+                "data": execute_query(schema, document, context, variables, operation_name, plans)
             }
         except Unsupported:
             # Errors are graphql-core's to report; start again from an empty context so

@@ -17,7 +17,7 @@ from promise.promise import async_instance
 
 from saleor_crm_plugin.graphql.core.context import GraphQLContext
 from saleor_crm_plugin.graphql.core.dataloaders import DataLoader
-from saleor_crm_plugin.graphql.core.executor import Unsupported, execute_query
+from saleor_crm_plugin.graphql.core.executor import DocumentPlans, Unsupported, execute_query
 from tests.graphql.conftest import make_customer, make_order, make_stats, user_gid
 
 BATCHES: list[list[int]] = []
@@ -171,6 +171,32 @@ def run_both(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, 
 def test_same_data_as_graphql_core(query: str, variables: dict[str, Any] | None) -> None:
     lean, reference = run_both(query, variables)
     assert json.dumps(lean) == json.dumps(reference)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "query($n: [Int], $f: Int) { nodes(numbers: $n) { number scaled(factor: $f)"
+        " children { number scaled } } }",
+        "query($n: [Int], $yes: Boolean!) { nodes(numbers: $n) { number"
+        " label @include(if: $yes) colour @skip(if: $yes) } }",
+    ],
+)
+def test_plans_shared_by_requests_follow_each_requests_variables(query: str) -> None:
+    document = parse(query)
+    plans = DocumentPlans(document)
+    assert plans.shareable is ("@" not in query)
+    for variables in (
+        {"n": [1, 2], "f": 3, "yes": True},
+        {"n": [5], "f": 10, "yes": False},
+        {"n": [2, 4, 6], "f": None, "yes": True},
+    ):
+        lean = execute_query(SCHEMA, document, GraphQLContext(), variables, None, plans)
+        reference = execute(
+            SCHEMA, document, context_value=GraphQLContext(), variable_values=variables
+        )
+        assert not reference.errors
+        assert json.dumps(lean) == json.dumps(reference.data)
 
 
 def test_dataloaders_batch_per_level() -> None:

@@ -83,14 +83,50 @@ class Unsupported(Exception):
     """The fast path cannot produce this result; run graphql-core's executor instead."""
 
 
+def _uses_directives(node: Any) -> bool:
+    if getattr(node, "directives", None):
+        return True
+    for child in (
+        getattr(node, "definitions", None),
+        getattr(getattr(node, "selection_set", None), "selections", None),
+    ):
+        if child and any(_uses_directives(c) for c in child):
+            return True
+    return False
+
+
+def _has_variables(value: Any) -> bool:
+    if isinstance(value, ast.Variable):
+        return True
+    if isinstance(value, ast.ListValue):
+        return any(_has_variables(v) for v in value.values)
+    if isinstance(value, ast.ObjectValue):
+        return any(_has_variables(f.value) for f in value.fields)
+    return False
+
+
+class DocumentPlans:
+    """Field plans of one parsed document, shared by every request that sends it (the caller
+    keeps it next to the parsed document). Only documents without directives share: with
+    ``@include``/``@skip`` the selected fields depend on the variables. Arguments that use
+    variables are coerced again for each request."""
+
+    __slots__ = ("roots", "shareable")
+
+    def __init__(self, document: ast.Document) -> None:
+        self.shareable = not _uses_directives(document)
+        self.roots: dict[str | None, list[tuple[str, _Field]]] = {}
+
+
 class _Field:
-    """What resolving one selected field needs, worked out once per request and parent type
-    rather than once per object."""
+    """What resolving one selected field needs, worked out once per document (or request)
+    and parent type rather than once per object."""
 
     __slots__ = (
         "args",
         "attname",
         "default",
+        "dynamic_args",
         "field_asts",
         "field_def",
         "name",
@@ -115,6 +151,7 @@ class _Field:
         self.default: Any = None
         self.resolver: Any = None
         self.args: dict[str, Any] = _NO_ARGS
+        self.dynamic_args = False
         # Sub-selection plans by runtime type, so each object of a list reuses its siblings'.
         self.subplans: dict[GraphQLObjectType, list[tuple[str, _Field]]] = {}
         self.return_type: Any = None
@@ -141,9 +178,10 @@ class _Field:
             self.attname, self.default = resolver.args
         self.resolver = resolver
         if self.field_def.args:
-            self.args = get_argument_values(
-                self.field_def.args, field_ast.arguments, ctx.variable_values
-            )
+            if any(_has_variables(argument.value) for argument in field_ast.arguments or ()):
+                self.dynamic_args = True  # coerced per request by ``_Walker.object``
+            else:
+                self.args = get_argument_values(self.field_def.args, field_ast.arguments, {})
 
 
 class _Pending:
@@ -220,8 +258,18 @@ class _Walker:
             else:
                 field_path = [*path, response_name]
                 info = self.info(field, parent_type, field_path)
+                args = field.args
+                if field.dynamic_args:
+                    try:
+                        args = get_argument_values(
+                            field.field_def.args,
+                            field.field_asts[0].arguments,
+                            self.ctx.variable_values,
+                        )
+                    except Exception as exc:
+                        raise Unsupported("arguments") from exc
                 try:
-                    value = field.resolver(source, info, **field.args)
+                    value = field.resolver(source, info, **args)
                 except Exception as exc:
                     raise Unsupported("resolver raised") from exc
             serialize = field.serialize
@@ -360,6 +408,7 @@ def execute_query(
     context: Any,
     variables: dict[str, Any],
     operation_name: str | None,
+    plans: DocumentPlans | None = None,
 ) -> dict[str, Any]:
     """``data`` of a query operation that resolves without errors; raises
     :class:`Unsupported` otherwise (then nothing was returned, and the caller falls back)."""
@@ -377,10 +426,14 @@ def execute_query(
     trampoline = async_instance
     if trampoline.is_tick_used:
         raise Unsupported("inside a promise callback")  # never the case in a request
-    fields = collect_fields(
-        ctx, root_type, operation.selection_set, DefaultOrderedDict(list), set()
-    )
-    root_plan = [(name, _Field(ctx, root_type, asts)) for name, asts in fields.items()]
+    root_plan = plans.roots.get(operation_name) if plans is not None and plans.shareable else None
+    if root_plan is None:
+        fields = collect_fields(
+            ctx, root_type, operation.selection_set, DefaultOrderedDict(list), set()
+        )
+        root_plan = [(name, _Field(ctx, root_type, asts)) for name, asts in fields.items()]
+        if plans is not None and plans.shareable:
+            plans.roots[operation_name] = root_plan
     trampoline.is_tick_used = True
     try:
         data = walker.object(root_type, None, root_plan, [])
