@@ -151,7 +151,12 @@ class ColdStart:
 
 
 def evaluate_cold_start(
-    data: Interactions, params: TrainingParams, *, max_users: int, share: float = 0.2
+    data: Interactions,
+    params: TrainingParams,
+    *,
+    max_users: int,
+    share: float = 0.2,
+    centroids: bool = False,
 ) -> ColdStart:
     """How well a *new* customer's first order is ranked from what serving knows about them.
 
@@ -165,7 +170,9 @@ def evaluate_cold_start(
     - ``popularity``: the popular products of that channel (the fallback serving uses
       without user features);
     - ``country_popularity``: popular among the training customers of the same country, a
-      non-model reference that user features should at least match.
+      non-model reference that user features should at least match;
+    - ``country_centroid`` (with ``centroids``, for the benchmark): the mean vector of the
+      trained customers of the same country, an alternative that needs no user features.
 
     Unlike the last-order holdout this is not a time split (cold customers are taken from the
     whole period), so compare its figures with each other, not with the holdout's."""
@@ -219,7 +226,8 @@ def evaluate_cold_start(
 
     names = user_feature_names(data, params)
     model_scorer = channel_scorer
-    if names:
+    reps = None
+    if names or centroids:
         fit_on = data.training_matrix(
             train_mask,
             half_life_days=params.half_life_days,
@@ -231,8 +239,11 @@ def evaluate_cold_start(
             params,
             user_features=user_features(data, params, train_mask),
         )
+    if names and reps is not None:
         index = {name: i for i, name in enumerate(names)}
-        assert reps.user_feature_factors is not None
+        feature_factors = reps.user_feature_factors
+        assert feature_factors is not None
+        item_factors, item_biases = reps.item_factors, reps.item_biases
 
         def model_scorer(users: np.ndarray) -> np.ndarray:
             scores = channel_scorer(users).copy()
@@ -246,8 +257,8 @@ def evaluate_cold_start(
                     if name in index
                 ]
                 if known:
-                    vector = reps.user_feature_factors[known].mean(axis=0)  # type: ignore[index]
-                    scores[row] = reps.item_factors @ vector + reps.item_biases
+                    vector = feature_factors[known].mean(axis=0)
+                    scores[row] = item_factors @ vector + item_biases
             return scores
 
     scorers = {
@@ -255,11 +266,41 @@ def evaluate_cold_start(
         "popularity": channel_scorer,
         "country_popularity": country_scorer,
     }
+    if centroids and reps is not None:
+        scorers["country_centroid"] = _centroid_scorer(
+            reps, countries, np.unique(data.users[train_mask]), channel_scorer
+        )
     metrics = {
         name: evaluation.ranking_metrics(scorer, cold, test_items, data.n_items, k=K)
         for name, scorer in scorers.items()
     }
     return ColdStart(metrics=metrics, n_test_users=len(cold))
+
+
+def _centroid_scorer(
+    reps: Representations,
+    countries: list[str],
+    trained: np.ndarray,
+    fallback: evaluation.Scorer,
+) -> evaluation.Scorer:
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for u in trained:
+        c = countries[u]
+        if c:
+            sums[c] = sums.get(c, 0) + reps.user_factors[u]
+            counts[c] = counts.get(c, 0) + 1
+
+    def score(users: np.ndarray) -> np.ndarray:
+        scores = fallback(users).copy()
+        for row, u in enumerate(users):
+            c = countries[u]
+            if c in sums:
+                vector = sums[c] / counts[c]
+                scores[row] = reps.item_factors @ vector + reps.item_biases
+        return scores
+
+    return score
 
 
 def should_promote(model_ndcg: float, baseline_ndcg: float, margin: float) -> bool:
