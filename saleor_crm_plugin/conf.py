@@ -284,6 +284,16 @@ class CRMSettings:
         return bool(self._get("RECS_ATTRIBUTE_FEATURES", False))
 
     @property
+    def RECS_USER_CHANNEL_FEATURES(self) -> bool:
+        """Add the channels a customer bought in as user features."""
+        return bool(self._get("RECS_USER_CHANNEL_FEATURES", False))
+
+    @property
+    def RECS_USER_COUNTRY_FEATURES(self) -> bool:
+        """Add the customer's country as a user feature (cold start for new customers)."""
+        return bool(self._get("RECS_USER_COUNTRY_FEATURES", False))
+
+    @property
     def RECS_REPEAT_WEIGHT(self) -> float:
         """How much a customer's own purchase history lifts a product's score (0 = pure
         LightFM). Repeat purchases dominate many shops; the holdout measures the effect."""

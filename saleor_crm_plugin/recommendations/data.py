@@ -31,6 +31,16 @@ TRAINING_EVENT_KINDS = ("product_viewed", "added_to_cart")
 ONE_PURCHASE = float(np.log1p(1.0))
 
 
+def channel_feature(channel_id: str) -> str:
+    """Name of the user-feature column "bought in this channel" (training and serving)."""
+    return f"channel:{channel_id}"
+
+
+def country_feature(country_code: str) -> str:
+    """Name of the user-feature column "lives in this country" (training and serving)."""
+    return f"country:{country_code}"
+
+
 @dataclass
 class EventSignals:
     """Per-event arrays, indexed like the purchases (same rows and columns)."""
@@ -63,6 +73,8 @@ class Interactions:
     item_product_types: list[str] = field(default_factory=list)
     # "attribute:value" strings of each column (empty when unknown); empty when none carried.
     item_attributes: list[list[str]] = field(default_factory=list)
+    # ISO country code of each row's customer ("" when unknown); empty when none carried.
+    user_countries: list[str] = field(default_factory=list)
 
     @property
     def n_users(self) -> int:
@@ -178,6 +190,71 @@ class Interactions:
         row_sums = np.asarray(features.sum(axis=1)).ravel()
         return sp.diags(1.0 / row_sums).dot(features).tocsr().astype(np.float32)
 
+    def user_feature_names(
+        self, *, use_channels: bool = False, use_countries: bool = False
+    ) -> list[str]:
+        """The user-feature columns after the identity block, in matrix order:
+        ``channel:<id>`` for every channel anyone bought in (none in a one-channel shop),
+        then ``country:<code>`` for every known country (both sorted). Taken from *all*
+        purchases, so the holdout fit and the warm-start refit share one column layout;
+        serving maps a cold customer's channel and country to these names."""
+        names: list[str] = []
+        if use_channels:
+            used = np.unique(self.channels) if self.n_purchases else np.zeros(0, np.int32)
+            ids = [self.channel_ids[c] for c in used if self.channel_ids[c]]
+            # One channel tells no customers apart, yet dilutes every identity like a real
+            # feature; as a cold customer's only feature it is an "average customer", which
+            # beat popularity on UCI but lost to it on the test shop (docs/recommendations.md).
+            if len(ids) > 1:
+                names += sorted(channel_feature(cid) for cid in ids)
+        if use_countries:
+            names += sorted({country_feature(c) for c in self.user_countries if c})
+        return names
+
+    def user_features(
+        self,
+        mask: np.ndarray | None = None,
+        *,
+        use_channels: bool = False,
+        use_countries: bool = False,
+    ) -> sp.csr_matrix | None:
+        """Identity plus multi-hot "bought in channel" (over the ``mask`` purchases, so the
+        holdout fit cannot learn a channel from the held-out order) plus one-hot country,
+        rows normalised to sum 1 like the item features. ``None`` when no feature column
+        exists: LightFM then uses its own identity matrix, exactly as before the setting."""
+        names = self.user_feature_names(use_channels=use_channels, use_countries=use_countries)
+        if not names:
+            return None
+        n = self.n_users
+        column = {name: n + i for i, name in enumerate(names)}
+        rows: list[np.ndarray] = [np.arange(n, dtype=np.int64)]
+        cols: list[np.ndarray] = [np.arange(n, dtype=np.int64)]
+        if use_channels and self.n_purchases:
+            users, channels = self.users, self.channels
+            if mask is not None:
+                users, channels = users[mask], channels[mask]
+            pairs = np.unique(np.stack([users.astype(np.int64), channels.astype(np.int64)]), axis=1)
+            channel_col = np.array(
+                [column.get(channel_feature(cid), -1) for cid in self.channel_ids], dtype=np.int64
+            )
+            pair_cols = channel_col[pairs[1]]
+            keep = pair_cols >= 0
+            rows.append(pairs[0][keep])
+            cols.append(pair_cols[keep])
+        if use_countries and self.user_countries:
+            countries = self.user_countries
+            known = [(u, column[country_feature(c)]) for u, c in enumerate(countries) if c]
+            if known:
+                rows.append(np.array([u for u, _ in known], dtype=np.int64))
+                cols.append(np.array([c for _, c in known], dtype=np.int64))
+        all_rows, all_cols = np.concatenate(rows), np.concatenate(cols)
+        features = sp.csr_matrix(
+            (np.ones(len(all_rows), dtype=np.float32), (all_rows, all_cols)),
+            shape=(n, n + len(names)),
+        )
+        row_sums = np.asarray(features.sum(axis=1)).ravel()
+        return sp.diags(1.0 / row_sums).dot(features).tocsr().astype(np.float32)
+
 
 def _one_hot(labels: list[str], n: int) -> list[sp.csr_matrix]:
     """One column per distinct non-empty label (sorted, so runs are reproducible); nothing
@@ -246,6 +323,7 @@ def extract_interactions(
         "order__channel_id",
         "product_type_id",
         "attributes",
+        "order__customer__country_code",
     ).order_by()
     data = build_interactions(rows.iterator(chunk_size=20000))
     weights = {k: float(w) for k, w in (event_weights or {}).items() if float(w) > 0}
@@ -310,14 +388,15 @@ def build_events(
 
 def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
     """Rows are ``(customer, product, category, qty, refunded qty, paid_at, order, channel)``,
-    optionally followed by the product type and the attribute list; also used by the
-    benchmarks to feed external data through the same code path."""
+    optionally followed by the product type, the attribute list and the customer's country
+    code; also used by the benchmarks to feed external data through the same code path."""
     user_index: dict[int, int] = {}
     item_index: dict[str, int] = {}
     channel_index: dict[str, int] = {}
     categories: list[str] = []
     product_types: list[str] = []
     attributes: list[list[str]] = []
+    countries: list[str] = []
     users: list[int] = []
     items: list[int] = []
     quantities: list[float] = []
@@ -330,7 +409,13 @@ def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
             continue
         product_type = extra[0] if extra else ""
         item_attrs = sorted(set(extra[1] or ())) if len(extra) > 1 else []
-        u = user_index.setdefault(customer, len(user_index))
+        country = (extra[2] or "") if len(extra) > 2 else ""
+        u = user_index.get(customer)
+        if u is None:
+            u = user_index[customer] = len(user_index)
+            countries.append(country)
+        elif country and not countries[u]:
+            countries[u] = country
         i = item_index.get(product)
         if i is None:
             i = item_index[product] = len(item_index)
@@ -363,6 +448,7 @@ def build_interactions(rows) -> Interactions:  # type: ignore[no-untyped-def]
         channel_ids=list(channel_index),
         item_product_types=product_types,
         item_attributes=attributes,
+        user_countries=countries,
     )
 
 

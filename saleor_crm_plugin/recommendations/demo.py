@@ -132,15 +132,18 @@ def _preview_model(run: services.ModelRun) -> serving.LoadedModel:
     history = data.matrix(half_life_days=params.half_life_days)
     reps = fit(
         history,
-        data.item_features(
-            use_categories=params.use_categories,
-            use_product_types=params.use_product_types,
-            use_attributes=params.use_attributes,
-        ),
+        services.item_features(data, params),
         params,
+        user_features=services.user_features(data, params),
     )
     return serving.LoadedModel.from_representations(
-        run.pk, data.user_ids, data.item_ids, reps, history, params.repeat_weight
+        run.pk,
+        data.user_ids,
+        data.item_ids,
+        reps,
+        history,
+        params.repeat_weight,
+        services.user_feature_names(data, params),
     )
 
 

@@ -51,6 +51,8 @@ class ModelRun(models.Model):
     n_items = models.PositiveIntegerField(default=0)
     n_interactions = models.PositiveIntegerField(default=0)
     n_item_features = models.PositiveIntegerField(default=0)
+    # User-feature columns after the per-customer identity (channels, countries); 0 = none.
+    n_user_features = models.PositiveIntegerField(default=0)
     n_test_users = models.PositiveIntegerField(default=0)
     # Storefront events that joined the fit (0 when ``CRM_RECS_EVENT_WEIGHTS`` is off).
     n_events = models.PositiveIntegerField(default=0)
@@ -86,8 +88,9 @@ class ModelArtefact(models.Model):
     """The promoted model's float32 representations, with the id maps that index them.
 
     ``user_ids`` are CRM customer pks, ``item_ids`` Saleor product ids, in matrix order.
-    Item representations already include the feature (category) embeddings, so serving
-    needs no LightFM import at all: score = user_factors @ item_factors.T + item_biases.
+    Item representations already include the feature (category) embeddings, and user
+    representations the user-feature (channel, country) embeddings, so serving needs no
+    LightFM import at all: score = user_factors @ item_factors.T + item_biases.
     """
 
     run = models.OneToOneField(ModelRun, on_delete=models.CASCADE, related_name="artefact")
@@ -104,6 +107,12 @@ class ModelArtefact(models.Model):
     history_indices = models.BinaryField()
     history_data = models.BinaryField()
     repeat_weight = models.FloatField(default=0.0)
+    # User-feature columns ("channel:<id>", "country:<code>") with their float32 embeddings
+    # (len x components) and biases, so a customer the model never saw can be scored from
+    # their channel and country; empty when the run had no user features.
+    user_feature_names = models.JSONField(default=list, blank=True)
+    user_feature_factors = models.BinaryField(default=b"", blank=True)
+    user_feature_biases = models.BinaryField(default=b"", blank=True)
 
     def __str__(self) -> str:
         return f"artefact of run {self.run_id}"

@@ -22,6 +22,8 @@ from saleor_crm_plugin.customers.models import NON_SALE_STATUSES, Order
 from saleor_crm_plugin.recommendations import evaluation, rankings, scoring
 from saleor_crm_plugin.recommendations.data import (
     Interactions,
+    channel_feature,
+    country_feature,
     extract_interactions,
     last_order_holdout,
 )
@@ -60,11 +62,36 @@ def params_from_settings(**overrides: object) -> TrainingParams:
         use_categories=crm_settings.RECS_CATEGORY_FEATURES,
         use_product_types=crm_settings.RECS_PRODUCT_TYPE_FEATURES,
         use_attributes=crm_settings.RECS_ATTRIBUTE_FEATURES,
+        use_user_channels=crm_settings.RECS_USER_CHANNEL_FEATURES,
+        use_user_countries=crm_settings.RECS_USER_COUNTRY_FEATURES,
         repeat_weight=crm_settings.RECS_REPEAT_WEIGHT,
         refit_epochs=crm_settings.RECS_REFIT_EPOCHS,
         event_weights=tuple(sorted(crm_settings.RECS_EVENT_WEIGHTS.items())),
     )
     return replace(params, **overrides) if overrides else params  # type: ignore[arg-type]
+
+
+def item_features(data: Interactions, params: TrainingParams) -> sp.csr_matrix:
+    return data.item_features(
+        use_categories=params.use_categories,
+        use_product_types=params.use_product_types,
+        use_attributes=params.use_attributes,
+    )
+
+
+def user_features(
+    data: Interactions, params: TrainingParams, mask: np.ndarray | None = None
+) -> sp.csr_matrix | None:
+    """``None`` unless a user-feature setting is on and the data has such a feature."""
+    return data.user_features(
+        mask, use_channels=params.use_user_channels, use_countries=params.use_user_countries
+    )
+
+
+def user_feature_names(data: Interactions, params: TrainingParams) -> list[str]:
+    return data.user_feature_names(
+        use_channels=params.use_user_channels, use_countries=params.use_user_countries
+    )
 
 
 @dataclass
@@ -91,12 +118,12 @@ def evaluate(data: Interactions, params: TrainingParams, *, max_users: int) -> E
         half_life_days=params.half_life_days,
         event_mask=data.event_mask(holdout),
     )
-    features = data.item_features(
-        use_categories=params.use_categories,
-        use_product_types=params.use_product_types,
-        use_attributes=params.use_attributes,
+    reps = fit(
+        fit_on,
+        item_features(data, params),
+        params,
+        user_features=user_features(data, params, holdout.train_mask),
     )
-    reps = fit(fit_on, features, params)
     raw = evaluation.factor_scorer(reps.user_factors, reps.item_factors, reps.item_biases)
 
     def model_scorer(users: np.ndarray) -> np.ndarray:
@@ -115,6 +142,165 @@ def evaluate(data: Interactions, params: TrainingParams, *, max_users: int) -> E
         for name, scorer in scorers.items()
     }
     return Evaluation(metrics=metrics, n_test_users=len(holdout.test_users), representations=reps)
+
+
+@dataclass
+class ColdStart:
+    metrics: dict[str, dict[str, float]]
+    n_test_users: int
+
+
+def evaluate_cold_start(
+    data: Interactions,
+    params: TrainingParams,
+    *,
+    max_users: int,
+    share: float = 0.2,
+    centroids: bool = False,
+) -> ColdStart:
+    """How well a *new* customer's first order is ranked from what serving knows about them.
+
+    A seeded ``share`` of customers (at most ``max_users``) is removed from the fit
+    altogether; each one's first order is then ranked by:
+
+    - ``model``: what serving does for a customer without purchases: the mean embedding of
+      their country and of the channel of that order (``LoadedModel.feature_vector``), or
+      the channel's popular products when the model knows neither (always without user
+      features);
+    - ``popularity``: the popular products of that channel (the fallback serving uses
+      without user features);
+    - ``country_popularity``: popular among the training customers of the same country, a
+      non-model reference that user features should at least match;
+    - ``country_centroid`` (with ``centroids``, for the benchmark): the mean vector of the
+      trained customers of the same country, an alternative that needs no user features.
+
+    Unlike the last-order holdout this is not a time split (cold customers are taken from the
+    whole period), so compare its figures with each other, not with the holdout's."""
+    n = data.n_users
+    empty = ColdStart(metrics={}, n_test_users=0)
+    if n < 2 or not data.n_purchases:
+        return empty
+    rng = np.random.default_rng(params.seed)
+    n_cold = max(1, min(max_users, int(n * share)))
+    cold = np.sort(rng.choice(n, size=n_cold, replace=False)).astype(np.int32)
+    is_cold = np.zeros(n, dtype=bool)
+    is_cold[cold] = True
+    train_mask = ~is_cold[data.users]
+    # First order of every customer (earliest paid_at, then lowest order pk).
+    key = np.lexsort((data.orders, data.paid_at, data.users))
+    users_sorted = data.users[key]
+    first_pos = np.r_[0, np.nonzero(np.diff(users_sorted))[0] + 1]
+    first_order = np.full(n, -1, dtype=np.int64)
+    first_order[users_sorted[first_pos]] = data.orders[key][first_pos]
+    first_channel = np.zeros(n, dtype=np.int32)
+    first_channel[users_sorted[first_pos]] = data.channels[key][first_pos]
+    in_first = is_cold[data.users] & (data.orders == first_order[data.users])
+    truth = sp.csr_matrix(
+        (np.ones(int(in_first.sum()), np.float32), (data.users[in_first], data.items[in_first])),
+        shape=(n, data.n_items),
+    )
+    truth.sum_duplicates()
+    test_items = [truth.indices[truth.indptr[u] : truth.indptr[u + 1]] for u in cold]
+
+    weights = data.weights(params.half_life_days)
+
+    def popularity(mask: np.ndarray) -> np.ndarray:
+        counts = np.bincount(data.items[mask], weights=weights[mask], minlength=data.n_items)
+        return counts.astype(np.float32)
+
+    by_channel = np.stack(
+        [popularity(train_mask & (data.channels == c)) for c in range(len(data.channel_ids))]
+    )
+    countries = data.user_countries or [""] * n
+    country_of = np.array(countries, dtype=object)
+    by_country = {
+        c: popularity(train_mask & (country_of[data.users] == c)) for c in set(countries) if c
+    }
+    overall = popularity(train_mask)
+
+    def channel_scorer(users: np.ndarray) -> np.ndarray:
+        return by_channel[first_channel[users]]
+
+    def country_scorer(users: np.ndarray) -> np.ndarray:
+        return np.stack([by_country.get(countries[u], overall) for u in users])
+
+    names = user_feature_names(data, params)
+    model_scorer = channel_scorer
+    reps = None
+    if names or centroids:
+        fit_on = data.training_matrix(
+            train_mask,
+            half_life_days=params.half_life_days,
+            event_mask=None if not data.n_events else ~is_cold[data.events.users],  # type: ignore[union-attr]
+        )
+        reps = fit(
+            fit_on,
+            item_features(data, params),
+            params,
+            user_features=user_features(data, params, train_mask),
+        )
+    if names and reps is not None:
+        index = {name: i for i, name in enumerate(names)}
+        feature_factors = reps.user_feature_factors
+        assert feature_factors is not None
+        item_factors, item_biases = reps.item_factors, reps.item_biases
+
+        def model_scorer(users: np.ndarray) -> np.ndarray:
+            scores = channel_scorer(users).copy()
+            for row, u in enumerate(users):
+                known = [
+                    index[name]
+                    for name in (
+                        channel_feature(data.channel_ids[first_channel[u]]),
+                        country_feature(countries[u]) if countries[u] else "",
+                    )
+                    if name in index
+                ]
+                if known:
+                    vector = feature_factors[known].mean(axis=0)
+                    scores[row] = item_factors @ vector + item_biases
+            return scores
+
+    scorers = {
+        "model": model_scorer,
+        "popularity": channel_scorer,
+        "country_popularity": country_scorer,
+    }
+    if centroids and reps is not None:
+        scorers["country_centroid"] = _centroid_scorer(
+            reps, countries, np.unique(data.users[train_mask]), channel_scorer
+        )
+    metrics = {
+        name: evaluation.ranking_metrics(scorer, cold, test_items, data.n_items, k=K)
+        for name, scorer in scorers.items()
+    }
+    return ColdStart(metrics=metrics, n_test_users=len(cold))
+
+
+def _centroid_scorer(
+    reps: Representations,
+    countries: list[str],
+    trained: np.ndarray,
+    fallback: evaluation.Scorer,
+) -> evaluation.Scorer:
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for u in trained:
+        c = countries[u]
+        if c:
+            sums[c] = sums.get(c, 0) + reps.user_factors[u]
+            counts[c] = counts.get(c, 0) + 1
+
+    def score(users: np.ndarray) -> np.ndarray:
+        scores = fallback(users).copy()
+        for row, u in enumerate(users):
+            c = countries[u]
+            if c in sums:
+                vector = sums[c] / counts[c]
+                scores[row] = reps.item_factors @ vector + reps.item_biases
+        return scores
+
+    return score
 
 
 def should_promote(model_ndcg: float, baseline_ndcg: float, margin: float) -> bool:
@@ -166,11 +352,8 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
     timings["extract"] = time.perf_counter() - mark
     run.n_users, run.n_items, run.n_interactions = data.n_users, data.n_items, data.n_purchases
     run.n_events = data.n_events
-    run.n_item_features = data.item_features(
-        use_categories=params.use_categories,
-        use_product_types=params.use_product_types,
-        use_attributes=params.use_attributes,
-    ).shape[1]
+    run.n_item_features = item_features(data, params).shape[1]
+    run.n_user_features = len(user_feature_names(data, params))
     run.data_until = datetime.fromtimestamp(data.until, tz=UTC) if data.n_purchases else None
 
     mark = time.perf_counter()
@@ -211,27 +394,30 @@ def _train(run: ModelRun, params: TrainingParams, started: float) -> None:
     # before"; the refit sees the events too, all of them.
     full = data.matrix(half_life_days=params.half_life_days)
     fit_on = data.training_matrix(half_life_days=params.half_life_days)
-    features = data.item_features(
-        use_categories=params.use_categories,
-        use_product_types=params.use_product_types,
-        use_attributes=params.use_attributes,
-    )
+    features = item_features(data, params)
+    # All purchases now: a channel first used in a held-out order counts for the refit.
+    users = user_features(data, params)
     if not crm_settings.RECS_REFIT_ON_FULL:
         reps = result.representations
     elif params.refit_epochs > 0:
         # Continue the evaluated model with the held-out orders added: a few epochs instead
         # of a second full training.
         reps = fit(
-            fit_on, features, params, warm_start=result.representations, epochs=params.refit_epochs
+            fit_on,
+            features,
+            params,
+            warm_start=result.representations,
+            epochs=params.refit_epochs,
+            user_features=users,
         )
     else:
-        reps = fit(fit_on, features, params)
+        reps = fit(fit_on, features, params, user_features=users)
     timings["refit"] = time.perf_counter() - mark
     run.decision = RunDecision.PROMOTED
     run.reason = f"NDCG@10 {model_ndcg:.4f} >= {1 + margin:.2f} x {baseline} {baseline_ndcg:.4f}."
     mark = time.perf_counter()
     with transaction.atomic():
-        save_artefact(run, data, reps, full, params.repeat_weight)
+        save_artefact(run, data, reps, full, params.repeat_weight, user_feature_names(data, params))
         _deactivate_all()
         run.is_active = True
         run.save(update_fields=["is_active"])
@@ -265,8 +451,21 @@ def save_artefact(
     reps: Representations,
     history: sp.csr_matrix,
     repeat_weight: float,
+    feature_names: list[str] | None = None,
 ) -> ModelArtefact:
+    """``feature_names`` name the rows of ``reps.user_feature_factors`` (the user-feature
+    columns of the fit, as ``Interactions.user_feature_names``)."""
     history = history.tocsr()
+    feature_names = list(feature_names or [])
+    dim = reps.item_factors.shape[1]
+    feature_factors = reps.user_feature_factors
+    feature_biases = reps.user_feature_biases
+    if feature_factors is None or feature_biases is None:
+        feature_factors, feature_biases = np.zeros((0, dim), np.float32), np.zeros(0, np.float32)
+    if len(feature_names) != len(feature_factors):
+        raise ValueError(
+            f"{len(feature_names)} user-feature names for {len(feature_factors)} embeddings"
+        )
     return ModelArtefact.objects.create(
         run=run,
         user_ids=data.user_ids,
@@ -280,6 +479,9 @@ def save_artefact(
         history_indices=history.indices.astype(np.int32).tobytes(),
         history_data=history.data.astype(np.float32).tobytes(),
         repeat_weight=repeat_weight,
+        user_feature_names=feature_names,
+        user_feature_factors=feature_factors.astype(np.float32).tobytes(),
+        user_feature_biases=feature_biases.astype(np.float32).tobytes(),
     )
 
 

@@ -3,9 +3,12 @@
 The active run's arrays are loaded once per process (``numpy.frombuffer`` over the stored
 bytes: no unpickling, no LightFM import) and re-checked against the database at most every
 ``RECS_MODEL_CHECK_SECONDS``. Personal lists come from the precomputed table when present,
-otherwise from one matrix-vector product over the catalogue; anonymous and new customers get
-the channel's popular and trending products. Filters (blocklist, availability, optionally
-already-purchased) and boosts apply at read time, so merchant changes take effect at once.
+otherwise from one matrix-vector product over the catalogue; a customer the model never saw
+is folded in from their purchases or, when the run has user features, scored from the
+embeddings of their country and the channel they shop in; anonymous shoppers and customers
+nothing is known about get the channel's popular and trending products. Filters (blocklist,
+availability, optionally already-purchased) and boosts apply at read time, so merchant
+changes take effect at once.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -23,7 +26,7 @@ from django.db.models import Q
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.recommendations import scoring
-from saleor_crm_plugin.recommendations.data import paid_lines
+from saleor_crm_plugin.recommendations.data import channel_feature, country_feature, paid_lines
 from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
 from saleor_crm_plugin.recommendations.exceptions import RecommendationError
 from saleor_crm_plugin.recommendations.models import (
@@ -48,6 +51,8 @@ class Reason(StrEnum):
     TRENDING = "trending"
     SIMILAR = "similar"
     BOUGHT_TOGETHER = "bought_together"
+    # A customer the model has no purchases of, scored from their country / channel.
+    SIMILAR_SHOPPERS = "similar_shoppers"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,12 @@ class LoadedModel:
     item_unit: np.ndarray  # L2-normalised item factors, for cosine similarity
     history: sp.csr_matrix
     repeat_weight: float
+    # User-feature column name ("channel:<id>", "country:<code>") -> row of
+    # ``user_feature_factors``; empty when the run had no user features.
+    user_feature_index: dict[str, int] = field(default_factory=dict)
+    user_feature_factors: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.float32)
+    )
 
     @classmethod
     def from_representations(
@@ -83,10 +94,15 @@ class LoadedModel:
         reps: Representations,
         history: sp.csr_matrix,
         repeat_weight: float,
+        user_feature_names: list[str] | None = None,
     ) -> LoadedModel:
         """An in-memory model that was never stored (the demo's preview of a model that did
         not pass the promotion gate)."""
         norms = np.linalg.norm(reps.item_factors, axis=1, keepdims=True)
+        names = list(user_feature_names or [])
+        feature_factors = reps.user_feature_factors
+        if not names or feature_factors is None:
+            names, feature_factors = [], np.zeros((0, reps.item_factors.shape[1]), np.float32)
         return cls(
             run_id=run_id,
             user_index={pk: n for n, pk in enumerate(user_ids)},
@@ -98,6 +114,8 @@ class LoadedModel:
             item_unit=(reps.item_factors / np.where(norms == 0, 1, norms)).astype(np.float32),
             history=history.tocsr(),
             repeat_weight=repeat_weight,
+            user_feature_index={name: n for n, name in enumerate(names)},
+            user_feature_factors=feature_factors,
         )
 
     @classmethod
@@ -129,6 +147,12 @@ class LoadedModel:
             item_unit=(item_factors / np.where(norms == 0, 1, norms)).astype(np.float32),
             history=history,
             repeat_weight=artefact.repeat_weight,
+            user_feature_index={name: n for n, name in enumerate(artefact.user_feature_names)},
+            user_feature_factors=arr(
+                artefact.user_feature_factors or b"",
+                np.float32,
+                (len(artefact.user_feature_names), dim),
+            ),
         )
 
     def score_user_vector(self, vector: np.ndarray, history_row: np.ndarray | None) -> np.ndarray:
@@ -136,6 +160,15 @@ class LoadedModel:
         raw = (self.item_factors @ vector + self.item_biases)[None, :]
         history = history_row[None, :] if history_row is not None else None
         return scoring.hybrid_scores(raw, history, self.repeat_weight)[0]
+
+    def feature_vector(self, names: list[str]) -> np.ndarray | None:
+        """A cold customer's vector: the mean of the embeddings of their user features that
+        the model knows (the row normalisation of training, without the identity column),
+        or None when it knows none of them."""
+        rows = [self.user_feature_index[n] for n in names if n in self.user_feature_index]
+        if not rows:
+            return None
+        return self.user_feature_factors[rows].mean(axis=0).astype(np.float32)
 
 
 class _ModelCache:
@@ -266,8 +299,10 @@ def recommend(
     """Recommendations for a signed-in customer (``customer``) or an anonymous shopper.
 
     Order of preference: the promoted model (precomputed list, else on-the-fly scoring,
-    folding in purchases made after training), then popular/trending in the channel to fill
-    up. Raises ``RecommendationError(INVALID, field="first")`` for an out-of-range ``first``.
+    folding in purchases made after training, or, for a customer without purchases, the
+    embeddings of their country and channel when the model has user features), then
+    popular/trending in the channel to fill up. Raises ``RecommendationError(INVALID,
+    field="first")`` for an out-of-range ``first``.
     """
     first = _validate_first(first)
     if not crm_settings.RECS_ENABLED:
@@ -304,6 +339,7 @@ def _personal(
     if crm_settings.RECS_EXCLUDE_PURCHASED and history is not None:
         purchased = {model.item_ids[i] for i in np.nonzero(history)[0]}
     ranked: list[tuple[str, float]] = []
+    cold = False
     if row is not None and crm_settings.RECS_SERVE_PRECOMPUTED:
         pre = (
             PrecomputedRecommendation.objects.filter(run_id=model.run_id, customer=customer)
@@ -316,7 +352,10 @@ def _personal(
         # No precomputed list, or the filters emptied it: score the whole catalogue.
         vector = _user_vector(model, row, history)
         if vector is None:
-            return []
+            vector = model.feature_vector(cold_start_features(customer, channel_id))
+            if vector is None:
+                return []
+            cold = True
         scores = model.score_user_vector(vector, history)
         # Enough candidates to survive the filters (purchases rank high when they are
         # excluded); argpartition keeps this O(n_items).
@@ -325,7 +364,28 @@ def _personal(
         best = np.argpartition(-scores, n - 1)[:n]
         candidates = [(model.item_ids[i], float(scores[i])) for i in best]
         ranked = rules.apply(candidates, purchased)[:first]
+    if cold:
+        text = (
+            "Popular with shoppers in your country"
+            if customer.country_code
+            and country_feature(customer.country_code) in model.user_feature_index
+            else "Popular with shoppers like you"
+        )
+        return [
+            Recommendation(p, s, Reason.SIMILAR_SHOPPERS, text, "", model.run_id) for p, s in ranked
+        ]
     return [_explain(model, product_id, score, history) for product_id, score in ranked]
+
+
+def cold_start_features(customer: Customer, channel_id: str) -> list[str]:
+    """What serving knows about a customer without purchases: their country and the channel
+    they are shopping in now (training counts the channels a customer bought in)."""
+    names = []
+    if channel_id:
+        names.append(channel_feature(channel_id))
+    if customer.country_code:
+        names.append(country_feature(customer.country_code))
+    return names
 
 
 def _customer_history(model: LoadedModel, customer: Customer, row: int | None) -> np.ndarray | None:
