@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,27 @@ def country_centroids(
     if not len(countries):
         return CountryCentroids.empty(dim)
     rows = np.arange(len(countries)) if users is None else np.asarray(users)
-    codes = np.asarray(countries, dtype=object)[rows]
-    known = codes != ""
-    rows, codes = rows[known], codes[known].astype(str)
-    if not len(rows):
+    # Codes -> small ints with a dict (a numpy sort of 50k strings costs 10x more).
+    ids: dict[str, int] = {}
+    of_row = np.fromiter(
+        (ids.setdefault(c, len(ids)) if (c := countries[u]) else -1 for u in rows),
+        dtype=np.int64,
+        count=len(rows),
+    )
+    known = of_row >= 0
+    if not known.any():
         return CountryCentroids.empty(dim)
-    names, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
-    sums = np.zeros((len(names), dim), dtype=np.float64)
-    np.add.at(sums, inverse, user_factors[rows])
+    rows, of_row = rows[known], of_row[known]
+    counts = np.bincount(of_row, minlength=len(ids))
+    # Sums as one sparse (countries x customers) one-hot product, in float64.
+    one_hot = sp.csr_matrix(
+        (np.ones(len(rows)), (of_row, np.arange(len(rows)))), shape=(len(ids), len(rows))
+    )
+    means = (one_hot @ user_factors[rows].astype(np.float64)) / counts[:, None]
+    names = sorted(ids)
+    order = [ids[n] for n in names]
     return CountryCentroids(
-        countries=[str(n) for n in names],
-        customers=[int(c) for c in counts],
-        factors=(sums / counts[:, None]).astype(np.float32),
+        countries=names,
+        customers=[int(counts[i]) for i in order],
+        factors=np.ascontiguousarray(means[order], dtype=np.float32),
     )

@@ -165,12 +165,12 @@ def evaluate_cold_start(
     A seeded ``share`` of customers (at most ``max_users``) is removed from the fit
     altogether; each one's first order is then ranked by:
 
-    - ``model``: what serving does for a customer without purchases: the mean embedding of
-      their country and of the channel of that order (``LoadedModel.feature_vector``), or
-      the channel's popular products when the model knows neither (always without user
-      features);
+    - ``model``: the user-feature path of serving: the mean embedding of their country and
+      of the channel of that order (``LoadedModel.feature_vector``), or the channel's popular
+      products when the model knows neither (always without user features: serving then
+      uses the country centroid below, ``CRM_RECS_COUNTRY_CENTROIDS``);
     - ``popularity``: the popular products of that channel (the fallback serving uses
-      without user features);
+      for a customer nothing is known about);
     - ``country_popularity``: popular among the training customers of the same country, a
       non-model reference that user features should at least match;
     - ``country_centroid`` (with ``centroids``): the mean vector of the trained customers of
