@@ -272,7 +272,8 @@ def user_feature_comparison(threads: int, seeds: tuple[int, ...]) -> tuple[str, 
         f"{crm_settings.RECS_COUNTRY_CENTROID_MIN_CUSTOMERS} trained customers (the others get "
         "popular products): what serving does without user features "
         "(CRM_RECS_COUNTRY_CENTROIDS).",
-        f"Cold start references: channel popularity (today's fallback) {pop:.4f}, "
+        "Cold start references: channel popularity (the fallback before country centroids) "
+        f"{pop:.4f}, "
         f"popular in the customer's country {by_country:.4f}.",
         f"Means over seeds {', '.join(map(str, seeds))}, {threads} training thread(s); "
         "evaluate CPU s = process CPU time of the holdout fit + scoring.",
