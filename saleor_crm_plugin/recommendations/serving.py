@@ -8,9 +8,9 @@ is folded in from their purchases or, without any, scored from their country: fr
 embeddings of their country and the channel they shop in when the run has user features,
 otherwise from the mean vector of the trained customers of their country (the country
 centroid stored with the artefact); anonymous shoppers and customers nothing is known about
-get the channel's popular and trending products. Filters (blocklist,
-availability, optionally already-purchased) and boosts apply at read time, so merchant
-changes take effect at once.
+get the channel's popular and trending products. Filters (blocklist, availability,
+optionally already-purchased) and boosts apply at read time, so merchant changes take effect
+at once.
 """
 
 from __future__ import annotations
