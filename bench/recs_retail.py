@@ -196,7 +196,7 @@ def epoch_comparison(run, threads: int) -> dict[str, float]:  # type: ignore[no-
 
 
 USER_FEATURE_CONFIGS = (
-    ("none (previous behaviour)", {}),
+    ("none (default)", {}),
     ("country", {"use_user_countries": True}),
     ("channel", {"use_user_channels": True}),
     ("channel + country", {"use_user_channels": True, "use_user_countries": True}),
@@ -247,7 +247,7 @@ def user_feature_comparison(threads: int, seeds: tuple[int, ...]) -> tuple[str, 
             "holdout NDCG@10 (served)",
             "holdout NDCG@10 (LightFM)",
             "cold-start NDCG@10",
-            "cold: country centroid",
+            "cold: country centroid (served)",
             "evaluate CPU s",
         ],
         rows,
@@ -266,10 +266,14 @@ def user_feature_comparison(threads: int, seeds: tuple[int, ...]) -> tuple[str, 
         ),
         "Holdout = each customer's last order (as the nightly run); cold start = a seeded 20% "
         "of customers (at most 5,000) left out of the fit, their first order ranked from "
-        "their country and channel (what serving does for a customer without purchases); "
-        "country centroid = the mean vector of the trained customers of the same country, "
-        "a reference that needs no user features.",
-        f"Cold start references: channel popularity (today's fallback) {pop:.4f}, "
+        "their country and channel embeddings (served with user features), or the channel's "
+        "popular products without them; country centroid = the mean vector of the trained "
+        "customers of the same country, for countries of at least "
+        f"{crm_settings.RECS_COUNTRY_CENTROID_MIN_CUSTOMERS} trained customers (the others get "
+        "popular products): what serving does without user features "
+        "(CRM_RECS_COUNTRY_CENTROIDS).",
+        "Cold start references: channel popularity (the fallback before country centroids) "
+        f"{pop:.4f}, "
         f"popular in the customer's country {by_country:.4f}.",
         f"Means over seeds {', '.join(map(str, seeds))}, {threads} training thread(s); "
         "evaluate CPU s = process CPU time of the holdout fit + scoring.",

@@ -294,6 +294,19 @@ class CRMSettings:
         return bool(self._get("RECS_USER_COUNTRY_FEATURES", False))
 
     @property
+    def RECS_COUNTRY_CENTROIDS(self) -> bool:
+        """Score a signed-in customer without purchases from the mean vector of the trained
+        customers of their country when the model has no user features (cold start that
+        leaves existing customers' ranking untouched; measured in docs/recommendations.md)."""
+        return bool(self._get("RECS_COUNTRY_CENTROIDS", True))
+
+    @property
+    def RECS_COUNTRY_CENTROID_MIN_CUSTOMERS(self) -> int:
+        """A country's centroid serves only when it is the mean of at least this many
+        trained customers (two customers are not a country's taste)."""
+        return max(1, int(self._get("RECS_COUNTRY_CENTROID_MIN_CUSTOMERS", 20)))
+
+    @property
     def RECS_REPEAT_WEIGHT(self) -> float:
         """How much a customer's own purchase history lifts a product's score (0 = pure
         LightFM). Repeat purchases dominate many shops; the holdout measures the effect."""

@@ -144,6 +144,7 @@ def _preview_model(run: services.ModelRun) -> serving.LoadedModel:
         history,
         params.repeat_weight,
         services.user_feature_names(data, params),
+        data.user_countries,
     )
 
 

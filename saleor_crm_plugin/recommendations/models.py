@@ -113,6 +113,14 @@ class ModelArtefact(models.Model):
     user_feature_names = models.JSONField(default=list, blank=True)
     user_feature_factors = models.BinaryField(default=b"", blank=True)
     user_feature_biases = models.BinaryField(default=b"", blank=True)
+    # Country centroids for a new customer without purchases when the run has no user
+    # features: the mean float32 ``user_factors`` (len x components) of the trained customers
+    # of each country, with how many customers each mean is over (serving applies
+    # ``CRM_RECS_COUNTRY_CENTROID_MIN_CUSTOMERS``, so changing it needs no retraining).
+    # Computed at training time from the countries the fit saw; empty for older runs.
+    centroid_countries = models.JSONField(default=list, blank=True)
+    centroid_customers = models.JSONField(default=list, blank=True)
+    centroid_factors = models.BinaryField(default=b"", blank=True)
 
     def __str__(self) -> str:
         return f"artefact of run {self.run_id}"

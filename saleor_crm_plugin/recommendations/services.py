@@ -20,6 +20,7 @@ from django.utils import timezone
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.customers.models import NON_SALE_STATUSES, Order
 from saleor_crm_plugin.recommendations import evaluation, rankings, scoring
+from saleor_crm_plugin.recommendations.centroids import country_centroids
 from saleor_crm_plugin.recommendations.data import (
     Interactions,
     channel_feature,
@@ -157,22 +158,27 @@ def evaluate_cold_start(
     max_users: int,
     share: float = 0.2,
     centroids: bool = False,
+    centroid_min_customers: int | None = None,
 ) -> ColdStart:
     """How well a *new* customer's first order is ranked from what serving knows about them.
 
     A seeded ``share`` of customers (at most ``max_users``) is removed from the fit
     altogether; each one's first order is then ranked by:
 
-    - ``model``: what serving does for a customer without purchases: the mean embedding of
-      their country and of the channel of that order (``LoadedModel.feature_vector``), or
-      the channel's popular products when the model knows neither (always without user
-      features);
+    - ``model``: the user-feature path of serving: the mean embedding of their country and
+      of the channel of that order (``LoadedModel.feature_vector``), or the channel's popular
+      products when the model knows neither (always without user features: serving then
+      uses the country centroid below, ``CRM_RECS_COUNTRY_CENTROIDS``);
     - ``popularity``: the popular products of that channel (the fallback serving uses
-      without user features);
+      for a customer nothing is known about);
     - ``country_popularity``: popular among the training customers of the same country, a
       non-model reference that user features should at least match;
-    - ``country_centroid`` (with ``centroids``, for the benchmark): the mean vector of the
-      trained customers of the same country, an alternative that needs no user features.
+    - ``country_centroid`` (with ``centroids``): the mean vector of the trained customers of
+      the same country (``centroids.country_centroids``), what serving does for a customer
+      without purchases when the model has no user features; countries with fewer than
+      ``centroid_min_customers`` trained customers (default
+      ``CRM_RECS_COUNTRY_CENTROID_MIN_CUSTOMERS``) get the channel's popular products, as
+      served.
 
     Unlike the last-order holdout this is not a time split (cold customers are taken from the
     whole period), so compare its figures with each other, not with the holdout's."""
@@ -267,8 +273,13 @@ def evaluate_cold_start(
         "country_popularity": country_scorer,
     }
     if centroids and reps is not None:
+        minimum = (
+            crm_settings.RECS_COUNTRY_CENTROID_MIN_CUSTOMERS
+            if centroid_min_customers is None
+            else centroid_min_customers
+        )
         scorers["country_centroid"] = _centroid_scorer(
-            reps, countries, np.unique(data.users[train_mask]), channel_scorer
+            reps, countries, np.unique(data.users[train_mask]), channel_scorer, minimum
         )
     metrics = {
         name: evaluation.ranking_metrics(scorer, cold, test_items, data.n_items, k=K)
@@ -282,21 +293,22 @@ def _centroid_scorer(
     countries: list[str],
     trained: np.ndarray,
     fallback: evaluation.Scorer,
+    min_customers: int,
 ) -> evaluation.Scorer:
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    for u in trained:
-        c = countries[u]
-        if c:
-            sums[c] = sums.get(c, 0) + reps.user_factors[u]
-            counts[c] = counts.get(c, 0) + 1
+    """Serving's cold start without user features: the country's centroid when it is over
+    at least ``min_customers`` trained customers, else ``fallback`` (popular)."""
+    found = country_centroids(reps.user_factors, countries, trained)
+    vectors = {
+        c: found.factors[n]
+        for n, c in enumerate(found.countries)
+        if found.customers[n] >= min_customers
+    }
 
     def score(users: np.ndarray) -> np.ndarray:
         scores = fallback(users).copy()
         for row, u in enumerate(users):
-            c = countries[u]
-            if c in sums:
-                vector = sums[c] / counts[c]
+            vector = vectors.get(countries[u])
+            if vector is not None:
                 scores[row] = reps.item_factors @ vector + reps.item_biases
         return scores
 
@@ -454,8 +466,10 @@ def save_artefact(
     feature_names: list[str] | None = None,
 ) -> ModelArtefact:
     """``feature_names`` name the rows of ``reps.user_feature_factors`` (the user-feature
-    columns of the fit, as ``Interactions.user_feature_names``)."""
+    columns of the fit, as ``Interactions.user_feature_names``). The country centroids of
+    the trained customers are stored too (cold start without user features)."""
     history = history.tocsr()
+    centroids = country_centroids(reps.user_factors, data.user_countries)
     feature_names = list(feature_names or [])
     dim = reps.item_factors.shape[1]
     feature_factors = reps.user_feature_factors
@@ -482,6 +496,9 @@ def save_artefact(
         user_feature_names=feature_names,
         user_feature_factors=feature_factors.astype(np.float32).tobytes(),
         user_feature_biases=feature_biases.astype(np.float32).tobytes(),
+        centroid_countries=centroids.countries,
+        centroid_customers=centroids.customers,
+        centroid_factors=centroids.factors.astype(np.float32).tobytes(),
     )
 
 

@@ -4,11 +4,13 @@ The active run's arrays are loaded once per process (``numpy.frombuffer`` over t
 bytes: no unpickling, no LightFM import) and re-checked against the database at most every
 ``RECS_MODEL_CHECK_SECONDS``. Personal lists come from the precomputed table when present,
 otherwise from one matrix-vector product over the catalogue; a customer the model never saw
-is folded in from their purchases or, when the run has user features, scored from the
-embeddings of their country and the channel they shop in; anonymous shoppers and customers
-nothing is known about get the channel's popular and trending products. Filters (blocklist,
-availability, optionally already-purchased) and boosts apply at read time, so merchant
-changes take effect at once.
+is folded in from their purchases or, without any, scored from their country: from the
+embeddings of their country and the channel they shop in when the run has user features,
+otherwise from the mean vector of the trained customers of their country (the country
+centroid stored with the artefact); anonymous shoppers and customers nothing is known about
+get the channel's popular and trending products. Filters (blocklist, availability,
+optionally already-purchased) and boosts apply at read time, so merchant changes take effect
+at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from django.db.models import Q
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.recommendations import scoring
+from saleor_crm_plugin.recommendations.centroids import CountryCentroids, country_centroids
 from saleor_crm_plugin.recommendations.data import channel_feature, country_feature, paid_lines
 from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
 from saleor_crm_plugin.recommendations.exceptions import RecommendationError
@@ -84,6 +87,11 @@ class LoadedModel:
     user_feature_factors: np.ndarray = field(
         default_factory=lambda: np.zeros((0, 0), dtype=np.float32)
     )
+    # Country code -> row of ``centroid_factors`` (the mean vector of that country's trained
+    # customers) and how many customers each is over; empty for runs stored without them.
+    centroid_index: dict[str, int] = field(default_factory=dict)
+    centroid_customers: list[int] = field(default_factory=list)
+    centroid_factors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
     @classmethod
     def from_representations(
@@ -95,9 +103,11 @@ class LoadedModel:
         history: sp.csr_matrix,
         repeat_weight: float,
         user_feature_names: list[str] | None = None,
+        user_countries: list[str] | None = None,
     ) -> LoadedModel:
         """An in-memory model that was never stored (the demo's preview of a model that did
-        not pass the promotion gate)."""
+        not pass the promotion gate); ``user_countries`` (``Interactions.user_countries``)
+        gives it the country centroids a stored run has."""
         norms = np.linalg.norm(reps.item_factors, axis=1, keepdims=True)
         names = list(user_feature_names or [])
         feature_factors = reps.user_feature_factors
@@ -116,6 +126,7 @@ class LoadedModel:
             repeat_weight=repeat_weight,
             user_feature_index={name: n for n, name in enumerate(names)},
             user_feature_factors=feature_factors,
+            **_centroid_fields(country_centroids(reps.user_factors, user_countries or [])),
         )
 
     @classmethod
@@ -153,6 +164,17 @@ class LoadedModel:
                 np.float32,
                 (len(artefact.user_feature_names), dim),
             ),
+            **_centroid_fields(
+                CountryCentroids(
+                    countries=list(artefact.centroid_countries),
+                    customers=[int(n) for n in artefact.centroid_customers],
+                    factors=arr(
+                        artefact.centroid_factors or b"",
+                        np.float32,
+                        (len(artefact.centroid_countries), dim),
+                    ),
+                )
+            ),
         )
 
     def score_user_vector(self, vector: np.ndarray, history_row: np.ndarray | None) -> np.ndarray:
@@ -169,6 +191,22 @@ class LoadedModel:
         if not rows:
             return None
         return self.user_feature_factors[rows].mean(axis=0).astype(np.float32)
+
+    def country_centroid(self, country_code: str, min_customers: int) -> np.ndarray | None:
+        """The mean vector of the trained customers of ``country_code``, or None when the
+        run has none for it or it is over fewer than ``min_customers`` customers."""
+        row = self.centroid_index.get(country_code) if country_code else None
+        if row is None or self.centroid_customers[row] < min_customers:
+            return None
+        return self.centroid_factors[row]
+
+
+def _centroid_fields(centroids: CountryCentroids) -> dict[str, object]:
+    return {
+        "centroid_index": {code: n for n, code in enumerate(centroids.countries)},
+        "centroid_customers": list(centroids.customers),
+        "centroid_factors": centroids.factors,
+    }
 
 
 class _ModelCache:
@@ -300,7 +338,8 @@ def recommend(
 
     Order of preference: the promoted model (precomputed list, else on-the-fly scoring,
     folding in purchases made after training, or, for a customer without purchases, the
-    embeddings of their country and channel when the model has user features), then
+    embeddings of their country and channel when the model has user features, else their
+    country's centroid), then
     popular/trending in the channel to fill up. Raises ``RecommendationError(INVALID,
     field="first")`` for an out-of-range ``first``.
     """
@@ -339,7 +378,7 @@ def _personal(
     if crm_settings.RECS_EXCLUDE_PURCHASED and history is not None:
         purchased = {model.item_ids[i] for i in np.nonzero(history)[0]}
     ranked: list[tuple[str, float]] = []
-    cold = False
+    cold, cold_text = False, ""
     if row is not None and crm_settings.RECS_SERVE_PRECOMPUTED:
         pre = (
             PrecomputedRecommendation.objects.filter(run_id=model.run_id, customer=customer)
@@ -352,7 +391,7 @@ def _personal(
         # No precomputed list, or the filters emptied it: score the whole catalogue.
         vector = _user_vector(model, row, history)
         if vector is None:
-            vector = model.feature_vector(cold_start_features(customer, channel_id))
+            vector, cold_text = _cold_vector(model, customer, channel_id)
             if vector is None:
                 return []
             cold = True
@@ -365,16 +404,31 @@ def _personal(
         candidates = [(model.item_ids[i], float(scores[i])) for i in best]
         ranked = rules.apply(candidates, purchased)[:first]
     if cold:
-        text = (
-            "Popular with shoppers in your country"
-            if customer.country_code
-            and country_feature(customer.country_code) in model.user_feature_index
-            else "Popular with shoppers like you"
-        )
         return [
-            Recommendation(p, s, Reason.SIMILAR_SHOPPERS, text, "", model.run_id) for p, s in ranked
+            Recommendation(p, s, Reason.SIMILAR_SHOPPERS, cold_text, "", model.run_id)
+            for p, s in ranked
         ]
     return [_explain(model, product_id, score, history) for product_id, score in ranked]
+
+
+IN_YOUR_COUNTRY = "Popular with shoppers in your country"
+
+
+def _cold_vector(
+    model: LoadedModel, customer: Customer, channel_id: str
+) -> tuple[np.ndarray | None, str]:
+    """A customer without purchases: the embeddings of their user features when the run
+    has them (the path it was trained for), otherwise their country's centroid
+    (``CRM_RECS_COUNTRY_CENTROIDS``); the explanation goes with it. (None, "") = popular."""
+    country = customer.country_code
+    if model.user_feature_index:
+        vector = model.feature_vector(cold_start_features(customer, channel_id))
+        by_country = bool(country) and country_feature(country) in model.user_feature_index
+        return vector, IN_YOUR_COUNTRY if by_country else "Popular with shoppers like you"
+    if country and crm_settings.RECS_COUNTRY_CENTROIDS:
+        vector = model.country_centroid(country, crm_settings.RECS_COUNTRY_CENTROID_MIN_CUSTOMERS)
+        return vector, IN_YOUR_COUNTRY
+    return None, ""
 
 
 def cold_start_features(customer: Customer, channel_id: str) -> list[str]:

@@ -62,8 +62,9 @@ class RecommendationQueries(graphene.ObjectType):
             description="Where the list is shown (`home`, `cart`, ...); echo it in clicks."
         ),
         description=(
-            "Personal recommendations for the signed-in customer; popular products for "
-            "anonymous shoppers and customers the model does not know yet."
+            "Personal recommendations for the signed-in customer (one without orders is "
+            "scored from their country); popular products for anonymous shoppers and "
+            "customers nothing is known about yet."
         ),
     )
     similar_products = graphene.Field(
