@@ -51,7 +51,7 @@ from typing import Any
 
 from bench._common import DATASETS, ROOT, percentile, recreate_database, write_section
 
-DB_NAME = "crm_bench_ingest"
+DB_NAME = os.environ.get("BENCH_INGEST_DB", "crm_bench_ingest")
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/8")
 API_URL = "https://bench.saleor.local/graphql/"
@@ -264,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="reuse client connections (Saleor opens one per delivery; needs --web-threads > 1)",
     )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gunicorn access log (on by default, as `saleor-crm serve` runs; stdout discarded)",
+    )
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument(
         "--worker-nice",
@@ -323,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             str(args.web_workers),
             "--threads",
             str(args.web_threads),
+            "--access-log" if args.access_log else "--no-access-log",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -483,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         f"gunicorn {args.web_workers} sync workers"
         if args.web_threads <= 1
         else f"gunicorn {args.web_workers} gthread workers x {args.web_threads} threads"
-    )
+    ) + ("" if args.access_log else " without access log")
     setup = (
         f"Setup: `{command.strip()}`; {server}, one Celery worker (prefork, concurrency "
         f"{args.worker_concurrency}, nice {args.worker_nice}) on Redis, PostgreSQL, all on the "
