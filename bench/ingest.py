@@ -532,7 +532,8 @@ def _layout(args: argparse.Namespace) -> str:
 
 def _write_layout(layout: str, body: str) -> None:
     """Each layout keeps its own ``###`` subsection of ``## Ingestion``; a run rewrites only
-    its own, so the shared-cores and pinned figures stand side by side."""
+    its own, so the shared-cores and pinned figures stand side by side (other subsections, such
+    as the in-process CPU notes, are kept as they are)."""
     from bench._common import BENCHMARKS_MD
 
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else ""
@@ -542,7 +543,11 @@ def _write_layout(layout: str, body: str) -> None:
         for match in re.finditer(r"^### (.+?)\n(.*?)(?=^### |\Z)", section.group(0), re.S | re.M):
             subsections[match.group(1).strip()] = match.group(2).strip()
     subsections[layout] = body.strip()
-    ordered = sorted(subsections.items(), key=lambda kv: not kv[0].startswith("Shared"))
+    order = ("Shared", "Pinned")
+    ordered = sorted(
+        subsections.items(),
+        key=lambda kv: next((i for i, p in enumerate(order) if kv[0].startswith(p)), len(order)),
+    )
     write_section("Ingestion", "\n\n".join(f"### {name}\n\n{text}" for name, text in ordered))
 
 

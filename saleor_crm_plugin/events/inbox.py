@@ -67,10 +67,10 @@ def _insert_unless_known(row: InboxEvent) -> bool:
     (autocommit) that is a single round trip, where ``save()`` in a savepoint took three, and a
     duplicate costs no error. Both PostgreSQL and SQLite (3.35+) understand it.
 
-    On PostgreSQL with psycopg 3 the statement goes through a server-side-binding psycopg cursor on Django's
-    connection (same transaction, same error translation): Django's default cursor binds on the
-    client, quoting every value (the whole JSON payload) into the SQL text in Python, which was
-    a good share of the webhook's CPU. It is prepared once per connection when the database
+    On PostgreSQL with psycopg 3 the statement goes through a server-side-binding cursor on
+    Django's connection (same transaction, same error translation): Django's default cursor
+    binds on the client, quoting every value (the whole JSON payload) into the SQL text in
+    Python. It is prepared once per connection when the database
     ``OPTIONS`` enable ``prepare_threshold`` (off by default, for connection poolers)."""
     db = connections[connection.alias]  # resolved once, not per field through the proxy
     sql, fields = _insert_statement(db.vendor)
