@@ -516,8 +516,19 @@ def _cpus(spec: str) -> set[int]:
 
 
 def _layout(args: argparse.Namespace) -> str:
+    """The subsection a run writes: its core layout plus any non-default server setting."""
+    extras = [
+        text
+        for text, on in (
+            (f"gthread {args.web_workers}x{args.web_threads}", args.web_threads > 1),
+            ("keep-alive", args.keep_alive),
+            ("no access log", not args.access_log),
+        )
+        if on
+    ]
+    suffix = f"; {', '.join(extras)}" if extras else ""
     if not (args.pin_web or args.pin_worker or args.pin_client):
-        return "Shared cores (no pinning)"
+        return f"Shared cores (no pinning){suffix}"
     parts = [
         f"{name} on CPU {cpus}"
         for name, cpus in (
@@ -527,7 +538,7 @@ def _layout(args: argparse.Namespace) -> str:
         )
         if cpus
     ]
-    return "Pinned: " + ", ".join(parts) + " (PostgreSQL and Redis unpinned)"
+    return "Pinned: " + ", ".join(parts) + f" (PostgreSQL and Redis unpinned){suffix}"
 
 
 def _write_layout(layout: str, body: str) -> None:
