@@ -14,7 +14,20 @@ alone: with it stopped, a backlog is accepted (as after a worker outage), then a
 drains it; that is the processing throughput, separate from what the HTTP front end costs on
 the same two cores.
 
+The load generator must not steal the cores it measures: every request (headers, body,
+signature) is built and signed before the clock starts, and sent as prebuilt bytes over a raw
+socket by a few threads (``http.client`` parses each response through ``email.parser``, which
+cost the server a good part of a core). By default each delivery opens its own connection, as
+Saleor's sender does; ``--keep-alive`` reuses connections (needs ``--web-threads`` > 1: gunicorn's
+sync worker closes every connection). The table also reports the CPU the web processes and the
+load generator spent per request, read from ``/proc``.
+
+Layouts: by default web, worker, PostgreSQL and the load generator share both cores (the worker
+at nice 10). ``--pin-web 0 --pin-worker 1`` (``taskset``) keeps the web server and the worker on
+separate cores; PostgreSQL and Redis stay unpinned.
+
     python -m bench.ingest [--events 20000] [--latency-events 2000] [--rate 100] [--no-write]
+        [--web-workers 2] [--web-threads 1] [--keep-alive] [--pin-web 0] [--pin-worker 1]
 """
 
 from __future__ import annotations
@@ -24,19 +37,21 @@ import contextlib
 import http.client
 import os
 import random
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench._common import DATASETS, ROOT, percentile, recreate_database, write_section
 
-DB_NAME = "crm_bench_ingest"
+DB_NAME = os.environ.get("BENCH_INGEST_DB", "crm_bench_ingest")
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/8")
 API_URL = "https://bench.saleor.local/graphql/"
@@ -82,22 +97,116 @@ def _load_deliveries(limit: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def _post(item: Signed) -> tuple[int, float, bytes]:
-    headers = {
-        "Content-Type": "application/json",
-        "Saleor-Event": item.event,
-        "Saleor-Domain": "bench.saleor.local",
-        "Saleor-Api-Url": API_URL,
-        "Saleor-Signature": item.signature,
-    }
-    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-    started = time.perf_counter()
-    connection.request("POST", "/api/webhooks/saleor", body=item.body, headers=headers)
-    response = connection.getresponse()
-    data = response.read()
-    elapsed = (time.perf_counter() - started) * 1000
-    connection.close()
-    return response.status, elapsed, data
+def _request(item: Signed, *, keep_alive: bool) -> bytes:
+    """The whole HTTP request, built (and signed) before any timing starts."""
+    head = (
+        "POST /api/webhooks/saleor HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{PORT}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(item.body)}\r\n"
+        f"Saleor-Event: {item.event}\r\n"
+        "Saleor-Domain: bench.saleor.local\r\n"
+        f"Saleor-Api-Url: {API_URL}\r\n"
+        f"Saleor-Signature: {item.signature}\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+    )
+    return head.encode("ascii") + item.body
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
+_CONNECTION_CLOSE = re.compile(rb"\r\nconnection:\s*close", re.I)
+
+
+class Sender:
+    """One client connection speaking just enough HTTP/1.1 for these requests."""
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.keep_alive = keep_alive
+        self.sock: socket.socket | None = None
+
+    def post(self, request: bytes) -> tuple[int, float, bytes]:
+        """Status, milliseconds from the first byte sent (connecting included) to the last
+        byte of the answer, and the answer's body."""
+        started = time.perf_counter()
+        reused = self.sock is not None
+        try:
+            status, body, close = self._exchange(request)
+        except _StaleConnection:
+            if not reused:
+                raise
+            # The server closed an idle kept-alive connection before reading anything: the
+            # request was not seen, so send it once more on a new connection.
+            self.close()
+            started = time.perf_counter()
+            status, body, close = self._exchange(request)
+        elapsed = (time.perf_counter() - started) * 1000
+        if close or not self.keep_alive:
+            self.close()
+        return status, elapsed, body
+
+    def _exchange(self, request: bytes) -> tuple[int, bytes, bool]:
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", PORT), timeout=30)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self.sock
+        try:
+            sock.sendall(request)
+            buffer = sock.recv(65536)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise _StaleConnection from exc
+        if not buffer:
+            raise _StaleConnection
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed inside the response head")
+            buffer += chunk
+        head, _, body = buffer.partition(b"\r\n\r\n")
+        match = _CONTENT_LENGTH.search(head)
+        length = int(match.group(1)) if match else None
+        while length is None or len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                if length is None:
+                    break
+                raise ConnectionError("connection closed inside the response body")
+            body += chunk
+        return int(head[9:12]), body, _CONNECTION_CLOSE.search(head) is not None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class _StaleConnection(Exception):
+    pass
+
+
+def _process_tree_cpu(root: int) -> float:
+    """User + system CPU seconds of a process and its live children (gunicorn's master and
+    workers), from ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        if pid == root or ppid == root:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _run_threads(target: Any, parts: list[Any]) -> None:
+    threads = [threading.Thread(target=target, args=(part,)) for part in parts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def _wait_http(timeout: float = 30) -> None:
@@ -136,8 +245,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20000, help="distinct deliveries in all")
     parser.add_argument("--latency-events", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=100.0, help="phase 1 requests/s")
+    parser.add_argument(
+        "--latency-clients",
+        type=int,
+        default=4,
+        help="phase 1 sender threads (each keeps its share of the schedule)",
+    )
     parser.add_argument("--clients", type=int, default=8, help="phase 2 concurrent senders")
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument(
+        "--web-threads",
+        type=int,
+        default=1,
+        help="threads per gunicorn worker: 1 = sync worker, more = gthread (keeps connections)",
+    )
+    parser.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="reuse client connections (Saleor opens one per delivery; needs --web-threads > 1)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gunicorn access log (on by default, as `saleor-crm serve` runs; stdout discarded)",
+    )
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument(
         "--worker-nice",
@@ -146,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU niceness of the worker: with web and worker on one machine, acknowledging "
         "Saleor comes first (0 = same priority)",
     )
+    parser.add_argument("--pin-web", default="", help="CPU list for gunicorn (taskset -c)")
+    parser.add_argument("--pin-worker", default="", help="CPU list for the Celery worker")
+    parser.add_argument("--pin-client", default="", help="CPU list for the load generator")
     parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
@@ -174,11 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"building and signing {args.events} deliveries from the UCI dataset ...", flush=True)
     raw = _load_deliveries(args.events)
     signed = [Signed(e, b, signer.sign(b), str(i)) for i, (e, b) in enumerate(raw)]
+    requests = {id(item): _request(item, keep_alive=args.keep_alive) for item in signed}
     n_distinct = len(signed)
+    if args.pin_client:
+        os.sched_setaffinity(0, _cpus(args.pin_client))
+
+    def pinned(cpus: str) -> list[str]:
+        return ["taskset", "-c", cpus] if cpus else []
 
     logs = open(ROOT / ".bench-ingest.log", "w")  # noqa: SIM115 - lives as long as the servers
     web = subprocess.Popen(
         [
+            *pinned(args.pin_web),
             str(BIN / "saleor-crm"),
             "serve",
             "--bind",
@@ -186,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             "--workers",
             str(args.web_workers),
             "--threads",
-            "1",
+            str(args.web_threads),
+            "--access-log" if args.access_log else "--no-access-log",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -197,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     def start_worker() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [
+                *pinned(args.pin_worker),
                 *(["nice", "-n", str(args.worker_nice)] if args.worker_nice else []),
                 str(BIN / "saleor-crm"),
                 "worker",
@@ -221,31 +365,52 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
 
+    lock = threading.Lock()
+    answers: Counter[str] = Counter()
+
+    def send_all(items: list[Signed]) -> None:
+        sender = Sender(args.keep_alive)
+        counts: Counter[str] = Counter()
+        for item in items:
+            status, _, body = sender.post(requests[id(item)])
+            counts["duplicate" if b"duplicate" in body else str(status)] += 1
+        sender.close()
+        with lock:
+            answers.update(counts)
+
+    def split(items: list[Signed], parts: int) -> list[list[Signed]]:
+        return [items[k::parts] for k in range(parts)]
+
     worker = start_worker()
     try:
         _wait_http()
         time.sleep(2)  # let the worker connect to the broker
 
-        # Phase 1: acknowledgement latency at a steady rate.
+        # Phase 1: acknowledgement latency at a steady rate. Sender k sends deliveries k,
+        # k + n, ... each at its scheduled time, so one slow answer does not hold up the rest.
         first = signed[: args.latency_events]
         latencies: list[float] = []
         statuses: Counter[int] = Counter()
-        lock = threading.Lock()
         interval = 1.0 / args.rate
-        start = time.perf_counter()
+        start = time.perf_counter() + 0.1
 
-        def paced(index_item: tuple[int, Signed]) -> None:
-            index, item = index_item
-            delay = start + index * interval - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            status, ms, _ = _post(item)
+        def paced(indices: list[int]) -> None:
+            sender = Sender(args.keep_alive)
+            mine: list[float] = []
+            codes: Counter[int] = Counter()
+            for index in indices:
+                delay = start + index * interval - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                status, ms, _ = sender.post(requests[id(first[index])])
+                mine.append(ms)
+                codes[status] += 1
+            sender.close()
             with lock:
-                latencies.append(ms)
-                statuses[status] += 1
+                latencies.extend(mine)
+                statuses.update(codes)
 
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(paced, enumerate(first)))
+        _run_threads(paced, split(list(range(len(first))), args.latency_clients))
         _wait_drained(len(first))
 
         # Phase 2: sustained throughput, 5% re-deliveries, shuffled.
@@ -256,26 +421,19 @@ def main(argv: list[str] | None = None) -> int:
         retries = rng.sample(rest, k=len(rest) // 20)
         stream = rest + retries
         rng.shuffle(stream)
-        answers: Counter[str] = Counter()
+        web_cpu0, client_cpu0 = _process_tree_cpu(web.pid), time.process_time()
         t0 = time.perf_counter()
-
-        def send(item: Signed) -> None:
-            status, _, body = _post(item)
-            word = "duplicate" if b"duplicate" in body else str(status)
-            with lock:
-                answers[word] += 1
-
-        with ThreadPoolExecutor(max_workers=args.clients) as pool:
-            list(pool.map(send, stream))
+        _run_threads(send_all, split(stream, args.clients))
         t_sent = time.perf_counter()
+        web_cpu = _process_tree_cpu(web.pid) - web_cpu0
+        client_cpu = time.process_time() - client_cpu0
         t_done = _wait_drained(middle)
 
         # Phase 3: the worker alone. With the worker stopped, the rest is accepted into the
         # inbox (a backlog, as after a worker outage); a fresh worker then drains it, and the
         # time from its start to the last processed event is processing throughput alone.
         stop(worker)
-        with ThreadPoolExecutor(max_workers=args.clients) as pool:
-            list(pool.map(send, backlog))
+        _run_threads(send_all, split(backlog, args.clients))
         t_backlog = time.perf_counter()
         worker = start_worker()
         t_drained = _wait_drained(n_distinct)
@@ -306,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         ("phase-1 requests (rate/s)", f"{len(first)} @ {args.rate:g}", ""),
         ("phase-2 deliveries sent (incl. 5% retries)", f"{sent}", ""),
         ("phase-2 acknowledged/s", f"{ack_rate:,.0f}", ""),
+        ("phase-2 web CPU per request (ms, gunicorn)", f"{web_cpu / sent * 1000:.2f}", ""),
+        ("phase-2 load generator CPU per request (ms)", f"{client_cpu / sent * 1000:.2f}", ""),
         ("end-to-end events/s (first POST -> last processed)", f"{e2e:,.0f}", ">= 1,000"),
         ("worker tail after last POST (s)", f"{drain_after_send:.2f}", ""),
         ("phase-3 backlog drained by a fresh worker", f"{len(backlog)} events", ""),
@@ -324,18 +484,82 @@ def main(argv: list[str] | None = None) -> int:
 
     table = format_table(["measure", "value", "target"], rows)
     print(table)
+    layout = _layout(args)
+    command = " ".join(["python -m bench.ingest", *(argv if argv is not None else sys.argv[1:])])
+    server = (
+        f"gunicorn {args.web_workers} sync workers"
+        if args.web_threads <= 1
+        else f"gunicorn {args.web_workers} gthread workers x {args.web_threads} threads"
+    ) + ("" if args.access_log else " without access log")
     setup = (
-        f"Setup: `python -m bench.ingest --events {args.events} --latency-events "
-        f"{args.latency_events} --rate {args.rate:g} --clients {args.clients}`; gunicorn "
-        f"{args.web_workers} sync workers, one Celery worker (prefork, concurrency "
+        f"Setup: `{command.strip()}`; {server}, one Celery worker (prefork, concurrency "
         f"{args.worker_concurrency}, nice {args.worker_nice}) on Redis, PostgreSQL, all on the "
-        "same machine as the load generator. Deliveries are subscription payloads built from "
-        "the full UCI Online Retail dataset and signed with RS256 (detached JWS) like Saleor's."
+        "same machine as the load generator "
+        f"({'one connection per delivery' if not args.keep_alive else 'kept-alive connections'}"
+        f"; {args.latency_clients} paced senders in phase 1, {args.clients} in phases 2-3). "
+        "Deliveries are subscription payloads built from the full UCI Online Retail dataset and "
+        "signed with RS256 (detached JWS) like Saleor's; requests are built and signed before "
+        f"timing. Load average (1 min) at the end of this run: {os.getloadavg()[0]:.1f}."
     )
     if not args.no_write:
-        write_section("Ingestion", f"{setup}\n\n```\n{table}\n```")
+        _write_layout(layout, f"{setup}\n\n```\n{table}\n```")
     ok = lost == 0 and doubled == 0 and orders == expected_orders
     return 0 if ok else 1
+
+
+def _cpus(spec: str) -> set[int]:
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def _layout(args: argparse.Namespace) -> str:
+    """The subsection a run writes: its core layout plus any non-default server setting."""
+    extras = [
+        text
+        for text, on in (
+            (f"gthread {args.web_workers}x{args.web_threads}", args.web_threads > 1),
+            ("keep-alive", args.keep_alive),
+            ("no access log", not args.access_log),
+        )
+        if on
+    ]
+    suffix = f"; {', '.join(extras)}" if extras else ""
+    if not (args.pin_web or args.pin_worker or args.pin_client):
+        return f"Shared cores (no pinning){suffix}"
+    parts = [
+        f"{name} on CPU {cpus}"
+        for name, cpus in (
+            ("web", args.pin_web),
+            ("worker", args.pin_worker),
+            ("load generator", args.pin_client),
+        )
+        if cpus
+    ]
+    return "Pinned: " + ", ".join(parts) + f" (PostgreSQL and Redis unpinned){suffix}"
+
+
+def _write_layout(layout: str, body: str) -> None:
+    """Each layout keeps its own ``###`` subsection of ``## Ingestion``; a run rewrites only
+    its own, so the shared-cores and pinned figures stand side by side (other subsections, such
+    as the in-process CPU notes, are kept as they are)."""
+    from bench._common import BENCHMARKS_MD
+
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else ""
+    section = re.search(r"^## Ingestion\n.*?(?=^## |\Z)", text, re.S | re.M)
+    subsections: dict[str, str] = {}
+    if section:
+        for match in re.finditer(r"^### (.+?)\n(.*?)(?=^### |\Z)", section.group(0), re.S | re.M):
+            subsections[match.group(1).strip()] = match.group(2).strip()
+    subsections[layout] = body.strip()
+    order = ("Shared", "Pinned")
+    ordered = sorted(
+        subsections.items(),
+        key=lambda kv: next((i for i, p in enumerate(order) if kv[0].startswith(p)), len(order)),
+    )
+    write_section("Ingestion", "\n\n".join(f"### {name}\n\n{text}" for name, text in ordered))
 
 
 def _order_id(body: bytes) -> str | None:

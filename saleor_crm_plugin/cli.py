@@ -43,6 +43,13 @@ def _serve(argv: Sequence[str]) -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--migrate", action="store_true", help="Apply migrations first")
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("CRM_ACCESS_LOG", "1").strip().lower() not in {"0", "false", "no"},
+        help="One line per request on stdout (gunicorn builds every log atom for each line: "
+        "a measurable share of a webhook's CPU under load)",
+    )
     args = parser.parse_args(argv)
     _setup_django()
     if args.migrate:
@@ -58,7 +65,7 @@ def _serve(argv: Sequence[str]) -> int:
             self.cfg.set("bind", args.bind)
             self.cfg.set("workers", args.workers)
             self.cfg.set("threads", args.threads)
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("accesslog", "-" if args.access_log else None)
 
         def load(self):  # type: ignore[no-untyped-def]
             return application

@@ -2,18 +2,31 @@
 (RFC 7797, ``{"alg":"RS256","b64":false,"crit":["b64"],"kid":...}``), signed by the Saleor
 instance's private key and checked against its JWKS.
 
-``PyJWKClient.get_signing_key_from_jwt`` cannot read detached tokens, so the ``kid`` is looked
-up here; the signature is verified on the raw request body, byte for byte.
+The signature is parsed once (``parse_signature``: header, ``kid``, signature bytes) and checked
+with the cached public key directly on ``protected-header "." raw body``, byte for byte. Only
+the detached, unencoded form is accepted: Saleor signs every JWT it issues (customer access
+tokens included) with the same key, and a generic JWS decoder verifies such a token against its
+own embedded payload, which would let anyone holding one pass any body as "signed".
 """
 
 from __future__ import annotations
 
+import binascii
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from jwt.api_jws import PyJWS
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.utils import base64url_decode
 
-_jws = PyJWS(algorithms=["RS256"])
+# RFC 7797's ``b64`` is the only critical header parameter we understand (RFC 7515 §4.1.11:
+# a signature naming any other one must be rejected).
+_SUPPORTED_CRIT = frozenset({"b64"})
+_PKCS1 = padding.PKCS1v15()
 
 
 class SignatureError(Exception):
@@ -24,17 +37,49 @@ class UnknownKeyId(SignatureError):
     pass
 
 
-def signature_kid(signature: str) -> str:
+@dataclass(frozen=True, slots=True)
+class DetachedSignature:
+    """A parsed ``Saleor-Signature``: what is signed is ``protected + b"." + body``."""
+
+    kid: str
+    protected: bytes
+    signature: bytes
+
+
+def parse_signature(signature: str) -> DetachedSignature:
+    """Read the header once and refuse anything but RS256 over a detached unencoded payload."""
     try:
-        header = jwt.get_unverified_header(signature)
-    except jwt.PyJWTError as exc:
+        token = signature.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise SignatureError("Malformed signature: not ASCII.") from exc
+    parts = token.split(b".")
+    if len(parts) != 3:
+        raise SignatureError("Malformed signature: not a compact JWS.")
+    protected, payload_segment, signature_segment = parts
+    if payload_segment:
+        raise SignatureError("Signature must have a detached payload.")
+    try:
+        header = json.loads(base64url_decode(protected))
+        raw_signature = base64url_decode(signature_segment)
+    except (ValueError, TypeError, binascii.Error) as exc:
         raise SignatureError(f"Malformed signature: {exc}") from exc
+    if not isinstance(header, dict):
+        raise SignatureError("Malformed signature: the header is not a JSON object.")
     if header.get("alg") != "RS256":
         raise SignatureError("Only RS256 signatures are accepted.")
+    crit = header.get("crit")
+    if header.get("b64") is not False or not isinstance(crit, list) or "b64" not in crit:
+        raise SignatureError('Signature must sign the raw body ("b64": false, critical).')
+    if not all(isinstance(name, str) and name in _SUPPORTED_CRIT for name in crit):
+        raise SignatureError(f"Unsupported critical header parameters: {crit!r}.")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise SignatureError("Signature has no key id.")
-    return kid
+    return DetachedSignature(kid=kid, protected=protected, signature=raw_signature)
+
+
+def signature_kid(signature: str) -> str:
+    return parse_signature(signature).kid
 
 
 def keys_from_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
@@ -52,8 +97,12 @@ def keys_from_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
     return keys
 
 
-def verify_detached(signature: str, payload: bytes, key: Any) -> None:
+def verify_detached(signature: str | DetachedSignature, payload: bytes, key: Any) -> None:
+    """Raise ``SignatureError`` unless ``signature`` signs exactly ``payload`` with ``key``."""
+    parsed = signature if isinstance(signature, DetachedSignature) else parse_signature(signature)
+    if not isinstance(key, RSAPublicKey):
+        raise SignatureError("Invalid signature: not an RSA public key.")
     try:
-        _jws.decode_complete(signature, key=key, algorithms=["RS256"], detached_payload=payload)
-    except jwt.PyJWTError as exc:
-        raise SignatureError(f"Invalid signature: {exc}") from exc
+        key.verify(parsed.signature, parsed.protected + b"." + payload, _PKCS1, hashes.SHA256())
+    except InvalidSignature as exc:
+        raise SignatureError("Invalid signature: Signature verification failed") from exc

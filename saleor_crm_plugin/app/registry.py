@@ -13,7 +13,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from saleor_crm_plugin.app.jws import UnknownKeyId, keys_from_jwks, signature_kid, verify_detached
+from saleor_crm_plugin.app.jws import (
+    UnknownKeyId,
+    keys_from_jwks,
+    parse_signature,
+    verify_detached,
+)
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core import crypto
@@ -106,8 +111,9 @@ def verify_webhook_signature(api_url: str, signature: str, body: bytes) -> Saleo
         normalized = normalize_api_url(api_url)
     except ValueError as exc:
         raise SignatureError("Invalid Saleor-Api-Url.") from exc
-    instance, key = signing_key(normalized, signature_kid(signature))
-    verify_detached(signature, body, key)
+    parsed = parse_signature(signature)
+    instance, key = signing_key(normalized, parsed.kid)
+    verify_detached(parsed, body, key)
     return instance
 
 

@@ -9,14 +9,16 @@ without coordination, and a broker outage only delays processing: the periodic s
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.cache import cache
-from django.db import IntegrityError, OperationalError, connection, models, transaction
+from django.db import IntegrityError, OperationalError, connection, connections, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -63,28 +65,62 @@ def store_event(event: CrmEvent, *, kick: bool = True) -> InboxEvent | None:
 def _insert_unless_known(row: InboxEvent) -> bool:
     """One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` statement: in Saleor's request path
     (autocommit) that is a single round trip, where ``save()`` in a savepoint took three, and a
-    duplicate costs no error. Both PostgreSQL and SQLite (3.35+) understand it."""
-    meta = InboxEvent._meta
-    quote = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    duplicate costs no error. Both PostgreSQL and SQLite (3.35+) understand it.
+
+    On PostgreSQL with psycopg 3 the statement goes through a server-side-binding cursor on
+    Django's connection (same transaction, same error translation): Django's default cursor
+    binds on the client, quoting every value (the whole JSON payload) into the SQL text in
+    Python. It is prepared once per connection when the database
+    ``OPTIONS`` enable ``prepare_threshold`` (off by default, for connection poolers)."""
+    db = connections[connection.alias]  # resolved once, not per field through the proxy
+    sql, fields = _insert_statement(db.vendor)
     for f in fields:
         if getattr(row, f.attname) is None and f.has_default():
             setattr(row, f.attname, f.get_default())
+    params = [f.get_db_prep_save(getattr(row, f.attname), db) for f in fields]
+    if db.vendor == "postgresql" and _is_psycopg3():
+        inserted = _execute_server_bound(db, sql, params)
+    else:
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            inserted = cursor.fetchone()
+    if inserted is None:
+        return False
+    row.pk = inserted[0]
+    row._state.adding = False
+    return True
+
+
+@functools.cache
+def _insert_statement(vendor: str) -> tuple[str, tuple[models.Field[Any, Any], ...]]:
+    """The insert's SQL and columns, built once per database vendor instead of per request."""
+    meta = InboxEvent._meta
+    quote = connection.ops.quote_name
+    fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))}) "
         f"ON CONFLICT ({quote(meta.get_field('dedupe_key').column)}) DO NOTHING "
         f"RETURNING {quote(meta.pk.column)}"
     )
-    params = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
-    with connection.cursor() as cursor:
+    return sql, fields
+
+
+def _is_psycopg3() -> bool:
+    # Plugin mode runs on Saleor's connection, which may still be psycopg2.
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3
+
+
+def _execute_server_bound(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    import psycopg
+
+    db.ensure_connection()
+    db.validate_no_broken_transaction()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(sql, params)
-        inserted = cursor.fetchone()
-    if inserted is None:
-        return False
-    row.pk = inserted[0]
-    row._state.adding = False
-    return True
+        return cursor.fetchone()
 
 
 def store_invalid(

@@ -1,0 +1,261 @@
+"""The lean acknowledgement path keeps every check: only a detached RS256 signature over the
+exact body, from the registered Saleor's key, gets a delivery stored; duplicates answer 200 and
+are stored once; the server-bound insert behaves like the ORM would."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from django.db import DataError, transaction
+
+from saleor_crm_plugin.app import jws
+from saleor_crm_plugin.app.models import SaleorInstance
+from saleor_crm_plugin.demo.signing import DemoSigner
+from saleor_crm_plugin.events import inbox
+from saleor_crm_plugin.events.from_webhook import translate_webhook
+from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
+from tests.captures import CAPTURED_API_URL, load_capture
+
+REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+BODY = load_capture("ORDER_CREATED", "subscription").raw_body
+
+
+@pytest.fixture(scope="module")
+def signer() -> DemoSigner:
+    return DemoSigner.generate()
+
+
+@pytest.fixture
+def registered(db, signer) -> SaleorInstance:
+    return SaleorInstance.objects.create(saleor_api_url=CAPTURED_API_URL, jwks=signer.jwks)
+
+
+def post(client, body: bytes, signature: str, event: str = "ORDER_CREATED"):
+    return client.post(
+        "/api/webhooks/saleor",
+        data=body,
+        content_type="application/json",
+        headers={
+            "Saleor-Event": event,
+            "Saleor-Api-Url": CAPTURED_API_URL,
+            "Saleor-Signature": signature,
+        },
+    )
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def sign_raw(signer: DemoSigner, header: dict, payload_segment: str, signed_payload: bytes) -> str:
+    """A compact JWS with any header, signed for real with the registered key."""
+    protected = b64(json.dumps(header).encode())
+    signature = signer.private_key.sign(
+        protected.encode() + b"." + signed_payload, padding.PKCS1v15(), hashes.SHA256()
+    )
+    return f"{protected}.{payload_segment}.{b64(signature)}"
+
+
+def test_genuine_detached_signature_is_accepted(registered, signer, client):
+    response = post(client, BODY, signer.sign(BODY))
+
+    assert (response.status_code, response.json()) == (200, {"status": "accepted"})
+    assert InboxEvent.objects.count() == 1
+
+
+def test_a_saleor_issued_jwt_cannot_vouch_for_a_forged_body(registered, signer, client):
+    # Saleor signs its access tokens with the same key and kid as its webhooks. A generic JWS
+    # decoder verifies such a token against its own embedded payload and ignores the body.
+    token = jwt.encode(
+        {"sub": "customer", "token": "access"},
+        signer.private_key,
+        algorithm="RS256",
+        headers={"kid": signer.kid},
+    )
+
+    response = post(client, BODY, token)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "SIGNATURE_INVALID"
+    assert InboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "payload_segment", "signed"),
+    [
+        # b64 omitted: a detached JWS over base64url(body), not the raw-body form Saleor uses
+        ({"alg": "RS256", "kid": "demo-saleor-key"}, "", b64(BODY).encode()),
+        # b64 false but not declared critical (RFC 7797 requires it)
+        ({"alg": "RS256", "kid": "demo-saleor-key", "b64": False}, "", BODY),
+        # a critical parameter we do not understand
+        (
+            {"alg": "RS256", "kid": "demo-saleor-key", "b64": False, "crit": ["b64", "exp"]},
+            "",
+            BODY,
+        ),
+        # an attached payload segment next to b64 false
+        (
+            {"alg": "RS256", "kid": "demo-saleor-key", "b64": False, "crit": ["b64"]},
+            b64(b"{}"),
+            BODY,
+        ),
+        # another algorithm
+        (
+            {"alg": "RS512", "kid": "demo-saleor-key", "b64": False, "crit": ["b64"]},
+            "",
+            BODY,
+        ),
+    ],
+    ids=["b64-omitted", "b64-not-critical", "unknown-crit", "payload-segment", "rs512"],
+)
+def test_signatures_not_in_saleors_form_are_rejected(
+    registered, signer, client, header, payload_segment, signed
+):
+    response = post(client, BODY, sign_raw(signer, header, payload_segment, signed))
+
+    assert response.status_code == 401
+    assert InboxEvent.objects.count() == 0
+
+
+def test_the_raw_body_form_built_by_hand_matches_saleors(registered, signer, client):
+    header = {"alg": "RS256", "kid": signer.kid, "b64": False, "crit": ["b64"]}
+
+    assert post(client, BODY, sign_raw(signer, header, "", BODY)).status_code == 200
+
+
+def test_alg_none_and_hmac_with_the_public_key_are_rejected(registered, signer, client):
+    none = f"{b64(json.dumps({'alg': 'none', 'kid': signer.kid}).encode())}.."
+    public_pem = jws.keys_from_jwks(signer.jwks)[signer.kid].public_bytes(
+        encoding=Encoding.PEM, format=PublicFormat.SubjectPublicKeyInfo
+    )
+    hmac_header = b64(
+        json.dumps({"alg": "HS256", "kid": signer.kid, "b64": False, "crit": ["b64"]}).encode()
+    )
+    mac = hmac.new(public_pem, hmac_header.encode() + b"." + BODY, hashlib.sha256).digest()
+
+    for signature in (none, f"{hmac_header}..{b64(mac)}", "a.b", "é..x", ""):
+        response = post(client, BODY, signature)
+        assert response.status_code == 401, signature
+    assert InboxEvent.objects.count() == 0
+
+
+def test_parse_signature_reads_kid_and_protected_header_once(signer):
+    parsed = jws.parse_signature(signer.sign(BODY))
+
+    assert parsed.kid == signer.kid
+    jws.verify_detached(parsed, BODY, jws.keys_from_jwks(signer.jwks)[signer.kid])
+    with pytest.raises(jws.SignatureError):
+        jws.verify_detached(parsed, BODY + b" ", jws.keys_from_jwks(signer.jwks)[signer.kid])
+
+
+def test_duplicate_delivery_answers_200_and_is_stored_once(registered, signer, client):
+    signature = signer.sign(BODY)
+
+    answers = [post(client, BODY, signature).json()["status"] for _ in range(3)]
+
+    assert answers == ["accepted", "duplicate", "duplicate"]
+    assert InboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_server_bound_insert_stores_what_the_orm_would():
+    capture = load_capture("ORDER_FULLY_PAID", "subscription")
+    event = translate_webhook(capture.event_header, capture.raw_body, capture.api_url)
+
+    row = inbox.store_event(event, kick=False)
+
+    stored = InboxEvent.objects.get()
+    assert row is not None and row.pk == stored.pk and not row._state.adding
+    assert stored.payload == json.loads(json.dumps(event.to_dict()))
+    assert stored.issued_at == event.issued_at
+    assert (stored.kind, stored.source, stored.object_id) == (
+        event.kind.value,
+        event.source.value,
+        event.object_id,
+    )
+    assert (stored.status, stored.attempts, stored.raw_body) == (InboxStatus.PENDING, 0, "")
+    assert stored.subject_user_id == (event.subject_user_id or "")
+    assert inbox.store_event(event, kick=False) is None
+    assert InboxEvent.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_joins_the_surrounding_transaction():
+    capture = load_capture("ORDER_CREATED", "subscription")
+    event = translate_webhook(capture.event_header, capture.raw_body, capture.api_url)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert inbox.store_event(event, kick=False) is not None
+        raise RuntimeError("rolled back")
+
+    assert InboxEvent.objects.count() == 0
+    assert inbox.store_event(event, kick=False) is not None
+
+
+@pytest.mark.django_db
+def test_insert_errors_are_django_errors():
+    capture = load_capture("ORDER_CREATED", "subscription")
+    event = translate_webhook(capture.event_header, capture.raw_body, capture.api_url)
+    row = InboxEvent(dedupe_key=event.dedupe_key, kind="x" * 41, source="webhook")
+
+    with pytest.raises(DataError), transaction.atomic():
+        inbox._insert_unless_known(row)
+
+
+def _redis_cache():
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis at CRM_TEST_REDIS_URL")
+    from saleor_crm_plugin.app.cache import RedisCache
+
+    return RedisCache(REDIS_URL, {"KEY_PREFIX": "crm-test-webhook-ack"})
+
+
+def test_redis_cache_reuses_one_client_and_keeps_add_semantics():
+    cache = _redis_cache()
+    cache.delete("kick")
+
+    assert cache._cache.get_client(write=True) is cache._cache.get_client(write=True)
+    assert cache.add("kick", 1, timeout=5) is True
+    assert cache.add("kick", 1, timeout=5) is False
+    assert cache.get("kick") == 1
+    assert cache.delete("kick") is True
+    assert cache.add("kick", 1, timeout=5) is True
+    cache.delete("kick")
+
+
+@pytest.mark.django_db
+def test_coalesced_kick_on_redis_sends_one_task_per_drain(settings, monkeypatch):
+    _redis_cache()
+    from django.core.cache import cache
+
+    from saleor_crm_plugin.tasks.ingest import process_inbox_task
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "saleor_crm_plugin.app.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "crm-test-webhook-kick",
+        }
+    }
+    settings.CRM_INBOX_KICK_COALESCE_SECONDS = 5
+    cache.delete(inbox.KICK_CACHE_KEY)
+    kicks = []
+    monkeypatch.setattr(process_inbox_task, "delay", lambda: kicks.append(1))
+
+    for _ in range(3):
+        inbox.enqueue_processing()
+    assert len(kicks) == 1
+    inbox.process_pending()  # the drain clears the marker ...
+    inbox.enqueue_processing()
+    assert len(kicks) == 2  # ... so the next row kicks again
+    cache.delete(inbox.KICK_CACHE_KEY)
