@@ -18,7 +18,6 @@ service time of one request and its SQL query count, and writes the figures into
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -34,6 +33,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+
+from bench._http import Sender, process_tree_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
@@ -312,6 +313,16 @@ def serve(database_url: str, workers: int, threads: int) -> tuple[subprocess.Pop
     raise RuntimeError("gunicorn did not start")
 
 
+class Load:
+    """What one load phase measured."""
+
+    def __init__(self, latencies: list[float], duration: float, server_ms: float, client_ms: float):
+        self.latencies = latencies
+        self.duration = duration
+        self.server_ms = server_ms  # server CPU (all gunicorn processes) per request
+        self.client_ms = client_ms  # load generator CPU per request
+
+
 def load(
     url: str,
     tokens: list[str],
@@ -319,30 +330,44 @@ def load(
     duration: float,
     rate: float = 0.0,
     query: str = QUERY,
-) -> tuple[list[float], float]:
+    server_pid: int | None = None,
+) -> Load:
     """Closed loop (``rate`` 0: each client sends as soon as it has its answer), or paced: the
     clients together send ``rate`` requests per second, each on its own fixed schedule."""
 
     latencies: list[float] = []
     lock = threading.Lock()
     errors: list[str] = []
+    sent = [0]
     warmup_until = time.perf_counter() + 2
     stop_at = warmup_until + duration
 
     host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
     path = "/" + url.split("//", 1)[1].split("/", 1)[1]
+    body = json.dumps({"query": query}).encode()
+    # Every request is built before timing (one per customer token) and sent over a raw
+    # keep-alive socket: the clients share the 2 cores with the server, so the lighter they
+    # are, the more the figures measure the server (see bench/_http.py).
+    requests = [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Authorization: Bearer {token}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+        ).encode()
+        + body
+        for token in tokens
+    ]
 
     def client(index: int) -> None:
-        # http.client rather than requests: the clients share the 2 cores with the server, so
-        # the lighter the client, the more the figures measure the server.
-        session = http.client.HTTPConnection(host, int(port), timeout=30)
-        body = json.dumps({"query": query})
+        sender = Sender(True, int(port), host)
         rng = random.Random(index)
         mine: list[float] = []
+        count = 0
         interval = clients / rate if rate else 0.0
         next_send = time.perf_counter() + rng.random() * interval
         while True:
-            token = tokens[rng.randrange(len(tokens))]
+            request = requests[rng.randrange(len(requests))]
             if interval:
                 pause = next_send - time.perf_counter()
                 if pause > 0:
@@ -351,23 +376,20 @@ def load(
             started = time.perf_counter()
             if started >= stop_at:
                 break
-            session.request(
-                "POST",
-                path,
-                body=body,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
-            response = session.getresponse()
-            payload = response.read()
-            elapsed = time.perf_counter() - started
-            if response.status != 200 or b'"errors"' in payload:
+            status, elapsed, payload = sender.post(request)
+            count += 1
+            if status != 200 or b'"errors"' in payload:
                 errors.append(payload[:200].decode(errors="replace"))
                 break
             if started >= warmup_until:
-                mine.append(elapsed * 1000)
+                mine.append(elapsed)
+        sender.close()
         with lock:
             latencies.extend(mine)
+            sent[0] += count
 
+    server_cpu = process_tree_cpu(server_pid) if server_pid else 0.0
+    client_cpu = time.process_time()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
@@ -375,7 +397,12 @@ def load(
         thread.join()
     if errors:
         raise RuntimeError(f"requests failed: {errors[0]}")
-    return latencies, duration
+    requests_done = max(sent[0], 1)
+    server_ms = (
+        (process_tree_cpu(server_pid) - server_cpu) * 1000 / requests_done if server_pid else 0.0
+    )
+    client_ms = (time.process_time() - client_cpu) * 1000 / requests_done
+    return Load(latencies, duration, server_ms, client_ms)
 
 
 def write_section(body: str) -> None:
@@ -431,47 +458,71 @@ def main() -> None:
 
     measured = {name: q for name, q in QUERIES.items() if args.only in (None, name)}
     tables: dict[str, str] = {}
-    figures: dict[str, tuple[int, float]] = {}
+    figures: dict[str, int] = {}
     for name, query in measured.items():
         service_p50, service_p95, query_count, cpu_ms = in_process(tokens, 300, query)
         process, url = serve(database_url, args.workers, args.threads)
         try:
-            single, _ = load(url, tokens, 1, args.duration / 2, query=query)
-            latencies, duration = load(url, tokens, args.clients, args.duration, query=query)
-            paced_rate = round(len(latencies) / duration / 2)
-            paced, _ = load(url, tokens, args.clients, args.duration, rate=paced_rate, query=query)
+            single = load(url, tokens, 1, args.duration / 2, query=query, server_pid=process.pid)
+            loaded = load(
+                url, tokens, args.clients, args.duration, query=query, server_pid=process.pid
+            )
+            paced_rate = round(len(loaded.latencies) / loaded.duration / 2)
+            paced = load(
+                url,
+                tokens,
+                args.clients,
+                args.duration,
+                rate=paced_rate,
+                query=query,
+                server_pid=process.pid,
+            )
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
-        p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
         rows = [
-            ["view service time (1 client)", f"{service_p50:.2f}", f"{service_p95:.2f}", "", ""],
-            ["view CPU time per request (mean)", f"{cpu_ms:.2f}", "", "", ""],
             [
-                "HTTP, 1 client",
-                f"{percentile(single, 50):.2f}",
-                f"{percentile(single, 95):.2f}",
-                f"{percentile(single, 99):.2f}",
-                f"{len(single) / (args.duration / 2):.0f}",
+                "view service time (1 client)",
+                f"{service_p50:.2f}",
+                f"{service_p95:.2f}",
+                "",
+                "",
+                "",
+                "",
             ],
-            [
-                f"HTTP, {args.clients} concurrent clients",
-                f"{p50:.2f}",
-                f"{p95:.2f}",
-                f"{p99:.2f}",
-                f"{len(latencies) / duration:.0f}",
-            ],
-            [
-                f"HTTP, {args.clients} clients paced at {paced_rate} req/s in total",
-                f"{percentile(paced, 50):.2f}",
-                f"{percentile(paced, 95):.2f}",
-                f"{percentile(paced, 99):.2f}",
-                f"{len(paced) / duration:.0f}",
-            ],
+            ["view CPU time per request (mean)", f"{cpu_ms:.2f}", "", "", "", "", ""],
         ]
-        table = format_table(["measure", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows)
+        for label, measured_load in (
+            ("HTTP, 1 client", single),
+            (f"HTTP, {args.clients} concurrent clients", loaded),
+            (f"HTTP, {args.clients} clients paced at {paced_rate} req/s in total", paced),
+        ):
+            values = measured_load.latencies
+            rows.append(
+                [
+                    label,
+                    f"{percentile(values, 50):.2f}",
+                    f"{percentile(values, 95):.2f}",
+                    f"{percentile(values, 99):.2f}",
+                    f"{len(values) / measured_load.duration:.0f}",
+                    f"{measured_load.server_ms:.2f}",
+                    f"{measured_load.client_ms:.2f}",
+                ]
+            )
+        table = format_table(
+            [
+                "measure",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "req/s",
+                "server CPU ms/req",
+                "client CPU ms/req",
+            ],
+            rows,
+        )
         tables[name] = table
-        figures[name] = (query_count, duration)
+        figures[name] = query_count
         print(f"\n{name}\n{table}")
         print(f"SQL queries per request: {query_count} (constant)")
 
@@ -479,7 +530,7 @@ def main() -> None:
     print(f"load average: {load_average:.1f}")
     sections = []
     for name, table in tables.items():
-        query_count, duration = figures[name]
+        query_count = figures[name]
         sections.append(
             f"### {name}\n\n```\n{table.rstrip()}\n```\n\n"
             f"SQL queries per request: **{query_count}**.\n"
@@ -489,8 +540,10 @@ def main() -> None:
 {args.customers} customers per request (each with {args.orders} orders of {args.lines} lines),
 each request carrying that customer's RS256 Saleor access token (verified on every request).
 Server: gunicorn gthread, {args.workers} workers x {args.threads} threads, persistent DB
-connections; the {args.clients} closed-loop clients (no think time, keep-alive `http.client`
-connections) run on the same machine. {args.duration:.0f} s of measurement per row after a 2 s
+connections; the {args.clients} closed-loop clients (no think time, requests built before timing
+and sent on raw keep-alive sockets, `bench/_http.py`) run on the same machine; the last two
+columns are the CPU the server (all gunicorn processes, from `/proc`) and the load generator
+spent per request. {args.duration:.0f} s of measurement per row after a 2 s
 warm-up. Seeding took {seed_seconds:.1f} s, training the served model (run {run_id})
 {train_seconds:.1f} s.
 Load average (1 min) at the end of the run: {load_average:.1f} (the machine is shared; figures

@@ -39,7 +39,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import DATASETS, ROOT, percentile, recreate_database, write_section
+from bench._http import Sender, process_tree_cpu
 
 DB_NAME = os.environ.get("BENCH_INGEST_DB", "crm_bench_ingest")
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
@@ -111,94 +111,6 @@ def _request(item: Signed, *, keep_alive: bool) -> bytes:
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     )
     return head.encode("ascii") + item.body
-
-
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
-_CONNECTION_CLOSE = re.compile(rb"\r\nconnection:\s*close", re.I)
-
-
-class Sender:
-    """One client connection speaking just enough HTTP/1.1 for these requests."""
-
-    def __init__(self, keep_alive: bool) -> None:
-        self.keep_alive = keep_alive
-        self.sock: socket.socket | None = None
-
-    def post(self, request: bytes) -> tuple[int, float, bytes]:
-        """Status, milliseconds from the first byte sent (connecting included) to the last
-        byte of the answer, and the answer's body."""
-        started = time.perf_counter()
-        reused = self.sock is not None
-        try:
-            status, body, close = self._exchange(request)
-        except _StaleConnection:
-            if not reused:
-                raise
-            # The server closed an idle kept-alive connection before reading anything: the
-            # request was not seen, so send it once more on a new connection.
-            self.close()
-            started = time.perf_counter()
-            status, body, close = self._exchange(request)
-        elapsed = (time.perf_counter() - started) * 1000
-        if close or not self.keep_alive:
-            self.close()
-        return status, elapsed, body
-
-    def _exchange(self, request: bytes) -> tuple[int, bytes, bool]:
-        if self.sock is None:
-            self.sock = socket.create_connection(("127.0.0.1", PORT), timeout=30)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock = self.sock
-        try:
-            sock.sendall(request)
-            buffer = sock.recv(65536)
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise _StaleConnection from exc
-        if not buffer:
-            raise _StaleConnection
-        while b"\r\n\r\n" not in buffer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed inside the response head")
-            buffer += chunk
-        head, _, body = buffer.partition(b"\r\n\r\n")
-        match = _CONTENT_LENGTH.search(head)
-        length = int(match.group(1)) if match else None
-        while length is None or len(body) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                if length is None:
-                    break
-                raise ConnectionError("connection closed inside the response body")
-            body += chunk
-        return int(head[9:12]), body, _CONNECTION_CLOSE.search(head) is not None
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
-class _StaleConnection(Exception):
-    pass
-
-
-def _process_tree_cpu(root: int) -> float:
-    """User + system CPU seconds of a process and its live children (gunicorn's master and
-    workers), from ``/proc``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(entry.name), int(fields[1])
-        if pid == root or ppid == root:
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
 
 
 def _run_threads(target: Any, parts: list[Any]) -> None:
@@ -369,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     answers: Counter[str] = Counter()
 
     def send_all(items: list[Signed]) -> None:
-        sender = Sender(args.keep_alive)
+        sender = Sender(args.keep_alive, PORT)
         counts: Counter[str] = Counter()
         for item in items:
             status, _, body = sender.post(requests[id(item)])
@@ -395,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter() + 0.1
 
         def paced(indices: list[int]) -> None:
-            sender = Sender(args.keep_alive)
+            sender = Sender(args.keep_alive, PORT)
             mine: list[float] = []
             codes: Counter[int] = Counter()
             for index in indices:
@@ -421,11 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         retries = rng.sample(rest, k=len(rest) // 20)
         stream = rest + retries
         rng.shuffle(stream)
-        web_cpu0, client_cpu0 = _process_tree_cpu(web.pid), time.process_time()
+        web_cpu0, client_cpu0 = process_tree_cpu(web.pid), time.process_time()
         t0 = time.perf_counter()
         _run_threads(send_all, split(stream, args.clients))
         t_sent = time.perf_counter()
-        web_cpu = _process_tree_cpu(web.pid) - web_cpu0
+        web_cpu = process_tree_cpu(web.pid) - web_cpu0
         client_cpu = time.process_time() - client_cpu0
         t_done = _wait_drained(middle)
 
