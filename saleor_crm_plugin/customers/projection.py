@@ -19,12 +19,13 @@ Rules that make processing idempotent and independent of delivery order:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Min, Sum
@@ -436,7 +437,7 @@ def merge_lines(
             changes.create.append(row)
             existing[snap.saleor_line_id] = row
             continue
-        before = _line_state(row)
+        before = line_state(row)
         _fill_line_facts(row, snap)
         if wins_lines:
             _set_line_values(row, snap)
@@ -444,7 +445,7 @@ def merge_lines(
             row.quantity_fulfilled = snap.quantity_fulfilled or 0
         if wins_refunded:
             row.quantity_refunded = snap.quantity_refunded or 0
-        if _line_state(row) != before:
+        if line_state(row) != before:
             changes.update.append(row)
     if wins_lines:
         wanted = {snap.saleor_line_id for snap in lines}
@@ -498,12 +499,35 @@ _LINE_UPDATE_FIELDS = (
 )
 
 
-def _line_state(row: OrderLine) -> tuple[object, ...]:
-    return tuple(getattr(row, name) for name in _LINE_UPDATE_FIELDS)
+# One C call per line instead of a generator over 17 getattr calls: this runs twice for every
+# known line of every order event.
+line_state: Callable[[OrderLine], tuple[object, ...]] = attrgetter(*_LINE_UPDATE_FIELDS)
 
 
-def update_lines(rows: list[OrderLine]) -> None:
-    update_rows(OrderLine, rows, _LINE_UPDATE_FIELDS)
+def update_lines(
+    rows: list[OrderLine], before: Mapping[int, tuple[object, ...]] | None = None
+) -> None:
+    """Write changed lines. With ``before`` (``id(row)`` -> ``line_state`` when loaded), only
+    the columns that changed are sent, grouped by which changed: a fulfilment or a refund
+    changes one quantity per line, and sending the other 16 columns cost more than the
+    update itself."""
+    if before is None:
+        update_rows(OrderLine, rows, _LINE_UPDATE_FIELDS)
+        return
+    groups: dict[tuple[str, ...], list[OrderLine]] = {}
+    for row in rows:
+        old = before.get(id(row))
+        if old is None:
+            names = _LINE_UPDATE_FIELDS
+        else:
+            new = line_state(row)
+            pairs = zip(_LINE_UPDATE_FIELDS, old, new, strict=True)
+            names = tuple(name for name, was, now in pairs if was != now)
+            if not names:
+                continue
+        groups.setdefault(names, []).append(row)
+    for names, group in groups.items():
+        update_rows(OrderLine, group, names)
 
 
 def _set_line_values(row: OrderLine, snap: OrderLineSnapshot) -> None:
