@@ -429,11 +429,7 @@ def merge_lines(
         if row is None:
             if not wins_lines:
                 continue
-            row = OrderLine(order=order, saleor_line_id=snap.saleor_line_id)
-            _set_line_values(row, snap)
-            row.quantity_fulfilled = snap.quantity_fulfilled or 0
-            row.quantity_refunded = snap.quantity_refunded or 0
-            _fill_line_facts(row, snap)
+            row = _new_line(order, snap)
             changes.create.append(row)
             existing[snap.saleor_line_id] = row
             continue
@@ -537,6 +533,36 @@ def _set_line_values(row: OrderLine, snap: OrderLineSnapshot) -> None:
     row.unit_price_gross = snap.unit_price_gross
     row.unit_price_net = snap.unit_price_net
     row.total_price_gross = snap.total_price_gross
+
+
+def _new_line(order: Order, snap: OrderLineSnapshot) -> OrderLine:
+    """A line first seen in ``snap``: what ``OrderLine(order=order, saleor_line_id=...)``
+    followed by ``_set_line_values``, the quantities and ``_fill_line_facts`` gives, built
+    with positional values (half the cost of keyword construction, for every new line)."""
+    values: dict[str, object] = {
+        "order_id": order.pk,
+        "saleor_line_id": snap.saleor_line_id,
+        "product_name": snap.product_name,
+        "variant_name": snap.variant_name,
+        "quantity": snap.quantity,
+        "unit_price_gross": snap.unit_price_gross,
+        "unit_price_net": snap.unit_price_net,
+        "total_price_gross": snap.total_price_gross,
+        "quantity_fulfilled": snap.quantity_fulfilled or 0,
+        "quantity_refunded": snap.quantity_refunded or 0,
+    }
+    for name in _LINE_FACTS:
+        value = getattr(snap, name)
+        if value:
+            values[name] = list(value) if isinstance(value, tuple) else value
+    row = OrderLine(
+        *[
+            values[field.attname] if field.attname in values else field.get_default()
+            for field in OrderLine._meta.concrete_fields
+        ]
+    )
+    row.order = order  # caches the instance; its pk may come later (new order in a batch)
+    return row
 
 
 _LINE_FACTS = (
