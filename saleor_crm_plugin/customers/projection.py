@@ -27,10 +27,10 @@ from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max, Min, Sum
 
-from saleor_crm_plugin.core.bulk import update_rows
+from saleor_crm_plugin.core.bulk import execute_many, prepared_values, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.customers.models import (
     NON_SALE_STATUSES,
@@ -674,24 +674,19 @@ def _refresh_chunk(ids: list[int]) -> None:
             "last_order_at": row["last"],
         }
     existing = {
-        (s.customer_id, s.channel_id, s.currency): s
-        for s in CustomerChannelStats.objects.filter(customer_id__in=ids)
+        (row[0], row[1], row[2]): row[3:]
+        for row in CustomerChannelStats.objects.filter(customer_id__in=ids).values_list(
+            "customer_id", "channel_id", "currency", "pk", *_STATS_FIELDS
+        )
     }
     upserts = [
         CustomerChannelStats(customer_id=key[0], channel_id=key[1], currency=key[2], **values)
         for key, values in wanted.items()
-        if key not in existing
-        or any(getattr(existing[key], name) != values[name] for name in _STATS_FIELDS)
+        if key not in existing or existing[key][1:] != tuple(values[name] for name in _STATS_FIELDS)
     ]
-    if upserts:
-        # An upsert, so two workers refreshing the same new customer cannot collide.
-        CustomerChannelStats.objects.bulk_create(
-            upserts,
-            update_conflicts=True,
-            unique_fields=["customer", "channel_id", "currency"],
-            update_fields=list(_STATS_FIELDS),
-        )
-    stale = [stats.pk for key, stats in existing.items() if key not in wanted]
+    # An upsert, so two workers refreshing the same new customer cannot collide.
+    _upsert_stats(upserts)
+    stale = [row[0] for key, row in existing.items() if key not in wanted]
     if stale:
         CustomerChannelStats.objects.filter(pk__in=stale).delete()
 
@@ -720,6 +715,25 @@ def _refresh_chunk(ids: list[int]) -> None:
             ],
             ["order_count", "first_order_at", "last_order_at"],
         )
+
+
+def _upsert_stats(rows: list[CustomerChannelStats]) -> None:
+    """``bulk_create(update_conflicts=True)`` on the (customer, channel, currency) key, as one
+    server-bound ``executemany`` (Django quoted every parameter of the INSERT in Python)."""
+    if not rows:
+        return
+    meta = CustomerChannelStats._meta
+    quote = connection.ops.quote_name
+    key = [meta.get_field(name) for name in ("customer", "channel_id", "currency")]
+    values = [meta.get_field(name) for name in _STATS_FIELDS]
+    columns = [*key, *values]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(c.column) for c in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(quote(c.column) for c in key)}) DO UPDATE SET "
+        + ", ".join(f"{quote(c.column)} = EXCLUDED.{quote(c.column)}" for c in values)
+    )
+    execute_many(sql, prepared_values(rows, columns))
 
 
 def _max(current: datetime | None, new: datetime | None) -> datetime | None:
