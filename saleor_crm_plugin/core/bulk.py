@@ -14,6 +14,7 @@ expressions, unknown field types) still takes Django's conversion.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -66,12 +67,26 @@ def _plan(columns: Sequence[models.Field], *, fast: bool) -> list[Plan]:
 
 
 def prepared_values(
-    rows: Sequence[Any], columns: Sequence[models.Field], *, extra_pk: bool = False
+    rows: Sequence[Any],
+    columns: Sequence[models.Field],
+    *,
+    extra_pk: bool = False,
+    json_text: bool = False,
 ) -> list[list[Any]]:
     """Each row's values for ``columns``, converted for the database as ``get_db_prep_save``
-    would (optionally followed by the primary key, for ``UPDATE ... WHERE pk = %s``)."""
+    would (optionally followed by the primary key, for ``UPDATE ... WHERE pk = %s``).
+
+    With ``json_text`` (COPY's text format only), JSON values are serialised here as
+    Django's ``adapt_json_value`` would (the field's encoder), and the usual ``[]``/``{}``
+    are not serialised at all."""
     db = connections[DEFAULT_DB_ALIAS]  # the real wrapper: the proxy costs a lookup per use
-    plans = _plan(columns, fast=db.vendor == "postgresql")
+    fast = db.vendor == "postgresql"
+    plans = _plan(columns, fast=fast)
+    as_text = {
+        attname: field
+        for attname, _, _, field in plans
+        if json_text and fast and isinstance(field, models.JSONField)
+    }
     out = []
     for row in rows:
         values = []
@@ -81,12 +96,20 @@ def prepared_values(
                 plain is not None and type(value) is plain and (check is None or check(value))
             ):
                 values.append(value)
+            elif attname in as_text and type(value) in (list, dict):
+                values.append(_json_text(value, field))
             else:
                 values.append(field.get_db_prep_save(value, db))
         if extra_pk:
             values.append(row.pk)
         out.append(values)
     return out
+
+
+def _json_text(value: list[Any] | dict[str, Any], field: models.JSONField) -> str:
+    if not value:
+        return "[]" if type(value) is list else "{}"
+    return json.dumps(value, cls=field.encoder)
 
 
 def update_rows(model: type[models.Model], rows: Sequence[Any], names: Sequence[str]) -> None:
@@ -177,7 +200,7 @@ def insert_rows(
         names = ", ".join(quote(f.column) for f in columns)
         # Django's cursor wrapper has no copy(); the psycopg cursor under it does.
         with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
-            for values in prepared_values(rows, columns):
+            for values in prepared_values(rows, columns, json_text=True):
                 copy.write_row(values)
     for row in rows:
         row._state.adding = False

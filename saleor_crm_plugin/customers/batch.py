@@ -258,6 +258,7 @@ class _Unit:
         return order
 
     def _apply_order(self, event: CrmEvent, snapshot: OrderSnapshot) -> None:
+        event_version = event.version  # a formatted timestamp: computed once, used three times
         order = self._order(snapshot)
         previous = self.order_customer.get(id(order))
         if previous is None and order.customer_id is not None:
@@ -267,7 +268,7 @@ class _Unit:
                 snapshot.user_id, snapshot.user_email
             )
             assert customer is not None
-            version = f"{projection.PROFILE_FROM_ORDER}|{event.version}"
+            version = f"{projection.PROFILE_FROM_ORDER}|{event_version}"
             if projection.merge_profile(customer, projection.embedded_profile(snapshot), version):
                 self._dirty(customer)
             self._absorb_guests(customer)
@@ -284,10 +285,10 @@ class _Unit:
             order.customer_link = link
         if snapshot.user_id and link == CustomerLink.USER_ID:
             order.saleor_user_id = snapshot.user_id
-        projection.merge_order(order, snapshot, event.version)
+        projection.merge_order(order, snapshot, event_version)
         if snapshot.lines is not None:
             existing = self.lines.setdefault(snapshot.saleor_order_id, {})
-            changes = projection.merge_lines(order, existing, snapshot.lines, event.version)
+            changes = projection.merge_lines(order, existing, snapshot.lines, event_version)
             self.new_lines.extend(changes.create)
             for row in changes.update:
                 if row.pk is not None:

@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
+from typing import TypeVar
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min, Model, Sum
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 from saleor_crm_plugin.core.bulk import execute_many, prepared_values, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
@@ -49,6 +52,8 @@ from saleor_crm_plugin.events.types import (
 )
 
 logger = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=Model)
 
 # Profile versions: customer events (class 1) always beat data copied from an order (class 0).
 PROFILE_FROM_CUSTOMER_EVENT = "1"
@@ -555,14 +560,38 @@ def _new_line(order: Order, snap: OrderLineSnapshot) -> OrderLine:
         value = getattr(snap, name)
         if value:
             values[name] = list(value) if isinstance(value, tuple) else value
-    row = OrderLine(
-        *[
+    row = _instance(
+        OrderLine,
+        [
             values[field.attname] if field.attname in values else field.get_default()
             for field in OrderLine._meta.concrete_fields
-        ]
+        ],
     )
     row.order = order  # caches the instance; its pk may come later (new order in a batch)
     return row
+
+
+def _instance(model: type[_M], values: list[object]) -> _M:
+    """``model(*values)`` (every concrete field, in order) without ``Model.__init__`` when no
+    receiver listens to ``pre_init``/``post_init`` for the model: then ``__init__`` only sets
+    the attributes one by one and sends two signals nobody hears, which cost more than the
+    rest of building a line. With a receiver, the real constructor runs."""
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model(*values)
+    row = model.__new__(model)
+    row._state = ModelState()
+    row.__dict__.update(zip(_attnames(model), values, strict=True))
+    return row
+
+
+_ATTNAMES: dict[type[Model], tuple[str, ...]] = {}
+
+
+def _attnames(model: type[Model]) -> tuple[str, ...]:
+    names = _ATTNAMES.get(model)
+    if names is None:
+        names = _ATTNAMES[model] = tuple(f.attname for f in model._meta.concrete_fields)
+    return names
 
 
 _LINE_FACTS = (
