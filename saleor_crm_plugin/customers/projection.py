@@ -543,55 +543,43 @@ def _set_line_values(row: OrderLine, snap: OrderLineSnapshot) -> None:
 def _new_line(order: Order, snap: OrderLineSnapshot) -> OrderLine:
     """A line first seen in ``snap``: what ``OrderLine(order=order, saleor_line_id=...)``
     followed by ``_set_line_values``, the quantities and ``_fill_line_facts`` gives, built
-    with positional values (half the cost of keyword construction, for every new line)."""
-    values: dict[str, object] = {
-        "order_id": order.pk,
-        "saleor_line_id": snap.saleor_line_id,
-        "product_name": snap.product_name,
-        "variant_name": snap.variant_name,
-        "quantity": snap.quantity,
-        "unit_price_gross": snap.unit_price_gross,
-        "unit_price_net": snap.unit_price_net,
-        "total_price_gross": snap.total_price_gross,
-        "quantity_fulfilled": snap.quantity_fulfilled or 0,
-        "quantity_refunded": snap.quantity_refunded or 0,
-    }
+    straight from a dict of its values (every new line of every order goes through here, and
+    keyword construction cost more than the rest of the batch's merge)."""
+    values = dict(_LINE_FIXED_DEFAULTS)
+    for default in _LINE_FRESH_DEFAULTS:
+        values[default.attname] = default.get_default()  # a new [] per line
+    values["order_id"] = order.pk
+    values["saleor_line_id"] = snap.saleor_line_id
+    values["product_name"] = snap.product_name
+    values["variant_name"] = snap.variant_name
+    values["quantity"] = snap.quantity
+    values["unit_price_gross"] = snap.unit_price_gross
+    values["unit_price_net"] = snap.unit_price_net
+    values["total_price_gross"] = snap.total_price_gross
+    values["quantity_fulfilled"] = snap.quantity_fulfilled or 0
+    values["quantity_refunded"] = snap.quantity_refunded or 0
     for name in _LINE_FACTS:
         value = getattr(snap, name)
         if value:
             values[name] = list(value) if isinstance(value, tuple) else value
-    row = _instance(
-        OrderLine,
-        [
-            values[field.attname] if field.attname in values else field.get_default()
-            for field in OrderLine._meta.concrete_fields
-        ],
-    )
-    row.order = order  # caches the instance; its pk may come later (new order in a batch)
+    row = _instance(OrderLine, values)
+    # caches the instance, as ``line.order = order`` would; its pk may come later (a new
+    # order of a batch), which is why the batch reads ``line.order.pk`` when it writes.
+    _LINE_ORDER.set_cached_value(row, order)
     return row
 
 
-def _instance(model: type[_M], values: list[object]) -> _M:
-    """``model(*values)`` (every concrete field, in order) without ``Model.__init__`` when no
-    receiver listens to ``pre_init``/``post_init`` for the model: then ``__init__`` only sets
-    the attributes one by one and sends two signals nobody hears, which cost more than the
-    rest of building a line. With a receiver, the real constructor runs."""
+def _instance(model: type[_M], values: dict[str, object]) -> _M:
+    """``model(**values)`` (``values`` holds every concrete field by attname) without
+    ``Model.__init__`` when no receiver listens to ``pre_init``/``post_init`` for the model:
+    then ``__init__`` only sets the attributes one by one and sends two signals nobody hears.
+    With a receiver, the real constructor runs."""
     if pre_init.has_listeners(model) or post_init.has_listeners(model):
-        return model(*values)
+        return model(**values)
     row = model.__new__(model)
     row._state = ModelState()
-    row.__dict__.update(zip(_attnames(model), values, strict=True))
+    row.__dict__.update(values)
     return row
-
-
-_ATTNAMES: dict[type[Model], tuple[str, ...]] = {}
-
-
-def _attnames(model: type[Model]) -> tuple[str, ...]:
-    names = _ATTNAMES.get(model)
-    if names is None:
-        names = _ATTNAMES[model] = tuple(f.attname for f in model._meta.concrete_fields)
-    return names
 
 
 _LINE_FACTS = (
@@ -605,6 +593,12 @@ _LINE_FACTS = (
     "attributes",
     "sku",
 )
+_LINE_FIELDS = OrderLine._meta.concrete_fields
+_LINE_FRESH_DEFAULTS = tuple(f for f in _LINE_FIELDS if f.has_default() and callable(f.default))
+_LINE_FIXED_DEFAULTS = {
+    f.attname: f.get_default() for f in _LINE_FIELDS if f not in _LINE_FRESH_DEFAULTS
+}
+_LINE_ORDER = OrderLine._meta.get_field("order")
 
 
 def _fill_line_facts(row: OrderLine, snap: OrderLineSnapshot) -> bool:

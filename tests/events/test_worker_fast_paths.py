@@ -199,7 +199,54 @@ def test_new_lines_are_what_keyword_construction_and_the_merge_steps_gave():
         assert getattr(fast, field.attname) == getattr(slow, field.attname), field.name
     assert fast.order is order
     assert fast.attributes == ["colour:blue", "size:m"]
-    assert fast.attributes is not OrderLine(order=order).attributes  # a fresh list
+    assert projection._new_line(order, snap).attributes is not fast.attributes
+    empty = projection._new_line(order, OrderLineSnapshot("L-2", "", "", 1, *[Decimal(1)] * 3))
+    assert empty.attributes == [] and empty.attributes is not fast.attributes
+    assert empty._state.adding is True and empty._state.db is None
+
+
+@pytest.mark.django_db
+def test_new_lines_run_the_constructor_when_someone_listens_to_init():
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def listener(sender, instance, **kwargs):
+        seen.append(instance.saleor_line_id)
+
+    post_init.connect(listener, sender=OrderLine)
+    try:
+        snap = OrderLineSnapshot("L-9", "Mug", "", 1, *[Decimal(1)] * 3)
+        line = projection._new_line(_order(), snap)
+    finally:
+        post_init.disconnect(listener, sender=OrderLine)
+    assert seen == ["L-9"]
+    assert (line.saleor_line_id, line.quantity, line.attributes) == ("L-9", 1, [])
+
+
+@pg_only
+@pytest.mark.django_db
+def test_json_columns_copied_as_text_read_back_the_same():
+    order = _order()
+    order.save()
+    odd = ["size:m", 'quote:"q"', "back\\slash", "tab\there", "new\nline", "ünï"]
+    lines = [
+        OrderLine(
+            order=order,
+            saleor_line_id=f"L-{n}",
+            quantity=1,
+            unit_price_gross=Decimal(1),
+            unit_price_net=Decimal(1),
+            total_price_gross=Decimal(1),
+            attributes=attributes,
+        )
+        for n, attributes in enumerate([[], odd, ["plain"]])
+    ]
+    bulk.insert_rows(OrderLine, lines, set_ids=False)
+    stored = dict(OrderLine.objects.values_list("saleor_line_id", "attributes"))
+    assert stored == {"L-0": [], "L-1": odd, "L-2": ["plain"]}
+    bulk.insert_rows(Order, [_order(saleor_order_id="O-2", field_versions={"k": ["v", 1]})])
+    assert Order.objects.get(saleor_order_id="O-2").field_versions == {"k": ["v", 1]}
 
 
 # -- payloads and settings -------------------------------------------------------------------
