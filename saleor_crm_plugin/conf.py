@@ -83,7 +83,7 @@ class CRMSettings:
     # -- inbox -----------------------------------------------------------------------------
     @property
     def INBOX_BATCH_SIZE(self) -> int:
-        return int(self._get("INBOX_BATCH_SIZE", 200))
+        return int(self._get("INBOX_BATCH_SIZE", 500))
 
     @property
     def INBOX_MAX_ATTEMPTS(self) -> int:

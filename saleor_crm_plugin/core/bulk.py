@@ -4,14 +4,112 @@
 parameter of one huge INSERT on the client; for the batches the inbox and the ledger write,
 that costs more than the database work. These helpers keep the rows as model instances (so
 field conversion stays Django's) and send them the cheap way.
+
+Even Django's per-value conversion (``get_db_prep_save``: five calls and a connection lookup
+per value) was most of the CPU of a worker writing order lines. On PostgreSQL the values of
+plain columns (text, integers, booleans, finite decimals, aware datetimes) are exactly what
+psycopg takes, so those go through as they are; anything else (JSON, naive datetimes,
+expressions, unknown field types) still takes Django's conversion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+
+# Field types whose Django conversion is the identity on PostgreSQL for a value of exactly
+# this Python type (subclasses such as IntegerChoices members or bool-for-int still convert).
+_PLAIN_TYPES: dict[type[models.Field], type] = {
+    models.CharField: str,
+    models.TextField: str,
+    models.SlugField: str,
+    models.EmailField: str,
+    models.IntegerField: int,
+    models.SmallIntegerField: int,
+    models.BigIntegerField: int,
+    models.PositiveIntegerField: int,
+    models.PositiveSmallIntegerField: int,
+    models.PositiveBigIntegerField: int,
+    models.AutoField: int,
+    models.BigAutoField: int,
+    models.SmallAutoField: int,
+    models.BooleanField: bool,
+    models.DecimalField: Decimal,
+    models.DateTimeField: datetime,
+}
+
+
+def _is_finite(value: Decimal) -> bool:
+    return value.is_finite()  # Django refuses NaN and infinities
+
+
+def _is_aware(value: datetime) -> bool:
+    return value.tzinfo is not None  # Django makes naive values aware (with a warning)
+
+
+_CHECKS: dict[type, Callable[[Any], bool]] = {Decimal: _is_finite, datetime: _is_aware}
+
+Plan = tuple[str, type | None, Callable[[Any], bool] | None, models.Field]
+
+
+def _plan(columns: Sequence[models.Field], *, fast: bool) -> list[Plan]:
+    plans: list[Plan] = []
+    for column in columns:
+        target = column.target_field if isinstance(column, models.ForeignKey) else column
+        plain = _PLAIN_TYPES.get(type(target)) if fast else None
+        plans.append((column.attname, plain, _CHECKS.get(plain) if plain else None, column))
+    return plans
+
+
+def prepared_values(
+    rows: Sequence[Any],
+    columns: Sequence[models.Field],
+    *,
+    extra_pk: bool = False,
+    json_text: bool = False,
+) -> list[list[Any]]:
+    """Each row's values for ``columns``, converted for the database as ``get_db_prep_save``
+    would (optionally followed by the primary key, for ``UPDATE ... WHERE pk = %s``).
+
+    With ``json_text`` (COPY's text format only), JSON values are serialised here as
+    Django's ``adapt_json_value`` would (the field's encoder), and the usual ``[]``/``{}``
+    are not serialised at all."""
+    db = connections[DEFAULT_DB_ALIAS]  # the real wrapper: the proxy costs a lookup per use
+    fast = db.vendor == "postgresql"
+    plans = _plan(columns, fast=fast)
+    as_text = {
+        attname: field
+        for attname, _, _, field in plans
+        if json_text and fast and isinstance(field, models.JSONField)
+    }
+    out = []
+    for row in rows:
+        values = []
+        for attname, plain, check, field in plans:
+            value = getattr(row, attname)
+            if value is None or (
+                plain is not None and type(value) is plain and (check is None or check(value))
+            ):
+                values.append(value)
+            elif attname in as_text and type(value) in (list, dict):
+                values.append(_json_text(value, field))
+            else:
+                values.append(field.get_db_prep_save(value, db))
+        if extra_pk:
+            values.append(row.pk)
+        out.append(values)
+    return out
+
+
+def _json_text(value: list[Any] | dict[str, Any], field: models.JSONField) -> str:
+    if not value:
+        return "[]" if type(value) is list else "{}"
+    return json.dumps(value, cls=field.encoder)
 
 
 def update_rows(model: type[models.Model], rows: Sequence[Any], names: Sequence[str]) -> None:
@@ -27,12 +125,42 @@ def update_rows(model: type[models.Model], rows: Sequence[Any], names: Sequence[
         + ", ".join(f"{quote(c.column)} = %s" for c in columns)
         + f" WHERE {quote(meta.pk.column)} = %s"
     )
-    params = [
-        [c.get_db_prep_save(getattr(row, c.attname), connection) for c in columns] + [row.pk]
-        for row in rows
-    ]
-    with connection.cursor() as cursor:
+    execute_many(sql, prepared_values(rows, columns, extra_pk=True))  # type: ignore[arg-type]
+
+
+def execute_many(sql: str, params: Sequence[Sequence[Any]]) -> None:
+    """``executemany`` with the parameters bound by the server on PostgreSQL.
+
+    Django's psycopg cursors bind on the client: every value of every row is quoted into SQL
+    text in Python, most of what a large ``executemany`` cost. A server-binding cursor on the
+    same connection (same transaction, same adapters, still wrapped by Django so query logging
+    and execute wrappers see it) sends the values as parameters instead, pipelined in one
+    round trip. Statements are prepared only if the connection allows it (Django disables
+    prepared statements unless ``OPTIONS["prepare_threshold"]`` is set, for poolers)."""
+    if not params:
+        return
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    with connection._prepare_cursor(raw) as cursor:
         cursor.executemany(sql, params)
+
+
+def _needs_pre_save(field: models.Field) -> bool:
+    """Only fields that compute their value on save (``auto_now`` and friends, custom
+    ``pre_save``) need the call; for the rest it just returns the attribute."""
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return True
+    return type(field).pre_save not in (
+        models.Field.pre_save,
+        models.DateField.pre_save,
+        models.DateTimeField.pre_save,
+    )
 
 
 def insert_rows(
@@ -54,10 +182,13 @@ def insert_rows(
     meta = model._meta
     quote = connection.ops.quote_name
     fields = [f for f in meta.concrete_fields if not f.primary_key]
+    computed = [f for f in fields if _needs_pre_save(f)]
     for row in rows:
-        for f in fields:
+        for f in computed:
             f.pre_save(row, add=True)  # auto_now and friends, as INSERT would
-    with connection.cursor() as cursor:
+    # COPY runs on the psycopg cursor under Django's wrapper: map its errors to Django's
+    # (IntegrityError for a unique race) as every other query does.
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         if set_ids:
             cursor.execute(
                 "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
@@ -69,10 +200,8 @@ def insert_rows(
         names = ", ".join(quote(f.column) for f in columns)
         # Django's cursor wrapper has no copy(); the psycopg cursor under it does.
         with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(
-                    [f.get_db_prep_save(getattr(row, f.attname), connection) for f in columns]
-                )
+            for values in prepared_values(rows, columns, json_text=True):
+                copy.write_row(values)
     for row in rows:
         row._state.adding = False
         row._state.db = connection.alias

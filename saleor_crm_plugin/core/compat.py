@@ -37,6 +37,9 @@ def plugin_configuration() -> dict[str, Any]:
     try:
         from saleor.plugins.models import PluginConfiguration
     except ImportError:
+        # Outside Saleor. A failed import is not cached by Python: trying again searched the
+        # whole sys.path on every call (per loyalty account of every inbox batch).
+        _PLUGIN_CONFIG_CACHE = (now, {})
         return {}
     from saleor_crm_plugin.plugin_config import CONFIG_FIELDS, PLUGIN_ID
 

@@ -116,6 +116,7 @@ class _Unit:
         self.new_lines: list[OrderLine] = []
         self.dirty_lines: dict[int, OrderLine] = {}
         self.stale_lines: list[int] = []
+        self.loaded_lines: dict[int, tuple[object, ...]] = {}  # id(line) -> state when loaded
         self.absorbed: list[tuple[Customer, Customer]] = []  # (guest row, new owner)
         self.touched: set[int] = set()  # id(customer) needing fresh aggregates
         self.touched_ids: set[int] = set()  # customer pks needing fresh aggregates
@@ -167,6 +168,7 @@ class _Unit:
         for line in OrderLine.objects.filter(order_id__in=list(by_order_pk)).order_by("pk"):
             owner = by_order_pk[line.order_id]
             self.lines[owner.saleor_order_id][line.saleor_line_id] = line
+            self.loaded_lines[id(line)] = projection.line_state(line)
 
     def _track(self, customer: Customer) -> None:
         self.customers.append(customer)
@@ -256,6 +258,7 @@ class _Unit:
         return order
 
     def _apply_order(self, event: CrmEvent, snapshot: OrderSnapshot) -> None:
+        event_version = event.version  # a formatted timestamp: computed once, used three times
         order = self._order(snapshot)
         previous = self.order_customer.get(id(order))
         if previous is None and order.customer_id is not None:
@@ -265,7 +268,7 @@ class _Unit:
                 snapshot.user_id, snapshot.user_email
             )
             assert customer is not None
-            version = f"{projection.PROFILE_FROM_ORDER}|{event.version}"
+            version = f"{projection.PROFILE_FROM_ORDER}|{event_version}"
             if projection.merge_profile(customer, projection.embedded_profile(snapshot), version):
                 self._dirty(customer)
             self._absorb_guests(customer)
@@ -282,10 +285,10 @@ class _Unit:
             order.customer_link = link
         if snapshot.user_id and link == CustomerLink.USER_ID:
             order.saleor_user_id = snapshot.user_id
-        projection.merge_order(order, snapshot, event.version)
+        projection.merge_order(order, snapshot, event_version)
         if snapshot.lines is not None:
             existing = self.lines.setdefault(snapshot.saleor_order_id, {})
-            changes = projection.merge_lines(order, existing, snapshot.lines, event.version)
+            changes = projection.merge_lines(order, existing, snapshot.lines, event_version)
             self.new_lines.extend(changes.create)
             for row in changes.update:
                 if row.pk is not None:
@@ -310,8 +313,7 @@ class _Unit:
         for customer in existing:
             customer.updated_at = now
         update_rows(Customer, existing, [*_CUSTOMER_FIELDS, "saleor_user_id", "updated_at"])
-        if created:
-            Customer.objects.bulk_create(created)
+        insert_rows(Customer, created)
         for guest, owner in self.absorbed:
             Order.objects.filter(customer_id=guest.pk).update(customer_id=owner.pk)
             self.touched_ids.add(guest.pk)
@@ -323,9 +325,7 @@ class _Unit:
             if owner is not None:
                 order.customer_id = owner.pk
             order.projected_at = now
-        new_orders = list(self.new_orders.values())
-        if new_orders:
-            Order.objects.bulk_create(new_orders)
+        insert_rows(Order, list(self.new_orders.values()))
         update_rows(
             Order,
             [o for o in self.dirty_orders.values() if id(o) not in self.new_orders],
@@ -340,7 +340,7 @@ class _Unit:
             # the batch already updated these objects in memory).
             insert_rows(OrderLine, self.new_lines, set_ids=False)
         if self.dirty_lines:
-            projection.update_lines(list(self.dirty_lines.values()))
+            projection.update_lines(list(self.dirty_lines.values()), before=self.loaded_lines)
 
         in_play = {id(c): c for c in self.customers}
         ids = {in_play[key].pk for key in self.touched if key in in_play} | self.touched_ids

@@ -190,12 +190,27 @@ def _available() -> models.QuerySet[InboxEvent]:
     return InboxEvent.objects.filter(status=InboxStatus.PENDING, available_at__lte=timezone.now())
 
 
+# What processing never reads of a claimed row (the payload says it all): not loading them
+# spares a datetime parse or a string per column and row.
+_NOT_NEEDED_TO_PROCESS = (
+    "dedupe_key",
+    "source",
+    "saleor_api_url",
+    "object_id",
+    "issued_at",
+    "raw_body",
+    "received_at",
+    "processed_at",
+)
+
+
 def _process_batch(size: int) -> int:
     now = timezone.now()
     with transaction.atomic():
         rows = list(
             InboxEvent.objects.select_for_update(skip_locked=True)
             .filter(status=InboxStatus.PENDING, available_at__lte=now)
+            .defer(*_NOT_NEEDED_TO_PROCESS)
             .order_by("available_at", "id")[:size]
         )
         if not rows:

@@ -269,15 +269,34 @@ def _line_to_dict(line: OrderLineSnapshot) -> dict[str, Any]:
     }
 
 
+# Stored amounts are the strings ``_dec`` wrote; the same prices recur on every event of an
+# order and across orders, and a Decimal is immutable, so each text is converted once.
+_AMOUNTS: dict[object, Decimal | None] = {}
+_AMOUNTS_MAX = 50_000
+
+
+def _amount(value: object) -> Decimal | None:
+    if type(value) is not str:
+        return to_decimal(value)
+    known = _AMOUNTS.get(value, _AMOUNTS)
+    if known is not _AMOUNTS:
+        return known  # type: ignore[return-value]
+    result = to_decimal(value)
+    if len(_AMOUNTS) >= _AMOUNTS_MAX:
+        _AMOUNTS.clear()
+    _AMOUNTS[value] = result
+    return result
+
+
 def _line_from_dict(data: dict[str, Any]) -> OrderLineSnapshot:
     return OrderLineSnapshot(
         saleor_line_id=data["saleor_line_id"],
         product_name=data["product_name"],
         variant_name=data["variant_name"],
         quantity=data["quantity"],
-        unit_price_gross=to_decimal(data["unit_price_gross"]),  # type: ignore[arg-type]
-        unit_price_net=to_decimal(data["unit_price_net"]),  # type: ignore[arg-type]
-        total_price_gross=to_decimal(data["total_price_gross"]),  # type: ignore[arg-type]
+        unit_price_gross=_amount(data["unit_price_gross"]),  # type: ignore[arg-type]
+        unit_price_net=_amount(data["unit_price_net"]),  # type: ignore[arg-type]
+        total_price_gross=_amount(data["total_price_gross"]),  # type: ignore[arg-type]
         variant_id=data.get("variant_id"),
         product_id=data.get("product_id"),
         product_slug=data.get("product_slug"),
@@ -305,8 +324,8 @@ def _payment_to_dict(payment: PaymentSnapshot) -> dict[str, Any]:
 
 def _payment_from_dict(data: dict[str, Any]) -> PaymentSnapshot:
     return PaymentSnapshot(
-        total_charged=to_decimal(data["total_charged"]),  # type: ignore[arg-type]
-        total_refunded=to_decimal(data["total_refunded"]),  # type: ignore[arg-type]
+        total_charged=_amount(data["total_charged"]),  # type: ignore[arg-type]
+        total_refunded=_amount(data["total_refunded"]),  # type: ignore[arg-type]
         charge_status=data.get("charge_status"),
         authorize_status=data.get("authorize_status"),
         total_granted_refund=to_decimal(data.get("total_granted_refund")),
@@ -344,7 +363,7 @@ def _order_to_dict(order: OrderSnapshot) -> dict[str, Any]:
 def _order_from_dict(data: dict[str, Any]) -> OrderSnapshot:
     kwargs: dict[str, Any] = {name: data.get(name) for name in _ORDER_TEXT}
     kwargs["user_email"] = kwargs["user_email"] or ""
-    kwargs.update({name: to_decimal(data.get(name)) for name in _ORDER_AMOUNTS})
+    kwargs.update({name: _amount(data.get(name)) for name in _ORDER_AMOUNTS})
     kwargs.update({name: parse_datetime(data.get(name)) for name in _ORDER_DATES})
     lines = data.get("lines")
     kwargs["lines"] = None if lines is None else tuple(_line_from_dict(x) for x in lines)

@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from saleor_crm_plugin.customers.models import Customer, Order
@@ -179,9 +180,7 @@ def handle_events(events: Sequence[CrmEvent]) -> None:
     """The domain handler for a whole inbox batch: the same reconciliation as
     ``handle_event``, through the set-based ``replay_orders`` (constant queries per chunk of
     accounts instead of a few per event)."""
-    order_ids = sorted({e.order.saleor_order_id for e in events if e.order is not None})
-    if order_ids:
-        replay_orders(order_ids)
+    order_ids = {e.order.saleor_order_id for e in events if e.order is not None}
     user_ids = sorted(
         {
             e.customer.saleor_user_id
@@ -189,8 +188,30 @@ def handle_events(events: Sequence[CrmEvent]) -> None:
             if e.order is None and e.customer is not None and e.kind != EventKind.CUSTOMER_DELETED
         }
     )
-    for customer in Customer.objects.filter(saleor_user_id__in=user_ids).order_by("pk"):
-        sync_customer(customer)
+    if user_ids:
+        # ``sync_customer`` for every customer event of the batch, in one query and the same
+        # replay as the batch's orders: reconciling an order is idempotent, so reconciling the
+        # union once ends where reconciling the orders, then each customer's, would.
+        order_ids.update(unrewarded_orders(user_ids))
+    if order_ids:
+        replay_orders(sorted(order_ids))
+
+
+def unrewarded_orders(user_ids: Sequence[str]) -> list[str]:
+    """Orders of these registered, not erased customers that collected money but have no lot
+    in any of the customer's accounts (what ``sync_customer`` replays), for many customers."""
+    known = PointLot.objects.filter(
+        account__customer_id=OuterRef("customer_id"), order_id=OuterRef("saleor_order_id")
+    )
+    return list(
+        Order.objects.filter(
+            customer__saleor_user_id__in=list(user_ids),
+            customer__erased_at__isnull=True,
+            total_charged__gt=0,
+        )
+        .exclude(Exists(known))
+        .values_list("saleor_order_id", flat=True)
+    )
 
 
 def sync_customer(customer: Customer, *, now: datetime | None = None) -> None:

@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.core.bulk import execute_many
 from saleor_crm_plugin.core.saleor_api import SaleorApiError, SaleorClient, saleor_document
 from saleor_crm_plugin.writeback.models import MetadataWriteback
 
@@ -97,16 +98,28 @@ def queue_private_metadata_many(items_by_object: Mapping[str, Mapping[str, str]]
             merged = {**row.items, **wanted[object_id]}
             if merged == row.items and (row.pending or row.sent_at is not None):
                 continue
-            row.items = merged
-            row.version = F("version") + 1
-            row.pending = True
-            row.attempts = 0
-            row.last_error = ""
-            changed.append(row)
+            changed.append((merged, row.pk))
         if changed:
-            MetadataWriteback.objects.bulk_update(
-                changed, ["items", "version", "pending", "attempts", "last_error"]
-            )
+            _requeue(changed)
+
+
+def _requeue(changed: list[tuple[dict[str, str], int]]) -> None:
+    """Mark rows pending again with merged items: one prepared statement for all of them
+    (``bulk_update`` with ``F("version") + 1`` resolved an expression per row, a third of the
+    loyalty pass of an inbox batch)."""
+    meta = MetadataWriteback._meta
+    quote = connection.ops.quote_name
+    items = meta.get_field("items")
+    col = {name: quote(meta.get_field(name).column) for name in ("version", "pending")}
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {quote(items.column)} = %s, "
+        f"{col['version']} = {col['version']} + 1, {col['pending']} = %s, "
+        f"{quote(meta.get_field('attempts').column)} = 0, "
+        f"{quote(meta.get_field('last_error').column)} = '' "
+        f"WHERE {quote(meta.pk.column)} = %s"
+    )
+    prepare = items.get_db_prep_save
+    execute_many(sql, [[prepare(merged, connection), True, pk] for merged, pk in changed])
 
 
 @dataclass
