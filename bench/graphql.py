@@ -538,7 +538,8 @@ def main() -> None:
     body = f"""
 `python -m bench.graphql --customers {args.customers} --clients {args.clients}`: a random one of
 {args.customers} customers per request (each with {args.orders} orders of {args.lines} lines),
-each request carrying that customer's RS256 Saleor access token (verified on every request).
+each request carrying that customer's RS256 Saleor access token (verified, then remembered
+per process for up to 60 s, as in production: see docs/graphql.md).
 Server: gunicorn gthread, {args.workers} workers x {args.threads} threads, persistent DB
 connections; the {args.clients} closed-loop clients (no think time, requests built before timing
 and sent on raw keep-alive sockets, `bench/_http.py`) run on the same machine; the last two
@@ -546,8 +547,8 @@ columns are the CPU the server (all gunicorn processes, from `/proc`) and the lo
 spent per request. {args.duration:.0f} s of measurement per row after a 2 s
 warm-up. Seeding took {seed_seconds:.1f} s, training the served model (run {run_id})
 {train_seconds:.1f} s.
-Load average (1 min) at the end of the run: {load_average:.1f} (the machine is shared; figures
-above ~2 include other processes' work).
+Load average (1 min) at the end of the run: {load_average:.1f} (the benchmark's own server,
+PostgreSQL and 20 client threads count in it; nothing else ran).
 
 - **customer 360**: `me` with channel stats and the first 10 orders with their lines (~350
   resolved fields). **recommendations**: `recommendations(first: 10)` for the signed-in customer
