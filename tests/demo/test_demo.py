@@ -86,3 +86,19 @@ def test_demo_runs_end_to_end_through_http():
     assert InboxEvent.objects.filter(status="done").count() == 60
     assert Order.objects.count() > 10
     assert "Top customers by lifetime spend" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demos_forged_delivery_is_refused_whatever_the_payload():
+    """The tamper must change bytes of any delivery, not only of those with a quantity of 1."""
+    from saleor_crm_plugin.demo.runner import DemoSigner, LocalApp, deliver, register_demo_instance
+
+    signer = DemoSigner.generate()
+    register_demo_instance(signer)
+    items = list(deliveries(read_rows()))
+    picks = [d for d in items if b'"quantity": 1,' not in d.body][:3] + items[:2]
+    with LocalApp() as app:
+        for delivery in picks:
+            status, _, _ = deliver(app, signer, delivery, tamper=True)
+            assert status == 401
+    assert not InboxEvent.objects.exists()
