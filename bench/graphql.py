@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import re
 import signal
 import socket
 import statistics
@@ -34,11 +32,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from bench._common import ROOT, percentile, recreate_database, write_section
 from bench._http import Sender, process_tree_cpu
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
-PG_BASE = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 DATABASE = "crm_bench_graphql"
 ISSUER = "http://127.0.0.1:8000/graphql/"
 KID = "bench-key"
@@ -70,21 +66,6 @@ query Recommendations {
 """
 
 QUERIES = {"customer 360": QUERY, "recommendations": RECS_QUERY}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def recreate_database() -> str:
-    import psycopg
-
-    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    return f"{PG_BASE}/{DATABASE}"
 
 
 def setup_django(database_url: str) -> None:
@@ -405,28 +386,6 @@ def load(
     return Load(latencies, duration, server_ms, client_ms)
 
 
-def write_section(body: str) -> None:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.machine(),
-    )
-    machine = f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
-    section = f"## GraphQL\n\nLast run {stamp} on {machine}, PostgreSQL.\n\n{body.strip()}\n"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## GraphQL\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    BENCHMARKS_MD.parent.mkdir(exist_ok=True)
-    BENCHMARKS_MD.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2000)
@@ -445,7 +404,7 @@ def main() -> None:
     # Serving a model is what is measured: promote whatever the random orders train.
     os.environ["CRM_RECS_PROMOTION_MARGIN"] = "-1"
     os.environ["CRM_RECS_THREADS"] = "2"
-    database_url = recreate_database()
+    database_url = recreate_database(DATABASE)
     setup_django(database_url)
     started = time.perf_counter()
     seed(args.customers, args.orders, args.lines)
@@ -547,8 +506,7 @@ columns are the CPU the server (all gunicorn processes, from `/proc`) and the lo
 spent per request. {args.duration:.0f} s of measurement per row after a 2 s
 warm-up. Seeding took {seed_seconds:.1f} s, training the served model (run {run_id})
 {train_seconds:.1f} s.
-Load average (1 min) at the end of the run: {load_average:.1f} (the benchmark's own server,
-PostgreSQL and 20 client threads count in it; nothing else ran).
+The load average in the heading counts the benchmark's own server, PostgreSQL and clients.
 
 - **customer 360**: `me` with channel stats and the first 10 orders with their lines (~350
   resolved fields). **recommendations**: `recommendations(first: 10)` for the signed-in customer
@@ -566,7 +524,7 @@ PostgreSQL and 20 client threads count in it; nothing else ran).
   same 20 clients see when they ask for half the saturated throughput.
 """
     if not args.no_write:
-        write_section(body)
+        write_section("GraphQL", body)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +29,7 @@ from django.core.cache import cache
 from saleor_crm_plugin.app import registry
 from saleor_crm_plugin.app.jws import SignatureError
 from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.core.lru import LRUCache
 from saleor_crm_plugin.core.saleor_api import (
     SaleorApiError,
     SaleorClient,
@@ -128,13 +127,10 @@ class _VerifiedTokens:
     TTL = 60.0
 
     def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, tuple[float, str, str, Any, Requester]] = OrderedDict()
+        self._entries: LRUCache[str, tuple[float, str, str, Any, Requester]] = LRUCache(size)
 
     def get(self, token: str) -> Requester | None:
-        with self._lock:
-            entry = self._entries.get(token)
+        entry = self._entries.get(token)
         if entry is None:
             return None
         valid_until, api_url, kid, key, requester = entry
@@ -145,27 +141,17 @@ class _VerifiedTokens:
                 current = None
             if current is key:
                 return requester
-        with self._lock:
-            self._entries.pop(token, None)
+        self._entries.pop(token)
         return None
 
     def put(
         self, token: str, valid_until: float, api_url: str, kid: str, key: Any, requester: Requester
     ) -> None:
-        with self._lock:
-            self._entries[token] = (
-                min(valid_until, time.time() + self.TTL),
-                api_url,
-                kid,
-                key,
-                requester,
-            )
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+        entry = (min(valid_until, time.time() + self.TTL), api_url, kid, key, requester)
+        self._entries.put(token, entry)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
 
 verified_tokens = _VerifiedTokens()

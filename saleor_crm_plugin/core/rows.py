@@ -9,7 +9,7 @@ converters, so resolvers and the rest of the code cannot tell the difference).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from django.db import connections, models
@@ -17,6 +17,29 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
 M = TypeVar("M", bound=models.Model)
+
+
+def init_receivers(model: type[models.Model]) -> bool:
+    """Whether anything listens to ``pre_init``/``post_init`` for ``model`` (then instances
+    must come from the real constructor)."""
+    return pre_init.has_listeners(model) or post_init.has_listeners(model)
+
+
+def bare_instance(
+    model: type[M], values: Iterable[tuple[str, Any]] | dict[str, Any], db: str | None = None
+) -> M:
+    """What ``Model.__init__`` (``db`` None: a new row) or ``Model.from_db`` (``db``: a loaded
+    row) end with, minus the per-field loop and two signals; only when
+    ``init_receivers(model)`` is False. A column left out is deferred, as Django's ``defer``
+    leaves it (loaded on first access)."""
+    row = model.__new__(model)
+    state = ModelState()
+    if db is not None:
+        state.adding = False
+        state.db = db
+    row._state = state
+    row.__dict__.update(values)
+    return row
 
 
 class RowReader(Generic[M]):
@@ -53,7 +76,7 @@ class RowReader(Generic[M]):
                 )
                 if found:
                     converters.append((index, [(f, column) for f in found]))
-            plain = not (pre_init.has_listeners(self.model) or post_init.has_listeners(self.model))
+            plain = not init_receivers(self.model)
             table = f"{quote(self.model._meta.db_table)} {self.alias}"
             self._prepared = (
                 f"SELECT {columns} FROM {table}",
@@ -100,15 +123,7 @@ class RowReader(Generic[M]):
                     value = converter(value, column, connection)
                 values[index] = value
             if plain:
-                # What ``Model.from_db`` ends up with, minus the per-field __init__ loop (no
-                # pre/post_init receivers exist for this model, checked above). A deferred
-                # column is simply absent from ``__dict__``, as Django's own deferral does.
-                instance = model.__new__(model)
-                instance.__dict__.update(zip(attnames, values, strict=True))
-                state = ModelState()
-                state.adding = False
-                state.db = self.using
-                instance._state = state
+                instance = bare_instance(model, zip(attnames, values, strict=True), self.using)
             else:
                 instance = model.from_db(self.using, attnames, values)
             for name, value in zip(extra_names, row[width:], strict=True):

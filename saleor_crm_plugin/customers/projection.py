@@ -30,11 +30,10 @@ from typing import TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Max, Min, Model, Sum
-from django.db.models.base import ModelState
-from django.db.models.signals import post_init, pre_init
 
 from saleor_crm_plugin.core.bulk import execute_many, prepared_values, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
+from saleor_crm_plugin.core.rows import bare_instance, init_receivers
 from saleor_crm_plugin.customers.models import (
     NON_SALE_STATUSES,
     Customer,
@@ -574,12 +573,9 @@ def _instance(model: type[_M], values: dict[str, object]) -> _M:
     ``Model.__init__`` when no receiver listens to ``pre_init``/``post_init`` for the model:
     then ``__init__`` only sets the attributes one by one and sends two signals nobody hears.
     With a receiver, the real constructor runs."""
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+    if init_receivers(model):
         return model(**values)
-    row = model.__new__(model)
-    row._state = ModelState()
-    row.__dict__.update(values)
-    return row
+    return bare_instance(model, values)
 
 
 _LINE_FACTS = (

@@ -13,8 +13,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +26,7 @@ from graphql.language import ast
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.auth import AuthenticationError, authenticate
 from saleor_crm_plugin.core.errors import CrmError
+from saleor_crm_plugin.core.lru import LRUCache
 from saleor_crm_plugin.graphql.core.context import GraphQLContext
 from saleor_crm_plugin.graphql.core.executor import DocumentPlans, Unsupported, execute_query
 from saleor_crm_plugin.graphql.core.limits import limit_errors, measure
@@ -40,73 +39,44 @@ MAX_BATCH = 10
 FAST_EXECUTOR = {"enabled": True}
 
 
-class _DocumentCache:
-    """Parsed and validated documents by query text. Parsing and validating cost far more
-    than executing a small query, and clients send the same few documents over and over."""
+_Parsed = tuple[Any, list[GraphQLError], DocumentPlans | None]
+# Parsed and validated documents (with their shared field plans) by schema and query text:
+# parsing and validating cost far more than executing a small query, and clients send the
+# same few documents over and over.
+_documents: LRUCache[tuple[int, str], _Parsed] = LRUCache(256)
+# Depth and cost by document and by the only variables that can change them (integers such
+# as ``first``, list lengths such as ``representations``); the limits are read at every call.
+_measures: LRUCache[tuple[str, tuple[Any, ...]], tuple[int, int]] = LRUCache(1024)
 
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[
-            tuple[int, str], tuple[Any, list[GraphQLError], DocumentPlans | None]
-        ] = OrderedDict()
 
-    def get(self, schema: Any, query: str) -> tuple[Any, list[GraphQLError], DocumentPlans | None]:
-        key = (id(schema), query)
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-        try:
-            document = parse(query)
-        except GraphQLSyntaxError as exc:
-            return None, [exc], None
-        errors = validate(schema, document)
-        entry = (document, errors, None if errors else DocumentPlans(document))
-        with self._lock:
-            self._entries[key] = entry
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+def parsed_document(schema: Any, query: str) -> _Parsed:
+    key = (id(schema), query)
+    entry = _documents.get(key)
+    if entry is not None:
         return entry
+    try:
+        document = parse(query)
+    except GraphQLSyntaxError as exc:
+        return None, [exc], None
+    errors = validate(schema, document)
+    entry = (document, errors, None if errors else DocumentPlans(document))
+    _documents.put(key, entry)
+    return entry
 
 
-document_cache = _DocumentCache()
-
-
-class _MeasureCache:
-    """Depth and cost by document and by the only variables that can change them
-    (integers such as ``first``, and list lengths such as ``representations``)."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[Any, ...], tuple[int, int]] = OrderedDict()
-
-    def check(self, query: str, document: Any, variables: dict[str, Any]) -> list[GraphQLError]:
-        """``check_limits``, measuring each document and variable shape once (the limits
-        themselves are read at every call: settings may change)."""
-        signature = tuple(
-            sorted(
-                (name, len(value) if isinstance(value, list) else value)
-                for name, value in variables.items()
-                if isinstance(value, int | list)
-            )
+def limit_errors_of(query: str, document: Any, variables: dict[str, Any]) -> list[GraphQLError]:
+    signature = tuple(
+        sorted(
+            (name, len(value) if isinstance(value, list) else value)
+            for name, value in variables.items()
+            if isinstance(value, int | list)
         )
-        key = (query, signature)
-        with self._lock:
-            measured = self._entries.get(key)
-            if measured is not None:
-                self._entries.move_to_end(key)
-        if measured is None:
-            measured = measure(document, variables)
-            with self._lock:
-                self._entries[key] = measured
-                while len(self._entries) > self.size:
-                    self._entries.popitem(last=False)
-        return limit_errors(*measured)
-
-
-limits_cache = _MeasureCache()
+    )
+    measured = _measures.get((query, signature))
+    if measured is None:
+        measured = measure(document, variables)
+        _measures.put((query, signature), measured)
+    return limit_errors(*measured)
 
 
 def _json(data: Any, status: int = 200) -> JsonResponse:
@@ -160,9 +130,9 @@ def execute_operation(
         return 400, {"errors": [{"message": "Must provide a query string."}]}
     if not isinstance(variables, dict):
         return 400, {"errors": [{"message": "Variables must be a JSON object."}]}
-    document, errors, plans = document_cache.get(schema, query)
+    document, errors, plans = parsed_document(schema, query)
     if not errors:
-        errors = limits_cache.check(query, document, variables)
+        errors = limit_errors_of(query, document, variables)
     if errors:
         return 400, {"errors": [format_error(e) for e in errors]}
     operation = _operation(document, operation_name)
