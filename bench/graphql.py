@@ -6,13 +6,13 @@ and personalised recommendations.
 Seeds ``crm_bench_graphql`` (recreated per run) with customers, each with orders, lines and
 channel stats, trains and promotes a LightFM model on those orders (with
 ``CRM_RECS_PROMOTION_MARGIN=-1``: random orders teach nothing, and this measures serving a
-model, not its quality; quality is bench/recs_*.py's job); serves the App with gunicorn
-(gthread workers, persistent DB connections) and runs N closed-loop clients, each sending a
-storefront query with its own customer's Saleor access token (RS256, verified against the
-registered JWKS on every request): the customer 360 (``me`` with the first 10 orders and their
-lines, per-channel stats), then ``recommendations(first: 10)``. Also measures the in-process
-service time of one request and its SQL query count, and writes the figures into the
-``## GraphQL`` section of docs/benchmarks.md.
+model, not its quality; quality is bench/recs_*.py's job); serves the App with
+``saleor-crm serve`` (granian by default, ``--server gunicorn``; persistent DB connections),
+runs N closed-loop clients, each sending a storefront query with its own customer's Saleor access
+token (RS256, verified against the registered JWKS on every request): the customer 360 (``me`` with
+the first 10 orders and their lines, per-channel stats), then ``recommendations(first: 10)``. Also
+measures the in-process service time of one request and its SQL query count, and writes the
+figures into the ``## GraphQL`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -259,7 +259,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(database_url: str, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
+def serve(
+    database_url: str, workers: int, threads: int, server: str = "granian"
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(
         os.environ,
@@ -268,16 +270,23 @@ def serve(database_url: str, workers: int, threads: int) -> tuple[subprocess.Pop
         SECRET_KEY="bench-secret",
         ALLOWED_HOSTS="127.0.0.1",
     )
+    # As an operator runs it (`saleor-crm serve`), without the access log: the proxy in front
+    # of a real deployment logs requests, and a log line per request would be measured too.
+    command = [
+        str(Path(sys.executable).parent / "saleor-crm"),
+        "serve",
+        "--server",
+        server,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--no-access-log",
+    ]
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "saleor_crm_plugin.app.wsgi:application",
-            f"--bind=127.0.0.1:{port}",
-            f"--workers={workers}",
-            f"--threads={threads}",
-            "--worker-class=gthread",
-            "--log-level=warning",
-        ],
+        command,
         env=env,
         cwd=ROOT,
     )
@@ -291,7 +300,7 @@ def serve(database_url: str, workers: int, threads: int) -> tuple[subprocess.Pop
         except requests.RequestException:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError("gunicorn did not start")
+    raise RuntimeError(f"{server} did not start")
 
 
 class Load:
@@ -300,7 +309,7 @@ class Load:
     def __init__(self, latencies: list[float], duration: float, server_ms: float, client_ms: float):
         self.latencies = latencies
         self.duration = duration
-        self.server_ms = server_ms  # server CPU (all gunicorn processes) per request
+        self.server_ms = server_ms  # server CPU (all server processes) per request
         self.client_ms = client_ms  # load generator CPU per request
 
 
@@ -393,12 +402,15 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=3, help="lines per order")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of measurement")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument(
         "--only", choices=sorted(QUERIES), help="measure one query instead of all of them"
     )
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks.md")
+    parser.add_argument(
+        "--server", choices=["granian", "gunicorn"], default="granian", help="HTTP server"
+    )
     args = parser.parse_args()
 
     # Serving a model is what is measured: promote whatever the random orders train.
@@ -420,7 +432,7 @@ def main() -> None:
     figures: dict[str, int] = {}
     for name, query in measured.items():
         service_p50, service_p95, query_count, cpu_ms = in_process(tokens, 300, query)
-        process, url = serve(database_url, args.workers, args.threads)
+        process, url = serve(database_url, args.workers, args.threads, args.server)
         try:
             single = load(url, tokens, 1, args.duration / 2, query=query, server_pid=process.pid)
             loaded = load(
@@ -499,11 +511,11 @@ def main() -> None:
 {args.customers} customers per request (each with {args.orders} orders of {args.lines} lines),
 each request carrying that customer's RS256 Saleor access token (verified, then remembered
 per process for up to 60 s, as in production: see docs/graphql.md).
-Server: gunicorn gthread, {args.workers} workers x {args.threads} threads, persistent DB
-connections; the {args.clients} closed-loop clients (no think time, requests built before timing
-and sent on raw keep-alive sockets, `bench/_http.py`) run on the same machine; the last two
-columns are the CPU the server (all gunicorn processes, from `/proc`) and the load generator
-spent per request. {args.duration:.0f} s of measurement per row after a 2 s
+Server: `saleor-crm serve --server {args.server}`, {args.workers} workers x {args.threads}
+threads, persistent DB connections; the {args.clients} closed-loop clients (no think time,
+requests built before timing and sent on raw keep-alive sockets, `bench/_http.py`) run on the same
+machine; the last two columns are the CPU the server (all its processes, from `/proc`) and the load
+generator spent per request. {args.duration:.0f} s of measurement per row after a 2 s
 warm-up. Seeding took {seed_seconds:.1f} s, training the served model (run {run_id})
 {train_seconds:.1f} s.
 The load average in the heading counts the benchmark's own server, PostgreSQL and clients.

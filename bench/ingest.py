@@ -1,8 +1,9 @@
 """Ingestion benchmark: webhook acknowledgement latency and end-to-end events/s.
 
-Everything is real: the App served by gunicorn, a Celery worker on a Redis broker, PostgreSQL,
-and Saleor-shaped subscription deliveries built from the full UCI Online Retail dataset, signed
-exactly as Saleor signs them (RS256 detached JWS) and verified by the App.
+Everything is real: the App served by `saleor-crm serve` (granian by default), a Celery worker
+on a Redis broker, PostgreSQL, and Saleor-shaped subscription deliveries built from the full
+UCI Online Retail dataset, signed exactly as Saleor signs them (RS256 detached JWS) and verified by
+the App.
 
 Phase 1 (latency) sends deliveries at a steady rate well below capacity, as Saleor's webhook
 sender does, and times each acknowledgement at the client. Phase 2 (throughput) sends half of
@@ -18,9 +19,9 @@ The load generator must not steal the cores it measures: every request (headers,
 signature) is built and signed before the clock starts, and sent as prebuilt bytes over a raw
 socket by a few threads (``http.client`` parses each response through ``email.parser``, which
 cost the server a good part of a core). By default each delivery opens its own connection, as
-Saleor's sender does; ``--keep-alive`` reuses connections (needs ``--web-threads`` > 1: gunicorn's
-sync worker closes every connection). The table also reports the CPU the web processes and the
-load generator spent per request, read from ``/proc``.
+Saleor's sender does; ``--keep-alive`` reuses connections (with ``--server gunicorn`` it needs
+``--web-threads`` > 1: gunicorn's sync worker closes every connection). The table also reports
+the CPU the web processes and the load generator spent per request, read from ``/proc``.
 
 Layouts: by default web, worker, PostgreSQL and the load generator share both cores (the worker
 at nice 10). ``--pin-web 0 --pin-worker 1`` (``taskset``) keeps the web server and the worker on
@@ -166,10 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="phase 2 concurrent senders")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument(
+        "--server", choices=["granian", "gunicorn"], default="granian", help="HTTP server"
+    )
+    parser.add_argument(
         "--web-threads",
         type=int,
         default=1,
-        help="threads per gunicorn worker: 1 = sync worker, more = gthread (keeps connections)",
+        help="request threads per web worker (gunicorn: 1 = sync worker, more = gthread)",
     )
     parser.add_argument(
         "--keep-alive",
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="gunicorn access log (on by default, as `saleor-crm serve` runs; stdout discarded)",
+        help="access log (on by default, as `saleor-crm serve` runs; stdout discarded)",
     )
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument(
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU niceness of the worker: with web and worker on one machine, acknowledging "
         "Saleor comes first (0 = same priority)",
     )
-    parser.add_argument("--pin-web", default="", help="CPU list for gunicorn (taskset -c)")
+    parser.add_argument("--pin-web", default="", help="CPU list for the web server (taskset -c)")
     parser.add_argument("--pin-worker", default="", help="CPU list for the Celery worker")
     parser.add_argument("--pin-client", default="", help="CPU list for the load generator")
     parser.add_argument("--no-write", action="store_true", help="leave docs/benchmarks.md alone")
@@ -235,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             *pinned(args.pin_web),
             str(BIN / "saleor-crm"),
             "serve",
+            "--server",
+            args.server,
             "--bind",
             f"127.0.0.1:{PORT}",
             "--workers",
@@ -376,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         ("phase-1 requests (rate/s)", f"{len(first)} @ {args.rate:g}", ""),
         ("phase-2 deliveries sent (incl. 5% retries)", f"{sent}", ""),
         ("phase-2 acknowledged/s", f"{ack_rate:,.0f}", ""),
-        ("phase-2 web CPU per request (ms, gunicorn)", f"{web_cpu / sent * 1000:.2f}", ""),
+        (f"phase-2 web CPU per request (ms, {args.server})", f"{web_cpu / sent * 1000:.2f}", ""),
         ("phase-2 load generator CPU per request (ms)", f"{client_cpu / sent * 1000:.2f}", ""),
         ("end-to-end events/s (first POST -> last processed)", f"{e2e:,.0f}", ">= 1,000"),
         ("worker tail after last POST (s)", f"{drain_after_send:.2f}", ""),
@@ -398,11 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     layout = _layout(args)
     command = " ".join(["python -m bench.ingest", *(argv if argv is not None else sys.argv[1:])])
-    server = (
-        f"gunicorn {args.web_workers} sync workers"
-        if args.web_threads <= 1
-        else f"gunicorn {args.web_workers} gthread workers x {args.web_threads} threads"
-    ) + ("" if args.access_log else " without access log")
+    if args.server == "granian":
+        server = f"granian {args.web_workers} workers x {args.web_threads} threads"
+    elif args.web_threads <= 1:
+        server = f"gunicorn {args.web_workers} sync workers"
+    else:
+        server = f"gunicorn {args.web_workers} gthread workers x {args.web_threads} threads"
+    server += "" if args.access_log else " without access log"
     setup = (
         f"Setup: `{command.strip()}`; {server}, one Celery worker (prefork, concurrency "
         f"{args.worker_concurrency}, nice {args.worker_nice}) on Redis, PostgreSQL, all on the "
@@ -432,7 +440,8 @@ def _layout(args: argparse.Namespace) -> str:
     extras = [
         text
         for text, on in (
-            (f"gthread {args.web_workers}x{args.web_threads}", args.web_threads > 1),
+            ("gunicorn", args.server == "gunicorn"),
+            (f"threads {args.web_workers}x{args.web_threads}", args.web_threads > 1),
             ("keep-alive", args.keep_alive),
             ("no access log", not args.access_log),
         )

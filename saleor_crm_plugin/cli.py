@@ -40,15 +40,22 @@ def _serve(argv: Sequence[str]) -> int:
         prog="saleor-crm serve", description="Run the App's HTTP server"
     )
     parser.add_argument("--bind", default=os.environ.get("CRM_BIND", "127.0.0.1:8000"))
+    parser.add_argument(
+        "--server",
+        choices=["granian", "gunicorn"],
+        default=os.environ.get("CRM_HTTP_SERVER", "granian"),
+        help="granian (default: HTTP parsed in Rust, about half gunicorn's CPU per request, "
+        "see docs/benchmarks.md) or gunicorn (gthread)",
+    )
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4, help="request threads per worker")
     parser.add_argument("--migrate", action="store_true", help="Apply migrations first")
     parser.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=os.environ.get("CRM_ACCESS_LOG", "1").strip().lower() not in {"0", "false", "no"},
-        help="One line per request on stdout (gunicorn builds every log atom for each line: "
-        "a measurable share of a webhook's CPU under load)",
+        help="One line per request on stdout (a measurable share of a webhook's CPU under "
+        "load: turn it off when the proxy in front already logs requests)",
     )
     args = parser.parse_args(argv)
     _setup_django()
@@ -56,6 +63,35 @@ def _serve(argv: Sequence[str]) -> int:
         from django.core.management import call_command
 
         call_command("migrate", interactive=False)
+    host, _, port = args.bind.rpartition(":")
+    if args.server == "granian":
+        _serve_granian(args, host or "127.0.0.1", int(port or 8000))
+    else:
+        _serve_gunicorn(args)
+    return 0
+
+
+def _serve_granian(args: argparse.Namespace, host: str, port: int) -> None:
+    """Granian parses HTTP and keeps connections in Rust, then calls the same WSGI application
+    in ``threads`` blocking threads per worker process; the workers import the application
+    themselves (spawned, so Django is set up once per worker, like gunicorn's)."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    Server(
+        "saleor_crm_plugin.app.wsgi:application",
+        address=host.strip("[]"),
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=args.workers,
+        blocking_threads=args.threads,
+        websockets=False,
+        log_access=args.access_log,
+        respawn_failed_workers=True,
+    ).serve()
+
+
+def _serve_gunicorn(args: argparse.Namespace) -> None:
     from gunicorn.app.base import BaseApplication
 
     from saleor_crm_plugin.app.wsgi import application
@@ -71,7 +107,6 @@ def _serve(argv: Sequence[str]) -> int:
             return application
 
     Server().run()
-    return 0
 
 
 def _worker(argv: Sequence[str]) -> int:
@@ -109,7 +144,7 @@ def _demo_database() -> None:
 
 
 BUILTINS = {
-    "serve": ("Run the App's HTTP server (gunicorn)", _serve),
+    "serve": ("Run the App's HTTP server (granian or gunicorn)", _serve),
     "worker": ("Run a Celery worker (queues ingest, analytics, ml)", _worker),
     "beat": ("Run Celery beat (periodic jobs)", _beat),
 }

@@ -1,0 +1,129 @@
+"""``saleor-crm serve`` behind each HTTP server it offers: a real process on a real port, the
+test PostgreSQL database, a signed Saleor delivery stored and a forged one refused.
+
+Granian hands the WSGI application a request built in Rust (headers, body stream), so what the
+webhook signature check reads there must be exactly the bytes Saleor signed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from saleor_crm_plugin.app.models import SaleorInstance
+from saleor_crm_plugin.demo.signing import DemoSigner
+from saleor_crm_plugin.events.models import InboxEvent
+from tests.captures import CAPTURED_API_URL, load_capture
+
+BODY = load_capture("ORDER_CREATED", "subscription").raw_body
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url() -> str:
+    settings = connection.settings_dict
+    user = settings["USER"] or "postgres"
+    host = settings["HOST"] or "127.0.0.1"
+    port = settings["PORT"] or "5432"
+    return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
+
+
+@pytest.fixture(params=["granian", "gunicorn"])
+def server(request, transactional_db, tmp_path: Path) -> Iterator[str]:
+    """The App served as an operator runs it, on the database this test sees (committed data:
+    ``transactional_db``), without a broker (the sweep would pick the kick up)."""
+    port = _free_port()
+    executable = shutil.which("saleor-crm", path=str(Path(sys.executable).parent))
+    assert executable, "the console script is installed with the package"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "saleor_crm_plugin.app.settings",
+        "SECRET_KEY": "serve-test",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "CELERY_BROKER_URL": "",
+        "CACHE_URL": "",
+    }
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [executable, "serve", "--server", request.param, "--bind", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60  # workers import Django; CI machines may be busy
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:  # refused while binding, or a timeout while the workers start
+                if process.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    pytest.fail("the server did not answer within 60 s")
+                time.sleep(0.1)
+        assert process.poll() is None, (tmp_path / "serve.log").read_text()
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_signed_delivery_is_stored_a_forged_one_refused_and_graphql_answers(server: str):
+    signer = DemoSigner.generate()
+    SaleorInstance.objects.create(saleor_api_url=CAPTURED_API_URL, jwks=signer.jwks)
+    headers = {
+        "Content-Type": "application/json",
+        "Saleor-Api-Url": CAPTURED_API_URL,
+        "Saleor-Event": "order_created",
+    }
+
+    forged = BODY.replace(b'"', b"'", 1)
+    status, answer = _post(
+        f"{server}/api/webhooks/saleor", forged, {**headers, "Saleor-Signature": signer.sign(BODY)}
+    )
+    assert status == 401, answer
+    assert answer["error"]["code"] == "SIGNATURE_INVALID"
+    assert not InboxEvent.objects.exists()
+
+    signed = {**headers, "Saleor-Signature": signer.sign(BODY)}
+    assert _post(f"{server}/api/webhooks/saleor", BODY, signed) == (200, {"status": "accepted"})
+    assert _post(f"{server}/api/webhooks/saleor", BODY, signed) == (200, {"status": "duplicate"})
+    assert InboxEvent.objects.count() == 1
+
+    # The GraphQL endpoint reads its JSON body through the same server.
+    status, answer = _post(
+        f"{server}/graphql/",
+        json.dumps({"query": "{ __typename }"}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    assert (status, answer) == (200, {"data": {"__typename": "Query"}})
