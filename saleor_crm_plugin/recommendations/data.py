@@ -324,8 +324,11 @@ def extract_interactions(
         "product_type_id",
         "attributes",
         "order__customer__country_code",
-    ).order_by()
-    data = build_interactions(rows.iterator(chunk_size=20000))
+    )
+    # A fixed row order: the order of first appearance numbers users and items, and LightFM's
+    # seeded shuffles run over the rows, so without it the same data and seed gave another model
+    # whenever PostgreSQL picked another join plan (table statistics after other writes).
+    data = build_interactions(rows.order_by("pk").iterator(chunk_size=20000))
     weights = {k: float(w) for k, w in (event_weights or {}).items() if float(w) > 0}
     if weights:
         data.events = extract_events(data, weights, until=until)
@@ -346,7 +349,7 @@ def extract_events(
     )
     if until is not None:
         events = events.filter(occurred_at__lte=until)
-    rows = events.values_list("customer_id", "product_id", "kind", "occurred_at").order_by()
+    rows = events.values_list("customer_id", "product_id", "kind", "occurred_at").order_by("pk")
     return build_events(data, rows.iterator(chunk_size=20000), weights)
 
 
