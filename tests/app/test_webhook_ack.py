@@ -293,3 +293,20 @@ def test_raw_insert_stores_what_the_orm_would():
     assert abs(timezone.now() - raw.received_at).total_seconds() < 60
     assert (raw.status, raw.payload, raw.source) == (InboxStatus.PENDING, {}, "webhook")
     assert InboxEvent.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_raw_bodies_are_compressed_with_lz4_where_postgres_has_it():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        (methods,) = cursor.fetchone()
+        if "lz4" not in (methods or []):
+            pytest.skip("this PostgreSQL has no lz4")
+        cursor.execute(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attname = 'raw_body'",
+            [InboxEvent._meta.db_table],
+        )
+        assert cursor.fetchone() == ("l",)
