@@ -12,8 +12,10 @@ do per event: translating the raw body, or decoding the stored JSON and ``from_d
 
     python -m bench.worker_cpu [--events 8000] [--store raw|translated] [--batch-size 500]
 
-Run it against another checkout's package with ``PYTHONPATH=<checkout>:<this checkout>``
-(only ``bench`` has to come from here) to compare code versions on the same machine.
+To compare code versions on the same machine, copy this file into the other checkout's
+``bench/`` and run it there with that checkout on ``PYTHONPATH`` (it needs only
+``bench/_common.py`` and ``bench/ack_cpu.py``); without ``store_webhook`` it stores translated
+rows.
 """
 
 from __future__ import annotations
