@@ -11,6 +11,7 @@ wrapper). Then, untimed by the drain, the pure cost of what each storage form ma
 do per event: translating the raw body, or decoding the stored JSON and ``from_dict``.
 
     python -m bench.worker_cpu [--events 8000] [--store raw|translated] [--batch-size 500]
+        [--profile]
 
 To compare code versions on the same machine, copy this file into the other checkout's
 ``bench/`` and run it there with that checkout on ``PYTHONPATH`` (it needs only
@@ -21,8 +22,11 @@ rows.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=8000, help="stored; the second half is timed")
     parser.add_argument("--store", choices=["raw", "translated"], default=None)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--profile", action="store_true", help="cProfile the timed drain")
     args = parser.parse_args(argv)
 
     os.environ.update(
@@ -148,9 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         queries[0] += 1
         return execute(sql, params, many, context)
 
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
     with connection.execute_wrapper(count):
         pg0, c0 = _proc_cpu(backend), time.process_time()
+        if profiler:
+            profiler.enable()
         drained = inbox.process_pending()
+        if profiler:
+            profiler.disable()
         c1, pg1 = time.process_time(), _proc_cpu(backend)
     statuses = sorted(set(InboxEvent.objects.values_list("status", flat=True)))
     print(f"code: {Path(saleor_crm_plugin.__file__).parent.parent}; rows stored {how}: {stored}")
@@ -162,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for label, micros in _per_event_costs(deliveries[half:]).items():
         print(f"  {label}: {micros:.0f} µs/event")
+    if profiler:
+        for order in ("cumulative", "tottime"):
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(30)
+            print(out.getvalue())
     return 0
 
 
