@@ -3,7 +3,8 @@
 The HTTP benchmark (``bench.ingest``) shares two cores between the load generator, gunicorn,
 the worker and PostgreSQL, so its wall-clock figures are noisy. This one calls the App's WSGI
 handler in a loop (Django's request handling, middleware, URL routing, the webhook view:
-signature check, translation, one INSERT, the coalesced kick) against real PostgreSQL and Redis,
+signature check, one INSERT of the raw body, the coalesced kick; the translation moved to the
+worker, see ``bench/worker_cpu.py``) against real PostgreSQL and Redis,
 with no HTTP server and no worker, and reports CPU time per delivery of this process and of its
 PostgreSQL backend (read from ``/proc``), plus Redis commands per delivery. ``--profile``
 prints where the Python time goes (cProfile, top functions by cumulative time).

@@ -3,6 +3,17 @@
 Saleor treats 4xx as final and retries 5xx, so the webhook answers 401 only when the request
 is not provably from the registered Saleor (nothing stored), and 200 for everything it has
 stored, including deliveries it cannot read (kept as ``invalid`` for diagnosis).
+
+The webhook does not translate what it acknowledges. After the signature check it needs only
+the event name (the ``Saleor-Event`` header: an event the CRM does not consume is answered
+``ignored`` and not stored) and the dedupe key, a hash of the exact body; it stores the body
+as Saleor sent it in one INSERT and answers ``accepted`` (or ``duplicate``). The worker
+translates the row when it claims it, and a body it cannot read (not JSON, or not a shape we
+know) becomes an ``invalid`` row with the error, as the ack used to record it: Saleor treats
+every 2xx alike and would only resend the same bytes, so answering ``invalid`` at once bought
+nothing but a third of the ack's CPU. The one exception is a body that cannot even be kept as
+text (not UTF-8, or a NUL character, neither possible in JSON): it is stored ``invalid``
+straight away and answered so.
 """
 
 from __future__ import annotations
@@ -20,9 +31,9 @@ from saleor_crm_plugin.app.manifest import build_manifest
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.saleor_api import normalize_api_url
 from saleor_crm_plugin.events import inbox
-from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
-from saleor_crm_plugin.events.from_webhook import translate_webhook
-from saleor_crm_plugin.events.types import stable_hash
+from saleor_crm_plugin.events.exceptions import UnsupportedEvent
+from saleor_crm_plugin.events.from_webhook import event_kind_from_header, webhook_dedupe_key
+from saleor_crm_plugin.events.types import EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -76,24 +87,42 @@ def saleor_webhook(request: HttpRequest) -> HttpResponse:
     except SignatureError as exc:
         logger.warning("Rejected webhook %s from %s: %s", event_name, api_url, exc)
         return _error(str(exc), "SIGNATURE_INVALID", 401)
-    normalized_url = normalize_api_url(api_url)
     try:
-        event = translate_webhook(event_name, body, normalized_url)
+        kind = event_kind_from_header(event_name)
     except UnsupportedEvent as exc:
         return JsonResponse({"status": "ignored", "reason": str(exc)})
-    except PayloadError as exc:
-        logger.error("Unreadable %s payload from %s: %s", event_name, api_url, exc)
-        inbox.store_invalid(
-            dedupe_key=stable_hash("webhook", normalized_url, event_name.lower(), body),
-            kind=event_name.lower()[:40],
-            source="webhook",
-            saleor_api_url=normalized_url,
-            raw_body=body.decode("utf-8", errors="replace"),
-            error=str(exc),
+    normalized_url = normalize_api_url(api_url)
+    dedupe_key = webhook_dedupe_key(normalized_url, kind, body)
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        return _store_unreadable(kind, normalized_url, dedupe_key, body, f"Body is not JSON: {exc}")
+    if "\x00" in text:
+        return _store_unreadable(
+            kind, normalized_url, dedupe_key, body, "Body is not JSON: it holds a NUL character."
         )
-        return JsonResponse({"status": "invalid", "reason": str(exc)})
-    stored = inbox.store_event(event)
+    stored = inbox.store_webhook(
+        dedupe_key=dedupe_key, kind=kind.value, saleor_api_url=normalized_url, raw_body=text
+    )
     return JsonResponse({"status": "accepted" if stored else "duplicate"})
+
+
+def _store_unreadable(
+    kind: EventKind, api_url: str, dedupe_key: str, body: bytes, error: str
+) -> JsonResponse:
+    """PostgreSQL text holds neither invalid UTF-8 nor NUL, and neither is JSON (which
+    travels as UTF-8, RFC 8259, with control characters escaped), so such a body is kept
+    lossily as ``invalid`` here rather than raw for the worker."""
+    logger.error("Unreadable %s payload from %s: %s", kind.value, api_url, error)
+    inbox.store_invalid(
+        dedupe_key=dedupe_key,
+        kind=kind.value,
+        source="webhook",
+        saleor_api_url=api_url,
+        raw_body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+        error=error,
+    )
+    return JsonResponse({"status": "invalid", "reason": error})
 
 
 @require_GET

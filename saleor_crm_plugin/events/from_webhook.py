@@ -49,23 +49,49 @@ def translate_webhook(event_name: str | None, raw_body: bytes, saleor_api_url: s
     """Parse one delivery. The dedupe key is the hash of the exact body: Saleor re-sends the
     stored payload byte for byte on every retry, and ``issuedAt`` makes distinct events differ."""
     kind = event_kind_from_header(event_name)
+    return _translate(kind, raw_body, saleor_api_url).with_dedupe_key(
+        webhook_dedupe_key(saleor_api_url, kind, raw_body)
+    )
+
+
+def webhook_dedupe_key(saleor_api_url: str, kind: EventKind, raw_body: bytes) -> str:
+    """The key the acknowledgement stores a delivery under (nothing in it needs the body
+    parsed), and the one its translation carries as the last tie-breaker of versions."""
+    return stable_hash("webhook", saleor_api_url, kind.value, raw_body)
+
+
+def translate_stored_webhook(
+    kind_value: str, raw_body: str, saleor_api_url: str, dedupe_key: str
+) -> CrmEvent:
+    """Translate a delivery the acknowledgement stored untranslated (the worker's side).
+
+    The body comes back as the text the inbox holds and the key as stored: hashing the body
+    again would only reproduce it, and the key must be the ack's for the version order to be
+    what it was when the ack translated."""
+    try:
+        kind = EventKind(kind_value)
+    except ValueError as exc:
+        raise UnsupportedEvent(f"Event {kind_value!r} is not consumed by the CRM.") from exc
+    # ``json.loads`` skips a UTF-8 byte-order mark in bytes but refuses it in text.
+    text = raw_body[1:] if raw_body.startswith("\ufeff") else raw_body
+    return _translate(kind, text, saleor_api_url).with_dedupe_key(dedupe_key)
+
+
+def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> CrmEvent:
     try:
         body = json.loads(raw_body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"Body is not JSON: {exc}") from exc
-    dedupe_key = stable_hash("webhook", saleor_api_url, kind.value, raw_body)
     try:
         if isinstance(body, list):
-            event = _from_legacy(kind, body, saleor_api_url)
-        elif isinstance(body, dict):
-            event = _from_subscription(kind, body, saleor_api_url)
-        else:
-            raise PayloadError("Body must be a JSON object or array.")
+            return _from_legacy(kind, body, saleor_api_url)
+        if isinstance(body, dict):
+            return _from_subscription(kind, body, saleor_api_url)
+        raise PayloadError("Body must be a JSON object or array.")
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         if isinstance(exc, PayloadError):
             raise
         raise PayloadError(f"Unexpected {kind.value} payload shape: {exc!r}") from exc
-    return event.with_dedupe_key(dedupe_key)
 
 
 # -- subscription style ----------------------------------------------------------------------
@@ -108,10 +134,27 @@ def _from_subscription(kind: EventKind, body: dict[str, Any], api_url: str) -> C
     )
 
 
+# Subscription amounts are JSON floats, and the same prices recur on every line, event and
+# order of a product; a Decimal is immutable, so each float is converted once per process
+# (the worker translates every webhook now, and this was a fifth of a translation).
+_FLOAT_AMOUNTS: dict[float, Decimal] = {}
+_FLOAT_AMOUNTS_MAX = 50_000
+
+
 def _money(node: Mapping[str, Any] | None) -> Decimal | None:
     if not node:
         return None
-    return to_decimal(node.get("amount"))
+    value = node.get("amount")
+    if type(value) is not float or not value:  # zero: keep -0.0 and 0.0 apart, as before
+        return to_decimal(value)
+    known = _FLOAT_AMOUNTS.get(value)
+    if known is None:
+        known = to_decimal(value)
+        assert known is not None
+        if len(_FLOAT_AMOUNTS) >= _FLOAT_AMOUNTS_MAX:
+            _FLOAT_AMOUNTS.clear()
+        _FLOAT_AMOUNTS[value] = known
+    return known
 
 
 def _taxed(node: Mapping[str, Any] | None, part: str) -> Decimal | None:

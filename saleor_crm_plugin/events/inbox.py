@@ -1,7 +1,9 @@
 """The inbox: accept fast, process later, lose nothing, never apply anything twice.
 
-``store_event`` is all an adapter does in Saleor's request path: one INSERT guarded by the
-unique dedupe key, then a Celery kick after commit. Workers claim pending rows with
+``store_event`` (plugin hooks, backfill: a translated event) and ``store_webhook`` (the App's
+webhook: the raw body, translated only when a worker claims it) are all an adapter does in
+Saleor's request path: one INSERT guarded by the unique dedupe key, then a Celery kick after
+commit. Workers claim pending rows with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` in batches, so any number of workers can drain the inbox
 without coordination, and a broker outage only delays processing: the periodic sweep (and
 ``saleor-crm replay-inbox``) picks up whatever is still pending.
@@ -25,6 +27,8 @@ from django.utils import timezone
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.customers import batch, projection
+from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
+from saleor_crm_plugin.events.from_webhook import translate_stored_webhook
 from saleor_crm_plugin.events.handlers import (
     handle_domain_event,
     handle_domain_events,
@@ -37,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 KICK_CACHE_KEY = "saleor_crm_plugin:inbox-kick"
 REDACTED_PAYLOAD = {"redacted": True}
+# ``source`` of a row the webhook stored untranslated; the worker replaces it with the payload
+# style it found (subscription or legacy) when it translates the body.
+WEBHOOK_SOURCE = "webhook"
 
 
 def store_event(event: CrmEvent, *, kick: bool = True) -> InboxEvent | None:
@@ -113,14 +120,77 @@ def _is_psycopg3() -> bool:
     return is_psycopg3
 
 
-def _execute_server_bound(db: Any, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+def _execute_server_bound(
+    db: Any, sql: str, params: list[Any], *, fetch: bool = True
+) -> tuple[Any, ...] | None:
     import psycopg
 
     db.ensure_connection()
     db.validate_no_broken_transaction()
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        return cursor.fetchone() if fetch else None
+
+
+def store_webhook(
+    *, dedupe_key: str, kind: str, saleor_api_url: str, raw_body: str, kick: bool = True
+) -> bool:
+    """Store a signed webhook delivery as Saleor sent it, untranslated: the acknowledgement
+    needs nothing from the body but its hash (the dedupe key), so parsing it, building the
+    ``CrmEvent`` and encoding it as JSON (a third of the ack's CPU, plus PostgreSQL's JSONB
+    input) wait for the worker, which has to read the row anyway. ``payload`` stays empty
+    and the subject columns are filled when the row is translated. Returns ``False`` for a
+    duplicate delivery."""
+    db = connections[connection.alias]
+    if db.vendor == "postgresql" and _is_psycopg3():
+        now = timezone.now()
+        params = [dedupe_key, kind, saleor_api_url, raw_body, now, now]
+        inserted = _execute_server_bound(db, _raw_insert_statement(), params) is not None
+    else:
+        row = InboxEvent(
+            dedupe_key=dedupe_key,
+            kind=kind,
+            source=WEBHOOK_SOURCE,
+            saleor_api_url=saleor_api_url,
+            raw_body=raw_body,
+        )
+        inserted = _insert_unless_known(row)
+    if not inserted:
+        return False
+    if kick:
+        transaction.on_commit(enqueue_processing)
+    return True
+
+
+@functools.cache
+def _raw_insert_statement() -> str:
+    """``_insert_unless_known``'s statement for a raw webhook row, with every column the ack
+    does not know written as its default in the SQL: no model instance and no per-field
+    conversion in the request path (six plain values are bound). A column added to the
+    model must be added here too; ``tests/app/test_webhook_ack.py`` compares the two."""
+    meta = InboxEvent._meta
+    quote = connection.ops.quote_name
+    given = ("dedupe_key", "kind", "saleor_api_url", "raw_body", "received_at", "available_at")
+    constants = {
+        "source": f"'{WEBHOOK_SOURCE}'",
+        "object_id": "''",
+        "issued_at": "NULL",
+        "payload": "'{}'::jsonb",
+        "status": f"'{InboxStatus.PENDING.value}'",
+        "attempts": "0",
+        "last_error": "''",
+        "processed_at": "NULL",
+        "subject_user_id": "''",
+        "subject_email_hash": "''",
+    }
+    columns = [meta.get_field(name).column for name in (*given, *constants)]
+    values = ["%s"] * len(given) + list(constants.values())
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(c) for c in columns)}) "
+        f"VALUES ({', '.join(values)}) "
+        f"ON CONFLICT ({quote(meta.get_field('dedupe_key').column)}) DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}"
+    )
 
 
 def store_invalid(
@@ -190,15 +260,13 @@ def _available() -> models.QuerySet[InboxEvent]:
     return InboxEvent.objects.filter(status=InboxStatus.PENDING, available_at__lte=timezone.now())
 
 
-# What processing never reads of a claimed row (the payload says it all): not loading them
-# spares a datetime parse or a string per column and row.
+# What processing never reads of a claimed row (the payload, or the raw body with its kind,
+# Saleor URL and dedupe key, says it all): not loading them spares a datetime parse or a
+# string per column and row. ``raw_body`` is loaded: it is empty on translated rows.
 _NOT_NEEDED_TO_PROCESS = (
-    "dedupe_key",
     "source",
-    "saleor_api_url",
     "object_id",
     "issued_at",
-    "raw_body",
     "received_at",
     "processed_at",
 )
@@ -216,15 +284,28 @@ def _process_batch(size: int) -> int:
         if not rows:
             return 0
         work: list[tuple[InboxEvent, CrmEvent]] = []
+        translated: set[int] = set()
         for row in rows:
             row.attempts += 1
-            if row.payload.get("redacted"):
+            payload = row.payload
+            if payload.get("redacted"):
                 _mark_done(row)
                 continue
             try:
-                work.append((row, CrmEvent.from_dict(row.payload)))
+                if not payload and row.raw_body:
+                    event = _translate_raw(row)
+                    translated.add(row.pk)
+                else:
+                    event = CrmEvent.from_dict(payload)
+            except (PayloadError, UnsupportedEvent) as exc:
+                # Signed by Saleor but unreadable: Saleor would only send the same bytes
+                # again and so would a retry here; kept for diagnosis, out of the queue.
+                _mark_invalid(row, exc)
+                continue
             except Exception as exc:  # a payload we can no longer read must not block others
                 _mark_failed(row, exc)
+                continue
+            work.append((row, event))
         # Pass 1: the projection, in an order that makes concurrent workers take row locks in
         # the same sequence (fewer deadlocks), with aggregates recomputed once for the batch.
         work.sort(key=lambda item: _lock_order_key(item[1]))
@@ -245,7 +326,7 @@ def _process_batch(size: int) -> int:
             for row, event in projected:
                 if _run(row, handle_domain_event, event):
                     _mark_done(row)
-        _save_outcomes(rows)
+        _save_outcomes(rows, translated)
         _redact_erased(rows)
         retry_at = min(
             (r.available_at for r in rows if r.status == InboxStatus.PENDING), default=None
@@ -255,26 +336,95 @@ def _process_batch(size: int) -> int:
     return len(rows)
 
 
-def _save_outcomes(rows: list[InboxEvent]) -> None:
+def _translate_raw(row: InboxEvent) -> CrmEvent:
+    """Translate a webhook row the acknowledgement stored raw, and note on the row what the
+    ack could not know without parsing: the object, the issue time, the payload style and who
+    the event is about (saved with the row's outcome, so a GDPR erasure finds the row)."""
+    event = translate_stored_webhook(row.kind, row.raw_body, row.saleor_api_url, row.dedupe_key)
+    row.source = event.source.value
+    row.object_id = event.object_id[:255]
+    row.issued_at = event.issued_at
+    row.subject_user_id = (event.subject_user_id or "")[:255]
+    row.subject_email_hash = email_hash(event.subject_email)
+    return event
+
+
+# Columns a translation fills on a raw row, saved with the row's outcome.
+_TRANSLATED_COLUMNS = ("source", "object_id", "issued_at", "subject_user_id", "subject_email_hash")
+
+
+def _save_outcomes(
+    rows: list[InboxEvent], translated: set[int] | frozenset[int] = frozenset()
+) -> None:
     """Record what happened to each row. Almost all rows end ``done`` at the same moment: one
-    UPDATE covers them (``bulk_update`` would build a CASE per row and column, which cost more
-    than processing the events)."""
-    done = [r for r in rows if r.status == InboxStatus.DONE]
+    UPDATE covers those stored translated and one those the worker translated, which also
+    fills their subject columns from per-row arrays (``bulk_update`` would build a CASE per
+    row and column, which cost more than processing the events)."""
+    now = timezone.now()
+    done = [r for r in rows if r.status == InboxStatus.DONE and r.pk not in translated]
     if done:
         InboxEvent.objects.filter(pk__in=[r.pk for r in done]).update(
             status=InboxStatus.DONE,
             attempts=F("attempts") + 1,
             last_error="",
-            processed_at=timezone.now(),
+            processed_at=now,
         )
+    done_translated = [r for r in rows if r.status == InboxStatus.DONE and r.pk in translated]
+    if done_translated:
+        _save_translated_done(done_translated, now)
     for row in rows:
         if row.status != InboxStatus.DONE:
+            values: dict[str, Any] = {
+                "status": row.status,
+                "attempts": row.attempts,
+                "last_error": row.last_error,
+                "available_at": row.available_at,
+            }
+            if row.pk in translated:
+                values.update({name: getattr(row, name) for name in _TRANSLATED_COLUMNS})
+            InboxEvent.objects.filter(pk=row.pk).update(**values)
+
+
+def _save_translated_done(rows: list[InboxEvent], now: datetime) -> None:
+    db = connections[connection.alias]
+    if db.vendor != "postgresql":  # the demo's SQLite: a row at a time is fast enough there
+        for row in rows:
             InboxEvent.objects.filter(pk=row.pk).update(
-                status=row.status,
-                attempts=row.attempts,
-                last_error=row.last_error,
-                available_at=row.available_at,
+                status=InboxStatus.DONE,
+                attempts=F("attempts") + 1,
+                last_error="",
+                processed_at=now,
+                **{name: getattr(row, name) for name in _TRANSLATED_COLUMNS},
             )
+        return
+    params = [
+        now,
+        [r.pk for r in rows],
+        *([getattr(r, name) for r in rows] for name in _TRANSLATED_COLUMNS),
+    ]
+    if _is_psycopg3():
+        _execute_server_bound(db, _translated_done_statement(), params, fetch=False)
+    else:
+        with db.cursor() as cursor:
+            cursor.execute(_translated_done_statement(), params)
+
+
+@functools.cache
+def _translated_done_statement() -> str:
+    meta = InboxEvent._meta
+    quote = connection.ops.quote_name
+    column = {f.attname: quote(f.column) for f in meta.concrete_fields}
+    types = {"issued_at": "timestamptz[]"}
+    arrays = ", ".join(f"%s::{types.get(name, 'text[]')}" for name in _TRANSLATED_COLUMNS)
+    names = ", ".join(_TRANSLATED_COLUMNS)
+    assignments = ", ".join(f"{column[name]} = v.{name}" for name in _TRANSLATED_COLUMNS)
+    return (
+        f"UPDATE {quote(meta.db_table)} AS t SET {column['status']} = 'done', "
+        f"{column['attempts']} = t.{column['attempts']} + 1, {column['last_error']} = '', "
+        f"{column['processed_at']} = %s, {assignments} "
+        f"FROM unnest(%s::bigint[], {arrays}) AS v(id, {names}) "
+        f"WHERE t.{quote(meta.pk.column)} = v.id"
+    )
 
 
 def _lock_order_key(event: CrmEvent) -> tuple[str, str]:
@@ -334,6 +484,13 @@ def _mark_done(row: InboxEvent, at: datetime | None = None) -> None:
     row.status = InboxStatus.DONE
     row.last_error = ""
     row.processed_at = at or timezone.now()
+
+
+def _mark_invalid(row: InboxEvent, exc: BaseException) -> None:
+    """What ``store_invalid`` records, decided by the worker instead of the ack."""
+    logger.error("Unreadable %s payload in inbox event %s: %s", row.kind, row.pk, exc)
+    row.status = InboxStatus.INVALID
+    row.last_error = str(exc)[:2000]
 
 
 def _mark_failed(row: InboxEvent, exc: BaseException) -> None:

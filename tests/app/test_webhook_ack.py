@@ -259,3 +259,54 @@ def test_coalesced_kick_on_redis_sends_one_task_per_drain(settings, monkeypatch)
     inbox.enqueue_processing()
     assert len(kicks) == 2  # ... so the next row kicks again
     cache.delete(inbox.KICK_CACHE_KEY)
+
+
+@pytest.mark.django_db
+def test_raw_insert_stores_what_the_orm_would():
+    from django.utils import timezone
+
+    def store(key: str) -> bool:
+        return inbox.store_webhook(
+            dedupe_key=key,
+            kind="order_created",
+            saleor_api_url=CAPTURED_API_URL,
+            raw_body=BODY.decode(),
+            kick=False,
+        )
+
+    assert store("raw") is True
+    assert store("raw") is False
+    orm = InboxEvent.objects.create(
+        dedupe_key="orm",
+        kind="order_created",
+        source=inbox.WEBHOOK_SOURCE,
+        saleor_api_url=CAPTURED_API_URL,
+        raw_body=BODY.decode(),
+    )
+    raw, orm = InboxEvent.objects.get(dedupe_key="raw"), InboxEvent.objects.get(pk=orm.pk)
+
+    per_row = {"id", "dedupe_key", "received_at", "available_at"}
+    for field in InboxEvent._meta.concrete_fields:  # a new column must be written by both
+        if field.attname not in per_row:
+            assert getattr(raw, field.attname) == getattr(orm, field.attname), field.name
+    assert raw.received_at == raw.available_at
+    assert abs(timezone.now() - raw.received_at).total_seconds() < 60
+    assert (raw.status, raw.payload, raw.source) == (InboxStatus.PENDING, {}, "webhook")
+    assert InboxEvent.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_raw_bodies_are_compressed_with_lz4_where_postgres_has_it():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        (methods,) = cursor.fetchone()
+        if "lz4" not in (methods or []):
+            pytest.skip("this PostgreSQL has no lz4")
+        cursor.execute(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attname = 'raw_body'",
+            [InboxEvent._meta.db_table],
+        )
+        assert cursor.fetchone() == ("l",)

@@ -106,12 +106,17 @@ def test_signed_but_unreadable_delivery_is_kept_not_dropped(
         },
     )
 
+    # The ack does not read the body: it is accepted as it is, and the worker, which
+    # translates it, keeps it as ``invalid`` with the reason instead of retrying it.
     assert response.status_code == 200
-    assert response.json()["status"] == "invalid"
+    assert response.json()["status"] == "accepted"
     row = InboxEvent.objects.get()
-    assert (row.status, row.raw_body) == ("invalid", body.decode())
-    assert "has no order" in row.last_error
+    assert (row.status, row.raw_body, row.payload) == ("pending", body.decode(), {})
     inbox.process_pending()
+    row.refresh_from_db()
+    assert (row.status, row.raw_body, row.attempts) == ("invalid", body.decode(), 1)
+    assert "has no order" in row.last_error
+    assert inbox.process_pending() == 0
     assert Order.objects.count() == 0
 
 

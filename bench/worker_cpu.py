@@ -1,0 +1,184 @@
+"""CPU of the inbox drain per event, measured in-process (no Celery, no HTTP).
+
+UCI deliveries (subscription payloads built as ``bench/ingest.py`` builds them) are stored in
+the inbox of a fresh PostgreSQL database, either as the App's webhook stores them now (raw
+body, translated by the worker: ``--store raw``, the default where the code has it) or as a
+translated event's JSON (``--store translated``: plugin hooks and backfill, and the webhook
+before it deferred the translation). The first half is drained untimed (warm projection and
+loyalty), the second half is drained by ``inbox.process_pending()`` and measured: CPU time of
+this process, its PostgreSQL backend's utime+stime (``/proc``), and queries (an execute
+wrapper). Then, untimed by the drain, the pure cost of what each storage form makes the worker
+do per event: translating the raw body, or decoding the stored JSON and ``from_dict``.
+
+    python -m bench.worker_cpu [--events 8000] [--store raw|translated] [--batch-size 500]
+        [--profile]
+
+To compare code versions on the same machine, copy this file into the other checkout's
+``bench/`` and run it there with that checkout on ``PYTHONPATH`` (it needs only
+``bench/_common.py`` and ``bench/ack_cpu.py``); without ``store_webhook`` it stores translated
+rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import recreate_database
+
+DB_NAME = os.environ.get("BENCH_WORKER_DB", "crm_bench_worker_cpu")
+CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/8")
+BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
+API_URL = "https://bench.saleor.local/graphql/"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _store(deliveries: list[tuple[str, bytes]], how: str) -> None:
+    from django.db import transaction
+
+    from saleor_crm_plugin.events import inbox
+    from saleor_crm_plugin.events.from_webhook import event_kind_from_header, translate_webhook
+
+    with transaction.atomic():
+        for name, body in deliveries:
+            if how == "raw":
+                from saleor_crm_plugin.events.from_webhook import webhook_dedupe_key
+
+                kind = event_kind_from_header(name)
+                inbox.store_webhook(
+                    dedupe_key=webhook_dedupe_key(API_URL, kind, body),
+                    kind=kind.value,
+                    saleor_api_url=API_URL,
+                    raw_body=body.decode(),
+                    kick=False,
+                )
+            else:
+                inbox.store_event(translate_webhook(name, body, API_URL), kick=False)
+
+
+def _per_event_costs(deliveries: list[tuple[str, bytes]]) -> dict[str, float]:
+    """CPU µs per event of the two forms' decoding alone (best of 3 passes)."""
+    from saleor_crm_plugin.events.from_webhook import translate_webhook
+    from saleor_crm_plugin.events.types import CrmEvent
+
+    events = [translate_webhook(name, body, API_URL) for name, body in deliveries]
+    stored_json = [json.dumps(e.to_dict()) for e in events]
+    texts = [
+        (name.lower(), body.decode(), e.dedupe_key)
+        for (name, body), e in zip(deliveries, events, strict=True)
+    ]
+    results: dict[str, float] = {}
+
+    def best(label: str, fn: Any) -> None:
+        times = []
+        for _ in range(3):
+            t0 = time.process_time()
+            fn()
+            times.append(time.process_time() - t0)
+        results[label] = min(times) / len(deliveries) * 1e6
+
+    best(
+        "json.loads + from_dict (translated rows)",
+        lambda: [CrmEvent.from_dict(json.loads(s)) for s in stored_json],
+    )
+    try:
+        from saleor_crm_plugin.events.from_webhook import translate_stored_webhook
+    except ImportError:
+        return results
+    best(
+        "translate_stored_webhook (raw rows)",
+        lambda: [translate_stored_webhook(k, t, API_URL, d) for k, t, d in texts],
+    )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=8000, help="stored; the second half is timed")
+    parser.add_argument("--store", choices=["raw", "translated"], default=None)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--profile", action="store_true", help="cProfile the timed drain")
+    args = parser.parse_args(argv)
+
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "saleor_crm_plugin.app.settings",
+            "DATABASE_URL": recreate_database(DB_NAME),
+            "CELERY_BROKER_URL": BROKER,
+            "CACHE_URL": CACHE,
+            "CRM_ALLOWED_SALEOR_URLS": API_URL,
+            "CRM_INBOX_KICK_COALESCE_SECONDS": "0",
+            "CRM_INBOX_BATCH_SIZE": str(args.batch_size),
+            "SECRET_KEY": "bench-secret",
+            "LOG_LEVEL": "ERROR",
+        }
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    import saleor_crm_plugin
+    from bench.ack_cpu import _cached_deliveries
+    from saleor_crm_plugin.events import inbox
+    from saleor_crm_plugin.events.models import InboxEvent
+
+    how = args.store or ("raw" if hasattr(inbox, "store_webhook") else "translated")
+    call_command("migrate", verbosity=0)
+    deliveries = _cached_deliveries(args.events)
+    half = len(deliveries) // 2
+    _store(deliveries, how)
+    stored = InboxEvent.objects.count()
+    inbox.process_pending(max_events=half)  # warm: projection, loyalty, caches
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    queries = [0]
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        queries[0] += 1
+        return execute(sql, params, many, context)
+
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
+    with connection.execute_wrapper(count):
+        pg0, c0 = _proc_cpu(backend), time.process_time()
+        if profiler:
+            profiler.enable()
+        drained = inbox.process_pending()
+        if profiler:
+            profiler.disable()
+        c1, pg1 = time.process_time(), _proc_cpu(backend)
+    statuses = sorted(set(InboxEvent.objects.values_list("status", flat=True)))
+    print(f"code: {Path(saleor_crm_plugin.__file__).parent.parent}; rows stored {how}: {stored}")
+    print(
+        f"drained {drained} events (batch {args.batch_size}): worker CPU "
+        f"{(c1 - c0) / drained * 1000:.3f} ms/event, PostgreSQL backend "
+        f"{(pg1 - pg0) / drained * 1000:.3f} ms/event, {queries[0] / drained:.3f} queries/event; "
+        f"statuses {statuses}"
+    )
+    for label, micros in _per_event_costs(deliveries[half:]).items():
+        print(f"  {label}: {micros:.0f} µs/event")
+    if profiler:
+        for order in ("cumulative", "tottime"):
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(30)
+            print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
