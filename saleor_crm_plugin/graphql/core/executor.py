@@ -187,6 +187,7 @@ class _Field:
         "attname",
         "default",
         "direct",
+        "direct_plan",
         "dynamic_args",
         "fast",
         "field_asts",
@@ -198,6 +199,7 @@ class _Field:
         "nonnull",
         "resolver",
         "return_type",
+        "same",
         "serialize",
         "subplans",
     )
@@ -224,8 +226,11 @@ class _Field:
         self.serialize: Any = None
         # Leaves: converters by exact class (``_fast_leaves``); None for other fields.
         self.fast: dict[type, Any] | None = None
+        # The one class ``serialize`` returns unchanged (checked before anything else).
+        self.same: type | None = None
         # An object type walked straight from ``_Walker.object`` (no ``complete``).
         self.direct: GraphQLObjectType | None = None
+        self.direct_plan: list[tuple[str, _Field]] | None = None
         # A list of such objects: the list type, its item object type, and whether items
         # are non-null.
         self.list_type: Any = None
@@ -240,6 +245,7 @@ class _Field:
             # Leaves are most fields: serialised inline by ``_Walker.object``.
             self.serialize = inner.serialize
             self.fast = _fast_leaves(inner)
+            self.same = next((cls for cls, convert in self.fast.items() if convert is None), None)
         else:
             self.direct = _direct_object(inner)[0]
             if isinstance(inner, GraphQLList):
@@ -318,6 +324,8 @@ class _Walker:
         plan = field.subplans.get(object_type)
         if plan is None:
             plan = field.subplans[object_type] = self.plan(object_type, field.field_asts)
+        if object_type is field.direct:
+            field.direct_plan = plan
         return plan
 
     def info(self, field: _Field, parent_type: GraphQLObjectType, path: list[Any]) -> ResolveInfo:
@@ -380,12 +388,15 @@ class _Walker:
                         value = field.resolver(source, info, **args)
                 except Exception as exc:
                     raise Unsupported("resolver raised") from exc
+            cls = value.__class__
+            if cls is field.same:
+                result[response_name] = value
+                continue
             if value is None:
                 if field.nonnull:
                     raise Unsupported("null in a non-null field")
                 result[response_name] = None
                 continue
-            cls = value.__class__
             fast = field.fast
             if fast is not None:
                 convert = fast.get(cls, _MISSING)
@@ -414,7 +425,10 @@ class _Walker:
                     if field_path is None:
                         field_path = [*path, response_name]
                     result[response_name] = self.object(
-                        field.direct, value, self.subplan(field, field.direct), field_path
+                        field.direct,
+                        value,
+                        field.direct_plan or self.subplan(field, field.direct),
+                        field_path,
                     )
                     continue
             if field_path is None:
