@@ -412,7 +412,10 @@ class _Walker:
                 if thenable is None:
                     thenable = _thenable(value)
                 if not thenable:
-                    serialized = field.serialize(value)
+                    try:
+                        serialized = field.serialize(value)
+                    except Exception as exc:  # graphql-core's coerce_int raises: its error
+                        raise Unsupported("not serialisable") from exc
                     if serialized is None:
                         raise Unsupported("not serialisable")
                     result[response_name] = serialized
@@ -468,7 +471,10 @@ class _Walker:
         elif value is None:
             return None
         if kind is _LEAF_KIND:
-            serialized = return_type.serialize(value)
+            try:
+                serialized = return_type.serialize(value)
+            except Exception as exc:
+                raise Unsupported("not serialisable") from exc
             if serialized is None:
                 raise Unsupported("not serialisable")
             return serialized
