@@ -158,7 +158,26 @@ class RowReader(Generic[M]):
         width = len(attnames)
         extra_names = [name for name, _ in extra]
         model = self.model
+        using = self.using
         result: list[M] = []
+        if plain and not converters:
+            # The common case (order pages, lines): ``bare_instance`` inlined, as the row's
+            # columns need no conversion.
+            new = model.__new__
+            for row in rows:
+                instance = new(model)
+                state = ModelState()
+                state.adding = False
+                state.db = using
+                instance._state = state
+                if extra_names:
+                    instance.__dict__.update(zip(attnames, row[:width], strict=True))
+                    for name, value in zip(extra_names, row[width:], strict=True):
+                        setattr(instance, name, value)
+                else:
+                    instance.__dict__.update(zip(attnames, row, strict=True))
+                result.append(instance)
+            return result
         for row in rows:
             values = list(row[:width])
             for index, pairs in converters:
@@ -167,9 +186,9 @@ class RowReader(Generic[M]):
                     value = converter(value, column, connection)
                 values[index] = value
             if plain:
-                instance = bare_instance(model, zip(attnames, values, strict=True), self.using)
+                instance = bare_instance(model, zip(attnames, values, strict=True), using)
             else:
-                instance = model.from_db(self.using, attnames, values)
+                instance = model.from_db(using, attnames, values)
             for name, value in zip(extra_names, row[width:], strict=True):
                 setattr(instance, name, value)
             result.append(instance)
