@@ -18,6 +18,43 @@ from django.db.models.signals import post_init, pre_init
 
 M = TypeVar("M", bound=models.Model)
 
+try:  # psycopg's C timestamptz loader (psycopg[binary] or psycopg[c]); None elsewhere
+    from psycopg import postgres as _pg_types
+    from psycopg._cmodule import _psycopg
+    from psycopg._tz import get_tzinfo
+    from psycopg.pq import Format
+
+    _C_TZ_LOADER: Any = getattr(_psycopg, "TimestamptzLoader", None) if _psycopg else None
+    _TIMESTAMPTZ_OID = _pg_types.types["timestamptz"].oid
+except ImportError:  # pragma: no cover - psycopg2, SQLite or the pure-Python psycopg
+    _C_TZ_LOADER = None
+
+
+def use_c_timestamptz_loader(raw_cursor: Any) -> bool:
+    """Load ``timestamptz`` columns of ``raw_cursor`` (a psycopg 3 cursor) with psycopg's C
+    loader instead of Django's Python one, when both give the very same value; returns
+    whether it did.
+
+    Django registers a Python subclass of psycopg's loader that parses the text in Python,
+    converts it to the session time zone, then ``replace(tzinfo=<Django's zone>)``: a third
+    of the CPU of reading an order page. The C loader parses and converts to the session
+    time zone too (``get_tzinfo(pgconn)``), so when Django's zone *is* that object (the
+    default: ``USE_TZ``, sessions in UTC, both ``datetime.timezone.utc``) the replace is a
+    no-op and the values are equal, tzinfo object included. Any other set-up keeps Django's
+    loader."""
+    if _C_TZ_LOADER is None:
+        return False
+    adapters = getattr(raw_cursor, "adapters", None)
+    pgconn = getattr(getattr(raw_cursor, "connection", None), "pgconn", None)
+    if adapters is None or pgconn is None:
+        return False
+    loader = adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
+    zone = getattr(loader, "timezone", None)
+    if zone is None or zone is not get_tzinfo(pgconn):
+        return False
+    adapters.register_loader(_TIMESTAMPTZ_OID, _C_TZ_LOADER)
+    return True
+
 
 def init_receivers(model: type[models.Model]) -> bool:
     """Whether anything listens to ``pre_init``/``post_init`` for ``model`` (then instances
@@ -59,6 +96,11 @@ class RowReader(Generic[M]):
         self.alias = alias
         self.using = using
         self._prepared: tuple[str, list[str], list[tuple[int, list[Any]]], bool] | None = None
+        self._c_timestamps = any(
+            isinstance(f, models.DateTimeField)
+            for f in model._meta.concrete_fields
+            if f.attname not in defer
+        )
 
     def _prepare(self) -> tuple[str, list[str], list[tuple[int, list[Any]]], bool]:
         # Prepared lazily: the backend (PostgreSQL, or SQLite for the demo) is known only once
@@ -109,12 +151,33 @@ class RowReader(Generic[M]):
             sql = f"{sql} LIMIT {int(limit)}"
         connection = connections[self.using]
         with connection.cursor() as cursor:
+            if self._c_timestamps:
+                use_c_timestamptz_loader(cursor.cursor)
             cursor.execute(sql, list(params))
             rows = cursor.fetchall()
         width = len(attnames)
         extra_names = [name for name, _ in extra]
         model = self.model
+        using = self.using
         result: list[M] = []
+        if plain and not converters:
+            # The common case (order pages, lines): ``bare_instance`` inlined, as the row's
+            # columns need no conversion.
+            new = model.__new__
+            for row in rows:
+                instance = new(model)
+                state = ModelState()
+                state.adding = False
+                state.db = using
+                instance._state = state
+                if extra_names:
+                    instance.__dict__.update(zip(attnames, row[:width], strict=True))
+                    for name, value in zip(extra_names, row[width:], strict=True):
+                        setattr(instance, name, value)
+                else:
+                    instance.__dict__.update(zip(attnames, row, strict=True))
+                result.append(instance)
+            return result
         for row in rows:
             values = list(row[:width])
             for index, pairs in converters:
@@ -123,9 +186,9 @@ class RowReader(Generic[M]):
                     value = converter(value, column, connection)
                 values[index] = value
             if plain:
-                instance = bare_instance(model, zip(attnames, values, strict=True), self.using)
+                instance = bare_instance(model, zip(attnames, values, strict=True), using)
             else:
-                instance = model.from_db(self.using, attnames, values)
+                instance = model.from_db(using, attnames, values)
             for name, value in zip(extra_names, row[width:], strict=True):
                 setattr(instance, name, value)
             result.append(instance)

@@ -64,3 +64,53 @@ def test_extra_columns_and_limit() -> None:
     )
     assert [o.number for o in rows] == ["3", "2"]
     assert [o._total for o in rows] == [3, 3]
+
+
+TIMESTAMPS_SQL = """SELECT ts FROM (VALUES ('0001-01-01 00:00:00+00'::timestamptz),
+    ('9999-12-31 23:59:59.999999+00'), ('2026-03-29 01:30:00.5+02'),
+    ('1969-12-31 23:59:59.000001-05:30'), ('2000-02-29 12:00:00.123-11'),
+    ('1900-01-01 00:00:00+01:23:45'), (NULL)) v(ts)
+    UNION ALL SELECT g FROM generate_series(
+        '1950-01-01'::timestamptz, '2060-01-01', '37 days 3 hours 17 minutes 13.123457 seconds'
+    ) g"""
+
+
+def test_c_timestamp_loader_reads_what_djangos_reads() -> None:
+    """Same values, same tzinfo object, whatever the offset or precision; and only the
+    cursor it was asked for: the next Django cursor loads with Django's loader again."""
+    from saleor_crm_plugin.core.rows import use_c_timestamptz_loader
+
+    with connection.cursor() as cursor:
+        cursor.execute(TIMESTAMPS_SQL)
+        expected = [row[0] for row in cursor.fetchall()]
+        django_loader = cursor.cursor.adapters.get_loader(1184, 0)
+    with connection.cursor() as cursor:
+        assert use_c_timestamptz_loader(cursor.cursor)
+        cursor.execute(TIMESTAMPS_SQL)
+        loaded = [row[0] for row in cursor.fetchall()]
+    assert len(loaded) == len(expected) > 1000
+    assert loaded == expected
+    assert [v.isoformat() if v else None for v in loaded] == [
+        v.isoformat() if v else None for v in expected
+    ]
+    assert all(a is None or a.tzinfo is b.tzinfo for a, b in zip(loaded, expected, strict=True))
+    with connection.cursor() as cursor:
+        assert cursor.cursor.adapters.get_loader(1184, 0) is django_loader
+
+
+def test_c_timestamp_loader_only_where_django_would_agree(monkeypatch: Any) -> None:
+    """Django's zone not the session's (another TIME_ZONE for the database): Django's
+    loader stays, as on SQLite or without psycopg's C module."""
+    from zoneinfo import ZoneInfo
+
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+
+    from saleor_crm_plugin.core import rows
+
+    with connection.cursor() as cursor:
+        register_tzloader(ZoneInfo("Europe/Paris"), cursor.cursor)
+        assert not rows.use_c_timestamptz_loader(cursor.cursor)
+    monkeypatch.setattr(rows, "_C_TZ_LOADER", None)
+    with connection.cursor() as cursor:
+        assert not rows.use_c_timestamptz_loader(cursor.cursor)
+    assert not rows.use_c_timestamptz_loader(object())

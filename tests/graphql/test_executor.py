@@ -5,7 +5,8 @@ sends against graphql-core (``tests/conftest.py``); these tests cover the corner
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 
 import graphene
@@ -32,6 +33,10 @@ class ChildrenLoader(DataLoader[int, list[int]]):
 
 
 Colour = graphene.Enum("Colour", [("RED", "red"), ("BLUE", "blue")])
+
+
+class Shade(StrEnum):
+    LIGHT = "light"
 
 
 class Named(graphene.Interface):
@@ -66,6 +71,15 @@ class Node(graphene.ObjectType):
     scaled = graphene.Int(factor=graphene.Int(default_value=2))
     broken = graphene.String()
     must = graphene.String(required=True)
+    # Values the serializers change, or refuse: the lean executor's shortcuts must not apply.
+    shade = graphene.String()
+    int_of_bool = graphene.Int()
+    big = graphene.Int()
+    float_of_int = graphene.Float()
+    id_of_int = graphene.ID()
+    day = graphene.DateTime()
+    unknown_colour = graphene.Field(Colour)
+    maybe_children = graphene.List(lambda: Node)
 
     @staticmethod
     def resolve_label(root: dict, info: Any) -> str | None:
@@ -91,6 +105,38 @@ class Node(graphene.ObjectType):
     @staticmethod
     def resolve_must(root: dict, info: Any) -> None:
         return None
+
+    @staticmethod
+    def resolve_shade(root: dict, info: Any) -> Shade:
+        return Shade.LIGHT
+
+    @staticmethod
+    def resolve_int_of_bool(root: dict, info: Any) -> bool:
+        return True
+
+    @staticmethod
+    def resolve_big(root: dict, info: Any) -> int:
+        return 2**40
+
+    @staticmethod
+    def resolve_float_of_int(root: dict, info: Any) -> int:
+        return 3
+
+    @staticmethod
+    def resolve_id_of_int(root: dict, info: Any) -> int:
+        return root["number"]
+
+    @staticmethod
+    def resolve_day(root: dict, info: Any) -> date:
+        return date(2026, 1, 2)
+
+    @staticmethod
+    def resolve_unknown_colour(root: dict, info: Any) -> str:
+        return "green"
+
+    @staticmethod
+    def resolve_maybe_children(root: dict, info: Any) -> list[Any]:
+        return [{"number": root["number"] + 1}, None, Promise.resolve({"number": 0})]
 
 
 class Query(graphene.ObjectType):
@@ -166,6 +212,11 @@ def run_both(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, 
         ),
         ('{ greeting g2: greeting(name: "you") }', None),
         ("{ now node(number: 1) { seenAt } }", None),
+        (
+            "{ node(number: 2) { shade intOfBool floatOfInt idOfInt day"
+            " maybeChildren { number idOfInt maybeChildren { number } } } }",
+            None,
+        ),
     ],
 )
 def test_same_data_as_graphql_core(query: str, variables: dict[str, Any] | None) -> None:
@@ -215,6 +266,9 @@ def test_dataloaders_batch_per_level() -> None:
         "{ node(number: 1) { must } }",  # null in a non-null field
         "{ __schema { queryType { name } } }",  # introspection is graphql-core's job
         "{ node(number: 1) { children { broken } } }",  # an error below a deferred level
+        "{ node(number: 1) { big } }",  # an Int beyond 32 bits
+        "{ node(number: 1) { unknownColour } }",  # a value the enum does not list
+        "{ node(number: 1) { maybeChildren { must } } }",  # null below a list
     ],
 )
 def test_gives_up_where_graphql_core_reports_errors(query: str) -> None:

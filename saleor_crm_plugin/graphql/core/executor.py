@@ -18,6 +18,8 @@ query that fails costs twice, one that succeeds (nearly all of them) several tim
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -29,13 +31,18 @@ from graphql.execution.values import get_argument_values
 from graphql.language import ast
 from graphql.pyutils.default_ordered_dict import DefaultOrderedDict
 from graphql.type import (
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
     GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLSchema,
+    GraphQLString,
     GraphQLUnionType,
 )
 from promise import Promise, is_thenable
@@ -51,6 +58,49 @@ _NO_ARGS: dict[str, Any] = {}
 _NON_NULL, _LIST, _LEAF_KIND, _OTHER = "non-null", "list", "leaf", "other"
 _KINDS: dict[type, str] = {}
 _THENABLE_TYPES: dict[type, bool] = {}
+_MIN_INT, _MAX_INT = -2147483648, 2147483647
+
+
+def _int32(value: int) -> int | None:
+    # ``coerce_int`` of an ``int``: itself when it fits in 32 bits; ``None`` sends the value
+    # down the generic path, where graphql-core's own serializer decides (and refuses).
+    return value if _MIN_INT <= value <= _MAX_INT else None
+
+
+def _isoformat(value: datetime.datetime) -> str:
+    return value.isoformat()
+
+
+def _fast_leaves(leaf: Any) -> dict[type, Callable[[Any], Any] | None]:
+    """What ``leaf.serialize`` does to the Python classes it meets most, as a map from the
+    exact class to a converter (``None``: the value itself), so the walker can skip the call.
+    Only exact classes: ``serialize`` turns a ``str`` subclass (a ``StrEnum``) into something
+    else than itself, so subclasses keep taking the generic path, as does every class not
+    listed. A converter returning ``None`` also means "ask ``serialize``"."""
+    serialize = leaf.serialize
+    if leaf is GraphQLString or leaf is GraphQLID:
+        return {str: None}  # coerce_string / coerce_str return a str as it is
+    if leaf is GraphQLInt:
+        return {int: _int32}
+    if leaf is GraphQLFloat:
+        return {float: None}  # coerce_float returns a float as it is
+    if leaf is GraphQLBoolean:
+        return {bool: None}  # bool(True) is True
+    if getattr(serialize, "__qualname__", "") == "DateTime.serialize" and getattr(
+        serialize, "__module__", ""
+    ).startswith("graphene."):
+        # graphene's DateTime: an isinstance assertion, then ``isoformat()``.
+        return {datetime.datetime: _isoformat}
+    if isinstance(leaf, GraphQLEnumType):
+        # The enum's answer for each of its plain-string values, asked once (a value it does
+        # not list still goes to ``serialize``).
+        names = {
+            value: serialize(value)
+            for value in leaf._value_lookup
+            if value.__class__ is str and serialize(value) is not None
+        }
+        return {str: names.get}
+    return {}
 
 
 def _kind(graphql_type: Any) -> str:
@@ -118,6 +168,16 @@ class DocumentPlans:
         self.roots: dict[str | None, list[tuple[str, _Field]]] = {}
 
 
+def _direct_object(graphql_type: Any) -> tuple[GraphQLObjectType | None, bool]:
+    """``(object type, non-null)`` when values of ``graphql_type`` complete as a plain walk of
+    an object type (no abstract type to resolve, no ``is_type_of`` to ask), else ``None``."""
+    nonnull = isinstance(graphql_type, GraphQLNonNull)
+    inner = graphql_type.of_type if nonnull else graphql_type
+    if isinstance(inner, GraphQLObjectType) and not inner.is_type_of:
+        return inner, nonnull
+    return None, nonnull
+
+
 class _Field:
     """What resolving one selected field needs, worked out once per document (or request)
     and parent type rather than once per object."""
@@ -126,13 +186,20 @@ class _Field:
         "args",
         "attname",
         "default",
+        "direct",
+        "direct_plan",
         "dynamic_args",
+        "fast",
         "field_asts",
         "field_def",
+        "item_direct",
+        "item_nonnull",
+        "list_type",
         "name",
         "nonnull",
         "resolver",
         "return_type",
+        "same",
         "serialize",
         "subplans",
     )
@@ -157,6 +224,18 @@ class _Field:
         self.return_type: Any = None
         self.nonnull = False
         self.serialize: Any = None
+        # Leaves: converters by exact class (``_fast_leaves``); None for other fields.
+        self.fast: dict[type, Any] | None = None
+        # The one class ``serialize`` returns unchanged (checked before anything else).
+        self.same: type | None = None
+        # An object type walked straight from ``_Walker.object`` (no ``complete``).
+        self.direct: GraphQLObjectType | None = None
+        self.direct_plan: list[tuple[str, _Field]] | None = None
+        # A list of such objects: the list type, its item object type, and whether items
+        # are non-null.
+        self.list_type: Any = None
+        self.item_direct: GraphQLObjectType | None = None
+        self.item_nonnull = False
         if self.field_def is None:
             return
         self.return_type = self.field_def.type
@@ -165,6 +244,14 @@ class _Field:
         if isinstance(inner, _LEAF):
             # Leaves are most fields: serialised inline by ``_Walker.object``.
             self.serialize = inner.serialize
+            self.fast = _fast_leaves(inner)
+            self.same = next((cls for cls, convert in self.fast.items() if convert is None), None)
+        else:
+            self.direct = _direct_object(inner)[0]
+            if isinstance(inner, GraphQLList):
+                self.item_direct, self.item_nonnull = _direct_object(inner.of_type)
+                if self.item_direct is not None:
+                    self.list_type = inner
         resolver = self.field_def.resolver
         if resolver is None:
             raise Unsupported(field_name)
@@ -206,11 +293,23 @@ class _Pending:
         self.path = path
 
 
+_MISSING = object()
+
+
 class _Walker:
     def __init__(self, ctx: ExecutionContext) -> None:
         self.ctx = ctx
         self.plans: dict[tuple[Any, ...], list[tuple[str, _Field]]] = {}
         self.pending: list[_Pending] = []
+        # ``ResolveInfo``'s per-request arguments, in its positional order.
+        self.info_args = (
+            ctx.schema,
+            ctx.fragments,
+            ctx.root_value,
+            ctx.operation,
+            ctx.variable_values,
+            ctx.context_value,
+        )
 
     def plan(self, parent_type: GraphQLObjectType, field_asts: list) -> list[tuple[str, _Field]]:
         key = (parent_type, tuple(field_asts))
@@ -221,20 +320,17 @@ class _Walker:
             self.plans[key] = plan
         return plan
 
+    def subplan(self, field: _Field, object_type: GraphQLObjectType) -> list[tuple[str, _Field]]:
+        plan = field.subplans.get(object_type)
+        if plan is None:
+            plan = field.subplans[object_type] = self.plan(object_type, field.field_asts)
+        if object_type is field.direct:
+            field.direct_plan = plan
+        return plan
+
     def info(self, field: _Field, parent_type: GraphQLObjectType, path: list[Any]) -> ResolveInfo:
-        ctx = self.ctx
         return ResolveInfo(
-            field.name,
-            field.field_asts,
-            field.field_def.type if field.field_def is not None else None,
-            parent_type,
-            schema=ctx.schema,
-            fragments=ctx.fragments,
-            root_value=ctx.root_value,
-            operation=ctx.operation,
-            variable_values=ctx.variable_values,
-            context=ctx.context_value,
-            path=path,
+            field.name, field.field_asts, field.return_type, parent_type, *self.info_args, path
         )
 
     def object(
@@ -244,46 +340,100 @@ class _Walker:
         plan: list[tuple[str, _Field]],
         path: list[Any],
     ) -> dict[str, Any]:
+        """One object's selection. The common cases are inlined (an attribute read, a leaf
+        whose class its serializer returns unchanged, a non-deferred object); everything
+        else goes through ``complete``, which handles every case."""
         result: dict[str, Any] = {}
+        is_dict = isinstance(source, dict)
+        schema, fragments, root_value, operation, variable_values, context = self.info_args
+        thenables = _THENABLE_TYPES
         for response_name, field in plan:
-            if field.field_def is None:  # __typename
+            attname = field.attname
+            field_path = None
+            if attname is not None:
+                if is_dict:
+                    value = source.get(attname, field.default)
+                else:
+                    value = getattr(source, attname, field.default)
+            elif field.field_def is None:  # __typename
                 result[response_name] = parent_type.name
                 continue
-            field_path = None
-            if field.attname is not None:
-                if isinstance(source, dict):
-                    value = source.get(field.attname, field.default)
-                else:
-                    value = getattr(source, field.attname, field.default)
             else:
                 field_path = [*path, response_name]
-                info = self.info(field, parent_type, field_path)
+                info = ResolveInfo(
+                    field.name,
+                    field.field_asts,
+                    field.return_type,
+                    parent_type,
+                    schema,
+                    fragments,
+                    root_value,
+                    operation,
+                    variable_values,
+                    context,
+                    field_path,
+                )
                 args = field.args
                 if field.dynamic_args:
                     try:
                         args = get_argument_values(
-                            field.field_def.args,
-                            field.field_asts[0].arguments,
-                            self.ctx.variable_values,
+                            field.field_def.args, field.field_asts[0].arguments, variable_values
                         )
                     except Exception as exc:
                         raise Unsupported("arguments") from exc
                 try:
-                    value = field.resolver(source, info, **args)
+                    if args is _NO_ARGS:
+                        value = field.resolver(source, info)
+                    else:
+                        value = field.resolver(source, info, **args)
                 except Exception as exc:
                     raise Unsupported("resolver raised") from exc
-            serialize = field.serialize
-            if serialize is not None and not _thenable(value):
-                if value is None:
-                    if field.nonnull:
-                        raise Unsupported("null in a non-null field")
-                    result[response_name] = None
-                else:
-                    serialized = serialize(value)
+            cls = value.__class__
+            if cls is field.same:
+                result[response_name] = value
+                continue
+            if value is None:
+                if field.nonnull:
+                    raise Unsupported("null in a non-null field")
+                result[response_name] = None
+                continue
+            fast = field.fast
+            if fast is not None:
+                convert = fast.get(cls, _MISSING)
+                if convert is None:
+                    result[response_name] = value
+                    continue
+                if convert is not _MISSING:
+                    converted = convert(value)
+                    if converted is not None:
+                        result[response_name] = converted
+                        continue
+                thenable = thenables.get(cls)
+                if thenable is None:
+                    thenable = _thenable(value)
+                if not thenable:
+                    try:
+                        serialized = field.serialize(value)
+                    except Exception as exc:  # graphql-core's coerce_int raises: its error
+                        raise Unsupported("not serialisable") from exc
                     if serialized is None:
                         raise Unsupported("not serialisable")
                     result[response_name] = serialized
-                continue
+                    continue
+            elif field.direct is not None:
+                thenable = thenables.get(cls)
+                if thenable is None:
+                    thenable = _thenable(value)
+                if not thenable:
+                    if field_path is None:
+                        field_path = [*path, response_name]
+                    result[response_name] = self.object(
+                        field.direct,
+                        value,
+                        field.direct_plan or self.subplan(field, field.direct),
+                        field_path,
+                    )
+                    continue
             if field_path is None:
                 field_path = [*path, response_name]
             result[response_name] = self.complete(
@@ -321,15 +471,41 @@ class _Walker:
         elif value is None:
             return None
         if kind is _LEAF_KIND:
-            serialized = return_type.serialize(value)
+            try:
+                serialized = return_type.serialize(value)
+            except Exception as exc:
+                raise Unsupported("not serialisable") from exc
             if serialized is None:
                 raise Unsupported("not serialisable")
             return serialized
         if kind is _LIST:
-            if isinstance(value, str | bytes | dict) or not hasattr(value, "__iter__"):
+            if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
                 raise Unsupported("not a list")
             item_type = return_type.of_type
             items: list[Any] = []
+            if return_type is field.list_type:
+                # Items of one object type: walked straight, unless deferred or null.
+                object_type = field.item_direct
+                plan = self.subplan(field, object_type)
+                nonnull = field.item_nonnull
+                thenables = _THENABLE_TYPES
+                for index, item in enumerate(value):
+                    if item is None:
+                        if nonnull:
+                            raise Unsupported("null in a non-null field")
+                        items.append(None)
+                        continue
+                    thenable = thenables.get(item.__class__)
+                    if thenable is None:
+                        thenable = _thenable(item)
+                    if thenable:
+                        items.append(None)
+                        items[index] = self.complete(
+                            item_type, field, parent_type, [*path, index], item, items, index
+                        )
+                    else:
+                        items.append(self.object(object_type, item, plan, [*path, index]))
+                return items
             for index, item in enumerate(value):
                 items.append(None)
                 items[index] = self.complete(
@@ -343,10 +519,7 @@ class _Walker:
                 value, self.info(field, parent_type, path)
             ):
                 raise Unsupported("wrong object type")
-            plan = field.subplans.get(return_type)
-            if plan is None:
-                plan = field.subplans[return_type] = self.plan(return_type, field.field_asts)
-            return self.object(return_type, value, plan, path)
+            return self.object(return_type, value, self.subplan(field, return_type), path)
         raise Unsupported("unexpected type")
 
     def runtime_type(
