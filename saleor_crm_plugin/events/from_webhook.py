@@ -27,6 +27,7 @@ from saleor_crm_plugin.events.types import (
     OrderLineSnapshot,
     OrderSnapshot,
     PaymentSnapshot,
+    line_snapshot,
     stable_hash,
 )
 
@@ -342,25 +343,25 @@ def _subscription_line(
     refunded = None
     if refunded_by_line is not None:
         refunded = min(quantity, refunded_by_line.get(line_id, 0))
-    return OrderLineSnapshot(
-        saleor_line_id=line_id,
-        product_name=get("productName") or "",
-        variant_name=get("variantName") or "",
-        quantity=quantity,
-        quantity_fulfilled=get("quantityFulfilled"),
-        quantity_refunded=refunded,
-        unit_price_gross=(_money(unit_price.get("gross")) if unit_price else None) or ZERO,
-        unit_price_net=(_money(unit_price.get("net")) if unit_price else None) or ZERO,
-        total_price_gross=(_money(total_price.get("gross")) if total_price else None) or ZERO,
-        variant_id=variant.get("id") or get("productVariantId"),
-        product_id=product_get("id"),
-        product_slug=product_get("slug"),
-        category_id=category.get("id"),
-        category_slug=category.get("slug"),
-        product_type_id=product_type.get("id"),
-        product_type_slug=product_type.get("slug"),
-        attributes=_attributes(product),
-        sku=get("productSku") or variant.get("sku"),
+    return line_snapshot(  # OrderLineSnapshot's fields in declaration order
+        line_id,
+        get("productName") or "",
+        get("variantName") or "",
+        quantity,
+        (_money(unit_price.get("gross")) if unit_price else None) or ZERO,
+        (_money(unit_price.get("net")) if unit_price else None) or ZERO,
+        (_money(total_price.get("gross")) if total_price else None) or ZERO,
+        variant.get("id") or get("productVariantId"),
+        product_get("id"),
+        product_get("slug"),
+        category.get("id"),
+        category.get("slug"),
+        product_type.get("id"),
+        product_type.get("slug"),
+        _attributes(product),
+        get("productSku") or variant.get("sku"),
+        get("quantityFulfilled"),
+        refunded,
     )
 
 
