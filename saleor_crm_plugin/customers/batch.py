@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from saleor_crm_plugin.core.bulk import insert_rows, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
+from saleor_crm_plugin.core.rows import RowReader, placeholders
 from saleor_crm_plugin.customers import projection
 from saleor_crm_plugin.customers.models import Customer, CustomerLink, Order, OrderLine
 from saleor_crm_plugin.events.types import CrmEvent, EventKind, OrderSnapshot
@@ -101,6 +102,18 @@ def _lock_subjects(keys: list[str]) -> None:
         )
 
 
+# The batch's existing order lines (~10 per order, thousands per batch) as model instances
+# without ``Model.__init__``/``from_db`` per row and without the queryset's SQL compiler: the
+# same columns and database converters, so the instances are what the ORM would build.
+_LINES = RowReader(OrderLine)
+
+
+def _load_lines(order_pks: list[int]) -> list[OrderLine]:
+    if not order_pks:
+        return []
+    return _LINES.fetch(f"t.order_id IN ({placeholders(order_pks)})", order_pks, order_by="t.id")
+
+
 class _Unit:
     def __init__(self, events: Sequence[CrmEvent]) -> None:
         self.events = events
@@ -165,7 +178,7 @@ class _Unit:
                 self.order_customer[id(order)] = by_pk[order.customer_id]
         by_order_pk = {order.pk: order for order in orders}
         self.lines = {order.saleor_order_id: {} for order in orders}
-        for line in OrderLine.objects.filter(order_id__in=list(by_order_pk)).order_by("pk"):
+        for line in _load_lines(list(by_order_pk)):
             owner = by_order_pk[line.order_id]
             self.lines[owner.saleor_order_id][line.saleor_line_id] = line
             self.loaded_lines[id(line)] = projection.line_state(line)

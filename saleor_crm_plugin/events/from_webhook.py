@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from saleor_crm_plugin.core.money import ZERO, amount, to_decimal
 from saleor_crm_plugin.core.timeutils import parse_datetime
 from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
@@ -25,6 +27,7 @@ from saleor_crm_plugin.events.types import (
     OrderLineSnapshot,
     OrderSnapshot,
     PaymentSnapshot,
+    line_snapshot,
     stable_hash,
 )
 
@@ -77,9 +80,35 @@ def translate_stored_webhook(
     return _translate(kind, text, saleor_api_url).with_dedupe_key(dedupe_key)
 
 
+# Every digit made "0": a run of 19 zeros in a body mapped through this table is a run of 19
+# digits, the shortest integer literal that can fall outside the 64-bit range.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _loads(raw_body: bytes | str) -> Any:
+    """``json.loads``'s result, mostly computed by orjson (half the CPU on a 13 kB body).
+
+    orjson gives the same values for everything it accepts, floats included (both round the
+    literal correctly), except integer literals beyond 64 bits, which it turns into floats:
+    bodies with a run of 19 digits (a cheap byte scan) and bodies orjson refuses (NaN, UTF-16,
+    a byte-order mark, lone surrogates, ...) go to ``json.loads``, so what is accepted, what
+    is refused and the error message stay exactly the standard library's."""
+    try:
+        data = raw_body.encode() if isinstance(raw_body, str) else raw_body
+    except UnicodeEncodeError:
+        return json.loads(raw_body)
+    if _NINETEEN_DIGITS not in data.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw_body)
+
+
 def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> CrmEvent:
     try:
-        body = json.loads(raw_body)
+        body = _loads(raw_body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"Body is not JSON: {exc}") from exc
     try:
@@ -299,33 +328,40 @@ def _attributes(product: dict[str, Any]) -> tuple[str, ...] | None:
 def _subscription_line(
     data: Mapping[str, Any], refunded_by_line: dict[str, int] | None
 ) -> OrderLineSnapshot:
-    variant = data.get("variant") or {}
+    # The hottest function of a translation (a snapshot per line, ~18 lines per order): the
+    # nested nodes are looked up once each instead of once per field.
+    get = data.get
+    variant = get("variant") or {}
     product = variant.get("product") or {}
-    category = product.get("category") or {}
-    product_type = product.get("productType") or {}
+    product_get = product.get
+    category = product_get("category") or {}
+    product_type = product_get("productType") or {}
+    unit_price = get("unitPrice")
+    total_price = get("totalPrice")
     quantity = int(data["quantity"])
+    line_id = data["id"]
     refunded = None
     if refunded_by_line is not None:
-        refunded = min(quantity, refunded_by_line.get(data["id"], 0))
-    return OrderLineSnapshot(
-        saleor_line_id=data["id"],
-        product_name=data.get("productName") or "",
-        variant_name=data.get("variantName") or "",
-        quantity=quantity,
-        quantity_fulfilled=data.get("quantityFulfilled"),
-        quantity_refunded=refunded,
-        unit_price_gross=_taxed(data.get("unitPrice"), "gross") or ZERO,
-        unit_price_net=_taxed(data.get("unitPrice"), "net") or ZERO,
-        total_price_gross=_taxed(data.get("totalPrice"), "gross") or ZERO,
-        variant_id=variant.get("id") or data.get("productVariantId"),
-        product_id=product.get("id"),
-        product_slug=product.get("slug"),
-        category_id=category.get("id"),
-        category_slug=category.get("slug"),
-        product_type_id=product_type.get("id"),
-        product_type_slug=product_type.get("slug"),
-        attributes=_attributes(product),
-        sku=data.get("productSku") or variant.get("sku"),
+        refunded = min(quantity, refunded_by_line.get(line_id, 0))
+    return line_snapshot(  # OrderLineSnapshot's fields in declaration order
+        line_id,
+        get("productName") or "",
+        get("variantName") or "",
+        quantity,
+        (_money(unit_price.get("gross")) if unit_price else None) or ZERO,
+        (_money(unit_price.get("net")) if unit_price else None) or ZERO,
+        (_money(total_price.get("gross")) if total_price else None) or ZERO,
+        variant.get("id") or get("productVariantId"),
+        product_get("id"),
+        product_get("slug"),
+        category.get("id"),
+        category.get("slug"),
+        product_type.get("id"),
+        product_type.get("slug"),
+        _attributes(product),
+        get("productSku") or variant.get("sku"),
+        get("quantityFulfilled"),
+        refunded,
     )
 
 

@@ -11,7 +11,7 @@ plugin hook may have no lines. ``None`` means "this event does not say", never "
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -19,6 +19,8 @@ from typing import Any
 
 from saleor_crm_plugin.core.money import to_decimal
 from saleor_crm_plugin.core.timeutils import isoformat, parse_datetime, version_stamp
+
+_new_object = object.__new__
 
 
 class EventKind(StrEnum):
@@ -91,6 +93,26 @@ class OrderLineSnapshot:
     sku: str | None = None
     quantity_fulfilled: int | None = None
     quantity_refunded: int | None = None
+
+
+# The slots of ``OrderLineSnapshot`` in declaration order, set straight through their
+# descriptors by ``line_snapshot``.
+_LINE_SLOTS = tuple(
+    OrderLineSnapshot.__dict__[field.name].__set__ for field in fields(OrderLineSnapshot)
+)
+
+
+def line_snapshot(*values: Any) -> OrderLineSnapshot:
+    """``OrderLineSnapshot(*values)``: every field, positionally, in declaration order.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` after
+    parsing keywords, and that was most of a line's translation (~18 lines per order, every
+    webhook); filling the slots directly builds an equal, indistinguishable instance in half
+    the CPU. The count is checked, so a field added to the class fails loudly here."""
+    line = _new_object(OrderLineSnapshot)
+    for set_slot, value in zip(_LINE_SLOTS, values, strict=True):
+        set_slot(line, value)
+    return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,25 +311,25 @@ def _amount(value: object) -> Decimal | None:
 
 
 def _line_from_dict(data: dict[str, Any]) -> OrderLineSnapshot:
-    return OrderLineSnapshot(
-        saleor_line_id=data["saleor_line_id"],
-        product_name=data["product_name"],
-        variant_name=data["variant_name"],
-        quantity=data["quantity"],
-        unit_price_gross=_amount(data["unit_price_gross"]),  # type: ignore[arg-type]
-        unit_price_net=_amount(data["unit_price_net"]),  # type: ignore[arg-type]
-        total_price_gross=_amount(data["total_price_gross"]),  # type: ignore[arg-type]
-        variant_id=data.get("variant_id"),
-        product_id=data.get("product_id"),
-        product_slug=data.get("product_slug"),
-        category_id=data.get("category_id"),
-        category_slug=data.get("category_slug"),
-        product_type_id=data.get("product_type_id"),
-        product_type_slug=data.get("product_type_slug"),
-        attributes=(tuple(data["attributes"]) if data.get("attributes") is not None else None),
-        sku=data.get("sku"),
-        quantity_fulfilled=data.get("quantity_fulfilled"),
-        quantity_refunded=data.get("quantity_refunded"),
+    return line_snapshot(  # OrderLineSnapshot's fields in declaration order
+        data["saleor_line_id"],
+        data["product_name"],
+        data["variant_name"],
+        data["quantity"],
+        _amount(data["unit_price_gross"]),
+        _amount(data["unit_price_net"]),
+        _amount(data["total_price_gross"]),
+        data.get("variant_id"),
+        data.get("product_id"),
+        data.get("product_slug"),
+        data.get("category_id"),
+        data.get("category_slug"),
+        data.get("product_type_id"),
+        data.get("product_type_slug"),
+        tuple(data["attributes"]) if data.get("attributes") is not None else None,
+        data.get("sku"),
+        data.get("quantity_fulfilled"),
+        data.get("quantity_refunded"),
     )
 
 
