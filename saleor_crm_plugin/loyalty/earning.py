@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from saleor_crm_plugin.core.rows import RowReader, placeholders
 from saleor_crm_plugin.customers.models import Customer, Order
 from saleor_crm_plugin.events.types import CrmEvent, EventKind
 from saleor_crm_plugin.loyalty.config import ProgramConfig, program_config
@@ -42,6 +43,7 @@ from saleor_crm_plugin.loyalty.rules import (
 from saleor_crm_plugin.loyalty.tiers import TierStatus, tier_at
 
 logger = logging.getLogger(__name__)
+_LOTS = RowReader(PointLot)
 
 # An order with a return on its way does not confirm until the refund settles it.
 RETURN_HOLD_STATUSES = frozenset({"RETURNED"})
@@ -303,7 +305,11 @@ def _process(
         lots: dict[int, list[PointLot]] = defaultdict(list)
         old_accounts = [a.pk for key, a in accounts.items() if key not in created]
         if old_accounts:
-            for lot in PointLot.objects.filter(account_id__in=old_accounts).order_by("pk"):
+            # Every lot of every touched account, each batch: read without the ORM's per-row
+            # constructor (same columns, converters and model instances, see core/rows.py).
+            for lot in _LOTS.fetch(
+                f"t.account_id IN ({placeholders(old_accounts)})", old_accounts, order_by="t.id"
+            ):
                 lots[lot.account_id].append(lot)
         postings = []
         for key, account in accounts.items():
