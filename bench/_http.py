@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
 _CONNECTION_CLOSE = re.compile(rb"\r\nconnection:\s*close", re.I)
@@ -86,10 +90,15 @@ class StaleConnection(Exception):
     pass
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (a PostgreSQL backend, say), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
 def process_tree_cpu(root: int) -> float:
-    """User + system CPU seconds of a process and its live children (gunicorn's master and
+    """User + system CPU seconds of a process and its live children (the server's master and
     workers), from ``/proc``."""
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -100,5 +109,54 @@ def process_tree_cpu(root: int) -> float:
             continue
         pid, ppid = int(entry.name), int(fields[1])
         if pid == root or ppid == root:
-            total += (int(fields[11]) + int(fields[12])) / ticks
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
     return total
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_app(
+    server: str,
+    port: int,
+    workers: int,
+    threads: int,
+    env: Mapping[str, str],
+    **popen: Any,
+) -> subprocess.Popen:
+    """The App as an operator runs it (``saleor-crm serve``), without the access log (the proxy
+    in front of a real deployment logs requests, and a log line per request would be measured
+    too); returns once ``/healthz`` answers."""
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "saleor-crm"),
+            "serve",
+            "--server",
+            server,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--no-access-log",
+        ],
+        env={**os.environ, **env},
+        **popen,
+    )
+    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    for _ in range(300):
+        try:
+            if Sender(False, port).post(request)[0] == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{server} did not start")

@@ -26,18 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import recreate_database
+from bench._http import process_cpu
 
 DB_NAME = os.environ.get("BENCH_ACK_DB", "crm_bench_ack_cpu")
 CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/8")
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 API_URL = "https://bench.saleor.local/graphql/"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of another process (its PostgreSQL backend)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def _cached_deliveries(count: int) -> list[tuple[str, bytes]]:
@@ -156,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     for index, batch in enumerate(rounds, 1):
         statuses.clear()
-        pg0, cmd0 = _proc_cpu(backend), redis_commands()
+        pg0, cmd0 = process_cpu(backend), redis_commands()
         c0, w0 = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
@@ -165,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         if profiler:
             profiler.disable()
         c1, w1 = time.process_time(), time.perf_counter()
-        pg1, cmd1 = _proc_cpu(backend), redis_commands()
+        pg1, cmd1 = process_cpu(backend), redis_commands()
         n = len(batch)
         py_ms, pg_ms, wall_ms = (c1 - c0) / n * 1000, (pg1 - pg0) / n * 1000, (w1 - w0) / n * 1000
         per_round.append(py_ms)

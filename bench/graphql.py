@@ -22,18 +22,15 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 from bench._common import ROOT, percentile, recreate_database, write_section
-from bench._http import Sender, process_tree_cpu
+from bench._http import Sender, free_port, process_tree_cpu, serve_app
 
 DATABASE = "crm_bench_graphql"
 ISSUER = "http://127.0.0.1:8000/graphql/"
@@ -253,54 +250,18 @@ def in_process(
     return statistics.median(times), percentile(times, 95), query_count, cpu_ms
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(
     database_url: str, workers: int, threads: int, server: str = "granian"
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        DJANGO_SETTINGS_MODULE="saleor_crm_plugin.app.settings",
-        SECRET_KEY="bench-secret",
-        ALLOWED_HOSTS="127.0.0.1",
-    )
-    # As an operator runs it (`saleor-crm serve`), without the access log: the proxy in front
-    # of a real deployment logs requests, and a log line per request would be measured too.
-    command = [
-        str(Path(sys.executable).parent / "saleor-crm"),
-        "serve",
-        "--server",
-        server,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--no-access-log",
-    ]
-    process = subprocess.Popen(
-        command,
-        env=env,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}/graphql/"
-    import requests
-
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process, url
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{server} did not start")
+    env = {
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "saleor_crm_plugin.app.settings",
+        "SECRET_KEY": "bench-secret",
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
+    process = serve_app(server, port, workers, threads, env, cwd=ROOT)
+    return process, f"http://127.0.0.1:{port}/graphql/"
 
 
 class Load:

@@ -18,53 +18,32 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from bench._common import ROOT, percentile, write_section
-from bench._http import Sender, process_tree_cpu
+from bench._http import Sender, free_port, process_tree_cpu, serve_app
 
 
 def serve(server: str, port: int, workers: int, threads: int, database: Path) -> subprocess.Popen:
-    env = dict(
-        os.environ,
-        DATABASE_URL=f"sqlite:///{database}",
-        DJANGO_SETTINGS_MODULE="saleor_crm_plugin.app.settings",
-        SECRET_KEY="bench-secret",
-        ALLOWED_HOSTS="127.0.0.1",
-    )
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "saleor-crm"),
-            "serve",
-            "--server",
-            server,
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--no-access-log",
-        ],
-        env=env,
+    env = {
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DJANGO_SETTINGS_MODULE": "saleor_crm_plugin.app.settings",
+        "SECRET_KEY": "bench-secret",
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
+    return serve_app(
+        server,
+        port,
+        workers,
+        threads,
+        env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
-    for _ in range(300):
-        try:
-            sender = Sender(False, port)
-            if sender.post(request)[0] == 200:
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{server} did not start")
 
 
 def load(port: int, pid: int, clients: int, duration: float) -> list[str]:
@@ -119,7 +98,6 @@ def main() -> None:
 
     import tempfile
 
-    from bench.graphql import free_port
     from saleor_crm_plugin.core.tables import format_table
 
     rows = []

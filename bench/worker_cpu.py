@@ -2,7 +2,7 @@
 
 UCI deliveries (subscription payloads built as ``bench/ingest.py`` builds them) are stored in
 the inbox of a fresh PostgreSQL database, either as the App's webhook stores them now (raw
-body, translated by the worker: ``--store raw``, the default where the code has it) or as a
+body, translated by the worker: ``--store raw``, the default) or as a
 translated event's JSON (``--store translated``: plugin hooks and backfill, and the webhook
 before it deferred the translation). The first half is drained untimed (warm projection and
 loyalty), the second half is drained by ``inbox.process_pending()`` and measured: CPU time of
@@ -33,17 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import recreate_database
+from bench._http import process_cpu
+from bench.ack_cpu import API_URL, BROKER, CACHE, _cached_deliveries
 
 DB_NAME = os.environ.get("BENCH_WORKER_DB", "crm_bench_worker_cpu")
-CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/8")
-BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
-API_URL = "https://bench.saleor.local/graphql/"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def _store(deliveries: list[tuple[str, bytes]], how: str) -> None:
@@ -108,7 +101,7 @@ def _per_event_costs(deliveries: list[tuple[str, bytes]]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=8000, help="stored; the second half is timed")
-    parser.add_argument("--store", choices=["raw", "translated"], default=None)
+    parser.add_argument("--store", choices=["raw", "translated"], default="raw")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--profile", action="store_true", help="cProfile the timed drain")
     args = parser.parse_args(argv)
@@ -133,15 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
 
     import saleor_crm_plugin
-    from bench.ack_cpu import _cached_deliveries
     from saleor_crm_plugin.events import inbox
     from saleor_crm_plugin.events.models import InboxEvent
 
-    how = args.store or ("raw" if hasattr(inbox, "store_webhook") else "translated")
     call_command("migrate", verbosity=0)
     deliveries = _cached_deliveries(args.events)
     half = len(deliveries) // 2
-    _store(deliveries, how)
+    _store(deliveries, args.store)
     stored = InboxEvent.objects.count()
     inbox.process_pending(max_events=half)  # warm: projection, loyalty, caches
     with connection.cursor() as cursor:
@@ -155,15 +146,16 @@ def main(argv: list[str] | None = None) -> int:
 
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     with connection.execute_wrapper(count):
-        pg0, c0 = _proc_cpu(backend), time.process_time()
+        pg0, c0 = process_cpu(backend), time.process_time()
         if profiler:
             profiler.enable()
         drained = inbox.process_pending()
         if profiler:
             profiler.disable()
-        c1, pg1 = time.process_time(), _proc_cpu(backend)
+        c1, pg1 = time.process_time(), process_cpu(backend)
     statuses = sorted(set(InboxEvent.objects.values_list("status", flat=True)))
-    print(f"code: {Path(saleor_crm_plugin.__file__).parent.parent}; rows stored {how}: {stored}")
+    code = Path(saleor_crm_plugin.__file__).parent.parent
+    print(f"code: {code}; rows stored {args.store}: {stored}")
     print(
         f"drained {drained} events (batch {args.batch_size}): worker CPU "
         f"{(c1 - c0) / drained * 1000:.3f} ms/event, PostgreSQL backend "
