@@ -63,25 +63,25 @@ def _serve(argv: Sequence[str]) -> int:
         from django.core.management import call_command
 
         call_command("migrate", interactive=False)
-    host, _, port = args.bind.rpartition(":")
     if args.server == "granian":
-        _serve_granian(args, host or "127.0.0.1", int(port or 8000))
+        _serve_granian(args)
     else:
         _serve_gunicorn(args)
     return 0
 
 
-def _serve_granian(args: argparse.Namespace, host: str, port: int) -> None:
+def _serve_granian(args: argparse.Namespace) -> None:
     """Granian parses HTTP and keeps connections in Rust, then calls the same WSGI application
     in ``threads`` blocking threads per worker process; the workers import the application
     themselves (spawned, so Django is set up once per worker, like gunicorn's)."""
     from granian.constants import Interfaces
     from granian.server import Server
 
+    host, _, port = args.bind.rpartition(":")  # granian takes them apart, gunicorn whole
     Server(
         "saleor_crm_plugin.app.wsgi:application",
-        address=host.strip("[]"),
-        port=port,
+        address=host.strip("[]") or "127.0.0.1",
+        port=int(port or 8000),
         interface=Interfaces.WSGI,
         workers=args.workers,
         blocking_threads=args.threads,
