@@ -113,6 +113,27 @@ def process_tree_cpu(root: int) -> float:
     return total
 
 
+def processes_cpu(name: str) -> float:
+    """User + system CPU seconds of every live process whose command name is ``name``
+    (``postgres``: the postmaster, its backends and background workers; ``redis-server``), from
+    ``/proc``. A backend that exits between two readings takes its CPU with it, so read around
+    work done on long-lived connections."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        head, _, rest = text.rpartition(")")
+        if head.partition("(")[2] != name:
+            continue
+        fields = rest.split()
+        total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
