@@ -56,15 +56,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "transaction_mode": "IMMEDIATE",
         }
     )
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and os.environ.get(
-    "DATABASE_PREPARE_THRESHOLD"
+# Server-side prepared statements (psycopg's prepare_threshold) for the statements the App
+# binds on the server (webhook insert, customer 360 reads, bulk writes; Django's ORM binds on
+# the client and never prepares): PostgreSQL parses and plans each once per connection instead
+# of per run, half of its CPU for a customer 360 (docs/benchmarks.md). On by default; set
+# ``off`` behind a transaction-pooling PgBouncer that does not track prepared statements
+# (older than 1.21, or ``max_prepared_statements = 0``).
+_PREPARE_THRESHOLD = os.environ.get("DATABASE_PREPARE_THRESHOLD", "5").strip().lower()
+_PREPARE_OFF = ("", "off", "none")  # empty: what "off" was before it became the default
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and (
+    _PREPARE_THRESHOLD not in _PREPARE_OFF
 ):
-    # Server-side prepared statements (psycopg's prepare_threshold) save PostgreSQL a parse and
-    # plan per webhook insert; off by default because transaction-pooling PgBouncer < 1.21
-    # cannot carry them.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(
-        os.environ["DATABASE_PREPARE_THRESHOLD"]
-    )
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_PREPARE_THRESHOLD)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHE_URL = os.environ.get("CACHE_URL", "")

@@ -21,3 +21,25 @@ def test_every_crm_setting_can_come_from_the_environment():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == [7, ["MANAGE_USERS"], "Shop CRM"]
+
+
+def test_prepared_statements_are_on_by_default_and_can_be_switched_off():
+    code = (
+        "import json; from saleor_crm_plugin.app import settings as s;"
+        "print(json.dumps(s.DATABASES['default'].get('OPTIONS', {}).get('prepare_threshold')))"
+    )
+
+    def threshold(value: str | None) -> object:
+        env = {**os.environ, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x"}
+        env.pop("DATABASE_PREPARE_THRESHOLD", None)
+        if value is not None:
+            env["DATABASE_PREPARE_THRESHOLD"] = value
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return json.loads(out.stdout)
+
+    assert threshold(None) == 5
+    assert threshold("1") == 1
+    assert threshold("off") is None
+    assert threshold("") is None

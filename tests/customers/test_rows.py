@@ -114,3 +114,53 @@ def test_c_timestamp_loader_only_where_django_would_agree(monkeypatch: Any) -> N
     with connection.cursor() as cursor:
         assert not rows.use_c_timestamptz_loader(cursor.cursor)
     assert not rows.use_c_timestamptz_loader(object())
+
+
+def _prepared_reads() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%FROM "saleor_crm_plugin_customer" t WHERE t.id = $1%'],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_reads_are_bound_on_the_server_and_prepared_when_the_connection_prepares(
+    monkeypatch: Any,
+) -> None:
+    """``prepare_threshold`` set (the App's default): ``$1`` parameters, so the statement is
+    the same text for every key and psycopg prepares it once on the connection."""
+    import psycopg
+
+    from saleor_crm_plugin.core import rows
+
+    customers = [make_customer(n) for n in range(1, 4)]
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "prepare_threshold", 1)
+    with rows._cursor(connection) as cursor:
+        assert type(cursor.cursor) is psycopg.Cursor  # binds on the server
+    reader = RowReader(Customer)
+    with CaptureQueriesContext(connection) as queries:
+        read = [reader.fetch("t.id = %s", [c.pk])[0] for c in customers]
+    assert len(queries) == 3  # still logged and counted like Django's own queries
+    assert [values(r) for r in read] == [values(c) for c in customers]
+    assert _prepared_reads() == 1
+
+
+def test_reads_keep_djangos_cursor_when_the_connection_does_not_prepare(
+    monkeypatch: Any,
+) -> None:
+    """Preparing off (behind a transaction-pooling PgBouncer): server binding alone would
+    cost PostgreSQL a describe step for nothing, so Django's client-binding cursor stays."""
+    import psycopg
+
+    from saleor_crm_plugin.core import rows
+
+    customer = make_customer(1)
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "prepare_threshold", None)
+    with rows._cursor(connection) as cursor:
+        assert isinstance(cursor.cursor, psycopg.ClientCursor)
+    for _ in range(3):
+        assert values(RowReader(Customer).fetch("t.id = %s", [customer.pk])[0]) == values(customer)
+    assert _prepared_reads() == 0
