@@ -258,3 +258,60 @@ def test_batched_pages_match_single_pages(saleor, mint, gql, shopper):
         assert batched == singles, args
     assert [e["node"]["number"] for e in singles[1]["crm"]["orders"]["edges"]] == ["41", "40"]
     assert singles[1]["crm"]["orders"]["totalCount"] == 4
+
+
+def test_cursors_are_encoded_only_when_read(saleor, mint, gql, shopper, monkeypatch):
+    from saleor_crm_plugin.graphql.core import connection as relay
+
+    encoded: list[list[object]] = []
+    real = relay.encode_cursor
+
+    def counting(values):
+        encoded.append(list(values))
+        return real(values)
+
+    monkeypatch.setattr(relay, "encode_cursor", counting)
+    token = mint(user_gid(1))
+    _, body = gql("{ me { orders(first: 3) { pageInfo { endCursor } } } }", token=token)
+    # The last edge's, for endCursor, not one per edge; once per execution (the test client
+    # may also run graphql-core's executor to compare answers).
+    runs = len(encoded)
+    assert runs >= 1 and all(values == encoded[0] for values in encoded)
+    end_cursor = body["data"]["me"]["orders"]["pageInfo"]["endCursor"]
+    _, body = gql(
+        "{ me { orders(first: 3) { pageInfo { startCursor endCursor } "
+        "edges { cursor node { createdAt } } } } }",
+        token=token,
+    )
+    orders = body["data"]["me"]["orders"]
+    cursors = [edge["cursor"] for edge in orders["edges"]]
+    assert len(set(cursors)) == 3 and cursors[-1] == end_cursor
+    assert (orders["pageInfo"]["startCursor"], orders["pageInfo"]["endCursor"]) == (
+        cursors[0],
+        cursors[-1],
+    )
+    assert len(encoded) == runs + 3 * runs  # each edge's cursor once, shared with pageInfo
+    _, body = gql("{ me { orders(first: 0) { pageInfo { startCursor endCursor } } } }", token=token)
+    assert body["data"]["me"]["orders"]["pageInfo"] == {"startCursor": None, "endCursor": None}
+
+
+def test_lines_belong_to_the_order_instance_that_asked_for_them(shopper):
+    """Two instances of one order in a request (say ``me.orders`` and ``crmOrder``) share the
+    loaded lines (one query); each later instance gets them attached to itself, as when every
+    resolver attached them (the instances hold the same row: same currency and channel)."""
+    from promise import Promise
+
+    from saleor_crm_plugin.customers.models import Order
+    from saleor_crm_plugin.graphql.core.context import GraphQLContext
+    from saleor_crm_plugin.graphql.customers.dataloaders import LinesByOrderIdLoader
+
+    pk = Order.objects.filter(customer=shopper).values_list("pk", flat=True)[0]
+    first, second = Order.objects.get(pk=pk), Order.objects.get(pk=pk)
+    loader = LinesByOrderIdLoader(GraphQLContext(request=None))
+    with CaptureQueriesContext(connection) as queries:
+        lines = Promise.all([loader.lines_of(first), loader.lines_of(second)]).get()
+    assert len(queries) == 1
+    assert lines[0] and [line.pk for line in lines[0]] == [line.pk for line in lines[1]]
+    assert all(line.order is second for line in lines[1])
+    third = Order.objects.get(pk=pk)
+    assert all(line.order is third for line in loader.lines_of(third).get())

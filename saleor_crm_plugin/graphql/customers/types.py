@@ -110,9 +110,6 @@ class CrmOrderLine(graphene.ObjectType):
         return money(root.total_price_gross, root.order.currency)
 
 
-_cache_order = OrderLine.order.field.set_cached_value
-
-
 def _order_money(field: str) -> Any:
     def resolver(root: OrderModel, info: Any) -> Any:
         return money(getattr(root, field), root.currency)
@@ -166,19 +163,7 @@ class CrmOrder(*mixins(ORDER_FIELDS), graphene.ObjectType):
 
     @staticmethod
     def resolve_lines(root: OrderModel, info: Any) -> Promise:
-        def attach(lines: list[OrderLine]) -> list[OrderLine]:
-            # Prices need the currency; no query per line. The lines are this order's (the
-            # loader grouped them by ``order_id``), so caching the relation is all that
-            # ``line.order = root`` would do, without its checks (30 a customer 360).
-            root_pk = root.pk
-            for line in lines:
-                if line.order_id == root_pk:
-                    _cache_order(line, root)
-                else:
-                    line.order = root
-            return lines
-
-        return LinesByOrderIdLoader(info.context).load(root.pk).then(attach)
+        return LinesByOrderIdLoader(info.context).lines_of(root)
 
     @staticmethod
     def resolve_customer(root: OrderModel, info: Any) -> Any:
