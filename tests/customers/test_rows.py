@@ -137,14 +137,19 @@ def test_reads_are_bound_on_the_server_and_prepared_when_the_connection_prepares
     customers = [make_customer(n) for n in range(1, 4)]
     connection.ensure_connection()
     monkeypatch.setattr(connection.connection, "prepare_threshold", 1)
-    with rows._cursor(connection) as cursor:
-        assert type(cursor.cursor) is psycopg.Cursor  # binds on the server
+    cursor = rows._server_cursor(connection)
+    assert type(cursor) is psycopg.Cursor  # binds on the server
     reader = RowReader(Customer)
     with CaptureQueriesContext(connection) as queries:
         read = [reader.fetch("t.id = %s", [c.pk])[0] for c in customers]
     assert len(queries) == 3  # still logged and counted like Django's own queries
     assert [values(r) for r in read] == [values(c) for c in customers]
     assert _prepared_reads() == 1
+    # One cursor per connection, made again once closed (or for a new connection).
+    assert rows._server_cursor(connection) is cursor
+    cursor.close()
+    assert rows._server_cursor(connection) is not cursor
+    assert values(reader.fetch("t.id = %s", [customers[0].pk])[0]) == values(customers[0])
 
 
 def test_reads_keep_djangos_cursor_when_the_connection_does_not_prepare(
@@ -159,7 +164,8 @@ def test_reads_keep_djangos_cursor_when_the_connection_does_not_prepare(
     customer = make_customer(1)
     connection.ensure_connection()
     monkeypatch.setattr(connection.connection, "prepare_threshold", None)
-    with rows._cursor(connection) as cursor:
+    assert rows._server_cursor(connection) is None
+    with connection.cursor() as cursor:
         assert isinstance(cursor.cursor, psycopg.ClientCursor)
     for _ in range(3):
         assert values(RowReader(Customer).fetch("t.id = %s", [customer.pk])[0]) == values(customer)
