@@ -315,3 +315,16 @@ def test_lines_belong_to_the_order_instance_that_asked_for_them(shopper):
     assert all(line.order is second for line in lines[1])
     third = Order.objects.get(pk=pk)
     assert all(line.order is third for line in loader.lines_of(third).get())
+
+
+def test_line_prices_read_the_order_whether_or_not_it_was_attached(shopper):
+    from saleor_crm_plugin.customers.models import OrderLine
+    from saleor_crm_plugin.graphql.customers.types import CrmOrderLine
+
+    line = OrderLine.objects.filter(order__customer=shopper).first()
+    assert not OrderLine.order.is_cached(line)
+    with CaptureQueriesContext(connection) as queries:
+        price = CrmOrderLine.resolve_unit_price(line, None)  # loads the order once
+        assert CrmOrderLine.resolve_total_price(line, None)["currency"] == price["currency"]
+    assert len(queries) == 1
+    assert price == {"amount": float(line.unit_price_gross), "currency": line.order.currency}

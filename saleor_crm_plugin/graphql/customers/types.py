@@ -62,6 +62,14 @@ class CrmCustomerChannelStats(graphene.ObjectType):
         return money(root.total_refunded, root.currency)
 
 
+def _order_of(line: OrderLine) -> OrderModel:
+    """``line.order``, read from the relation cache the lines loader fills without going
+    through Django's descriptor (three prices per line, 30 lines a customer 360); the
+    descriptor still loads it when nothing was cached."""
+    order = line._state.fields_cache.get("order")
+    return order if order is not None else line.order
+
+
 class CrmOrderLine(graphene.ObjectType):
     line_id = graphene.ID(required=True, description="Saleor OrderLine ID.")
     product_id = graphene.ID(description="Saleor Product ID.")
@@ -95,19 +103,19 @@ class CrmOrderLine(graphene.ObjectType):
     def resolve_product(root: OrderLine, info: Any) -> EntityRef | None:
         if not root.product_id:
             return None
-        return EntityRef("Product", root.product_id, root.order.channel_slug or None)
+        return EntityRef("Product", root.product_id, _order_of(root).channel_slug or None)
 
     @staticmethod
     def resolve_unit_price(root: OrderLine, info: Any) -> Any:
-        return money(root.unit_price_gross, root.order.currency)
+        return money(root.unit_price_gross, _order_of(root).currency)
 
     @staticmethod
     def resolve_unit_price_net(root: OrderLine, info: Any) -> Any:
-        return money(root.unit_price_net, root.order.currency)
+        return money(root.unit_price_net, _order_of(root).currency)
 
     @staticmethod
     def resolve_total_price(root: OrderLine, info: Any) -> Any:
-        return money(root.total_price_gross, root.order.currency)
+        return money(root.total_price_gross, _order_of(root).currency)
 
 
 def _order_money(field: str) -> Any:
