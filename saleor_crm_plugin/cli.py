@@ -115,11 +115,22 @@ def _worker(argv: Sequence[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--beat", action="store_true", help="Also run the periodic scheduler")
     parser.add_argument("--loglevel", default="info")
+    parser.add_argument(
+        "--mingle",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Celery's start-up exchange with other workers (revoked task ids, clocks): it "
+        "waits a second for replies before consuming, and nothing of ours revokes tasks",
+    )
     args = parser.parse_args(argv)
     _setup_django()
     from saleor_crm_plugin.app.celery import app
 
     worker_argv = ["worker", "-Q", args.queues, "-l", args.loglevel]
+    if not args.mingle:
+        # Gossip (worker-to-worker events) is only ever used with mingle's peers; both off
+        # saves the second a restarted worker spent before taking the backlog.
+        worker_argv += ["--without-mingle", "--without-gossip"]
     if args.concurrency:
         worker_argv += ["-c", str(args.concurrency)]
     if args.beat:

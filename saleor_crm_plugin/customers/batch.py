@@ -73,6 +73,28 @@ def apply_batch(events: Sequence[CrmEvent]) -> bool:
     return False  # pragma: no cover - the loop always returns
 
 
+def subject_keys(event: CrmEvent) -> set[str]:
+    """What a batch locks for ``event``: its order, and the customer it names by user id and
+    by e-mail (orders link by either)."""
+    keys: set[str] = set()
+    if event.order is not None:
+        keys.add(f"o:{event.order.saleor_order_id}")
+        if event.order.user_id:
+            keys.add(f"u:{event.order.user_id}")
+        if event.order.user_email:
+            keys.add(f"e:{event.order.user_email}")
+    elif event.customer is not None:
+        keys.add(f"u:{event.customer.saleor_user_id}")
+        if event.customer.email:
+            keys.add(f"e:{event.customer.email}")
+    return keys
+
+
+def _lock_id(key: str) -> int:
+    digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"crm-subject").digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def _lock_subjects(keys: list[str]) -> None:
     """Serialise workers whose batches share an order or a customer.
 
@@ -81,25 +103,52 @@ def _lock_subjects(keys: list[str]) -> None:
     advisory lock per subject (order id, user id, e-mail), taken in ascending key order so two
     workers can never wait on each other in a cycle, makes the second worker wait until the
     first has committed; its load then sees the rows. Disjoint batches still run in parallel.
+    The inbox first takes what it can of these locks without waiting (``try_lock_subjects``)
+    and leaves the events whose subjects another worker holds for a later batch, so here the
+    locks are normally already held by this transaction (advisory locks are re-entrant).
     """
     if connection.vendor != "postgresql" or not keys:
         return
-    ids = sorted(
-        {
-            int.from_bytes(
-                hashlib.blake2b(key.encode(), digest_size=8, person=b"crm-subject").digest(),
-                "big",
-                signed=True,
-            )
-            for key in keys
-        }
-    )
+    ids = sorted({_lock_id(key) for key in keys})
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_advisory_xact_lock(k)) FROM "
             "(SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS subjects",
             [ids],
         )
+
+
+def try_lock_subjects(events: Sequence[CrmEvent]) -> list[bool]:
+    """For each event, whether this transaction now holds every subject lock it needs, taken
+    without waiting (``pg_try_advisory_xact_lock``): False means another worker's open batch
+    holds one of them. Outside PostgreSQL there is nothing to contend with.
+
+    When no event is free, every lock taken here is given back (the savepoint is rolled back,
+    which releases transaction-level advisory locks taken after it): the caller then waits
+    for the locks in ascending order in ``_lock_subjects``, holding none, so two waiting
+    workers cannot form a cycle. Otherwise the locks stay until commit, including those of
+    events that cannot go, which only makes another worker leave those subjects to us in
+    turn; a transaction that keeps its try-locks never waits on an advisory lock, since the
+    events it processes are exactly those whose locks it holds."""
+    keys = [subject_keys(event) for event in events]
+    if connection.vendor != "postgresql":
+        return [True] * len(events)
+    ids = {key: _lock_id(key) for event_keys in keys for key in event_keys}
+    if not ids:
+        return [True] * len(events)
+    savepoint = transaction.savepoint()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
+            [sorted(set(ids.values()))],
+        )
+        held = {k for k, ok in cursor.fetchall() if ok}
+    free = [all(ids[key] in held for key in event_keys) for event_keys in keys]
+    if any(free):
+        transaction.savepoint_commit(savepoint)
+    else:
+        transaction.savepoint_rollback(savepoint)
+    return free
 
 
 # The batch's existing order lines (~10 per order, thousands per batch) as model instances
@@ -137,27 +186,15 @@ class _Unit:
     # -- loading ----------------------------------------------------------------------------
 
     def load(self) -> None:
-        user_ids: set[str] = set()
-        emails: set[str] = set()
-        order_ids: set[str] = set()
+        keys: set[str] = set()
         for event in self.events:
             if event.kind == EventKind.CUSTOMER_DELETED:
                 raise Unsupported("erasure in batch")
-            if event.order is not None:
-                order_ids.add(event.order.saleor_order_id)
-                if event.order.user_id:
-                    user_ids.add(event.order.user_id)
-                if event.order.user_email:
-                    emails.add(event.order.user_email)
-            elif event.customer is not None:
-                user_ids.add(event.customer.saleor_user_id)
-                if event.customer.email:
-                    emails.add(event.customer.email)
-        _lock_subjects(
-            [f"o:{o}" for o in order_ids]
-            + [f"u:{u}" for u in user_ids]
-            + [f"e:{e}" for e in emails]
-        )
+            keys |= subject_keys(event)
+        _lock_subjects(list(keys))
+        order_ids = {key[2:] for key in keys if key.startswith("o:")}
+        user_ids = {key[2:] for key in keys if key.startswith("u:")}
+        emails = {key[2:] for key in keys if key.startswith("e:")}
         orders = list(
             Order.objects.select_for_update().filter(saleor_order_id__in=order_ids).order_by("pk")
         )

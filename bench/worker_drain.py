@@ -1,0 +1,238 @@
+"""A real Celery worker draining a backlog (``bench.ingest``'s phase 3 without HTTP), with CPU
+per process.
+
+``bench.worker_cpu`` measures the drain's CPU in one process; ``bench.ingest`` phase 3 measures
+a fresh ``saleor-crm worker`` (prefork, concurrency 2) draining a 9,000-event backlog behind an
+HTTP server. This script sits in between, to explain the difference: it prepares a template
+database once (the first ``--warm`` UCI deliveries stored raw and processed in-process, the
+next ``--backlog`` stored raw and left pending, as the webhook stores them), then per run
+copies the template, queues ``--kicks`` drain tasks in the broker (the coalesced kicks that
+pile up while the worker is down), starts ``saleor-crm worker`` the way ``bench.ingest`` does,
+and samples every 20 ms until the backlog is drained: the time of the first processed row
+(start-up), the drain rate, CPU of the worker's main process and each pool child, CPU of the
+database's backends, and what the backends were doing (``pg_stat_activity``: running, waiting
+on a lock, idle in transaction = Python work).
+
+    python -m bench.worker_drain [--rebuild] [--warm 11000] [--backlog 9000] [--kicks 30]
+        [--concurrency 2] [--nice 10] [--runs 1]
+
+It runs the worker of the code on ``PYTHONPATH`` (``python -m saleor_crm_plugin.cli``), so two
+checkouts can be compared on the same template. Broker and cache: ``BENCH_DRAIN_REDIS``
+(default db 11), flushed per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+
+from bench._common import pg_url, recreate_database
+from bench._http import _TICKS
+
+TEMPLATE = os.environ.get("BENCH_DRAIN_TEMPLATE", "crm_bench_template_drain")
+DB_NAME = os.environ.get("BENCH_DRAIN_DB", "crm_bench_run_drain")
+REDIS = os.environ.get("BENCH_DRAIN_REDIS", "redis://127.0.0.1:6379/11")
+API_URL = "https://bench.saleor.local/graphql/"
+
+
+def _env(database_url: str, batch_size: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "saleor_crm_plugin.app.settings",
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": REDIS,
+            "CACHE_URL": REDIS,
+            "CRM_ALLOWED_SALEOR_URLS": API_URL,
+            "CRM_INBOX_KICK_COALESCE_SECONDS": "0.05",
+            "SECRET_KEY": "bench-secret",
+            "LOG_LEVEL": "ERROR",
+        }
+    )
+    if batch_size:
+        env["CRM_INBOX_BATCH_SIZE"] = str(batch_size)
+    return env
+
+
+def _build_template(warm: int, backlog: int) -> None:
+    """Run in a child process: Django is set up on the template database."""
+    os.environ.update(_env(recreate_database(TEMPLATE), None))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from bench.worker_cpu import _store
+    from saleor_crm_plugin.events import inbox
+
+    call_command("migrate", verbosity=0)
+    from bench.ack_cpu import _cached_deliveries
+
+    deliveries = _cached_deliveries(warm + backlog)
+    t0 = time.perf_counter()
+    _store(deliveries[:warm], "raw")
+    inbox.process_pending()
+    _store(deliveries[warm:], "raw")
+    took = time.perf_counter() - t0
+    print(f"template {TEMPLATE}: {warm} processed, {backlog} pending ({took:.0f}s)")
+    from django.db import connections
+
+    connections.close_all()
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children(root: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat and stat[0] == root:
+                out.append(int(entry.name))
+    return out
+
+
+def run_once(args: argparse.Namespace) -> dict[str, float]:
+    with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}" TEMPLATE "{TEMPLATE}"')
+    env = _env(pg_url(DB_NAME), args.batch_size)
+    import redis
+
+    redis.Redis.from_url(REDIS).flushdb()
+    # The kicks that piled up in the broker while the worker was down.
+    kick = [
+        sys.executable,
+        "-c",
+        "import django; django.setup();"
+        "from saleor_crm_plugin.tasks.ingest import process_inbox_task as t;"
+        f"[t.delay() for _ in range({args.kicks})]",
+    ]
+    subprocess.run(kick, env=env, check=True)
+    db = psycopg.connect(pg_url(DB_NAME), autocommit=True)
+    backlog = db.execute(
+        "SELECT count(*) FROM saleor_crm_plugin_inboxevent WHERE status = 'pending'"
+    ).fetchone()[0]
+    command = [sys.executable, "-m", "saleor_crm_plugin.cli", "worker", "--queues", "ingest"]
+    command += ["--loglevel", "error", "--concurrency", str(args.concurrency)]
+    if args.nice:
+        command = ["nice", "-n", str(args.nice), *command]
+    t0 = time.perf_counter()
+    worker = subprocess.Popen(command, env=env, start_new_session=True)
+    root = worker.pid
+    cpu_seen: dict[int, float] = {}
+    role: dict[int, str] = {}
+    states: Counter[str] = Counter()
+    first = None
+    while True:
+        time.sleep(0.02)
+        pending = db.execute(
+            "SELECT count(*) FROM saleor_crm_plugin_inboxevent WHERE status = 'pending'"
+        ).fetchone()[0]
+        now = time.perf_counter()
+        if first is None and pending < backlog:
+            first = now - t0
+        for pid in [root, *_children(root)]:
+            stat = _stat(pid)
+            if stat:
+                cpu_seen[pid] = stat[1]
+                role.setdefault(pid, "main" if pid == root else "child")
+        for pid, state, wait, query in db.execute(
+            "SELECT pid, state, wait_event_type, left(query, 40) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [DB_NAME],
+        ).fetchall():
+            stat = _stat(pid)
+            if stat:
+                cpu_seen[pid] = stat[1]
+                role.setdefault(pid, "pg")
+            if state == "active":
+                states[f"waiting {wait}" if wait else "running"] += 1
+                if wait == "Lock":
+                    states[f"  lock in: {query}"] += 1
+            else:
+                states[state or "?"] += 1
+        if pending == 0:
+            break
+        if now - t0 > 600:
+            raise SystemExit("not drained in 600 s")
+    elapsed = time.perf_counter() - t0
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(root, signal.SIGTERM)
+    worker.wait(timeout=30)
+    statuses = dict(
+        db.execute(
+            "SELECT status, count(*) FROM saleor_crm_plugin_inboxevent GROUP BY 1"
+        ).fetchall()
+    )
+    db.close()
+    cpu = Counter()
+    for pid, seconds in cpu_seen.items():
+        cpu[role[pid]] += seconds
+    children = sorted(seconds for pid, seconds in cpu_seen.items() if role[pid] == "child")
+    print(
+        f"drained {backlog} in {elapsed:.2f}s = {backlog / elapsed:,.0f} events/s; first row after "
+        f"{first:.2f}s; after that {backlog / (elapsed - first):,.0f} events/s; statuses {statuses}"
+    )
+    pool = " + ".join(f"{c:.2f}" for c in children)
+    worker_ms = (cpu["main"] + cpu["child"]) / backlog * 1000
+    print(
+        f"  CPU s: worker main {cpu['main']:.2f}, children {pool} ({len(children)}), PostgreSQL "
+        f"backends {cpu['pg']:.2f}; per event: worker {worker_ms:.3f} ms, "
+        f"pg {cpu['pg'] / backlog * 1000:.3f} ms"
+    )
+    total = sum(v for k, v in states.items() if not k.startswith("  "))
+    print(
+        "  backend samples: "
+        + ", ".join(f"{k} {v}" for k, v in states.most_common() if not k.startswith("  "))
+        + f" (of {total})"
+    )
+    for k, v in states.most_common():
+        if k.startswith("  "):
+            print(f"  {k.strip()}: {v}")
+    return {"rate": backlog / elapsed, "first": first, "elapsed": elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the template database")
+    parser.add_argument("--warm", type=int, default=11000)
+    parser.add_argument("--backlog", type=int, default=9000)
+    parser.add_argument("--kicks", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--nice", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args(argv)
+    with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [TEMPLATE]).fetchone()
+    if args.rebuild or not exists:
+        code = "from bench.worker_drain import _build_template as b; b({}, {})"
+        code = code.format(args.warm, args.backlog)
+        subprocess.run([sys.executable, "-c", code], check=True)
+    import saleor_crm_plugin
+
+    print(f"code: {Path(saleor_crm_plugin.__file__).parent.parent}")
+    for _ in range(args.runs):
+        run_once(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
