@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(30)
             print(out.getvalue())
+        if os.environ.get("BENCH_PROFILE_DUMP"):  # for pstats' callers/callees views
+            profiler.dump_stats(os.environ["BENCH_PROFILE_DUMP"])
     return 0
 
 

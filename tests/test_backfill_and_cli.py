@@ -2,6 +2,7 @@
 
 import copy
 import io
+import os
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -231,3 +232,21 @@ def test_cli_help_lists_commands(capsys):
 def test_cli_unknown_command(capsys):
     assert main(["no-such-thing"]) == 2
     assert "unknown command 'no-such-thing'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "skipped"),
+    [([], ["--without-mingle", "--without-gossip"]), (["--mingle"], [])],
+)
+def test_worker_starts_without_waiting_for_peers_or_running_checks(monkeypatch, extra, skipped):
+    from saleor_crm_plugin.app.celery import app
+
+    started = []
+    monkeypatch.setattr(app, "worker_main", started.append)
+    monkeypatch.setenv("CELERY_SKIP_CHECKS", "")  # restored after the test, whatever happens
+    monkeypatch.delenv("CELERY_SKIP_CHECKS")
+
+    assert main(["worker", "--queues", "ingest", "--concurrency", "2", *extra]) == 0
+
+    assert started == [["worker", "-Q", "ingest", "-l", "info", *skipped, "-c", "2"]]
+    assert os.environ["CELERY_SKIP_CHECKS"] == "1"  # Celery's fix-up discards their results

@@ -285,6 +285,8 @@ def _process_batch(size: int) -> int:
             return 0
         work: list[tuple[InboxEvent, CrmEvent]] = []
         translated: set[int] = set()
+        known = _left_for_later.copy()
+        _left_for_later.clear()
         for row in rows:
             row.attempts += 1
             payload = row.payload
@@ -293,10 +295,17 @@ def _process_batch(size: int) -> int:
                 continue
             try:
                 if not payload and row.raw_body:
-                    event = _translate_raw(row)
+                    event = known.get(row.pk)
+                    if event is None:
+                        event = translate_stored_webhook(
+                            row.kind, row.raw_body, row.saleor_api_url, row.dedupe_key
+                        )
+                    _note_translation(row, event)
                     translated.add(row.pk)
                 else:
-                    event = CrmEvent.from_dict(payload)
+                    event = known.get(row.pk)
+                    if event is None:
+                        event = CrmEvent.from_dict(payload)
             except (PayloadError, UnsupportedEvent) as exc:
                 # Signed by Saleor but unreadable: Saleor would only send the same bytes
                 # again and so would a retry here; kept for diagnosis, out of the queue.
@@ -307,6 +316,7 @@ def _process_batch(size: int) -> int:
                 continue
             work.append((row, event))
         work, deferred = _leave_contended(work)
+        _left_for_later.update({row.pk: event for row, event in deferred})
         # Pass 1: the projection, in an order that makes concurrent workers take row locks in
         # the same sequence (fewer deadlocks), with aggregates recomputed once for the batch.
         work.sort(key=lambda item: _lock_order_key(item[1]))
@@ -328,7 +338,8 @@ def _process_batch(size: int) -> int:
                 if _run(row, handle_domain_event, event):
                     _mark_done(row)
         if deferred:
-            rows = [row for row in rows if row.pk not in deferred]
+            left = {row.pk for row, _ in deferred}
+            rows = [row for row in rows if row.pk not in left]
         _save_outcomes(rows, translated)
         _redact_erased(rows)
         retry_at = min(
@@ -341,7 +352,7 @@ def _process_batch(size: int) -> int:
 
 def _leave_contended(
     work: list[tuple[InboxEvent, CrmEvent]],
-) -> tuple[list[tuple[InboxEvent, CrmEvent]], set[int]]:
+) -> tuple[list[tuple[InboxEvent, CrmEvent]], list[tuple[InboxEvent, CrmEvent]]]:
     """Split off the events whose order or customer another worker's open batch holds.
 
     Two batches claimed from the same stream almost always share a customer or an order (a
@@ -353,25 +364,30 @@ def _leave_contended(
     every event would wait, the batch waits as before, so a worker always makes progress
     and never spins on rows it cannot take."""
     if len(work) < 2:
-        return work, set()
+        return work, []
     free = batch.try_lock_subjects([event for _, event in work])
     if all(free) or not any(free):
-        return work, set()
+        return work, []
     kept = [item for item, ok in zip(work, free, strict=True) if ok]
-    return kept, {row.pk for (row, _), ok in zip(work, free, strict=True) if not ok}
+    return kept, [item for item, ok in zip(work, free, strict=True) if not ok]
 
 
-def _translate_raw(row: InboxEvent) -> CrmEvent:
-    """Translate a webhook row the acknowledgement stored raw, and note on the row what the
-    ack could not know without parsing: the object, the issue time, the payload style and who
-    the event is about (saved with the row's outcome, so a GDPR erasure finds the row)."""
-    event = translate_stored_webhook(row.kind, row.raw_body, row.saleor_api_url, row.dedupe_key)
+# What this process translated of the rows its last batch left pending (``_leave_contended``),
+# by row id: the next claim, which takes those rows first, does not translate them again. A
+# pending row never changes (redaction skips pending rows), so an entry is valid as long as its
+# row is pending; entries of rows another worker took are dropped at the next batch.
+_left_for_later: dict[int, CrmEvent] = {}
+
+
+def _note_translation(row: InboxEvent, event: CrmEvent) -> None:
+    """Note on a webhook row the acknowledgement stored raw what the ack could not know
+    without parsing: the object, the issue time, the payload style and who the event is about
+    (saved with the row's outcome, so a GDPR erasure finds the row)."""
     row.source = event.source.value
     row.object_id = event.object_id[:255]
     row.issued_at = event.issued_at
     row.subject_user_id = (event.subject_user_id or "")[:255]
     row.subject_email_hash = email_hash(event.subject_email)
-    return event
 
 
 # Columns a translation fills on a raw row, saved with the row's outcome.

@@ -2,6 +2,10 @@
 
 The queue is also set on the tasks themselves so plugin mode (Saleor's Celery app, without
 our ``CELERY_TASK_ROUTES``) routes them to the ML workers too.
+
+Every worker imports every task module at start-up (Celery's autodiscovery, and Saleor's), so
+the training code (numpy, scipy, LightFM: a fifth of an ingest worker's start-up) is imported
+by these tasks when they run, not with the module.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from celery import shared_task
 
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.compat import allow_writer
-from saleor_crm_plugin.recommendations import services
 from saleor_crm_plugin.recommendations.error_codes import RecommendationErrorCode
 from saleor_crm_plugin.recommendations.exceptions import RecommendationError
 
@@ -23,6 +26,8 @@ logger = logging.getLogger(__name__)
 def train_recommendations_task(trigger: str = "schedule") -> int | None:
     """Returns the run id, or None when another run was already in progress or
     recommendations are switched off."""
+    from saleor_crm_plugin.recommendations import services
+
     if not crm_settings.RECS_ENABLED:
         return None
     with allow_writer():
@@ -41,6 +46,8 @@ def train_recommendations_task(trigger: str = "schedule") -> int | None:
 def retrain_recommendations_if_due_task() -> int | None:
     """Cheap check (two counts) run every 15 minutes; trains when ``RECS_RETRAIN_AFTER_ORDERS``
     new paid orders arrived since the last run."""
+    from saleor_crm_plugin.recommendations import services
+
     if not crm_settings.RECS_ENABLED:
         return None
     with allow_writer():

@@ -155,3 +155,47 @@ def test_try_lock_keeps_the_locks_of_free_events_and_gives_back_all_when_none_is
             assert batch.try_lock_subjects([first]) == [False]
             # the spare keys it took were given back: a waiting worker holds nothing
             assert taken_elsewhere(spare) == [False] * len(spare)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_raw_rows_left_for_later_are_translated_once(monkeypatch):
+    from saleor_crm_plugin.events.from_webhook import event_kind_from_header, webhook_dedupe_key
+
+    stored = []
+    for delivery in deliveries(read_rows()):
+        kind = event_kind_from_header(delivery.event.upper())
+        inbox.store_webhook(
+            dedupe_key=webhook_dedupe_key(API, kind, delivery.body),
+            kind=kind.value,
+            saleor_api_url=API,
+            raw_body=delivery.body.decode(),
+            kick=False,
+        )
+        stored.append(translate_webhook(delivery.event.upper(), delivery.body, API))
+        if len(stored) == 60:
+            break
+    calls = []
+    original = inbox.translate_stored_webhook
+
+    def counted(*args, **kwargs):
+        calls.append(args[3])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "translate_stored_webhook", counted)
+    busy = batch.subject_keys(stored[0])
+    with other_worker_holding(sorted(busy)):
+        inbox._process_batch(len(stored))
+    left = set(
+        InboxEvent.objects.filter(status=InboxStatus.PENDING).values_list("dedupe_key", flat=True)
+    )
+    assert left
+    inbox.process_pending()
+
+    assert sorted(calls) == sorted(e.dedupe_key for e in stored)  # each exactly once
+    rows = InboxEvent.objects.filter(dedupe_key__in=left)
+    assert {r.status for r in rows} == {"done"}
+    # the subject columns of the rows translated in the first batch were saved all the same
+    by_key = {e.dedupe_key: e for e in stored}
+    for row in rows:
+        assert row.object_id == by_key[row.dedupe_key].object_id
+        assert row.source == "subscription"
