@@ -120,19 +120,94 @@ def _json_text(value: list[Any] | dict[str, Any], field: models.JSONField) -> st
 
 
 def update_rows(model: type[models.Model], rows: Sequence[Any], names: Sequence[str]) -> None:
-    """One prepared ``UPDATE ... WHERE pk = %s`` executed for many rows (pipelined by
-    psycopg 3, so one round trip)."""
+    """Write ``names`` of ``rows``: on PostgreSQL one ``UPDATE ... FROM unnest(arrays)`` for
+    the whole set when every value is of a plain type (``_set_update``), else one prepared
+    ``UPDATE ... WHERE pk = %s`` executed for each row (pipelined by psycopg 3, so one round
+    trip)."""
     if not rows:
         return
     meta = model._meta
     quote = connection.ops.quote_name
     columns = [meta.get_field(name) for name in dict.fromkeys(names)]
+    values = prepared_values(rows, columns, extra_pk=True)
+    if connection.vendor == "postgresql" and _set_update(model, columns, values):
+        return
     sql = (
         f"UPDATE {quote(meta.db_table)} SET "
         + ", ".join(f"{quote(c.column)} = %s" for c in columns)
         + f" WHERE {quote(meta.pk.column)} = %s"
     )
-    execute_many(sql, prepared_values(rows, columns, extra_pk=True))  # type: ignore[arg-type]
+    execute_many(sql, values)  # type: ignore[arg-type]
+
+
+# PostgreSQL array types for plain Python values: the values then reach each column by the
+# same assignment cast as a bound parameter would (text into varchar(n) still fails when too
+# long, numeric into numeric(p, s) still rounds), since no cast to the column's own type (which
+# would truncate a varchar silently) is written.
+_ARRAY_TYPES: dict[type, str] = {
+    int: "bigint[]",
+    str: "text[]",
+    bool: "boolean[]",
+    Decimal: "numeric[]",
+    datetime: "timestamptz[]",
+}
+
+
+def _array_type(values: list[Any], field: models.Field) -> str | None:
+    """The array type for one column's values, or None when they are not all of one plain
+    type (JSON, naive datetimes, mixed types: those keep the per-row statement)."""
+    kinds = {type(value) for value in values if value is not None}
+    if not kinds:  # only NULLs: the field's own plain type says which
+        target = field.target_field if isinstance(field, models.ForeignKey) else field
+        plain = _PLAIN_TYPES.get(type(target))
+        return _ARRAY_TYPES.get(plain) if plain else None
+    if len(kinds) != 1:
+        return None
+    (kind,) = kinds
+    if kind is datetime and any(v is not None and v.tzinfo is None for v in values):
+        return None
+    return _ARRAY_TYPES.get(kind)
+
+
+def _set_update(
+    model: type[models.Model], columns: Sequence[models.Field], values: list[list[Any]]
+) -> bool:
+    """Thousands of order lines per batch change a quantity: one statement joining per-column
+    arrays costs PostgreSQL one plan and one executor run instead of one per row, and psycopg
+    one array per column instead of a bound message per row. Returns False (nothing done)
+    when a value is not plain or a row appears twice (the per-row path then applies them in
+    order, the last one winning)."""
+    pks = [row[-1] for row in values]
+    if len(set(pks)) != len(pks):
+        return False
+    meta = model._meta
+    arrays = [list(column) for column in zip(*values, strict=True)]
+    fields = [*columns, meta.pk]
+    types = [_array_type(array, field) for array, field in zip(arrays, fields, strict=True)]
+    if None in types:
+        return False
+    quote = connection.ops.quote_name
+    names = [f"c{index}" for index in range(len(columns))]
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS t SET "
+        + ", ".join(f"{quote(c.column)} = v.{n}" for c, n in zip(columns, names, strict=True))
+        + " FROM unnest("
+        + ", ".join(f"%s::{t}" for t in types)
+        + f") AS v({', '.join(names)}, pk) WHERE t.{quote(meta.pk.column)} = v.pk"
+    )
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if not is_psycopg3:  # plugin mode on psycopg2: Django's cursor adapts lists as arrays
+        with connection.cursor() as cursor:
+            cursor.execute(sql, arrays)
+        return True
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)  # server-side binding, as ``execute_many``
+    with connection._prepare_cursor(raw) as cursor:
+        cursor.execute(sql, arrays)
+    return True
 
 
 def execute_many(sql: str, params: Sequence[Sequence[Any]]) -> None:

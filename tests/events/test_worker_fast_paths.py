@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
@@ -134,6 +134,61 @@ def test_execute_many_is_seen_by_django_and_maps_errors():
             'UPDATE "saleor_crm_plugin_order" SET "saleor_order_id" = %s WHERE "id" = %s',
             [["O-0", orders[1].pk]],
         )
+
+
+@pg_only
+@pytest.mark.django_db
+def test_update_rows_writes_a_set_in_one_statement_with_the_per_row_semantics():
+    orders = [_order(saleor_order_id=f"O-{n}") for n in range(4)]
+    bulk.insert_rows(Order, orders)
+    for n, order in enumerate(orders):
+        order.number = f"#{n}"
+        order.total_gross = Decimal("1.23456")  # rounded by the column, as a bound value is
+        order.paid_at = datetime(2026, 2, n + 1, tzinfo=UTC) if n % 2 else None
+    names = ["number", "total_gross", "paid_at"]
+    with CaptureQueriesContext(connection) as queries:
+        bulk.update_rows(Order, orders, names)
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 1 and "unnest" in updates[0]
+    stored = {
+        o.saleor_order_id: (o.number, o.total_gross, o.paid_at)
+        for o in Order.objects.filter(pk__in=[o.pk for o in orders])
+    }
+    assert stored == {
+        f"O-{n}": (
+            f"#{n}",
+            Decimal("1.235"),
+            datetime(2026, 2, n + 1, tzinfo=UTC) if n % 2 else None,
+        )
+        for n in range(4)
+    }
+
+    # Only NULLs in a column: typed by the field
+    for order in orders:
+        order.paid_at = None
+    bulk.update_rows(Order, orders, ["paid_at"])
+    assert set(Order.objects.values_list("paid_at", flat=True)) == {None}
+
+    # A value too long for its varchar still fails (an explicit cast would truncate it)
+    orders[0].number = "x" * 300
+    with pytest.raises(DataError), transaction.atomic():
+        bulk.update_rows(Order, orders, ["number"])
+
+
+@pg_only
+@pytest.mark.django_db
+def test_update_rows_keeps_the_per_row_statement_for_repeats_and_non_plain_values():
+    orders = [_order(saleor_order_id=f"O-{n}") for n in range(2)]
+    bulk.insert_rows(Order, orders)
+    twice = Order.objects.get(pk=orders[0].pk)
+    orders[0].number, twice.number = "first", "last"
+    orders[1].field_versions = {"core": "v"}  # JSON: Django's adapter, row by row
+    with CaptureQueriesContext(connection) as queries:
+        bulk.update_rows(Order, [orders[0], twice], ["number"])  # the last one wins
+        bulk.update_rows(Order, orders, ["field_versions"])
+    assert not any("unnest" in q["sql"] for q in queries.captured_queries)
+    assert Order.objects.get(pk=orders[0].pk).number == "last"
+    assert Order.objects.get(pk=orders[1].pk).field_versions == {"core": "v"}
 
 
 @pytest.mark.django_db
