@@ -154,7 +154,7 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
                 cpu_seen[pid] = stat[1]
                 role.setdefault(pid, "main" if pid == root else "child")
         for pid, state, wait, query in db.execute(
-            "SELECT pid, state, wait_event_type, left(query, 40) FROM pg_stat_activity "
+            "SELECT pid, state, wait_event_type, left(query, 60) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",
             [DB_NAME],
         ).fetchall():
@@ -166,6 +166,8 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
                 states[f"waiting {wait}" if wait else "running"] += 1
                 if wait == "Lock":
                     states[f"  lock in: {query}"] += 1
+                elif not wait and args.queries:
+                    states[f"  running: {query}"] += 1
             else:
                 states[state or "?"] += 1
         if pending == 0:
@@ -176,6 +178,11 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(root, signal.SIGTERM)
     worker.wait(timeout=30)
+    time.sleep(0.5)  # backends report their table statistics when they exit
+    hot = db.execute(
+        "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+        "WHERE relname IN ('saleor_crm_plugin_orderline', 'saleor_crm_plugin_order') ORDER BY 1"
+    ).fetchall()
     statuses = dict(
         db.execute(
             "SELECT status, count(*) FROM saleor_crm_plugin_inboxevent GROUP BY 1"
@@ -197,6 +204,7 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
         f"backends {cpu['pg']:.2f}; per event: worker {worker_ms:.3f} ms, "
         f"pg {cpu['pg'] / backlog * 1000:.3f} ms"
     )
+    print("  updates (HOT): " + ", ".join(f"{t[18:]} {u} ({h})" for t, u, h in hot))
     total = sum(v for k, v in states.items() if not k.startswith("  "))
     print(
         "  backend samples: "
@@ -219,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=0)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--queries", action="store_true", help="count the running statements")
     args = parser.parse_args(argv)
     with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [TEMPLATE]).fetchone()

@@ -191,6 +191,41 @@ def test_update_rows_keeps_the_per_row_statement_for_repeats_and_non_plain_value
     assert Order.objects.get(pk=orders[1].pk).field_versions == {"core": "v"}
 
 
+@pg_only
+@pytest.mark.django_db
+def test_line_quantity_updates_stay_on_their_page_without_touching_indexes():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = %s", [OrderLine._meta.db_table]
+        )
+        assert cursor.fetchone() == (["fillfactor=70"],)
+    order = _order()
+    bulk.insert_rows(Order, [order])
+    lines = [
+        OrderLine(
+            order_id=order.pk,
+            saleor_line_id=f"L-{n}",
+            quantity=2,
+            unit_price_gross=Decimal(1),
+            unit_price_net=Decimal(1),
+            total_price_gross=Decimal(2),
+        )
+        for n in range(400)
+    ]
+    bulk.insert_rows(OrderLine, lines)  # COPY, as a batch writes them: several pages
+    # the first page's first lines (full pages without the setting: none of this is HOT)
+    first = list(OrderLine.objects.filter(order=order).order_by("pk")[:10])
+    for line in first:
+        line.quantity_fulfilled = 2
+    bulk.update_rows(OrderLine, first, ["quantity_fulfilled"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = %s",
+            [OrderLine._meta.db_table],
+        )
+        assert cursor.fetchone() == (10, 10)
+
+
 @pytest.mark.django_db
 def test_update_lines_sends_only_the_columns_that_changed():
     order = _order()
