@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.db import IntegrityError, OperationalError, connection, connections, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -225,12 +225,22 @@ def enqueue_processing() -> None:
     from saleor_crm_plugin.tasks.ingest import process_inbox_task
 
     coalesce = crm_settings.INBOX_KICK_COALESCE_SECONDS
-    if coalesce > 0 and not cache.add(KICK_CACHE_KEY, 1, timeout=max(1, math.ceil(coalesce))):
+    if coalesce > 0 and not _claim_kick(max(1, math.ceil(coalesce))):
         return
     try:
         process_inbox_task.delay()
     except Exception:  # broad by design: Saleor's request must not fail because of us
         logger.warning("Could not enqueue inbox processing; the sweep will retry.", exc_info=True)
+
+
+def _claim_kick(timeout: int) -> bool:
+    """``cache.add`` of the kick key; the App's Redis cache sends it as one pre-encoded
+    command (``add_flag``), any other cache (plugin mode: Saleor's) through ``add``."""
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    add_flag = getattr(backend, "add_flag", None)
+    if add_flag is not None:
+        return bool(add_flag(KICK_CACHE_KEY, timeout))
+    return bool(backend.add(KICK_CACHE_KEY, 1, timeout=timeout))
 
 
 def process_pending(*, batch_size: int | None = None, max_events: int | None = None) -> int:

@@ -233,6 +233,55 @@ def test_redis_cache_reuses_one_client_and_keeps_add_semantics():
     cache.delete("kick")
 
 
+def test_redis_cache_add_flag_is_add_of_one_with_its_key_and_expiry():
+    cache = _redis_cache()
+    cache.delete("kick")
+    client = cache._cache.get_client(write=True)
+
+    assert cache.add_flag("kick", 7) is True
+    assert cache.add_flag("kick", 7) is False  # the pre-encoded command is reused
+    assert cache.add("kick", 1, timeout=7) is False  # the same key as ``add`` would set
+    assert cache.get("kick") == 1
+    assert 0 < client.ttl(cache.make_and_validate_key("kick")) <= 7
+    assert cache.delete("kick") is True
+    assert cache.add("kick", 1, timeout=7) is True
+    assert cache.add_flag("kick", 7) is False
+    # Every borrowed connection went back to the pool.
+    assert not client.connection_pool._in_use_connections
+    cache.delete("kick")
+
+
+def test_redis_cache_add_flag_reconnects_after_the_connection_dropped():
+    cache = _redis_cache()
+    cache.delete("kick")
+    assert cache.add_flag("kick", 5) is True
+    pool = cache._cache.get_client(write=True).connection_pool
+    for conn in pool._available_connections:
+        conn._sock.close()  # as a Redis restart would leave it; redis-py reconnects
+
+    assert cache.add_flag("kick", 5) is False
+    assert cache.delete("kick") is True
+
+
+@pytest.mark.django_db
+def test_kick_falls_back_to_add_on_a_cache_without_add_flag(settings, monkeypatch):
+    from django.core.cache import cache
+
+    from saleor_crm_plugin.tasks.ingest import process_inbox_task
+
+    settings.CRM_INBOX_KICK_COALESCE_SECONDS = 5  # the test settings' cache is local memory
+    assert not hasattr(cache, "add_flag")
+    cache.delete(inbox.KICK_CACHE_KEY)
+    kicks = []
+    monkeypatch.setattr(process_inbox_task, "delay", lambda: kicks.append(1))
+
+    inbox.enqueue_processing()
+    inbox.enqueue_processing()
+    assert kicks == [1]
+    assert cache.get(inbox.KICK_CACHE_KEY) == 1
+    cache.delete(inbox.KICK_CACHE_KEY)
+
+
 @pytest.mark.django_db
 def test_coalesced_kick_on_redis_sends_one_task_per_drain(settings, monkeypatch):
     _redis_cache()
