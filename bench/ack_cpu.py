@@ -9,7 +9,7 @@ with no HTTP server and no worker, and reports CPU time per delivery of this pro
 PostgreSQL backend (read from ``/proc``), plus Redis commands per delivery. ``--profile``
 prints where the Python time goes (cProfile, top functions by cumulative time).
 
-    python -m bench.ack_cpu [--deliveries 3000] [--repeat 3] [--profile]
+    python -m bench.ack_cpu [--deliveries 3000] [--repeat 3] [--profile] [--kick-coalesce 0.05]
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds (fresh bodies each)")
     parser.add_argument("--duplicates", action="store_true", help="re-send round 1's bodies")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--kick-coalesce",
+        default="0.05",
+        help="CRM_INBOX_KICK_COALESCE_SECONDS (0: one Celery publish per accepted delivery)",
+    )
     args = parser.parse_args(argv)
 
     env = {
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "CELERY_BROKER_URL": BROKER,
         "CACHE_URL": CACHE,
         "CRM_ALLOWED_SALEOR_URLS": API_URL,
-        "CRM_INBOX_KICK_COALESCE_SECONDS": "0.05",
+        "CRM_INBOX_KICK_COALESCE_SECONDS": args.kick_coalesce,
         "SECRET_KEY": "bench-secret",
         "LOG_LEVEL": "ERROR",
     }

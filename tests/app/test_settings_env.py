@@ -43,3 +43,27 @@ def test_prepared_statements_are_on_by_default_and_can_be_switched_off():
     assert threshold("1") == 1
     assert threshold("off") is None
     assert threshold("") is None
+
+
+def _coalesce_seconds(**env: str) -> float:
+    environ = {k: v for k, v in os.environ.items() if k not in {"CACHE_URL", *env}}
+    environ.pop("CRM_INBOX_KICK_COALESCE_SECONDS", None)
+    environ.update(env, DJANGO_SETTINGS_MODULE="saleor_crm_plugin.app.settings")
+    code = (
+        "import django; django.setup();"
+        "from saleor_crm_plugin.conf import crm_settings as s;"
+        "print(s.INBOX_KICK_COALESCE_SECONDS)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout)
+
+
+def test_kicks_coalesce_by_default_only_with_a_shared_cache():
+    assert _coalesce_seconds() == 0  # per-process memory cache: a worker could not clear it
+    assert _coalesce_seconds(CACHE_URL="redis://127.0.0.1:6379/1") == 0.05
+    assert (
+        _coalesce_seconds(CACHE_URL="redis://127.0.0.1:6379/1", CRM_INBOX_KICK_COALESCE_SECONDS="0")
+        == 0
+    )
