@@ -155,6 +155,86 @@ def test_parse_signature_reads_kid_and_protected_header_once(signer):
         jws.verify_detached(parsed, BODY + b" ", jws.keys_from_jwks(signer.jwks)[signer.kid])
 
 
+def _reference_parse(signature: str) -> str:
+    """The uncached parser ``parse_signature`` replaced: its kid, or its error message."""
+    try:
+        token = signature.encode("ascii")
+    except UnicodeEncodeError:
+        return "Malformed signature: not ASCII."
+    parts = token.split(b".")
+    if len(parts) != 3:
+        return "Malformed signature: not a compact JWS."
+    protected, payload_segment, signature_segment = parts
+    if payload_segment:
+        return "Signature must have a detached payload."
+    try:
+        header = json.loads(jwt.utils.base64url_decode(protected))
+        jwt.utils.base64url_decode(signature_segment)
+    except (ValueError, TypeError) as exc:
+        return f"Malformed signature: {exc}"
+    if not isinstance(header, dict):
+        return "Malformed signature: the header is not a JSON object."
+    if header.get("alg") != "RS256":
+        return "Only RS256 signatures are accepted."
+    crit = header.get("crit")
+    if header.get("b64") is not False or not isinstance(crit, list) or "b64" not in crit:
+        return 'Signature must sign the raw body ("b64": false, critical).'
+    if not all(isinstance(name, str) and name in {"b64"} for name in crit):
+        return f"Unsupported critical header parameters: {crit!r}."
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        return "Signature has no key id."
+    return kid
+
+
+def _b64json(value) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def test_cached_header_parsing_answers_as_the_uncached_parser_did(signer):
+    good = signer.sign(BODY)
+    protected, _, sig = good.split(".")
+    ok = {"alg": "RS256", "b64": False, "crit": ["b64"], "kid": "k1"}
+    headers = [
+        protected,
+        _b64json(ok),
+        _b64json({**ok, "alg": "HS256"}),
+        _b64json({**ok, "b64": True}),
+        _b64json({**ok, "crit": ["b64", "exp"]}),
+        _b64json({**ok, "crit": ["b64", 1]}),
+        _b64json({**ok, "kid": ""}),
+        _b64json({k: v for k, v in ok.items() if k != "kid"}),
+        _b64json([1, 2]),
+        "bm90IGpzb24",  # "not json"
+        "%%%",
+        "",
+    ]
+    signatures = [sig, "%%%", "", "YQ", "a"]  # "a": not decodable (1 mod 4 characters)
+    cases = [f"{h}..{s}" for h in headers for s in signatures]
+    cases += ["", "a.b", "é..x", f"{protected}.payload.{sig}", "a.b.c.d"]
+    jws._read_protected.cache_clear()
+    for _ in range(2):  # the second pass answers from the cache
+        for case in cases:
+            expected = _reference_parse(case)
+            try:
+                got = jws.parse_signature(case).kid
+            except jws.SignatureError as exc:
+                got = str(exc)
+            assert got == expected, case
+    assert jws._read_protected.cache_info().hits >= len(headers) * len(signatures)
+
+
+def test_stored_delivery_answers_the_bytes_json_response_did(registered, signer, client):
+    from django.http import JsonResponse
+
+    for status in ("accepted", "duplicate"):
+        response = post(client, BODY, signer.sign(BODY))
+        reference = JsonResponse({"status": status})
+        assert response.status_code == 200
+        assert response.content == reference.content
+        assert response["Content-Type"] == reference["Content-Type"]
+
+
 def test_duplicate_delivery_answers_200_and_is_stored_once(registered, signer, client):
     signature = signer.sign(BODY)
 
