@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -107,7 +108,13 @@ def saleor_webhook(request: HttpRequest) -> HttpResponse:
     stored = inbox.store_webhook(
         dedupe_key=dedupe_key, kind=kind.value, saleor_api_url=normalized_url, raw_body=text
     )
-    return JsonResponse({"status": "accepted" if stored else "duplicate"})
+    return HttpResponse(_ACCEPTED if stored else _DUPLICATE, content_type="application/json")
+
+
+# The answers to a stored delivery, encoded once as ``JsonResponse`` encodes them (same bytes,
+# same content type): running the JSON encoder per acknowledgement was 1% of its CPU.
+_ACCEPTED = json.dumps({"status": "accepted"}, cls=DjangoJSONEncoder).encode()
+_DUPLICATE = json.dumps({"status": "duplicate"}, cls=DjangoJSONEncoder).encode()
 
 
 def _store_unreadable(
