@@ -56,7 +56,7 @@ class RedisCache(DjangoRedisCache):
             return bool(
                 conn.retry.call_with_retry(
                     lambda: _send_packed(conn, packed),
-                    lambda error: client._disconnect_raise(conn, error),
+                    lambda error: _disconnect_raise(conn, error),
                 )
             )
         finally:
@@ -66,3 +66,11 @@ class RedisCache(DjangoRedisCache):
 def _send_packed(conn: Any, packed: Any) -> Any:
     conn.send_packed_command(packed)
     return conn.read_response()
+
+
+def _disconnect_raise(conn: Any, error: Exception) -> None:
+    """What ``Redis._disconnect_raise`` does (a private method, so not called from here):
+    drop the connection, and give the retry policy a chance only for errors it names."""
+    conn.disconnect()
+    if conn.retry_on_error is None or not isinstance(error, tuple(conn.retry_on_error)):
+        raise error

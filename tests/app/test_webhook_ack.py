@@ -343,6 +343,38 @@ def test_redis_cache_add_flag_reconnects_after_the_connection_dropped():
     assert cache.delete("kick") is True
 
 
+def test_redis_cache_add_flag_raises_and_frees_the_connection_when_redis_is_gone():
+    redis = pytest.importorskip("redis")
+    from saleor_crm_plugin.app.cache import RedisCache
+
+    cache = RedisCache("redis://127.0.0.1:1/0", {"OPTIONS": {"socket_connect_timeout": 0.2}})
+    with pytest.raises(redis.ConnectionError):
+        cache.add_flag("kick", 5)
+    pool = cache._cache.get_client(write=True).connection_pool
+    assert not pool._in_use_connections
+
+
+def test_redis_cache_add_flag_drops_a_connection_that_failed_mid_command(monkeypatch):
+    redis = pytest.importorskip("redis")
+    from saleor_crm_plugin.app import cache as cache_module
+
+    cache = _redis_cache()
+    cache.delete("kick")
+    pool = cache._cache.get_client(write=True).connection_pool
+
+    def broken(conn, packed):
+        raise redis.ConnectionError("reset by peer")
+
+    monkeypatch.setattr(cache_module, "_send_packed", broken)
+    with pytest.raises(redis.ConnectionError):
+        cache.add_flag("kick", 5)
+    assert not pool._in_use_connections
+    assert all(conn._sock is None for conn in pool._available_connections)  # disconnected
+    monkeypatch.undo()
+    assert cache.add_flag("kick", 5) is True  # the next call reconnects
+    cache.delete("kick")
+
+
 @pytest.mark.django_db
 def test_kick_falls_back_to_add_on_a_cache_without_add_flag(settings, monkeypatch):
     from django.core.cache import cache
