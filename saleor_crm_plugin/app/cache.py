@@ -40,8 +40,8 @@ class RedisCache(DjangoRedisCache):
 
         The inbox kick sends this once per acknowledged webhook; Django's key building and
         redis-py's argument encoding were about half of its CPU, the round trip the rest.
-        Connection handling (pool, health check, retry and disconnect on error) is redis-py's
-        own, as in ``Redis.execute_command``."""
+        Connection handling follows ``Redis.execute_command``: a pooled connection (health
+        check on borrow), the connection's retry policy, disconnect on error, release."""
         client = self._cache.get_client(write=True)
         pool = client.connection_pool
         conn = pool.get_connection("SET")

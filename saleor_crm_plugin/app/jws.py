@@ -59,7 +59,9 @@ def parse_signature(signature: str) -> DetachedSignature:
     protected, payload_segment, signature_segment = parts
     if payload_segment:
         raise SignatureError("Signature must have a detached payload.")
-    malformed, refused, kid = _read_protected(protected)
+    # A real header is about 100 bytes; a caller's oversized one is read but not kept.
+    read = _read_protected if len(protected) <= _CACHED_HEADER_BYTES else _read_protected_uncached
+    malformed, refused, kid = read(protected)
     if malformed:
         raise SignatureError(malformed)
     try:
@@ -71,12 +73,14 @@ def parse_signature(signature: str) -> DetachedSignature:
     return DetachedSignature(kid=kid, protected=protected, signature=raw_signature)
 
 
-@functools.lru_cache(maxsize=64)
-def _read_protected(protected: bytes) -> tuple[str, str, str]:
+_CACHED_HEADER_BYTES = 512
+
+
+def _read_protected_uncached(protected: bytes) -> tuple[str, str, str]:
     """``(decoding error, refusal, kid)`` of a protected header, one of the three non-empty.
 
     One Saleor signs every delivery with the same header (same ``kid`` until its key rotates),
-    so decoding and checking it is cached: a third of ``parse_signature``'s CPU. Errors come
+    so decoding and checking it is cached: half of ``parse_signature``'s CPU. Errors come
     back as messages, not exceptions, so that a bad header is cached too and they are raised
     in the order they always were (an undecodable header before an undecodable signature,
     that before a refused header). The cache is bounded: headers are the caller's choice."""
@@ -97,6 +101,9 @@ def _read_protected(protected: bytes) -> tuple[str, str, str]:
     if not isinstance(kid, str) or not kid:
         return "", "Signature has no key id.", ""
     return "", "", kid
+
+
+_read_protected = functools.lru_cache(maxsize=64)(_read_protected_uncached)
 
 
 def signature_kid(signature: str) -> str:

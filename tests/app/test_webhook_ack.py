@@ -224,6 +224,17 @@ def test_cached_header_parsing_answers_as_the_uncached_parser_did(signer):
     assert jws._read_protected.cache_info().hits >= len(headers) * len(signatures)
 
 
+def test_oversized_protected_header_is_checked_but_not_cached(signer):
+    ok = {"alg": "RS256", "b64": False, "crit": ["b64"], "kid": "k" * 600}
+    protected = _b64json(ok)
+    jws._read_protected.cache_clear()
+
+    assert jws.parse_signature(f"{protected}..YQ").kid == "k" * 600
+    assert jws._read_protected.cache_info().currsize == 0
+    with pytest.raises(jws.SignatureError, match="Only RS256"):
+        jws.parse_signature(f"{_b64json({**ok, 'alg': 'none'})}..YQ")
+
+
 def test_stored_delivery_answers_the_bytes_json_response_did(registered, signer, client):
     from django.http import JsonResponse
 
