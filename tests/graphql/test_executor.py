@@ -18,7 +18,12 @@ from promise.promise import async_instance
 
 from saleor_crm_plugin.graphql.core.context import GraphQLContext
 from saleor_crm_plugin.graphql.core.dataloaders import DataLoader
-from saleor_crm_plugin.graphql.core.executor import DocumentPlans, Unsupported, execute_query
+from saleor_crm_plugin.graphql.core.executor import (
+    DocumentPlans,
+    Unsupported,
+    execute_query,
+    ignores_info,
+)
 from tests.graphql.conftest import make_customer, make_order, make_stats, user_gid
 
 BATCHES: list[list[int]] = []
@@ -62,6 +67,14 @@ class Pet(graphene.Union):
         types = (Cat, Dog)
 
 
+class Price(graphene.ObjectType):
+    amount = graphene.Float(required=True)
+    currency = graphene.String(required=True)
+
+
+INFOS: list[Any] = []
+
+
 class Node(graphene.ObjectType):
     number = graphene.Int(required=True)
     label = graphene.String()
@@ -80,6 +93,14 @@ class Node(graphene.ObjectType):
     day = graphene.DateTime()
     unknown_colour = graphene.Field(Colour)
     maybe_children = graphene.List(lambda: Node)
+    # Resolvers marked ``ignores_info``: called without a ResolveInfo by the lean executor.
+    price = graphene.Field(Price, required=True)
+    price_or_none = graphene.Field(Price)
+    plain_label = graphene.String()
+    plain_must = graphene.String(required=True)
+    plain_broken = graphene.String()
+    plain_deferred = graphene.Field(Price)
+    plain_with_args = graphene.Int(factor=graphene.Int(default_value=3))
 
     @staticmethod
     def resolve_label(root: dict, info: Any) -> str | None:
@@ -137,6 +158,43 @@ class Node(graphene.ObjectType):
     @staticmethod
     def resolve_maybe_children(root: dict, info: Any) -> list[Any]:
         return [{"number": root["number"] + 1}, None, Promise.resolve({"number": 0})]
+
+    @staticmethod
+    @ignores_info
+    def resolve_price(root: dict, info: Any) -> dict:
+        INFOS.append(info)
+        return {"amount": root["number"] / 4, "currency": "EUR"}
+
+    @staticmethod
+    @ignores_info
+    def resolve_price_or_none(root: dict, info: Any) -> dict | None:
+        return None if root["number"] % 2 else {"amount": 1.5, "currency": "USD"}
+
+    @staticmethod
+    @ignores_info
+    def resolve_plain_label(root: dict, info: Any) -> str | None:
+        return None if root["number"] % 2 else f"p{root['number']}"
+
+    @staticmethod
+    @ignores_info
+    def resolve_plain_must(root: dict, info: Any) -> None:
+        return None
+
+    @staticmethod
+    @ignores_info
+    def resolve_plain_broken(root: dict, info: Any) -> str:
+        raise ValueError("boom")
+
+    @staticmethod
+    @ignores_info
+    def resolve_plain_deferred(root: dict, info: Any) -> Promise:
+        return Promise.resolve({"amount": 2.0, "currency": "GBP"})
+
+    @staticmethod
+    @ignores_info
+    def resolve_plain_with_args(root: dict, info: Any, factor: int) -> int:
+        INFOS.append(info)
+        return root["number"] * factor
 
 
 class Query(graphene.ObjectType):
@@ -217,6 +275,12 @@ def run_both(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, 
             " maybeChildren { number idOfInt maybeChildren { number } } } }",
             None,
         ),
+        (
+            "{ nodes(numbers: [1, 2]) { price { amount currency } priceOrNone { currency }"
+            " plainLabel plainDeferred { amount } plainWithArgs p: plainWithArgs(factor: 5)"
+            " children { price { amount } } } }",
+            None,
+        ),
     ],
 )
 def test_same_data_as_graphql_core(query: str, variables: dict[str, Any] | None) -> None:
@@ -250,6 +314,17 @@ def test_plans_shared_by_requests_follow_each_requests_variables(query: str) -> 
         assert json.dumps(lean) == json.dumps(reference.data)
 
 
+def test_resolvers_that_ignore_info_get_none_only_from_the_lean_executor() -> None:
+    document = parse("{ node(number: 2) { price { amount } plainWithArgs } }")
+    INFOS.clear()
+    execute_query(SCHEMA, document, GraphQLContext(), {}, None)
+    # No info for the marked resolver; one with arguments keeps the general path.
+    assert INFOS[0] is None and INFOS[1] is not None
+    INFOS.clear()
+    execute(SCHEMA, document, context_value=GraphQLContext())
+    assert all(info is not None for info in INFOS)
+
+
 def test_dataloaders_batch_per_level() -> None:
     run_both("{ nodes(numbers: [1, 2, 3]) { children { children { number } } } }")
     document = parse("{ nodes(numbers: [1, 2, 3]) { children { children { number } } } }")
@@ -269,6 +344,8 @@ def test_dataloaders_batch_per_level() -> None:
         "{ node(number: 1) { big } }",  # an Int beyond 32 bits
         "{ node(number: 1) { unknownColour } }",  # a value the enum does not list
         "{ node(number: 1) { maybeChildren { must } } }",  # null below a list
+        "{ node(number: 1) { plainMust } }",  # null from a resolver that ignores info
+        "{ node(number: 1) { plainBroken } }",  # a resolver that ignores info raises
     ],
 )
 def test_gives_up_where_graphql_core_reports_errors(query: str) -> None:

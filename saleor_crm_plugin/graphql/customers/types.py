@@ -10,6 +10,7 @@ from promise import Promise
 from saleor_crm_plugin.customers.models import Customer, OrderLine, OrderStatus
 from saleor_crm_plugin.customers.models import Order as OrderModel
 from saleor_crm_plugin.graphql.core.connection import CountableConnection, connection_field
+from saleor_crm_plugin.graphql.core.executor import ignores_info
 from saleor_crm_plugin.graphql.core.federation import EntityRef
 from saleor_crm_plugin.graphql.core.permissions import (
     check_owner_or_permissions,
@@ -54,10 +55,12 @@ class CrmCustomerChannelStats(graphene.ObjectType):
         description = "Lifetime figures of a customer in one channel and currency."
 
     @staticmethod
+    @ignores_info
     def resolve_total_spent(root: Any, info: Any) -> Any:
         return money(root.total_spent, root.currency)
 
     @staticmethod
+    @ignores_info
     def resolve_total_refunded(root: Any, info: Any) -> Any:
         return money(root.total_refunded, root.currency)
 
@@ -88,14 +91,17 @@ class CrmOrderLine(graphene.ObjectType):
     total_price = graphene.Field(CrmMoney, required=True, description="Gross line total.")
 
     @staticmethod
+    @ignores_info
     def resolve_line_id(root: OrderLine, info: Any) -> str:
         return root.saleor_line_id
 
     @staticmethod
+    @ignores_info
     def resolve_product_id(root: OrderLine, info: Any) -> str | None:
         return root.product_id or None
 
     @staticmethod
+    @ignores_info
     def resolve_variant_id(root: OrderLine, info: Any) -> str | None:
         return root.variant_id or None
 
@@ -106,19 +112,23 @@ class CrmOrderLine(graphene.ObjectType):
         return EntityRef("Product", root.product_id, _order_of(root).channel_slug or None)
 
     @staticmethod
+    @ignores_info
     def resolve_unit_price(root: OrderLine, info: Any) -> Any:
         return money(root.unit_price_gross, _order_of(root).currency)
 
     @staticmethod
+    @ignores_info
     def resolve_unit_price_net(root: OrderLine, info: Any) -> Any:
         return money(root.unit_price_net, _order_of(root).currency)
 
     @staticmethod
+    @ignores_info
     def resolve_total_price(root: OrderLine, info: Any) -> Any:
         return money(root.total_price_gross, _order_of(root).currency)
 
 
 def _order_money(field: str) -> Any:
+    @ignores_info
     def resolver(root: OrderModel, info: Any) -> Any:
         return money(getattr(root, field), root.currency)
 
@@ -284,6 +294,7 @@ class CrmProduct(*mixins(PRODUCT_FIELDS), graphene.ObjectType):
         description = "What the CRM knows about a Saleor product (in one channel, if given)."
 
     @staticmethod
+    @ignores_info
     def resolve_product_id(root: EntityRef, info: Any) -> str:
         return root.id
 
