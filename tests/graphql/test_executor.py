@@ -101,6 +101,23 @@ class Node(graphene.ObjectType):
     plain_broken = graphene.String()
     plain_deferred = graphene.Field(Price)
     plain_with_args = graphene.Int(factor=graphene.Int(default_value=3))
+    # Objects of default-resolved leaves only (built inline), and values that need the
+    # general walk: a serializer that converts, an object source, a missing required value.
+    price_of_int = graphene.Field(Price, required=True)
+    price_object = graphene.Field(Price)
+    price_missing = graphene.Field(Price)
+
+    @staticmethod
+    def resolve_price_of_int(root: dict, info: Any) -> dict:
+        return {"amount": 3, "currency": "EUR"}
+
+    @staticmethod
+    def resolve_price_object(root: dict, info: Any) -> Price:
+        return Price(amount=1.25, currency="SEK")
+
+    @staticmethod
+    def resolve_price_missing(root: dict, info: Any) -> dict:
+        return {"currency": "EUR"}
 
     @staticmethod
     def resolve_label(root: dict, info: Any) -> str | None:
@@ -281,6 +298,12 @@ def run_both(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, 
             " children { price { amount } } } }",
             None,
         ),
+        (
+            "{ nodes(numbers: [1, 2]) { price { currency amount a2: amount __typename }"
+            " priceOfInt { amount currency } priceObject { amount currency }"
+            " p: priceObject { currency } } }",
+            None,
+        ),
     ],
 )
 def test_same_data_as_graphql_core(query: str, variables: dict[str, Any] | None) -> None:
@@ -346,6 +369,7 @@ def test_dataloaders_batch_per_level() -> None:
         "{ node(number: 1) { maybeChildren { must } } }",  # null below a list
         "{ node(number: 1) { plainMust } }",  # null from a resolver that ignores info
         "{ node(number: 1) { plainBroken } }",  # a resolver that ignores info raises
+        "{ node(number: 1) { priceMissing { currency amount } } }",  # null in a leaves-only object
     ],
 )
 def test_gives_up_where_graphql_core_reports_errors(query: str) -> None:

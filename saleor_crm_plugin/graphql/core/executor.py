@@ -208,6 +208,7 @@ class _Field:
         "fast",
         "field_asts",
         "field_def",
+        "flat",
         "item_direct",
         "item_nonnull",
         "list_type",
@@ -250,6 +251,11 @@ class _Field:
         # An object type walked straight from ``_Walker.object`` (no ``complete``).
         self.direct: GraphQLObjectType | None = None
         self.direct_plan: list[tuple[str, _Field]] | None = None
+        # When every field of ``direct_plan`` is a default-resolved leaf (Money's ``amount``
+        # and ``currency``): ``(response key, attribute, default, class)`` per field, to
+        # build the object's dict inline while each value is of the class its serializer
+        # returns unchanged.
+        self.flat: list[tuple[str, str, Any, type]] | None = None
         # A list of such objects: the list type, its item object type, and whether items
         # are non-null.
         self.list_type: Any = None
@@ -347,6 +353,8 @@ class _Walker:
             plan = field.subplans[object_type] = self.plan(object_type, field.field_asts)
         if object_type is field.direct:
             field.direct_plan = plan
+            if all(f.attname is not None and f.same is not None for _, f in plan):
+                field.flat = [(name, f.attname, f.default, f.same) for name, f in plan]  # type: ignore[misc]
         return plan
 
     def info(self, field: _Field, parent_type: GraphQLObjectType, path: list[Any]) -> ResolveInfo:
@@ -451,6 +459,28 @@ class _Walker:
                 if thenable is None:
                     thenable = _thenable(value)
                 if not thenable:
+                    flat = field.flat
+                    if flat is not None:
+                        # Default-resolved leaves only: one dict, no walk, unless a value
+                        # needs its serializer (or is null), then the general walk below.
+                        built: dict[str, Any] | None = {}
+                        if isinstance(value, dict):  # as ``object`` reads it
+                            for key, name, default, same in flat:
+                                leaf = value.get(name, default)
+                                if leaf.__class__ is not same:
+                                    built = None
+                                    break
+                                built[key] = leaf  # type: ignore[index]
+                        else:
+                            for key, name, default, same in flat:
+                                leaf = getattr(value, name, default)
+                                if leaf.__class__ is not same:
+                                    built = None
+                                    break
+                                built[key] = leaf  # type: ignore[index]
+                        if built is not None:
+                            result[response_name] = built
+                            continue
                     if field_path is None:
                         field_path = [*path, response_name]
                     result[response_name] = self.object(
