@@ -319,3 +319,30 @@ def test_batch_domain_handler_covers_the_batch_or_falls_back_event_by_event(monk
         )
     inbox.process_pending()
     assert batches == [4, 2] and len(singles) == 4  # the bulk call covered the whole batch
+
+
+@pytest.mark.django_db
+def test_batch_redaction_finds_erased_customers_by_user_id_and_by_email_hash():
+    from saleor_crm_plugin.core.privacy import email_hash
+
+    now = timezone.now()
+    Customer.objects.create(email="", saleor_user_id="U-gone", erased_at=now)
+    Customer.objects.create(email="", email_hash=email_hash("guest@x.io"), erased_at=now)
+    Customer.objects.create(email="kept@x.io", saleor_user_id="U-kept")
+    rows = []
+    for n, (user_id, address) in enumerate(
+        [("U-gone", ""), ("", "guest@x.io"), ("U-kept", "kept@x.io"), ("", "")]
+    ):
+        rows.append(
+            InboxEvent.objects.create(
+                dedupe_key=f"k{n}",
+                kind="customer_updated",
+                payload={"about": n},
+                status=InboxStatus.DONE,
+                subject_user_id=user_id,
+                subject_email_hash=email_hash(address) if address else "",
+            )
+        )
+    inbox._redact_erased(rows)
+    payloads = [row.payload for row in InboxEvent.objects.order_by("pk")]
+    assert payloads == [inbox.REDACTED_PAYLOAD, inbox.REDACTED_PAYLOAD, {"about": 2}, {"about": 3}]
