@@ -20,10 +20,10 @@ import logging
 from collections.abc import Sequence
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from saleor_crm_plugin.core.bulk import insert_rows, update_rows
+from saleor_crm_plugin.core.bulk import InArray, insert_rows, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import RowReader, placeholders
 from saleor_crm_plugin.customers import projection
@@ -196,14 +196,20 @@ class _Unit:
         user_ids = {key[2:] for key in keys if key.startswith("u:")}
         emails = {key[2:] for key in keys if key.startswith("e:")}
         orders = list(
-            Order.objects.select_for_update().filter(saleor_order_id__in=order_ids).order_by("pk")
+            Order.objects.select_for_update()
+            .filter(InArray(F("saleor_order_id"), order_ids))
+            .order_by("pk")
         )
         self.orders = {order.saleor_order_id: order for order in orders}
         owner_ids = {order.customer_id for order in orders if order.customer_id}
         hashes = {email_hash(address) for address in emails}
-        condition = Q(pk__in=owner_ids) | Q(saleor_user_id__in=user_ids) | Q(email__in=emails)
+        condition = (
+            Q(InArray(F("pk"), owner_ids))
+            | Q(InArray(F("saleor_user_id"), user_ids))
+            | Q(InArray(F("email"), emails))
+        )
         if hashes:
-            condition |= Q(email_hash__in=hashes, erased_at__isnull=False)
+            condition |= Q(InArray(F("email_hash"), hashes), erased_at__isnull=False)
         customers = list(Customer.objects.select_for_update().filter(condition).order_by("pk"))
         if any(customer.is_erased for customer in customers):
             raise Unsupported("erased customer involved")

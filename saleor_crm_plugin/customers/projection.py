@@ -29,9 +29,9 @@ from operator import attrgetter
 from typing import TypeVar
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max, Min, Model, Sum
+from django.db.models import Count, F, Max, Min, Model, Sum
 
-from saleor_crm_plugin.core.bulk import execute_many, prepared_values, update_rows
+from saleor_crm_plugin.core.bulk import InArray, execute_many, prepared_values, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import bare_instance, init_receivers
 from saleor_crm_plugin.customers.models import (
@@ -678,7 +678,7 @@ def _refresh_chunk(ids: list[int]) -> None:
     """A constant number of queries for any number of customers: one aggregate, one read of
     the current rows, then only the rows whose figures changed are written."""
     aggregates = (
-        Order.objects.filter(customer_id__in=ids)
+        Order.objects.filter(InArray(F("customer_id"), ids))
         .exclude(status__in=NON_SALE_STATUSES)
         .values("customer_id", "channel_id", "currency")
         .annotate(
@@ -703,7 +703,7 @@ def _refresh_chunk(ids: list[int]) -> None:
         }
     existing = {
         (row[0], row[1], row[2]): row[3:]
-        for row in CustomerChannelStats.objects.filter(customer_id__in=ids).values_list(
+        for row in CustomerChannelStats.objects.filter(InArray(F("customer_id"), ids)).values_list(
             "customer_id", "channel_id", "currency", "pk", *_STATS_FIELDS
         )
     }
@@ -726,7 +726,7 @@ def _refresh_chunk(ids: list[int]) -> None:
             _min(first, values["first_order_at"]),  # type: ignore[arg-type]
             _max(last, values["last_order_at"]),  # type: ignore[arg-type]
         )
-    current = Customer.objects.filter(pk__in=ids).values_list(
+    current = Customer.objects.filter(InArray(F("pk"), ids)).values_list(
         "pk", "order_count", "first_order_at", "last_order_at"
     )
     changed = [

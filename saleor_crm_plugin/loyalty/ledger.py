@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, models, router, transaction
+from django.db.models import F
 
-from saleor_crm_plugin.core.bulk import insert_rows, update_rows
+from saleor_crm_plugin.core.bulk import InArray, insert_rows, update_rows
 from saleor_crm_plugin.core.rows import bare_instance, init_receivers
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.loyalty.config import ProgramConfig
@@ -128,7 +129,7 @@ def lock_accounts(
             LoyaltyAccount.objects.select_for_update(of=("self",))
             .select_related("customer")
             .defer(*_CUSTOMER_UNUSED)
-            .filter(customer_id__in=customer_ids, channel_id__in=channel_ids)
+            .filter(InArray(F("customer_id"), customer_ids), InArray(F("channel_id"), channel_ids))
             .order_by("pk")
         )
         return {

@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, connection, transaction
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
@@ -509,3 +510,36 @@ def test_ledger_rows_run_the_constructor_when_someone_listens_to_init():
     finally:
         pre_init.disconnect(listener, sender=LedgerEntry)
     assert seen == [LedgerEntry] and entry.idempotency_key == "e" and entry.lot is None
+
+
+@pytest.mark.django_db
+def test_in_array_selects_what_in_selects(monkeypatch):
+    from django.db.models import F
+
+    from saleor_crm_plugin.core.bulk import InArray
+
+    a = Customer.objects.create(email="a@x.io", saleor_user_id="U-a")
+    b = Customer.objects.create(email="b@x.io")
+    Customer.objects.create(email="c@x.io", saleor_user_id="U-c")
+    cases = [("pk", {a.pk, b.pk, 10**12}), ("saleor_user_id", ["U-a", "U-zz"]), ("email", [])]
+    cases.append(("email", ("b@x.io", "c@x.io")))
+
+    def both(field, values):
+        expected = set(Customer.objects.filter(**{f"{field}__in": values}))
+        assert set(Customer.objects.filter(InArray(F(field), values))) == expected
+        return expected
+
+    for field, values in cases:
+        found = both(field, values)
+        assert len(found) == {"pk": 2, "saleor_user_id": 1}.get(field, 0 if not values else 2)
+    either = Customer.objects.filter(
+        Q(InArray(F("saleor_user_id"), ["U-c"])) | Q(InArray(F("email"), ["b@x.io"]))
+    )
+    assert {c.email for c in either} == {"b@x.io", "c@x.io"}
+    if connection.vendor == "postgresql":
+        sql = str(Customer.objects.filter(InArray(F("pk"), [1])).query)
+        assert "= ANY(" in sql
+        # Other databases (SQLite for the demo) compile Django's own IN.
+        monkeypatch.setattr(connection, "vendor", "sqlite")
+        sql = str(Customer.objects.filter(InArray(F("pk"), [1, 2])).query)
+        assert " IN (1, 2)" in sql and "ANY" not in sql
