@@ -17,9 +17,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from saleor_crm_plugin.core.bulk import InArray
 from saleor_crm_plugin.core.rows import RowReader, placeholders
 from saleor_crm_plugin.customers.models import Customer, Order
 from saleor_crm_plugin.events.types import CrmEvent, EventKind
@@ -100,7 +101,7 @@ def order_histories(
     histories: dict[tuple[int, str], list[OrderRow]] = defaultdict(list)
     members: set[int] = set()
     rows = (
-        Order.objects.filter(customer_id__in=list(customer_ids))
+        Order.objects.filter(InArray(F("customer_id"), customer_ids))
         .order_by("customer_id", "channel_id", "created_at", "saleor_order_id")
         .values_list(
             "customer_id",
@@ -207,7 +208,7 @@ def unrewarded_orders(user_ids: Sequence[str]) -> list[str]:
     )
     return list(
         Order.objects.filter(
-            customer__saleor_user_id__in=list(user_ids),
+            InArray(F("customer__saleor_user_id"), user_ids),
             customer__erased_at__isnull=True,
             total_charged__gt=0,
         )
@@ -249,7 +250,7 @@ def replay_orders(
     event handler, with set-based reads and writes per chunk of accounts. Idempotent."""
     orders = Order.objects.filter(customer__isnull=False)
     if order_ids is not None:
-        orders = orders.filter(saleor_order_id__in=list(order_ids))
+        orders = orders.filter(InArray(F("saleor_order_id"), order_ids))
     items = list(
         orders.order_by("customer_id", "channel_id", "created_at").values_list(
             "customer_id", "channel_id", "channel_slug", "currency", "saleor_order_id"
