@@ -597,21 +597,12 @@ _LINE_FIXED_DEFAULTS = {
 _LINE_ORDER = OrderLine._meta.get_field("order")
 
 
-# A line's facts (or a snapshot's) in one C call: ``_fill_line_facts`` runs for every known
-# line of every order event, and once all of a line's facts are known there is nothing to
-# fill in; its 18 ``getattr`` calls per line were a quarter of ``merge_lines``
-# under cProfile.
-_line_facts: Callable[[object], tuple[object, ...]] = attrgetter(*_LINE_FACTS)
-
-
 def _fill_line_facts(row: OrderLine, snap: OrderLineSnapshot) -> bool:
     """Facts that never change for a line (product, category, type, SKU) fill in when unknown."""
-    known = _line_facts(row)
-    if all(known):
-        return False
     changed = False
-    for name, have, value in zip(_LINE_FACTS, known, _line_facts(snap), strict=True):
-        if value and not have:
+    for name in _LINE_FACTS:
+        value = getattr(snap, name)
+        if value and not getattr(row, name):
             # attributes arrive as a tuple; the JSON column stores (and compares) a list
             setattr(row, name, list(value) if isinstance(value, tuple) else value)
             changed = True

@@ -186,22 +186,6 @@ def _money(node: Mapping[str, Any] | None) -> Decimal | None:
     return known
 
 
-def _line_price(price: Mapping[str, Any] | None, part: str) -> Decimal:
-    """``(_money(price.get(part)) if price else None) or ZERO`` for a line's prices, with the
-    common case (a known non-zero float amount) answered without the ``_money`` call: three
-    prices per line, ~18 lines per order event."""
-    if not price:
-        return ZERO
-    node = price.get(part)
-    if node:
-        value = node.get("amount")
-        if type(value) is float:
-            known = _FLOAT_AMOUNTS.get(value)
-            if known is not None:
-                return known  # a non-zero amount: cached amounts are never zero
-    return _money(node) or ZERO
-
-
 def _taxed(node: Mapping[str, Any] | None, part: str) -> Decimal | None:
     if not node:
         return None
@@ -353,6 +337,7 @@ def _subscription_line(
     category = product_get("category") or {}
     product_type = product_get("productType") or {}
     unit_price = get("unitPrice")
+    total_price = get("totalPrice")
     quantity = int(data["quantity"])
     line_id = data["id"]
     refunded = None
@@ -363,9 +348,9 @@ def _subscription_line(
         get("productName") or "",
         get("variantName") or "",
         quantity,
-        _line_price(unit_price, "gross"),
-        _line_price(unit_price, "net"),
-        _line_price(get("totalPrice"), "gross"),
+        (_money(unit_price.get("gross")) if unit_price else None) or ZERO,
+        (_money(unit_price.get("net")) if unit_price else None) or ZERO,
+        (_money(total_price.get("gross")) if total_price else None) or ZERO,
         variant.get("id") or get("productVariantId"),
         product_get("id"),
         product_get("slug"),

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, models, router, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 
 from saleor_crm_plugin.core.bulk import InArray, insert_rows, update_rows
-from saleor_crm_plugin.core.rows import bare_instance, init_receivers
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.loyalty.config import ProgramConfig
 from saleor_crm_plugin.loyalty.models import (
@@ -159,51 +158,6 @@ def lock_accounts(
     return found, missing & set(found)
 
 
-class _NewRow:
-    """``model(account=account, **fields)`` for the rows a posting creates (a lot and an entry
-    per earned order, replayed for every order of an inbox batch), without ``Model.__init__``'s
-    per-field loop and its two signals when nobody listens to them: every concrete column gets
-    the value given or its default, exactly as the constructor would, and the related objects
-    are cached (and the rows' databases set) as assigning them would. An unknown keyword, or a
-    ``pre_init``/``post_init`` receiver, goes through the real constructor (its ``TypeError``,
-    its signals)."""
-
-    def __init__(self, model: type[models.Model], related: tuple[str, ...]) -> None:
-        fields = model._meta.concrete_fields
-        self.model = model
-        self.fresh = tuple(f for f in fields if f.has_default() and callable(f.default))
-        self.fixed = {f.attname: f.get_default() for f in fields if f not in self.fresh}
-        self.related = tuple(model._meta.get_field(name) for name in related)
-        self.plain = frozenset(f.attname for f in fields) - {f.attname for f in self.related}
-
-    def __call__(self, related: tuple[models.Model | None, ...], **fields: Any) -> Any:
-        model = self.model
-        if init_receivers(model) or not self.plain.issuperset(fields):
-            named = {f.name: obj for f, obj in zip(self.related, related, strict=True)}
-            return model(**named, **fields)
-        values = dict(self.fixed)
-        for default in self.fresh:
-            if default.attname not in fields:
-                values[default.attname] = default.get_default()  # a new {} or now() per row
-        values.update(fields)
-        for f, obj in zip(self.related, related, strict=True):
-            values[f.attname] = None if obj is None else obj.pk
-        row = bare_instance(model, values)
-        for f, obj in zip(self.related, related, strict=True):
-            f.set_cached_value(row, obj)
-            if obj is not None:  # what assigning a related object does to both databases
-                if row._state.db is None:
-                    row._state.db = router.db_for_write(model, instance=obj)
-                if obj._state.db is None:
-                    obj._state.db = router.db_for_write(type(obj), instance=row)
-        return row
-
-
-_new_lot_row = _NewRow(PointLot, ("account",))
-_new_entry_row = _NewRow(LedgerEntry, ("account", "lot"))
-_new_tier_change_row = _NewRow(TierChange, ("account",))
-
-
 @dataclass
 class Posting:
     """One unit of work on a locked account; ``finish`` (or ``flush``) writes it."""
@@ -237,7 +191,7 @@ class Posting:
         return any(lot.key == key for lot in self.all_lots())
 
     def new_lot(self, **fields: Any) -> PointLot:
-        lot = _new_lot_row((self.account,), **fields)
+        lot = PointLot(account=self.account, **fields)
         self.new_lots.append(lot)
         return lot
 
@@ -261,8 +215,9 @@ class Posting:
         staff_user_id: str = "",
         data: dict[str, Any] | None = None,
     ) -> LedgerEntry:
-        entry = _new_entry_row(
-            (self.account, lot),
+        entry = LedgerEntry(
+            account=self.account,
+            lot=lot,
             kind=kind,
             source=source,
             source_id=source_id,
@@ -286,7 +241,7 @@ class Posting:
         self.consumptions.append(LotConsumption(entry=entry, lot=lot, points=points))
 
     def tier_change(self, **fields: Any) -> None:
-        self.tier_changes.append(_new_tier_change_row((self.account,), **fields))
+        self.tier_changes.append(TierChange(account=self.account, **fields))
 
     def credit(
         self,

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from saleor_crm_plugin.core import bulk, compat
-from saleor_crm_plugin.core.money import ZERO, to_decimal
+from saleor_crm_plugin.core.money import to_decimal
 from saleor_crm_plugin.customers import projection
 from saleor_crm_plugin.customers.models import Customer, CustomerLink, Order, OrderLine
 from saleor_crm_plugin.events import inbox, types
@@ -408,108 +408,6 @@ def test_a_batch_of_registrations_rewards_earlier_guest_orders_once():
     inbox.process_pending()
     assert (LedgerEntry.objects.count(), PointLot.objects.count()) == (entries, lots)
     assert [account(n).pending for n in (7, 8, 9)] == [90, 90, 90]
-
-
-def test_line_facts_fill_in_only_what_the_line_does_not_know():
-    snap = OrderLineSnapshot(
-        "L-1", "Mug", "", 1, *[Decimal(1)] * 3, product_id="P-2", sku="S-2", attributes=("a:b",)
-    )
-    known = OrderLine(product_id="P-1", variant_id="V-1", product_slug="p", category_id="C")
-    known.category_slug = known.product_type_id = known.product_type_slug = "x"
-    known.attributes, known.sku = ["c:d"], "S-1"
-    assert projection._fill_line_facts(known, snap) is False  # every fact known: kept
-    assert (known.product_id, known.sku, known.attributes) == ("P-1", "S-1", ["c:d"])
-
-    partial = OrderLine(product_id="P-1", sku="")
-    assert projection._fill_line_facts(partial, snap) is True
-    assert (partial.product_id, partial.sku, partial.attributes) == ("P-1", "S-2", ["a:b"])
-    assert partial.variant_id == ""  # the snapshot does not know it either
-    assert projection._fill_line_facts(partial, snap) is False
-
-
-def test_line_prices_are_what_money_or_zero_gave():
-    from saleor_crm_plugin.events import from_webhook
-
-    def slow(price, part):
-        return (from_webhook._money(price.get(part)) if price else None) or ZERO
-
-    prices = [None, {}, {"gross": None}, {"gross": {}}, {"gross": {"amount": None}}]
-    prices += [{"gross": {"amount": v}} for v in (0, 0.0, -0.0, 12, "3.10", 2.5, 2.5, 1e-7)]
-    for price in prices:
-        for _ in range(2):  # the second time from the process's cache of float amounts
-            fast = from_webhook._line_price(price, "gross")
-            expected = slow(price, "gross")
-            assert (fast, str(fast), type(fast)) == (expected, str(expected), type(expected))
-
-
-def _account():
-    from saleor_crm_plugin.loyalty.models import LoyaltyAccount
-
-    customer = Customer.objects.create(email="ada@example.com", saleor_user_id="U1")
-    return LoyaltyAccount.objects.create(customer=customer, channel_id="C", currency="USD")
-
-
-@pytest.mark.django_db
-def test_ledger_rows_are_what_keyword_construction_gave():
-    from saleor_crm_plugin.loyalty import ledger
-    from saleor_crm_plugin.loyalty.models import TierChange
-
-    acct = _account()
-    now = timezone.now()
-    lot_fields = {"key": "k", "source": "order", "status": "pending", "points": 5, "earned_at": now}
-    made = [
-        (ledger._new_lot_row((acct,), **lot_fields), PointLot(account=acct, **lot_fields)),
-        (
-            ledger._new_tier_change_row((acct,), to_tier="gold", changed_at=now),
-            TierChange(account=acct, to_tier="gold", changed_at=now),
-        ),
-    ]
-    lot = made[0][0]
-    unsaved = PointLot(**lot_fields)
-    ledger._new_entry_row((acct, unsaved), kind="earn", source="order", idempotency_key="u")
-    assert unsaved._state.db == "default"  # as ``entry.lot = unsaved`` sets it
-    assert lot._state.db == made[0][1]._state.db == "default"
-    for related in (lot, None):
-        entry_fields = {"kind": "earn", "source": "order", "idempotency_key": "e", "points": 5}
-        made.append(
-            (
-                ledger._new_entry_row((acct, related), **entry_fields),
-                LedgerEntry(account=acct, lot=related, **entry_fields),
-            )
-        )
-    for fast, slow in made:
-        for field in type(fast)._meta.concrete_fields:
-            if field.name in {"created_at", "changed_at"} and field.attname not in lot_fields:
-                assert abs(getattr(fast, field.attname) - getattr(slow, field.attname)).seconds < 5
-                continue
-            assert getattr(fast, field.attname) == getattr(slow, field.attname), field.name
-        assert fast.account is acct
-        assert fast._state.adding is True and fast._state.db == slow._state.db
-    assert made[2][0].lot is lot and made[3][0].lot is None
-    assert made[2][0].data == {} and made[2][0].data is not made[3][0].data
-    with pytest.raises(TypeError):
-        ledger._new_lot_row((acct,), not_a_field=1)
-
-
-@pytest.mark.django_db
-def test_ledger_rows_run_the_constructor_when_someone_listens_to_init():
-    from django.db.models.signals import pre_init
-
-    from saleor_crm_plugin.loyalty import ledger
-
-    seen = []
-
-    def listener(sender, **kwargs):
-        seen.append(sender)
-
-    pre_init.connect(listener, sender=LedgerEntry)
-    try:
-        entry = ledger._new_entry_row(
-            (_account(), None), kind="earn", source="order", idempotency_key="e"
-        )
-    finally:
-        pre_init.disconnect(listener, sender=LedgerEntry)
-    assert seen == [LedgerEntry] and entry.idempotency_key == "e" and entry.lot is None
 
 
 @pytest.mark.django_db
