@@ -566,35 +566,20 @@ def _schedule_retry(when: datetime) -> None:
 
 
 def _redact_erased(rows: list[InboxEvent]) -> None:
+    from saleor_crm_plugin.core.bulk import InArray
     from saleor_crm_plugin.customers.models import Customer
 
     user_ids = {r.subject_user_id for r in rows if r.subject_user_id}
     hashes = {r.subject_email_hash for r in rows if r.subject_email_hash}
     if not user_ids and not hashes:
         return
-    if connection.vendor == "postgresql":
-        # Every batch asks this of its ~500 subjects, and almost never finds anyone: two array
-        # parameters instead of the ORM's IN lists, whose compilation (a placeholder and a
-        # field conversion per value) cost more CPU than the rest of the batch's bookkeeping.
-        quote, meta = connection.ops.quote_name, Customer._meta
-        user_id_column = quote(meta.get_field("saleor_user_id").column)
-        hash_column = quote(meta.get_field("email_hash").column)
-        erased_column = quote(meta.get_field("erased_at").column)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {user_id_column}, {hash_column} FROM {quote(meta.db_table)} "
-                f"WHERE {erased_column} IS NOT NULL "
-                f"AND ({user_id_column} = ANY(%s::text[]) OR {hash_column} = ANY(%s::text[]))",
-                [sorted(user_ids), sorted(hashes)],
-            )
-            erased = cursor.fetchall()
-    else:
-        erased = list(
-            Customer.objects.filter(erased_at__isnull=False)
-            .filter(Q(saleor_user_id__in=user_ids) | Q(email_hash__in=hashes))
-            .values_list("saleor_user_id", "email_hash")
-        )
-    for user_id, hashed in erased:
+    # Every batch asks this of its ~500 subjects and almost never finds anyone: two array
+    # parameters instead of the ORM's IN lists, whose compilation and quoting (per value) cost
+    # more CPU than the rest of the batch's bookkeeping.
+    erased = Customer.objects.filter(erased_at__isnull=False).filter(
+        Q(InArray(F("saleor_user_id"), user_ids)) | Q(InArray(F("email_hash"), hashes))
+    )
+    for user_id, hashed in erased.values_list("saleor_user_id", "email_hash"):
         redact_for_subject(user_id=user_id or "", email_hash=hashed)
 
 
