@@ -289,6 +289,16 @@ def insert_rows(
         row._state.db = connection.alias
 
 
+def any_of(column: str, values: Sequence[Any], array_type: str) -> tuple[str, list[Any]]:
+    """``(sql, params)`` of ``column IN (values)`` for raw SQL (``RowReader.fetch``): on
+    PostgreSQL ``column = ANY(%s::<array_type>[])``, one parameter and one statement text
+    whatever the count, so a server-binding connection prepares it once instead of parsing
+    and planning a new IN list every batch; elsewhere a placeholder per value."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s::{array_type}[])", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
 class InArray(models.Lookup):  # type: ignore[type-arg]
     """``field IN (values)`` for a filter (never an ``exclude``: an array holding NULL would
     compare differently under NOT), bound on PostgreSQL as one array parameter,

@@ -23,9 +23,9 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from saleor_crm_plugin.core.bulk import InArray, insert_rows, update_rows
+from saleor_crm_plugin.core.bulk import InArray, any_of, insert_rows, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
-from saleor_crm_plugin.core.rows import RowReader, placeholders
+from saleor_crm_plugin.core.rows import RowReader
 from saleor_crm_plugin.customers import projection
 from saleor_crm_plugin.customers.models import Customer, CustomerLink, Order, OrderLine
 from saleor_crm_plugin.events.types import CrmEvent, EventKind, OrderSnapshot
@@ -160,7 +160,8 @@ _LINES = RowReader(OrderLine)
 def _load_lines(order_pks: list[int]) -> list[OrderLine]:
     if not order_pks:
         return []
-    return _LINES.fetch(f"t.order_id IN ({placeholders(order_pks)})", order_pks, order_by="t.id")
+    where, params = any_of("t.order_id", order_pks, "bigint")
+    return _LINES.fetch(where, params, order_by="t.id")
 
 
 class _Unit:

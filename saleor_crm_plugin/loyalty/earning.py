@@ -20,8 +20,8 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from saleor_crm_plugin.core.bulk import InArray
-from saleor_crm_plugin.core.rows import RowReader, placeholders
+from saleor_crm_plugin.core.bulk import InArray, any_of
+from saleor_crm_plugin.core.rows import RowReader
 from saleor_crm_plugin.customers.models import Customer, Order
 from saleor_crm_plugin.events.types import CrmEvent, EventKind
 from saleor_crm_plugin.loyalty.config import ProgramConfig, program_config
@@ -308,9 +308,8 @@ def _process(
         if old_accounts:
             # Every lot of every touched account, each batch: read without the ORM's per-row
             # constructor (same columns, converters and model instances, see core/rows.py).
-            for lot in _LOTS.fetch(
-                f"t.account_id IN ({placeholders(old_accounts)})", old_accounts, order_by="t.id"
-            ):
+            where, params = any_of("t.account_id", old_accounts, "bigint")
+            for lot in _LOTS.fetch(where, params, order_by="t.id"):
                 lots[lot.account_id].append(lot)
         postings = []
         for key, account in accounts.items():
