@@ -11,7 +11,11 @@ wrapper). Then, untimed by the drain, the pure cost of what each storage form ma
 do per event: translating the raw body, or decoding the stored JSON and ``from_dict``.
 
     python -m bench.worker_cpu [--events 8000] [--store raw|translated] [--batch-size 500]
-        [--profile]
+        [--profile | --phases]
+
+``--phases`` splits the timed drain's CPU by step (translation, projection load/apply/flush,
+loyalty, aggregates, inbox bookkeeping) with a ``process_time`` wrapper per step: unlike
+cProfile, which inflates code made of many small calls, it leaves the code's own speed alone.
 
 To compare code versions on the same machine, copy this file into the other checkout's
 ``bench/`` and run it there with that checkout on ``PYTHONPATH`` (it needs only
@@ -98,12 +102,55 @@ def _per_event_costs(deliveries: list[tuple[str, bytes]]) -> dict[str, float]:
     return results
 
 
+def _time_phases() -> dict[str, float]:
+    """Wrap the drain's steps to add up their CPU (``process_time``); nested steps are
+    indented under the step that calls them."""
+    from saleor_crm_plugin.customers import batch, projection
+    from saleor_crm_plugin.events import inbox
+    from saleor_crm_plugin.loyalty import earning
+
+    totals: dict[str, float] = {}
+    steps = [
+        (inbox, "translate_stored_webhook", "translate raw bodies"),
+        (inbox, "_leave_contended", "try-locks"),
+        (batch, "apply_batch", "projection"),
+        (batch._Unit, "load", "  load (locks, orders, customers)"),
+        (batch, "_load_lines", "    of which lines"),
+        (batch._Unit, "apply", "  apply events in memory"),
+        (batch._Unit, "flush", "  write orders, lines, customers"),
+        (projection, "_refresh_now", "customer aggregates"),
+        (inbox, "_run_domains_in_bulk", "loyalty"),
+        (earning, "order_histories", "  order histories"),
+        (earning, "lock_accounts", "  lock accounts"),
+        (earning, "_reconcile", "  reconcile"),
+        (earning, "flush", "  write lots, entries, accounts"),
+        (inbox, "_save_outcomes", "inbox outcomes"),
+        (inbox, "_redact_erased", "erased-subject check"),
+    ]
+    for owner, name, label in steps:
+        totals[label] = 0.0
+        setattr(owner, name, _timed(getattr(owner, name), label, totals))
+    return totals
+
+
+def _timed(fn: Any, label: str, totals: dict[str, float]) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[label] += time.process_time() - start
+
+    return timed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=8000, help="stored; the second half is timed")
     parser.add_argument("--store", choices=["raw", "translated"], default="raw")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--profile", action="store_true", help="cProfile the timed drain")
+    parser.add_argument("--phases", action="store_true", help="CPU of the drain by step")
     args = parser.parse_args(argv)
 
     os.environ.update(
@@ -130,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from saleor_crm_plugin.events.models import InboxEvent
 
     call_command("migrate", verbosity=0)
+    phases = _time_phases() if args.phases else None
     deliveries = _cached_deliveries(args.events)
     half = len(deliveries) // 2
     _store(deliveries, args.store)
@@ -146,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
 
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     with connection.execute_wrapper(count):
+        if phases is not None:  # the warm-up drain is not counted
+            phases.update(dict.fromkeys(phases, 0.0))
         pg0, c0 = process_cpu(backend), time.process_time()
         if profiler:
             profiler.enable()
@@ -162,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{(pg1 - pg0) / drained * 1000:.3f} ms/event, {queries[0] / drained:.3f} queries/event; "
         f"statuses {statuses}"
     )
+    if phases is not None:
+        for label, seconds in phases.items():
+            print(f"  {label:<32} {seconds / drained * 1e6:7.1f} µs/event")
     for label, micros in _per_event_costs(deliveries[half:]).items():
         print(f"  {label}: {micros:.0f} µs/event")
     if profiler:
