@@ -15,13 +15,16 @@ expressions, unknown field types) still takes Django's conversion.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+
+from saleor_crm_plugin.core.compat import on_psycopg3
 
 # Field types whose Django conversion is the identity on PostgreSQL for a value of exactly
 # this Python type (subclasses such as IntegerChoices members or bool-for-int still convert).
@@ -195,17 +198,7 @@ def _set_update(
         + ", ".join(f"%s::{t}" for t in types)
         + f") AS v({', '.join(names)}, pk) WHERE t.{quote(meta.pk.column)} = v.pk"
     )
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    if not is_psycopg3:  # plugin mode on psycopg2: Django's cursor adapts lists as arrays
-        with connection.cursor() as cursor:
-            cursor.execute(sql, arrays)
-        return True
-    import psycopg
-
-    connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)  # server-side binding, as ``execute_many``
-    with connection._prepare_cursor(raw) as cursor:
+    with server_bound_cursor() as cursor:
         cursor.execute(sql, arrays)
     return True
 
@@ -221,16 +214,26 @@ def execute_many(sql: str, params: Sequence[Sequence[Any]]) -> None:
     prepared statements unless ``OPTIONS["prepare_threshold"]`` is set, for poolers)."""
     if not params:
         return
-    if connection.vendor != "postgresql":
+    with server_bound_cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+@contextmanager
+def server_bound_cursor() -> Iterator[Any]:
+    """A cursor of the default connection that binds parameters on the server (psycopg 3):
+    same connection and transaction, still wrapped by Django so query logging and execute
+    wrappers see it. Django's own cursor elsewhere: SQLite, and psycopg2 in plugin mode
+    (whose client-side binding adapts lists as arrays too)."""
+    if connection.vendor != "postgresql" or not on_psycopg3():
         with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+            yield cursor
         return
     import psycopg
 
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
     with connection._prepare_cursor(raw) as cursor:
-        cursor.executemany(sql, params)
+        yield cursor
 
 
 def _needs_pre_save(field: models.Field) -> bool:

@@ -22,6 +22,15 @@ def allow_writer() -> Iterator[None]:
         yield
 
 
+def on_psycopg3() -> bool:
+    """Whether Django's PostgreSQL backend runs on psycopg 3: App mode always does; plugin mode
+    runs on Saleor's connection, which may still be psycopg2. Imported on call: the module
+    imports a PostgreSQL driver, which the SQLite demo does not need."""
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3
+
+
 _PLUGIN_CONFIG_CACHE: tuple[float, dict[str, Any]] | None = None
 _PLUGIN_CONFIG_TTL = 30.0
 

@@ -16,6 +16,8 @@ from django.db import connections, models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
+from saleor_crm_plugin.core.compat import on_psycopg3
+
 M = TypeVar("M", bound=models.Model)
 
 try:  # psycopg's C timestamptz loader (psycopg[binary] or psycopg[c]); None elsewhere
@@ -222,7 +224,7 @@ def _server_cursor(connection: Any) -> Any:
     The cursor is made (and given the C ``timestamptz`` loader when it reads the same
     values) once per connection and session time zone rather than per query: building a
     cursor and its adapters map cost a fifth of an order page's read."""
-    if connection.vendor != "postgresql" or not _is_psycopg3():
+    if connection.vendor != "postgresql" or not on_psycopg3():
         return None
     connection.close_if_health_check_failed()
     connection.ensure_connection()
@@ -239,13 +241,6 @@ def _server_cursor(connection: Any) -> Any:
     use_c_timestamptz_loader(cursor)
     connection.__dict__["_crm_row_cursor"] = (raw, zone, cursor)
     return cursor
-
-
-def _is_psycopg3() -> bool:
-    # Plugin mode runs on Saleor's connection, which may still be psycopg2.
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    return is_psycopg3
 
 
 def placeholders(values: Sequence[Any]) -> str:

@@ -25,6 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.core.compat import on_psycopg3
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.customers import batch, projection
 from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
@@ -85,7 +86,7 @@ def _insert_unless_known(row: InboxEvent) -> bool:
         if getattr(row, f.attname) is None and f.has_default():
             setattr(row, f.attname, f.get_default())
     params = [f.get_db_prep_save(getattr(row, f.attname), db) for f in fields]
-    if db.vendor == "postgresql" and _is_psycopg3():
+    if db.vendor == "postgresql" and on_psycopg3():
         inserted = _execute_server_bound(db, sql, params)
     else:
         with db.cursor() as cursor:
@@ -113,13 +114,6 @@ def _insert_statement(vendor: str) -> tuple[str, tuple[models.Field[Any, Any], .
     return sql, fields
 
 
-def _is_psycopg3() -> bool:
-    # Plugin mode runs on Saleor's connection, which may still be psycopg2.
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    return is_psycopg3
-
-
 def _execute_server_bound(
     db: Any, sql: str, params: list[Any], *, fetch: bool = True
 ) -> tuple[Any, ...] | None:
@@ -142,7 +136,7 @@ def store_webhook(
     and the subject columns are filled when the row is translated. Returns ``False`` for a
     duplicate delivery."""
     db = connections[connection.alias]
-    if db.vendor == "postgresql" and _is_psycopg3():
+    if db.vendor == "postgresql" and on_psycopg3():
         now = timezone.now()
         params = [dedupe_key, kind, saleor_api_url, raw_body, now, now]
         inserted = _execute_server_bound(db, _raw_insert_statement(), params) is not None
@@ -453,7 +447,7 @@ def _save_translated_done(rows: list[InboxEvent], now: datetime) -> None:
         [r.pk for r in rows],
         *([getattr(r, name) for r in rows] for name in _TRANSLATED_COLUMNS),
     ]
-    if _is_psycopg3():
+    if on_psycopg3():
         _execute_server_bound(db, _translated_done_statement(), params, fetch=False)
     else:
         with db.cursor() as cursor:
