@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,25 +92,13 @@ class StaleConnection(Exception):
 
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of one process (a PostgreSQL backend, say), from ``/proc``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return _parse_stat(Path(f"/proc/{pid}/stat").read_text())[2]
 
 
 def process_tree_cpu(root: int) -> float:
     """User + system CPU seconds of a process and its live children (the server's master and
     workers), from ``/proc``."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(entry.name), int(fields[1])
-        if pid == root or ppid == root:
-            total += (int(fields[11]) + int(fields[12])) / _TICKS
-    return total
+    return sum(cpu for pid, ppid, _, cpu in processes() if root in (pid, ppid))
 
 
 def processes_cpu(name: str) -> float:
@@ -118,20 +106,27 @@ def processes_cpu(name: str) -> float:
     (``postgres``: the postmaster, its backends and background workers; ``redis-server``), from
     ``/proc``. A backend that exits between two readings takes its CPU with it, so read around
     work done on long-lived connections."""
-    total = 0.0
+    return sum(cpu for _, _, comm, cpu in processes() if comm == name)
+
+
+def processes() -> Iterator[tuple[int, int, str, float]]:
+    """``(pid, parent pid, command name, CPU seconds)`` of every live process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            text = (entry / "stat").read_text()
+            ppid, comm, cpu = _parse_stat((entry / "stat").read_text())
         except OSError:
             continue
-        head, _, rest = text.rpartition(")")
-        if head.partition("(")[2] != name:
-            continue
-        fields = rest.split()
-        total += (int(fields[11]) + int(fields[12])) / _TICKS
-    return total
+        yield int(entry.name), ppid, comm, cpu
+
+
+def _parse_stat(text: str) -> tuple[int, str, float]:
+    """``(parent pid, command name, user + system CPU seconds)`` of a ``/proc/<pid>/stat``
+    (the name, in parentheses, may itself hold spaces and parentheses)."""
+    head, _, rest = text.rpartition(")")
+    fields = rest.split()
+    return int(fields[1]), head.partition("(")[2], (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")

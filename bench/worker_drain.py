@@ -36,7 +36,7 @@ from pathlib import Path
 import psycopg
 
 from bench._common import pg_url, recreate_database
-from bench._http import _TICKS
+from bench._http import process_cpu, processes
 
 TEMPLATE = os.environ.get("BENCH_DRAIN_TEMPLATE", "crm_bench_template_drain")
 DB_NAME = os.environ.get("BENCH_DRAIN_DB", "crm_bench_run_drain")
@@ -89,23 +89,16 @@ def _build_template(warm: int, backlog: int) -> None:
     connections.close_all()
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds) of a live process."""
+def _cpu(pid: int) -> float | None:
+    """CPU seconds of a process, or None once it has exited."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return process_cpu(pid)
     except OSError:
         return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _children(root: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            stat = _stat(int(entry.name))
-            if stat and stat[0] == root:
-                out.append(int(entry.name))
-    return out
+    return [pid for pid, ppid, _, _ in processes() if ppid == root]
 
 
 def run_once(args: argparse.Namespace) -> dict[str, float]:
@@ -149,18 +142,18 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
         if first is None and pending < backlog:
             first = now - t0
         for pid in [root, *_children(root)]:
-            stat = _stat(pid)
-            if stat:
-                cpu_seen[pid] = stat[1]
+            seconds = _cpu(pid)
+            if seconds is not None:
+                cpu_seen[pid] = seconds
                 role.setdefault(pid, "main" if pid == root else "child")
         for pid, state, wait, query in db.execute(
             "SELECT pid, state, wait_event_type, left(query, 60) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",
             [DB_NAME],
         ).fetchall():
-            stat = _stat(pid)
-            if stat:
-                cpu_seen[pid] = stat[1]
+            seconds = _cpu(pid)
+            if seconds is not None:
+                cpu_seen[pid] = seconds
                 role.setdefault(pid, "pg")
             if state == "active":
                 states[f"waiting {wait}" if wait else "running"] += 1

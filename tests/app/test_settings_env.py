@@ -17,10 +17,15 @@ def test_every_crm_setting_can_come_from_the_environment():
         "from saleor_crm_plugin.conf import crm_settings as s;"
         "print(json.dumps([s.INBOX_BATCH_SIZE, s.APP_PERMISSIONS, s.APP_NAME]))"
     )
+    assert json.loads(_run(code, env)) == [7, ["MANAGE_USERS"], "Shop CRM"]
+
+
+def _run(code: str, env: dict[str, str]) -> str:
+    """What ``code`` prints in a fresh interpreter: settings are read once, at import."""
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert json.loads(out.stdout) == [7, ["MANAGE_USERS"], "Shop CRM"]
+    return out.stdout
 
 
 def test_prepared_statements_are_on_by_default_and_can_be_switched_off():
@@ -34,10 +39,7 @@ def test_prepared_statements_are_on_by_default_and_can_be_switched_off():
         env.pop("DATABASE_PREPARE_THRESHOLD", None)
         if value is not None:
             env["DATABASE_PREPARE_THRESHOLD"] = value
-        out = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-        )
-        return json.loads(out.stdout)
+        return json.loads(_run(code, env))
 
     assert threshold(None) == 5
     assert threshold("1") == 1
@@ -54,10 +56,7 @@ def _coalesce_seconds(**env: str) -> float:
         "from saleor_crm_plugin.conf import crm_settings as s;"
         "print(s.INBOX_KICK_COALESCE_SECONDS)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
-    )
-    return float(out.stdout)
+    return float(_run(code, environ))
 
 
 def test_kicks_coalesce_by_default_only_with_a_shared_cache():

@@ -47,6 +47,21 @@ def _order(**fields) -> Order:
     return Order(**values)
 
 
+def _lines(order: Order, count: int) -> list[OrderLine]:
+    """``count`` unsaved lines of ``order``, two at 1.00 each."""
+    return [
+        OrderLine(
+            order=order,
+            saleor_line_id=f"L-{n}",
+            quantity=2,
+            unit_price_gross=Decimal(1),
+            unit_price_net=Decimal(1),
+            total_price_gross=Decimal(2),
+        )
+        for n in range(count)
+    ]
+
+
 # -- value conversion ------------------------------------------------------------------------
 
 
@@ -202,17 +217,7 @@ def test_line_quantity_updates_stay_on_their_page_without_touching_indexes():
         assert cursor.fetchone() == (["fillfactor=70"],)
     order = _order()
     bulk.insert_rows(Order, [order])
-    lines = [
-        OrderLine(
-            order_id=order.pk,
-            saleor_line_id=f"L-{n}",
-            quantity=2,
-            unit_price_gross=Decimal(1),
-            unit_price_net=Decimal(1),
-            total_price_gross=Decimal(2),
-        )
-        for n in range(400)
-    ]
+    lines = _lines(order, 400)
     bulk.insert_rows(OrderLine, lines)  # COPY, as a batch writes them: several pages
     # the first page's first lines (full pages without the setting: none of this is HOT)
     first = list(OrderLine.objects.filter(order=order).order_by("pk")[:10])
@@ -237,17 +242,7 @@ def test_line_quantity_updates_stay_on_their_page_without_touching_indexes():
 def test_update_lines_sends_only_the_columns_that_changed():
     order = _order()
     order.save()
-    lines = [
-        OrderLine(
-            order=order,
-            saleor_line_id=f"L-{n}",
-            quantity=2,
-            unit_price_gross=Decimal(1),
-            unit_price_net=Decimal(1),
-            total_price_gross=Decimal(2),
-        )
-        for n in range(3)
-    ]
+    lines = _lines(order, 3)
     OrderLine.objects.bulk_create(lines)
     loaded = list(OrderLine.objects.filter(order=order).order_by("saleor_line_id"))
     before = {id(line): projection.line_state(line) for line in loaded}
