@@ -22,8 +22,18 @@ def pg_url(database: str) -> str:
     return f"{PG_BASE}/{database}"
 
 
+def db_name(name: str) -> str:
+    """``name`` with ``BENCH_DB_SUFFIX`` appended (once)."""
+    suffix = os.environ.get("BENCH_DB_SUFFIX", "")
+    return name if name.endswith(suffix) else name + suffix
+
+
 def recreate_database(name: str) -> str:
-    """A fresh database per run, so figures never depend on what an earlier run left."""
+    """A fresh database per run, so figures never depend on what an earlier run left.
+
+    ``BENCH_DB_SUFFIX`` is appended to the name, so two checkouts can run one benchmark at
+    the same time without dropping each other's database."""
+    name = db_name(name)
     with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import psycopg
 
-from bench._common import pg_url, recreate_database
+from bench._common import db_name, pg_url, recreate_database
 from bench._http import process_cpu, processes
 
-TEMPLATE = os.environ.get("BENCH_DRAIN_TEMPLATE", "crm_bench_template_drain")
-DB_NAME = os.environ.get("BENCH_DRAIN_DB", "crm_bench_run_drain")
+TEMPLATE = db_name(os.environ.get("BENCH_DRAIN_TEMPLATE", "crm_bench_template_drain"))
+DB_NAME = db_name(os.environ.get("BENCH_DRAIN_DB", "crm_bench_run_drain"))
 REDIS = os.environ.get("BENCH_DRAIN_REDIS", "redis://127.0.0.1:6379/11")
 API_URL = "https://bench.saleor.local/graphql/"
 
