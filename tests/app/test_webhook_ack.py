@@ -246,6 +246,29 @@ def test_stored_delivery_answers_the_bytes_json_response_did(registered, signer,
         assert response["Content-Type"] == reference["Content-Type"]
 
 
+def test_delivery_is_stored_under_the_normalised_api_url(registered, signer, client):
+    shouting = (
+        CAPTURED_API_URL.replace("http://", "HTTP://").upper().replace("/GRAPHQL/", "/graphql/")
+    )
+    assert shouting != CAPTURED_API_URL
+    response = client.post(
+        "/api/webhooks/saleor",
+        data=BODY,
+        content_type="application/json",
+        headers={
+            "Saleor-Event": "ORDER_CREATED",
+            "Saleor-Api-Url": f"  {shouting}",
+            "Saleor-Signature": signer.sign(BODY),
+        },
+    )
+
+    assert response.json() == {"status": "accepted"}
+    row = InboxEvent.objects.get()
+    assert row.saleor_api_url == CAPTURED_API_URL
+    # the key is the one the worker's translation of the same delivery would carry
+    assert row.dedupe_key == translate_webhook("ORDER_CREATED", BODY, CAPTURED_API_URL).dedupe_key
+
+
 def test_duplicate_delivery_answers_200_and_is_stored_once(registered, signer, client):
     signature = signer.sign(BODY)
 
