@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from saleor_crm_plugin.app import APP_MIDDLEWARE
 from saleor_crm_plugin.beat import BEAT_SCHEDULE
 from saleor_crm_plugin.conf import INSECURE_DEV_KEY
 
@@ -33,10 +34,7 @@ SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_DEV_KEY)
 ALLOWED_HOSTS = _list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 INSTALLED_APPS = ["saleor_crm_plugin"]
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-]
+MIDDLEWARE = list(APP_MIDDLEWARE)
 ROOT_URLCONF = "saleor_crm_plugin.app.urls"
 WSGI_APPLICATION = "saleor_crm_plugin.app.wsgi.application"
 

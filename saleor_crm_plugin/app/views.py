@@ -30,7 +30,6 @@ from saleor_crm_plugin.app import registry
 from saleor_crm_plugin.app.jws import SignatureError
 from saleor_crm_plugin.app.manifest import build_manifest
 from saleor_crm_plugin.conf import crm_settings
-from saleor_crm_plugin.core.saleor_api import normalize_api_url
 from saleor_crm_plugin.events import inbox
 from saleor_crm_plugin.events.exceptions import UnsupportedEvent
 from saleor_crm_plugin.events.from_webhook import event_kind_from_header, webhook_dedupe_key
@@ -87,7 +86,7 @@ def saleor_webhook(request: HttpRequest) -> HttpResponse:
         return _error("Missing Saleor-Api-Url header.", "SIGNATURE_INVALID", 401)
     body = request.body
     try:
-        registry.verify_webhook_signature(api_url, signature, body)
+        instance = registry.verify_webhook_signature(api_url, signature, body)
     except SignatureError as exc:
         logger.warning("Rejected webhook %s from %s: %s", event_name, api_url, exc)
         return _error(str(exc), "SIGNATURE_INVALID", 401)
@@ -95,7 +94,9 @@ def saleor_webhook(request: HttpRequest) -> HttpResponse:
         kind = event_kind_from_header(event_name)
     except UnsupportedEvent as exc:
         return JsonResponse({"status": "ignored", "reason": str(exc)})
-    normalized_url = normalize_api_url(api_url)
+    # The instance was found under the normalised header (an exact match), so its URL is
+    # that normalisation, done once per request instead of twice.
+    normalized_url = instance.saleor_api_url
     dedupe_key = webhook_dedupe_key(normalized_url, kind, body)
     try:
         text = body.decode()

@@ -1,6 +1,13 @@
+"""The App's WSGI application (``saleor-crm serve``): ``get_wsgi_application`` with the
+webhook's short path (``app/handler.py``)."""
+
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saleor_crm_plugin.app.settings")
-application = get_wsgi_application()
+django.setup(set_prefix=False)
+
+from saleor_crm_plugin.app.handler import AppWSGIHandler  # noqa: E402  (needs the app registry)
+
+application = AppWSGIHandler()

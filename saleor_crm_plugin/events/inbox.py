@@ -114,16 +114,16 @@ def _insert_statement(vendor: str) -> tuple[str, tuple[models.Field[Any, Any], .
     return sql, fields
 
 
-def _execute_server_bound(
-    db: Any, sql: str, params: list[Any], *, fetch: bool = True
-) -> tuple[Any, ...] | None:
+def _execute_server_bound(db: Any, sql: str, params: list[Any], *, fetch: bool = True) -> Any:
+    """Run ``sql`` with server-side binding on Django's connection; the first row it returns
+    when ``fetch``, else how many rows it wrote (the cursor's rowcount)."""
     import psycopg
 
     db.ensure_connection()
     db.validate_no_broken_transaction()
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone() if fetch else None
+        return cursor.fetchone() if fetch else cursor.rowcount
 
 
 def store_webhook(
@@ -139,7 +139,9 @@ def store_webhook(
     if db.vendor == "postgresql" and on_psycopg3():
         now = timezone.now()
         params = [dedupe_key, kind, saleor_api_url, raw_body, now, now]
-        inserted = _execute_server_bound(db, _raw_insert_statement(), params) is not None
+        # ``ON CONFLICT DO NOTHING`` writes one row or, for a duplicate, none: the rowcount
+        # says which, so the statement returns nothing (the ack never needed the id).
+        inserted = _execute_server_bound(db, _raw_insert_statement(), params, fetch=False) == 1
     else:
         row = InboxEvent(
             dedupe_key=dedupe_key,
@@ -160,8 +162,9 @@ def store_webhook(
 def _raw_insert_statement() -> str:
     """``_insert_unless_known``'s statement for a raw webhook row, with every column the ack
     does not know written as its default in the SQL: no model instance and no per-field
-    conversion in the request path (six plain values are bound). A column added to the
-    model must be added here too; ``tests/app/test_webhook_ack.py`` compares the two."""
+    conversion in the request path (six plain values are bound), and no ``RETURNING``: the
+    rowcount tells a stored delivery from a duplicate. A column added to the model must be
+    added here too; ``tests/app/test_webhook_ack.py`` compares the two."""
     meta = InboxEvent._meta
     quote = connection.ops.quote_name
     given = ("dedupe_key", "kind", "saleor_api_url", "raw_body", "received_at", "available_at")
@@ -182,8 +185,7 @@ def _raw_insert_statement() -> str:
     return (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(c) for c in columns)}) "
         f"VALUES ({', '.join(values)}) "
-        f"ON CONFLICT ({quote(meta.get_field('dedupe_key').column)}) DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}"
+        f"ON CONFLICT ({quote(meta.get_field('dedupe_key').column)}) DO NOTHING"
     )
 
 

@@ -19,7 +19,10 @@ class InboxEvent(models.Model):
     them, so a crash or a broker outage loses nothing: the sweep re-enqueues them.
     """
 
-    dedupe_key = models.CharField(max_length=128, unique=True)
+    # Unique through ``Meta.constraints``, not ``unique=True``: on PostgreSQL the field
+    # options also create a ``varchar_pattern_ops`` copy of the index for ``LIKE``, which
+    # nothing runs and every insert paid for (migration 0015). The same for the subject columns.
+    dedupe_key = models.CharField(max_length=128)
     kind = models.CharField(max_length=40)
     source = models.CharField(max_length=20)
     saleor_api_url = models.CharField(max_length=255, blank=True, default="")
@@ -37,10 +40,14 @@ class InboxEvent(models.Model):
     available_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
     # Who the payload is about, so a GDPR erasure can find and redact it.
-    subject_user_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
-    subject_email_hash = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    subject_user_id = models.CharField(max_length=255, blank=True, default="")
+    subject_email_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
+        # ``ON CONFLICT (dedupe_key)`` of the inserts needs this unique index.
+        constraints = [
+            models.UniqueConstraint(fields=["dedupe_key"], name="crm_inbox_dedupe_key_uniq")
+        ]
         indexes = [
             models.Index(
                 fields=["available_at", "id"],
@@ -48,6 +55,9 @@ class InboxEvent(models.Model):
                 condition=models.Q(status="pending"),
             ),
             models.Index(fields=["status", "received_at"], name="crm_inbox_status_idx"),
+            # GDPR erasure finds the rows about a subject (``redact_for_subject``).
+            models.Index(fields=["subject_user_id"], name="crm_inbox_subject_user_idx"),
+            models.Index(fields=["subject_email_hash"], name="crm_inbox_subject_email_idx"),
         ]
 
     def __str__(self) -> str:

@@ -246,6 +246,29 @@ def test_stored_delivery_answers_the_bytes_json_response_did(registered, signer,
         assert response["Content-Type"] == reference["Content-Type"]
 
 
+def test_delivery_is_stored_under_the_normalised_api_url(registered, signer, client):
+    shouting = (
+        CAPTURED_API_URL.replace("http://", "HTTP://").upper().replace("/GRAPHQL/", "/graphql/")
+    )
+    assert shouting != CAPTURED_API_URL
+    response = client.post(
+        "/api/webhooks/saleor",
+        data=BODY,
+        content_type="application/json",
+        headers={
+            "Saleor-Event": "ORDER_CREATED",
+            "Saleor-Api-Url": f"  {shouting}",
+            "Saleor-Signature": signer.sign(BODY),
+        },
+    )
+
+    assert response.json() == {"status": "accepted"}
+    row = InboxEvent.objects.get()
+    assert row.saleor_api_url == CAPTURED_API_URL
+    # the key is the one the worker's translation of the same delivery would carry
+    assert row.dedupe_key == translate_webhook("ORDER_CREATED", BODY, CAPTURED_API_URL).dedupe_key
+
+
 def test_duplicate_delivery_answers_200_and_is_stored_once(registered, signer, client):
     signature = signer.sign(BODY)
 
@@ -482,3 +505,49 @@ def test_raw_bodies_are_compressed_with_lz4_where_postgres_has_it():
             [InboxEvent._meta.db_table],
         )
         assert cursor.fetchone() == ("l",)
+
+
+@pytest.mark.django_db
+def test_inbox_table_has_exactly_its_declared_indexes():
+    """No ``varchar_pattern_ops`` copies (migration 0015): every insert paid for them and
+    nothing runs ``LIKE`` on these columns. The unique index on ``dedupe_key`` stays: the
+    inserts' ``ON CONFLICT (dedupe_key)`` needs it."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's indexes")
+    table = InboxEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
+        definitions = dict(cursor.fetchall())
+    found = {name: definition.split(" USING ", 1)[1] for name, definition in definitions.items()}
+    assert found == {
+        f"{table}_pkey": "btree (id)",
+        "crm_inbox_dedupe_key_uniq": "btree (dedupe_key)",
+        "crm_inbox_subject_user_idx": "btree (subject_user_id)",
+        "crm_inbox_subject_email_idx": "btree (subject_email_hash)",
+        "crm_inbox_pending_idx": (
+            "btree (available_at, id) WHERE ((status)::text = 'pending'::text)"
+        ),
+        "crm_inbox_status_idx": "btree (status, received_at)",
+    }
+    assert "UNIQUE" in definitions["crm_inbox_dedupe_key_uniq"]
+
+
+@pytest.mark.django_db
+def test_dropping_the_like_indexes_again_changes_nothing():
+    """The migration is not atomic (``DROP INDEX CONCURRENTLY``), so a run interrupted
+    half-way is repeated: its step must find the declared indexes and leave them alone."""
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's indexes")
+    migration = importlib.import_module("saleor_crm_plugin.migrations.0015_inbox_drop_like_indexes")
+    executed: list[str] = []
+    with connection.schema_editor(collect_sql=True) as editor:
+        migration._forwards(apps, editor)
+        executed = editor.collected_sql
+    assert executed == []

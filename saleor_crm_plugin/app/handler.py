@@ -1,0 +1,73 @@
+"""The App's WSGI handler: Django's, with the webhook's request skipping URL resolution.
+
+``POST /api/webhooks/saleor`` is nearly every request the App serves, and Django spent about
+a third of its handling on the generic pipeline around the view (docs/benchmarks.md). Here
+that request still goes through everything Django's ``WSGIHandler`` does (script prefix,
+``request_started`` / ``request_finished`` and so ``close_old_connections``, the request
+object with its ``DATA_UPLOAD_MAX_MEMORY_SIZE`` limit, the configured middleware, built by
+Django from ``settings.MIDDLEWARE``, with its exception-to-response wrapping: the
+``ALLOWED_HOSTS`` 400, the security headers, ``Content-Length``, the 500 handling and the
+``django.request`` log lines), only the view is called directly: the URL resolver, the view
+middleware and the template-response step it does not need are skipped.
+
+That is equivalent only while no middleware has ``process_view``,
+``process_template_response`` or ``process_exception`` hooks, or reads
+``request.resolver_match`` before the view: so the short path is taken only when
+``settings.MIDDLEWARE`` is exactly the App's own list (``APP_MIDDLEWARE``); with any other
+list every request goes through Django's handler unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.handlers.base import BaseHandler
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import Resolver404, ResolverMatch, resolve
+
+from saleor_crm_plugin.app import APP_MIDDLEWARE
+
+WEBHOOK_PATH = "/api/webhooks/saleor"
+
+
+class _WebhookChain(BaseHandler):
+    """Django's middleware chain (built by ``load_middleware``, same wrapping) around the
+    webhook view, already resolved."""
+
+    def __init__(self, match: ResolverMatch) -> None:
+        super().__init__()
+        self._match = match
+        self._view = self.make_view_atomic(match.func)  # ``ATOMIC_REQUESTS`` as Django has it
+        self.load_middleware()
+
+    def _get_response(self, request: HttpRequest) -> HttpResponseBase:
+        match = self._match
+        request.resolver_match = match
+        response = self._view(request, *match.args, **match.kwargs)
+        self.check_response(response, match.func)
+        return response
+
+
+class AppWSGIHandler(WSGIHandler):
+    """``WSGIHandler`` whose middleware chain sends the webhook's POSTs to ``_WebhookChain``
+    (when the middleware list allows it) and every other request to Django's own chain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        if tuple(settings.MIDDLEWARE) != APP_MIDDLEWARE:
+            return
+        try:
+            match = resolve(WEBHOOK_PATH, urlconf=settings.ROOT_URLCONF)
+        except Resolver404:  # a URLconf without the webhook
+            return
+        self._django_chain: Callable[[HttpRequest], Any] = self._middleware_chain
+        self._webhook_chain = _WebhookChain(match)._middleware_chain
+        self._middleware_chain = self._dispatch
+
+    def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
+        if request.method == "POST" and request.path_info == WEBHOOK_PATH:
+            return self._webhook_chain(request)  # type: ignore[no-any-return]
+        return self._django_chain(request)  # type: ignore[no-any-return]
