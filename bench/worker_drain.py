@@ -14,7 +14,13 @@ database's backends, and what the backends were doing (``pg_stat_activity``: run
 on a lock, idle in transaction = Python work).
 
     python -m bench.worker_drain [--rebuild] [--warm 11000] [--backlog 9000] [--kicks 30]
-        [--concurrency 2] [--nice 10] [--runs 1]
+        [--concurrency 2] [--nice 10] [--runs 1] [--feed RATE]
+
+``--feed RATE`` drains a live stream instead (``bench.ingest``'s phase 2 without HTTP): the
+backlog is taken out of the copy and, once the worker is up, a feeder process stores it again
+at RATE rows/s the way the webhook does (``store_webhook``, coalesced kick after commit). CPU
+is counted from the first fed row (start-up excluded) and without the feeder's own backend,
+and the drain's batches are counted (distinct ``processed_at``), to compare events per batch.
 
 It runs the worker of the code on ``PYTHONPATH`` (``python -m saleor_crm_plugin.cli``), so two
 checkouts can be compared on the same template. Broker and cache: ``BENCH_DRAIN_REDIS``
@@ -27,6 +33,7 @@ import argparse
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -89,6 +96,37 @@ def _build_template(warm: int, backlog: int) -> None:
     connections.close_all()
 
 
+def _feed(rate: float, limit: int) -> None:
+    """Run in a child process on the run database: take the pending rows out, say ``ready``
+    with this connection's backend pid, and on a line from stdin store them again, oldest
+    first, at ``rate`` per second as the webhook view does."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from saleor_crm_plugin.events import inbox
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM saleor_crm_plugin_inboxevent WHERE status = 'pending' "
+            "RETURNING id, dedupe_key, kind, saleor_api_url, raw_body"
+        )
+        rows = sorted(cursor.fetchall())[: limit or None]
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    print(f"ready {backend} {len(rows)}", flush=True)
+    sys.stdin.readline()
+    t0 = time.perf_counter()
+    for i, (_, key, kind, url, body) in enumerate(rows):
+        pause = t0 + i / rate - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        inbox.store_webhook(dedupe_key=key, kind=kind, saleor_api_url=url, raw_body=body)
+    took = time.perf_counter() - t0
+    print(f"fed {len(rows)} in {took:.2f}s ({len(rows) / took:,.0f}/s)", flush=True)
+
+
 def _cpu(pid: int) -> float | None:
     """CPU seconds of a process, or None once it has exited."""
     try:
@@ -117,11 +155,26 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
         "from saleor_crm_plugin.tasks.ingest import process_inbox_task as t;"
         f"[t.delay() for _ in range({args.kicks})]",
     ]
-    subprocess.run(kick, env=env, check=True)
+    if args.kicks and not args.feed:
+        subprocess.run(kick, env=env, check=True)
     db = psycopg.connect(pg_url(DB_NAME), autocommit=True)
     backlog = db.execute(
         "SELECT count(*) FROM saleor_crm_plugin_inboxevent WHERE status = 'pending'"
     ).fetchone()[0]
+    feeder = None
+    skip_pids: set[int] = set()
+    if args.feed:
+        code = f"from bench.worker_drain import _feed; _feed({args.feed}, {args.feed_events})"
+        feeder = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        _, backend, fed = feeder.stdout.readline().split()
+        skip_pids.add(int(backend))
+        backlog = int(fed)
     command = [sys.executable, "-m", "saleor_crm_plugin.cli", "worker", "--queues", "ingest"]
     command += ["--loglevel", "error", "--concurrency", str(args.concurrency)]
     if args.nice:
@@ -133,6 +186,22 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
     role: dict[int, str] = {}
     states: Counter[str] = Counter()
     first = None
+    cpu_base: dict[int, float] = {}
+    fed_at = None
+    if feeder is not None:
+        time.sleep(args.feed_start)  # the worker is up and idle: start-up stays out of the CPU
+        for pid in [root, *_children(root)]:
+            cpu_base[pid] = _cpu(pid) or 0.0
+        for (pid,) in db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [DB_NAME],
+        ).fetchall():
+            cpu_base[pid] = _cpu(pid) or 0.0
+        fed_at = db.execute("SELECT now()").fetchone()[0]
+        feeder.stdin.write("go\n")
+        feeder.stdin.flush()
+        t0 = time.perf_counter()
+        first = 0.0
     while True:
         time.sleep(0.02)
         pending = db.execute(
@@ -151,7 +220,7 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
             "WHERE datname = %s AND pid <> pg_backend_pid()",
             [DB_NAME],
         ).fetchall():
-            seconds = _cpu(pid)
+            seconds = _cpu(pid) if pid not in skip_pids else None
             if seconds is not None:
                 cpu_seen[pid] = seconds
                 role.setdefault(pid, "pg")
@@ -163,7 +232,7 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
                     states[f"  running: {query}"] += 1
             else:
                 states[state or "?"] += 1
-        if pending == 0:
+        if pending == 0 and (feeder is None or feeder.poll() is not None):
             break
         if now - t0 > 600:
             raise SystemExit("not drained in 600 s")
@@ -181,11 +250,23 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
             "SELECT status, count(*) FROM saleor_crm_plugin_inboxevent GROUP BY 1"
         ).fetchall()
     )
+    batches = None
+    if fed_at is not None:
+        batches = db.execute(
+            "SELECT count(DISTINCT processed_at) FROM saleor_crm_plugin_inboxevent "
+            "WHERE processed_at >= %s",
+            [fed_at],
+        ).fetchone()[0]
+        print(f"  feeder: {feeder.stdout.read().strip()}")
     db.close()
     cpu = Counter()
     for pid, seconds in cpu_seen.items():
-        cpu[role[pid]] += seconds
-    children = sorted(seconds for pid, seconds in cpu_seen.items() if role[pid] == "child")
+        cpu[role[pid]] += seconds - cpu_base.get(pid, 0.0)
+    children = sorted(
+        seconds - cpu_base.get(pid, 0.0)
+        for pid, seconds in cpu_seen.items()
+        if role[pid] == "child"
+    )
     print(
         f"drained {backlog} in {elapsed:.2f}s = {backlog / elapsed:,.0f} events/s; first row after "
         f"{first:.2f}s; after that {backlog / (elapsed - first):,.0f} events/s; statuses {statuses}"
@@ -197,6 +278,8 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
         f"backends {cpu['pg']:.2f}; per event: worker {worker_ms:.3f} ms, "
         f"pg {cpu['pg'] / backlog * 1000:.3f} ms"
     )
+    if batches:
+        print(f"  batches: {batches}, {backlog / batches:.1f} events per batch")
     print("  updates (HOT): " + ", ".join(f"{t[18:]} {u} ({h})" for t, u, h in hot))
     total = sum(v for k, v in states.items() if not k.startswith("  "))
     print(
@@ -207,7 +290,14 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
     for k, v in states.most_common():
         if k.startswith("  "):
             print(f"  {k.strip()}: {v}")
-    return {"rate": backlog / elapsed, "first": first, "elapsed": elapsed}
+    return {
+        "rate": backlog / elapsed,
+        "first": first,
+        "elapsed": elapsed,
+        "worker_ms": worker_ms,
+        "pg_ms": cpu["pg"] / backlog * 1000,
+        "per_batch": backlog / batches if batches else 0.0,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=0)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--queries", action="store_true", help="count the running statements")
+    parser.add_argument(
+        "--feed", type=float, default=0, help="store the backlog at this many rows/s instead"
+    )
+    parser.add_argument("--feed-events", type=int, default=0, help="rows to feed (0: all)")
+    parser.add_argument(
+        "--feed-start", type=float, default=4.0, help="seconds between worker start and feed"
+    )
     args = parser.parse_args(argv)
     with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [TEMPLATE]).fetchone()
@@ -231,8 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     import saleor_crm_plugin
 
     print(f"code: {Path(saleor_crm_plugin.__file__).parent.parent}")
-    for _ in range(args.runs):
-        run_once(args)
+    results = [run_once(args) for _ in range(args.runs)]
+    if args.feed and len(results) > 1:
+        median = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        print(
+            f"median of {len(results)}: worker {median['worker_ms']:.3f} ms, pg "
+            f"{median['pg_ms']:.3f} ms per event, {median['per_batch']:.1f} events per batch"
+        )
     return 0
 
 

@@ -104,6 +104,15 @@ class CRMSettings:
         (needs a cache shared by web and worker processes; 0 = one task per event)."""
         return float(self._get("INBOX_KICK_COALESCE_SECONDS", 0))
 
+    @property
+    def INBOX_LINGER_SECONDS(self) -> float:
+        """How long a kicked drain waits for a batch to fill before claiming it: under a live
+        stream a drain that starts at once takes the few events that arrived since the last
+        one, and each batch has a fixed cost. Only useful with coalesced kicks (default 0.5 s
+        then, else 0); adds up to this much processing latency."""
+        default = 0.5 if self.INBOX_KICK_COALESCE_SECONDS > 0 else 0
+        return float(self._get("INBOX_LINGER_SECONDS", default))
+
     # -- write-back to Saleor ---------------------------------------------------------------
     @property
     def WRITEBACK_RATE_PER_SECOND(self) -> float:

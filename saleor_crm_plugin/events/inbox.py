@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -216,17 +217,25 @@ def enqueue_processing() -> None:
     With coalescing on, a cache key marks "a drain is already queued": requests arriving while
     it is set send nothing, and the drain clears the key before it looks for rows (and looks
     once more after clearing it at the end), so no committed row is ever left without a drain.
-    The key's expiry (whole seconds, at least 1) only matters if a worker dies holding it.
+    The key's expiry (``_kick_ttl``) only matters if a worker dies holding it.
     """
     from saleor_crm_plugin.tasks.ingest import process_inbox_task
 
-    coalesce = crm_settings.INBOX_KICK_COALESCE_SECONDS
-    if coalesce > 0 and not _claim_kick(max(1, math.ceil(coalesce))):
+    if crm_settings.INBOX_KICK_COALESCE_SECONDS > 0 and not _claim_kick(_kick_ttl()):
         return
     try:
         process_inbox_task.delay()
     except Exception:  # broad by design: Saleor's request must not fail because of us
         logger.warning("Could not enqueue inbox processing; the sweep will retry.", exc_info=True)
+
+
+def _kick_ttl() -> int:
+    """Whole seconds, at least 1, and longer than a kicked drain lingers with the key set:
+    were it to expire meanwhile, every row committed after that would queue a drain of its
+    own, which would linger beside this one and split its batch."""
+    coalesce = crm_settings.INBOX_KICK_COALESCE_SECONDS
+    linger = crm_settings.INBOX_LINGER_SECONDS
+    return max(1, math.ceil(coalesce), math.ceil(linger) + 1)
 
 
 def _claim_kick(timeout: int) -> bool:
@@ -257,13 +266,124 @@ def process_pending(*, batch_size: int | None = None, max_events: int | None = N
         # A request may have committed a row without kicking while the key was set; clear the
         # key, then look once more: anything committed after this sends its own kick.
         cache.delete(KICK_CACHE_KEY)
-        if not _available().exists():
+        if not _unclaimed_exists():
             break
     return total
 
 
+# Between two looks at the inbox while a kicked drain lingers: short enough to claim soon
+# after the batch fills or its oldest event reaches the linger, long enough that the look
+# (one indexed query) costs nothing next to a batch.
+_LINGER_POLL_SECONDS = 0.03
+
+
+def process_kicked() -> int:
+    """The kicked drain (the Celery task): ``process_pending`` that waits for a batch to fill.
+
+    Under a live stream a drain that claims at once takes what arrived since the last one,
+    a few events, and every batch has a fixed cost (projection and loyalty statements,
+    commit, claim): per event the worker spent half as much again as on full batches. So,
+    while the kick key is still set (rows committed meanwhile send no kick, this drain will
+    claim them), it waits until a batch of rows is available or the oldest has waited
+    ``CRM_INBOX_LINGER_SECONDS``, then clears the key (rows committed from then on kick a
+    new drain, which lingers while this one works) and drains until a batch comes back
+    short, instead of draining the next few events at once.
+
+    It then takes the key back: if a request set it meanwhile, a drain is queued or
+    lingering that will claim after this moment, so everything committed is covered and this
+    one stops. Otherwise this drain is that drain, for rows nobody has claimed (rows another
+    drain holds are that drain's); with none, it clears the key, looks once more and stops.
+    """
+    size = crm_settings.INBOX_BATCH_SIZE
+    linger = crm_settings.INBOX_LINGER_SECONDS
+    coalescing = crm_settings.INBOX_KICK_COALESCE_SECONDS > 0
+    ttl = _kick_ttl()
+    total = 0
+    while True:
+        if linger > 0:
+            if coalescing:
+                _claim_kick(ttl)  # a retry or sweep task comes without a key: hold it
+            _linger(size, linger)
+        if coalescing:
+            cache.delete(KICK_CACHE_KEY)
+        while True:
+            handled = _process_batch(size)
+            total += handled
+            if handled < size:
+                break
+        if not coalescing:
+            # Each row committed meanwhile queued a drain of its own; rows this drain's
+            # batches left to others (contention) are still this drain's to see to.
+            if not _unclaimed_exists():
+                return total
+            continue
+        if not _claim_kick(ttl):
+            return total
+        if _unclaimed_exists():
+            continue
+        cache.delete(KICK_CACHE_KEY)
+        if not _unclaimed_exists() or not _claim_kick(ttl):
+            return total
+
+
+def _linger(size: int, linger: float) -> None:
+    """Wait while fewer than ``size`` unclaimed rows are available and the oldest of them
+    has waited less than ``linger`` seconds; return at once when there is none."""
+    deadline = timezone.now() + timedelta(seconds=linger)
+    while True:
+        count, waited = _unclaimed_batch()
+        if count == 0 or count >= size or waited >= linger:
+            return
+        pause = min(_LINGER_POLL_SECONDS, linger - waited)
+        if timezone.now() + timedelta(seconds=pause) > deadline:
+            return
+        time.sleep(pause)
+
+
 def _available() -> models.QuerySet[InboxEvent]:
     return InboxEvent.objects.filter(status=InboxStatus.PENDING, available_at__lte=timezone.now())
+
+
+def _unclaimed_exists() -> bool:
+    """Whether an available row is left that no drain has claimed. Rows another drain holds
+    are that drain's to finish (or to leave pending and look for itself); counting them made
+    two drains poll each other's batches until they committed."""
+    if connection.vendor != "postgresql":  # no SKIP LOCKED (the demo's SQLite: one drain)
+        return _available().exists()
+    with connection.cursor() as cursor:
+        cursor.execute(_unclaimed_statement("LIMIT 1"), [timezone.now()])
+        return cursor.fetchone() is not None
+
+
+def _unclaimed_batch() -> tuple[int, float]:
+    """How many available rows no drain has claimed, up to a batch, and how long the oldest
+    of them has waited (seconds, 0 with none)."""
+    if connection.vendor != "postgresql":
+        return 0, 0.0  # no lingering without SKIP LOCKED: another drain's batch would count
+    now = timezone.now()  # the clock ``_process_batch`` claims by
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), coalesce(extract(epoch FROM %s - min(available_at)), 0) "
+            f"FROM ({_unclaimed_statement('LIMIT %s')}) AS unclaimed",
+            [now, now, crm_settings.INBOX_BATCH_SIZE],
+        )
+        count, waited = cursor.fetchone()
+    return int(count), float(waited)
+
+
+@functools.cache
+def _unclaimed_statement(limit: str) -> str:
+    """Available rows, oldest first, skipping those a drain has claimed (``FOR UPDATE``):
+    ``FOR KEY SHARE`` is the weakest row lock, which conflicts with nothing else."""
+    meta = InboxEvent._meta
+    quote = connection.ops.quote_name
+    status = quote(meta.get_field("status").column)
+    available = quote(meta.get_field("available_at").column)
+    return (
+        f"SELECT {available} AS available_at FROM {quote(meta.db_table)} "
+        f"WHERE {status} = '{InboxStatus.PENDING.value}' AND {available} <= %s "
+        f"ORDER BY {available}, {quote(meta.pk.column)} {limit} FOR KEY SHARE SKIP LOCKED"
+    )
 
 
 # What processing never reads of a claimed row (the payload, or the raw body with its kind,

@@ -9,7 +9,7 @@ from saleor_crm_plugin.events import inbox
 @shared_task(name="saleor_crm_plugin.process_inbox", ignore_result=True)
 def process_inbox_task() -> int:
     with allow_writer():
-        return inbox.process_pending()
+        return inbox.process_kicked()
 
 
 @shared_task(name="saleor_crm_plugin.sweep_inbox", ignore_result=True)

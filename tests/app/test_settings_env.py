@@ -47,16 +47,23 @@ def test_prepared_statements_are_on_by_default_and_can_be_switched_off():
     assert threshold("") is None
 
 
-def _coalesce_seconds(**env: str) -> float:
+def _inbox_setting(name: str, **env: str) -> float:
+    """``crm_settings.<name>`` in the App's settings with only ``env`` of the inbox's own
+    variables set."""
     environ = {k: v for k, v in os.environ.items() if k not in {"CACHE_URL", *env}}
     environ.pop("CRM_INBOX_KICK_COALESCE_SECONDS", None)
+    environ.pop("CRM_INBOX_LINGER_SECONDS", None)
     environ.update(env, DJANGO_SETTINGS_MODULE="saleor_crm_plugin.app.settings")
     code = (
         "import django; django.setup();"
         "from saleor_crm_plugin.conf import crm_settings as s;"
-        "print(s.INBOX_KICK_COALESCE_SECONDS)"
+        f"print(s.{name})"
     )
     return float(_run(code, environ))
+
+
+def _coalesce_seconds(**env: str) -> float:
+    return _inbox_setting("INBOX_KICK_COALESCE_SECONDS", **env)
 
 
 def test_kicks_coalesce_by_default_only_with_a_shared_cache():
@@ -66,3 +73,15 @@ def test_kicks_coalesce_by_default_only_with_a_shared_cache():
         _coalesce_seconds(CACHE_URL="redis://127.0.0.1:6379/1", CRM_INBOX_KICK_COALESCE_SECONDS="0")
         == 0
     )
+
+
+def test_kicked_drains_linger_by_default_only_when_kicks_coalesce():
+    def linger(**env: str) -> float:
+        return _inbox_setting("INBOX_LINGER_SECONDS", **env)
+
+    redis = "redis://127.0.0.1:6379/1"
+    assert linger() == 0  # no coalescing: every row sends its own kick
+    assert linger(CACHE_URL=redis) == 0.5
+    assert linger(CACHE_URL=redis, CRM_INBOX_KICK_COALESCE_SECONDS="0") == 0
+    assert linger(CACHE_URL=redis, CRM_INBOX_LINGER_SECONDS="0.2") == 0.2
+    assert linger(CACHE_URL=redis, CRM_INBOX_LINGER_SECONDS="0") == 0
