@@ -19,6 +19,10 @@ from django.db.models.signals import post_init, pre_init
 from saleor_crm_plugin.core.compat import on_psycopg3
 
 M = TypeVar("M", bound=models.Model)
+# A reader's statement for one set of columns: SELECT ... FROM, attnames, converters by
+# column index, whether instances skip ``__init__``, whether a column is a timestamp.
+_Prepared = tuple[str, list[str], list[tuple[int, list[Any]]], bool, bool]
+_MAX_PREPARED = 64
 
 try:  # psycopg's C timestamptz loader (psycopg[binary] or psycopg[c]); None elsewhere
     from psycopg import postgres as _pg_types
@@ -97,38 +101,48 @@ class RowReader(Generic[M]):
         self.defer = defer
         self.alias = alias
         self.using = using
-        self._prepared: tuple[str, list[str], list[tuple[int, list[Any]]], bool] | None = None
-        self._c_timestamps = any(
-            isinstance(f, models.DateTimeField)
-            for f in model._meta.concrete_fields
-            if f.attname not in defer
-        )
+        # Statement, attnames, converters, plain, timestamps: by the ``only`` set asked for.
+        self._prepared: dict[frozenset[str] | None, _Prepared] = {}
 
-    def _prepare(self) -> tuple[str, list[str], list[tuple[int, list[Any]]], bool]:
+    def _prepare(self, only: frozenset[str] | None) -> _Prepared:
         # Prepared lazily: the backend (PostgreSQL, or SQLite for the demo) is known only once
         # settings are loaded, and it decides quoting and converters.
-        if self._prepared is None:
-            connection = connections[self.using]
-            quote = connection.ops.quote_name
-            fields = [f for f in self.model._meta.concrete_fields if f.attname not in self.defer]
-            columns = ", ".join(f"{self.alias}.{quote(f.column)}" for f in fields)
-            converters = []
-            for index, field in enumerate(fields):
-                column = field.get_col(self.alias)
-                found = connection.ops.get_db_converters(column) + field.get_db_converters(
-                    connection
-                )
-                if found:
-                    converters.append((index, [(f, column) for f in found]))
-            plain = not init_receivers(self.model)
-            table = f"{quote(self.model._meta.db_table)} {self.alias}"
-            self._prepared = (
-                f"SELECT {columns} FROM {table}",
-                [f.attname for f in fields],
-                converters,
-                plain,
-            )
-        return self._prepared
+        prepared = self._prepared.get(only)
+        if prepared is not None:
+            return prepared
+        concrete = self.model._meta.concrete_fields
+        if only is not None and not only <= {f.attname for f in concrete}:
+            # Not only columns (a property, say): what it reads is unknown, so read it all.
+            prepared = self._prepare(None)
+        else:
+            prepared = self._statement(only)
+        if only is None or len(self._prepared) < _MAX_PREPARED:  # clients choose selections
+            self._prepared[only] = prepared
+        return prepared
+
+    def _statement(self, only: frozenset[str] | None) -> _Prepared:
+        concrete = self.model._meta.concrete_fields
+        connection = connections[self.using]
+        quote = connection.ops.quote_name
+        if only is None:
+            fields = [f for f in concrete if f.attname not in self.defer]
+        else:
+            fields = [f for f in concrete if f.attname in only or f.primary_key]
+        columns = ", ".join(f"{self.alias}.{quote(f.column)}" for f in fields)
+        converters = []
+        for index, field in enumerate(fields):
+            column = field.get_col(self.alias)
+            found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+            if found:
+                converters.append((index, [(f, column) for f in found]))
+        table = f"{quote(self.model._meta.db_table)} {self.alias}"
+        return (
+            f"SELECT {columns} FROM {table}",
+            [f.attname for f in fields],
+            converters,
+            not init_receivers(self.model),
+            any(isinstance(f, models.DateTimeField) for f in fields),
+        )
 
     def fetch(
         self,
@@ -138,10 +152,14 @@ class RowReader(Generic[M]):
         order_by: str = "",
         limit: int | None = None,
         extra: Sequence[tuple[str, str]] = (),
+        only: frozenset[str] | None = None,
     ) -> list[M]:
         """Rows matching ``where`` (SQL with ``%s`` placeholders, columns qualified with the
-        reader's alias). ``extra`` adds computed columns as ``(attribute, SQL expression)``."""
-        select, attnames, converters, plain = self._prepare()
+        reader's alias). ``extra`` adds computed columns as ``(attribute, SQL expression)``.
+        ``only`` names the attributes to read (``selection.selected_columns``; the primary
+        key always), the others deferred as ``QuerySet.only`` defers them; ``None``: every
+        column but the reader's ``defer``."""
+        select, attnames, converters, plain, c_timestamps = self._prepare(only)
         sql = select
         if extra:
             extra_sql = ", ".join(expression for _, expression in extra)
@@ -152,7 +170,7 @@ class RowReader(Generic[M]):
         if limit is not None:
             sql = f"{sql} LIMIT {int(limit)}"
         connection = connections[self.using]
-        rows = _select(connection, sql, list(params), self._c_timestamps)
+        rows = _select(connection, sql, list(params), c_timestamps)
         width = len(attnames)
         extra_names = [name for name, _ in extra]
         model = self.model

@@ -328,3 +328,116 @@ def test_line_prices_read_the_order_whether_or_not_it_was_attached(shopper):
         assert CrmOrderLine.resolve_total_price(line, None)["currency"] == price["currency"]
     assert len(queries) == 1
     assert price == {"amount": float(line.unit_price_gross), "currency": line.order.currency}
+
+
+def _selects(queries: CaptureQueriesContext, table: str) -> str:
+    (sql,) = [q["sql"] for q in queries.captured_queries if f'FROM "{table}"' in q["sql"]]
+    return sql.split(" FROM ")[0]
+
+
+def test_customer_360_reads_only_the_columns_its_selection_needs(
+    saleor, mint, gql, shopper, monkeypatch
+):
+    """Same answer as reading every column, from statements that leave out what no selected
+    field reads (and still 4 queries: nothing left out is loaded afterwards)."""
+    from saleor_crm_plugin.graphql.customers import types
+
+    token = mint(user_gid(1))
+    gql("{ me { id } }", token=token)  # warm the instance cache
+    with CaptureQueriesContext(connection) as queries:
+        _, narrow = gql(CUSTOMER_360, {"first": 10}, token=token)
+    assert len(queries.captured_queries) == 4
+    orders = _selects(queries, "saleor_crm_plugin_order")
+    assert '"currency"' in orders and '"total_gross"' in orders and '"created_at"' in orders
+    assert '"total_tax"' not in orders and '"origin"' not in orders
+    lines = _selects(queries, "saleor_crm_plugin_orderline")
+    assert '"unit_price_gross"' in lines and '"unit_price_net"' not in lines
+    assert '"category_slug"' not in lines
+    customer = _selects(queries, "saleor_crm_plugin_customer")
+    assert '"email"' in customer and '"metadata"' not in customer
+    stats = _selects(queries, "saleor_crm_plugin_customerchannelstats")
+    assert '"total_spent"' in stats and '"total_refunded"' not in stats
+
+    monkeypatch.setattr(types, "selected_columns", lambda info, path=(): None)
+    with CaptureQueriesContext(connection) as queries:
+        _, wide = gql(CUSTOMER_360, {"first": 10}, token=token)
+    assert '"total_tax"' in _selects(queries, "saleor_crm_plugin_order")
+    assert narrow == wide
+
+
+def test_two_selections_of_one_type_get_the_columns_each_reads(saleor, mint, gql, shopper):
+    """Aliased ``me`` fields with different selections load with different columns; each
+    answer is complete, none loads a left-out column afterwards."""
+    query = """{
+      a: me { orders(first: 2) { edges { node { number lines { sku } } } } }
+      b: me { email orders(first: 2) { edges { node { total { amount } lines { quantity } } } } }
+    }"""
+    token = mint(user_gid(1))
+    gql("{ me { id } }", token=token)  # warm the instance cache
+    with CaptureQueriesContext(connection) as queries:
+        status, body = gql(query, token=token)
+    assert status == 200, body
+    assert [e["node"]["number"] for e in body["data"]["a"]["orders"]["edges"]] == ["3", "2"]
+    b_edges = body["data"]["b"]["orders"]["edges"]
+    assert body["data"]["b"]["email"] == "customer1@example.com"
+    assert all(e["node"]["total"]["amount"] > 0 and e["node"]["lines"] for e in b_edges)
+    # Per selection: customer, orders page, lines (and no query per order or line).
+    assert len(queries.captured_queries) == 6
+
+
+def test_selected_columns_follow_fragments_and_stop_at_unknown_resolvers(db):
+    from graphql import parse
+
+    from saleor_crm_plugin.graphql.api import schema
+    from saleor_crm_plugin.graphql.core import selection
+
+    customer_type = schema.get_type("CrmCustomer")
+
+    class Info:  # what ``selected_columns`` reads of a ResolveInfo
+        def __init__(self, query: str) -> None:
+            document = parse(query)
+            operation = document.definitions[0]
+            self.field_asts = [operation.selection_set.selections[0]]
+            self.return_type = customer_type
+            self.fragments = {
+                d.name.value: d for d in document.definitions[1:] if hasattr(d, "type_condition")
+            }
+
+    info = Info(
+        "{ me { id ...F orders(first: 1) { edges { node { ... on CrmOrder { total { amount } }"
+        " number @include(if: false) } } } } } fragment F on CrmCustomer { isGuest firstName }"
+    )
+    assert selection.selected_columns(info) == {"id", "saleor_user_id", "first_name"}
+    assert selection.selected_columns(info, ("orders", "edges", "node")) == {
+        "total_gross",
+        "currency",
+        "number",
+    }
+    assert selection.selected_columns(info, ("orders", "nothing")) is None
+    # A resolver that does not say what it reads (another domain's field): every column.
+    other_domain = Info('{ me { id loyalty(channel: "c") { __typename } } }')
+    assert selection.selected_columns(other_domain) is None
+
+    @selection.reads("email")
+    def marked(root, info):
+        return root.email
+
+    assert selection._resolver_reads(marked) == {"email"}
+    assert selection._resolver_reads(lambda root, info: root.email) is None
+
+
+def test_row_reader_defers_what_it_leaves_out(shopper):
+    from saleor_crm_plugin.customers.models import Order
+    from saleor_crm_plugin.graphql.customers.dataloaders import ORDERS
+
+    with CaptureQueriesContext(connection) as queries:
+        (order,) = ORDERS.fetch("t.number = %s", ["1"], only=frozenset({"number"}))
+    assert '"total_gross"' not in queries.captured_queries[0]["sql"]
+    assert order.get_deferred_fields() >= {"total_gross", "currency"}
+    expected = Order.objects.get(pk=order.pk)
+    with CaptureQueriesContext(connection) as queries:
+        assert (order.number, order.total_gross) == (expected.number, expected.total_gross)
+    assert len(queries.captured_queries) == 1  # the left-out column, loaded on access
+    # A name that is not a column (a property): what it reads is unknown, so every column.
+    (order,) = ORDERS.fetch("t.number = %s", ["1"], only=frozenset({"is_sale"}))
+    assert order.get_deferred_fields() == {"field_versions"}

@@ -13,4 +13,4 @@ class GraphQLContext:
     request: Any = None
     requester: Requester = ANONYMOUS
     # One instance of each DataLoader per request (see ``core/dataloaders.py``).
-    dataloaders: dict[str, Any] = field(default_factory=dict)
+    dataloaders: dict[Any, Any] = field(default_factory=dict)

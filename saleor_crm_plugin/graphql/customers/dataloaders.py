@@ -41,7 +41,10 @@ class CustomerByIdLoader(DataLoader[int, Customer | None]):
     context_key = "crm_customer_by_id"
 
     def batch_load(self, keys: list[int]) -> list[Customer | None]:
-        customers = {c.pk: c for c in CUSTOMERS.fetch(f"t.id IN ({placeholders(keys)})", keys)}
+        rows = CUSTOMERS.fetch(
+            f"t.id IN ({placeholders(keys)})", keys, only=self.columns_with("saleor_user_id")
+        )
+        customers = {c.pk: c for c in rows}
         return [customers.get(key) for key in keys]
 
 
@@ -49,7 +52,11 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
     context_key = "crm_customer_by_user_id"
 
     def batch_load(self, keys: list[str]) -> list[Customer | None]:
-        rows = CUSTOMERS.fetch(f"t.saleor_user_id IN ({placeholders(keys)})", keys)
+        rows = CUSTOMERS.fetch(
+            f"t.saleor_user_id IN ({placeholders(keys)})",
+            keys,
+            only=self.columns_with("saleor_user_id"),
+        )
         customers = {c.saleor_user_id: c for c in rows}
         return [customers.get(key) for key in keys]
 
@@ -62,6 +69,7 @@ class ChannelStatsByCustomerIdLoader(DataLoader[int, list[CustomerChannelStats]]
             f"t.customer_id IN ({placeholders(keys)})",
             keys,
             order_by="t.customer_id, t.channel_slug, t.currency, t.id",
+            only=self.columns_with("customer_id"),
         )
         groups = group_by(rows, "customer_id")
         return [groups.get(key, []) for key in keys]
@@ -92,10 +100,10 @@ class LinesByOrderIdLoader(DataLoader[int, list[OrderLine]]):
 
     context_key = "crm_lines_by_order_id"
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, columns: frozenset[str] | None = None) -> None:
         if getattr(self, "context", None) is not context:
             self.orders: dict[int, Order] = {}
-        super().__init__(context)
+        super().__init__(context, columns)
 
     def lines_of(self, order: Order) -> Any:
         """A promise of ``order``'s lines with ``line.order`` being ``order``. The lines are
@@ -110,7 +118,12 @@ class LinesByOrderIdLoader(DataLoader[int, list[OrderLine]]):
         return promise.then(lambda lines: _attach(lines, order))
 
     def batch_load(self, keys: list[int]) -> list[list[OrderLine]]:
-        rows = LINES.fetch(f"t.order_id IN ({placeholders(keys)})", keys, order_by="t.id")
+        rows = LINES.fetch(
+            f"t.order_id IN ({placeholders(keys)})",
+            keys,
+            order_by="t.id",
+            only=self.columns_with("order_id"),
+        )
         groups = group_by(rows, "order_id")
         result = []
         for key in keys:
@@ -239,6 +252,7 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
                 order_by=f"t.created_at {direction}, t.id {direction}",
                 limit=size + 1,
                 extra=[("_total", "COUNT(*) OVER ()")],
+                only=self.columns_with("customer_id", "created_at"),
             )
         else:
             rows = self._window_rows(customer_ids, size, ordering, channel, drafts)

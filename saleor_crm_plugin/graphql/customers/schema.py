@@ -17,6 +17,7 @@ from saleor_crm_plugin.graphql.core.permissions import (
     permission_required,
     requester_of,
 )
+from saleor_crm_plugin.graphql.core.selection import selected_columns
 from saleor_crm_plugin.graphql.customers.dataloaders import (
     CustomerByIdLoader,
     CustomerByUserIdLoader,
@@ -82,7 +83,7 @@ class CustomerQueries(graphene.ObjectType):
         requester = requester_of(info)
         if not requester.user_id:
             return None
-        return CustomerByUserIdLoader(info.context).load(requester.user_id)
+        return CustomerByUserIdLoader(info.context, selected_columns(info)).load(requester.user_id)
 
     @staticmethod
     def resolve_customer(
@@ -103,14 +104,14 @@ class CustomerQueries(graphene.ObjectType):
         type_name, pk = resolve_global_id(id, ("CrmCustomer", "User"))
         if type_name == "User":
             return (
-                CustomerByUserIdLoader(info.context)
+                CustomerByUserIdLoader(info.context, selected_columns(info))
                 .load(id)
                 .then(lambda customer: readable_customer(info, customer, id))
             )
         if not pk.isdigit():
             return readable_customer(info, None)
         return (
-            CustomerByIdLoader(info.context)
+            CustomerByIdLoader(info.context, selected_columns(info))
             .load(int(pk))
             .then(lambda customer: readable_customer(info, customer))
         )

@@ -17,6 +17,7 @@ from saleor_crm_plugin.graphql.core.permissions import (
     is_owner,
     requester_of,
 )
+from saleor_crm_plugin.graphql.core.selection import reads, selected_columns
 from saleor_crm_plugin.graphql.core.types import CrmMoney, money
 from saleor_crm_plugin.graphql.customers.dataloaders import (
     ChannelStatsByCustomerIdLoader,
@@ -55,11 +56,13 @@ class CrmCustomerChannelStats(graphene.ObjectType):
         description = "Lifetime figures of a customer in one channel and currency."
 
     @staticmethod
+    @reads("total_spent", "currency")
     @ignores_info
     def resolve_total_spent(root: Any, info: Any) -> Any:
         return money(root.total_spent, root.currency)
 
     @staticmethod
+    @reads("total_refunded", "currency")
     @ignores_info
     def resolve_total_refunded(root: Any, info: Any) -> Any:
         return money(root.total_refunded, root.currency)
@@ -91,43 +94,51 @@ class CrmOrderLine(graphene.ObjectType):
     total_price = graphene.Field(CrmMoney, required=True, description="Gross line total.")
 
     @staticmethod
+    @reads("saleor_line_id")
     @ignores_info
     def resolve_line_id(root: OrderLine, info: Any) -> str:
         return root.saleor_line_id
 
     @staticmethod
+    @reads("product_id")
     @ignores_info
     def resolve_product_id(root: OrderLine, info: Any) -> str | None:
         return root.product_id or None
 
     @staticmethod
+    @reads("variant_id")
     @ignores_info
     def resolve_variant_id(root: OrderLine, info: Any) -> str | None:
         return root.variant_id or None
 
     @staticmethod
+    @reads("product_id")
     def resolve_product(root: OrderLine, info: Any) -> EntityRef | None:
         if not root.product_id:
             return None
         return EntityRef("Product", root.product_id, _order_of(root).channel_slug or None)
 
     @staticmethod
+    @reads("unit_price_gross")
     @ignores_info
     def resolve_unit_price(root: OrderLine, info: Any) -> Any:
         return money(root.unit_price_gross, _order_of(root).currency)
 
     @staticmethod
+    @reads("unit_price_net")
     @ignores_info
     def resolve_unit_price_net(root: OrderLine, info: Any) -> Any:
         return money(root.unit_price_net, _order_of(root).currency)
 
     @staticmethod
+    @reads("total_price_gross")
     @ignores_info
     def resolve_total_price(root: OrderLine, info: Any) -> Any:
         return money(root.total_price_gross, _order_of(root).currency)
 
 
 def _order_money(field: str) -> Any:
+    @reads(field, "currency")
     @ignores_info
     def resolver(root: OrderModel, info: Any) -> Any:
         return money(getattr(root, field), root.currency)
@@ -172,23 +183,28 @@ class CrmOrder(*mixins(ORDER_FIELDS), graphene.ObjectType):
     resolve_total_refunded = _order_money("total_refunded")
 
     @staticmethod
+    @reads("saleor_order_id")
     def resolve_order_id(root: OrderModel, info: Any) -> str:
         return root.saleor_order_id
 
     @staticmethod
+    @reads("voucher_code")
     def resolve_voucher_code(root: OrderModel, info: Any) -> str | None:
         return root.voucher_code or None
 
     @staticmethod
+    # Line prices read their order's currency, a line's product its channel slug.
+    @reads("id", "currency", "channel_slug")
     def resolve_lines(root: OrderModel, info: Any) -> Promise:
-        return LinesByOrderIdLoader(info.context).lines_of(root)
+        return LinesByOrderIdLoader(info.context, selected_columns(info)).lines_of(root)
 
     @staticmethod
+    @reads("customer_id")
     def resolve_customer(root: OrderModel, info: Any) -> Any:
         if root.customer_id is None:
             return None
         return (
-            CustomerByIdLoader(info.context)
+            CustomerByIdLoader(info.context, selected_columns(info))
             .load(root.customer_id)
             .then(lambda customer: readable_customer(info, customer))
         )
@@ -241,22 +257,27 @@ class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
         )
 
     @staticmethod
+    @reads("saleor_user_id")
     def resolve_user_id(root: Customer, info: Any) -> str | None:
         return root.saleor_user_id
 
     @staticmethod
+    @reads("saleor_user_id")
     def resolve_user(root: Customer, info: Any) -> EntityRef | None:
         return EntityRef("User", root.saleor_user_id) if root.saleor_user_id else None
 
     @staticmethod
+    @reads("saleor_user_id")
     def resolve_is_guest(root: Customer, info: Any) -> bool:
         return root.is_guest
 
     @staticmethod
+    @reads("id")
     def resolve_channel_stats(root: Customer, info: Any) -> Promise:
-        return ChannelStatsByCustomerIdLoader(info.context).load(root.pk)
+        return ChannelStatsByCustomerIdLoader(info.context, selected_columns(info)).load(root.pk)
 
     @staticmethod
+    @reads("id", "saleor_user_id")
     def resolve_orders(root: Customer, info: Any, channel: str | None = None, **args: Any) -> Any:
         requester = requester_of(info)
         check_owner_or_permissions(requester, root.saleor_user_id, (ORDER_READ,))
@@ -270,7 +291,8 @@ class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
             channel=channel,
             include_drafts=include_drafts,
         )
-        return OrdersPageByCustomerLoader(info.context).load(key)
+        columns = selected_columns(info, ("edges", "node"))
+        return OrdersPageByCustomerLoader(info.context, columns).load(key)
 
 
 class CrmCustomerCountableConnection(CountableConnection):
@@ -349,7 +371,7 @@ class User(graphene.ObjectType):
         from saleor_crm_plugin.graphql.customers.dataloaders import CustomerByUserIdLoader
 
         return (
-            CustomerByUserIdLoader(info.context)
+            CustomerByUserIdLoader(info.context, selected_columns(info))
             .load(root.id)
             .then(lambda customer: readable_customer(info, customer, root.id))
         )

@@ -1,0 +1,150 @@
+"""Instructions per customer 360 request, counted by callgrind (repeatable under load).
+
+``bench.graphql`` measures CPU time, which on two shared cores moves by 10-20% between runs.
+This seeds a small database once (200 customers x 12 orders x 3 lines, as ``bench.graphql``
+seeds them, no model training: the 360 does not need one), mints the tokens natively, then
+runs the in-process view (``graphql_view`` on a ``RequestFactory`` request, SQL included,
+PostgreSQL's backend not) under ``valgrind --tool=callgrind`` twice, with ``--small`` and
+``--large`` requests after the same warm-up, and reports the difference divided by the extra
+requests: start-up, imports and warm-up cancel out.
+
+    python -m bench.graphql_instructions [--small 20] [--large 120] [--code /work/main]
+
+``--code`` names the source tree whose ``saleor_crm_plugin`` is measured (default: this
+checkout), so two trees are compared on the same database with the same script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM_UP = 40
+TOKENS = 20
+DATABASE = "crm_bench_graphql_instructions"
+
+
+def _env(database_url: str, code: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(code),
+        "DJANGO_SETTINGS_MODULE": "saleor_crm_plugin.app.settings",
+        "DATABASE_URL": database_url,
+        "ALLOWED_HOSTS": "127.0.0.1,testserver",
+        "SECRET_KEY": "bench-secret",
+        "LOG_LEVEL": "ERROR",
+    }
+
+
+def _prepare(database_url: str, tokens_file: Path) -> None:
+    """Seed, register the bench key and mint the tokens (in this process, natively)."""
+    from bench import graphql
+
+    graphql.setup_django(database_url)
+    graphql.seed(200, 12, 3)
+    key = graphql.register_saleor()
+    tokens = [graphql.mint(key, n) for n in range(1, TOKENS + 1)]
+    tokens_file.write_bytes(pickle.dumps(tokens))
+
+
+def _loop(count: int, tokens_file: Path) -> None:
+    """The measured process: warm up, then ``count`` customer 360 requests. Run as a script
+    (not ``-m bench...``) so ``PYTHONPATH`` alone decides which tree is imported."""
+    import django
+
+    django.setup()
+    from django.test import RequestFactory
+
+    from saleor_crm_plugin.graphql.views import graphql_view
+
+    sys.path.insert(0, str(ROOT))
+    from bench.graphql import QUERY
+
+    tokens = pickle.loads(tokens_file.read_bytes())
+    factory = RequestFactory()
+    data = json.dumps({"query": QUERY})
+    for i in range(WARM_UP + count):
+        request = factory.post(
+            "/graphql/",
+            data=data,
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"},
+        )
+        response = graphql_view(request)
+        if response.status_code != 200 or b'"errors"' in response.content:
+            raise SystemExit(response.content[:300])
+
+
+def _instructions(count: int, env: dict[str, str], tokens_file: Path, out: Path) -> int:
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--loop",
+            str(count),
+            "--tokens-file",
+            str(tokens_file),
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+    if match is None:
+        raise SystemExit(f"no instruction total in {out}")
+    return int(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=20)
+    parser.add_argument("--large", type=int, default=120)
+    parser.add_argument("--code", type=Path, default=ROOT, help="source tree to measure")
+    parser.add_argument("--no-seed", action="store_true", help="reuse the seeded database")
+    parser.add_argument("--keep", type=Path, help="keep the large run's callgrind file here")
+    parser.add_argument("--loop", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--tokens-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.loop is not None:
+        _loop(args.loop, args.tokens_file)
+        return 0
+    sys.path.insert(0, str(ROOT))
+    from bench._common import db_name, pg_url, recreate_database
+
+    tokens_file = Path(tempfile.gettempdir()) / f"{db_name(DATABASE)}-tokens.pickle"
+    if args.no_seed and tokens_file.exists():
+        database_url = pg_url(db_name(DATABASE))
+    else:
+        database_url = recreate_database(DATABASE)
+        _prepare(database_url, tokens_file)
+    env = _env(database_url, args.code.resolve())
+    with tempfile.TemporaryDirectory() as tmp:
+        small = _instructions(args.small, env, tokens_file, Path(tmp) / "small.out")
+        large_out = args.keep or Path(tmp) / "large.out"
+        large = _instructions(args.large, env, tokens_file, large_out)
+    per_request = (large - small) / (args.large - args.small)
+    print(
+        f"{args.code}: instructions {small:,} ({args.small} requests), {large:,} "
+        f"({args.large} requests); per customer 360 request: {per_request:,.0f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    # Run as a script, this directory comes first on sys.path, and bench/graphql.py would
+    # shadow the graphql package.
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path.pop(0)
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Which model columns a query's selection reads, so hot loaders fetch only those.
+
+A customer 360 asks for about a third of an order's columns and of a line's, but the loaders
+read every one: psycopg parses each value (Decimals and timestamps the most) and Django sets
+it on the instance, for nothing. A resolver states the columns it reads with ``@reads``;
+a field resolved by graphene's default resolver reads its own attribute. ``selected_columns``
+adds them up for the objects a field returns, once per document (cached with the document's
+field nodes), and a loader passes the set to ``RowReader.fetch(only=...)``.
+
+Being wrong costs queries, never answers: a column left out is deferred like
+``QuerySet.only`` leaves it, and Django loads it on first access. Whatever is not known (a
+resolver without ``@reads``, an attribute that is not a column, an abstract type) answers
+``None``: read every column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, TypeVar
+
+from graphene.relay.node import GlobalID
+from graphene.types.resolver import dict_or_attr_resolver
+from graphql.language import ast
+from graphql.type import GraphQLList, GraphQLNonNull, GraphQLObjectType
+
+from saleor_crm_plugin.core.lru import LRUCache
+
+__all__ = ["reads", "selected_columns"]
+
+_READS = "_crm_reads"
+_F = TypeVar("_F", bound=Callable[..., Any])
+Columns = frozenset[str]
+
+# Keyed by the field's AST nodes (hashed by identity; the key keeps them alive, so an id is
+# never reused while cached), its return type and the path below it.
+_cache: LRUCache[tuple[Any, ...], tuple[Columns | None]] = LRUCache(1024)
+
+
+def reads(*attnames: str) -> Callable[[_F], _F]:
+    """Mark a resolver with the model attributes (``attname``s: ``customer_id``, not
+    ``customer``) it reads from its root; an unmarked custom resolver counts as reading
+    everything. Columns of *another* object it reaches (a line's order) belong on the
+    resolver that loads that object for it (``CrmOrder.lines`` reads ``currency``)."""
+
+    def mark(resolver: _F) -> _F:
+        setattr(resolver, _READS, frozenset(attnames))
+        return resolver
+
+    return mark
+
+
+def selected_columns(info: Any, path: Iterable[str] = ()) -> Columns | None:
+    """Attributes read from the objects returned by ``info``'s field (or, with ``path``, by
+    the fields below it: ``("edges", "node")`` for a connection's nodes), ``None`` when
+    they cannot be known. Directives and fragment type conditions are ignored: every
+    field that *may* be selected counts, so the answer holds for any variables."""
+    path = tuple(path)
+    key = (tuple(info.field_asts), info.return_type, path)
+    cached = _cache.get(key)
+    if cached is None:
+        cached = (_columns(info.field_asts, info.return_type, path, info.fragments),)
+        _cache.put(key, cached)
+    return cached[0]
+
+
+def _object_type(graphql_type: Any) -> GraphQLObjectType | None:
+    while isinstance(graphql_type, GraphQLNonNull | GraphQLList):
+        graphql_type = graphql_type.of_type
+    return graphql_type if isinstance(graphql_type, GraphQLObjectType) else None
+
+
+def _fields(nodes: list[Any], fragments: dict[str, Any]) -> list[ast.Field]:
+    """Every field of the nodes' selection sets, through fragments, whatever their type
+    condition or directives."""
+    found: list[ast.Field] = []
+    pending = [s for node in nodes if node.selection_set for s in node.selection_set.selections]
+    seen: set[str] = set()
+    while pending:
+        selection = pending.pop()
+        if isinstance(selection, ast.Field):
+            found.append(selection)
+        elif isinstance(selection, ast.FragmentSpread):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in seen:
+                seen.add(name)
+                pending.extend(fragment.selection_set.selections)
+        elif isinstance(selection, ast.InlineFragment):
+            pending.extend(selection.selection_set.selections)
+    return found
+
+
+def _columns(
+    nodes: list[Any], return_type: Any, path: tuple[str, ...], fragments: dict[str, Any]
+) -> Columns | None:
+    object_type = _object_type(return_type)
+    for name in path:
+        if object_type is None:
+            return None
+        field_def = object_type.fields.get(name)
+        if field_def is None:
+            return None
+        nodes = [f for f in _fields(nodes, fragments) if f.name.value == name]
+        object_type = _object_type(field_def.type)
+    if object_type is None:
+        return None
+    columns: set[str] = set()
+    for node in _fields(nodes, fragments):
+        name = node.name.value
+        if name == "__typename":
+            continue
+        field_def = object_type.fields.get(name)
+        if field_def is None:
+            return None
+        read = _resolver_reads(field_def.resolver)
+        if read is None:
+            return None
+        columns.update(read)
+    return frozenset(columns)
+
+
+def _resolver_reads(resolver: Any) -> Columns | None:
+    marked = getattr(resolver, _READS, None)
+    if marked is not None:
+        return marked
+    if isinstance(resolver, partial):
+        if resolver.func is dict_or_attr_resolver and len(resolver.args) == 2:
+            return frozenset((resolver.args[0],))
+        if resolver.func is GlobalID.id_resolver and resolver.args:
+            # A relay ``id``: the global ID of what the parent resolver (``root.id``) gives.
+            return _resolver_reads(resolver.args[0])
+    return None
