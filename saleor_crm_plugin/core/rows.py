@@ -195,9 +195,12 @@ class RowReader(Generic[M]):
         order_by: str = "",
         limit: int | None = None,
         extra: Sequence[tuple[str, str]] = (),
+        for_update: bool = False,
     ) -> list[M]:
         """Rows matching ``where`` (SQL with ``%s`` placeholders, columns qualified with the
-        reader's alias). ``extra`` adds computed columns as ``(attribute, SQL expression)``."""
+        reader's alias). ``extra`` adds computed columns as ``(attribute, SQL expression)``.
+        ``for_update`` locks them (``select_for_update()``; nothing where the backend has no
+        row locks, as Django does)."""
         select, attnames, converters, plain = self._prepare()
         sql = select
         if extra:
@@ -209,6 +212,8 @@ class RowReader(Generic[M]):
         if limit is not None:
             sql = f"{sql} LIMIT {int(limit)}"
         connection = connections[self.using]
+        if for_update and connection.features.has_select_for_update:
+            sql = f"{sql} FOR UPDATE"
         rows = _select(connection, sql, list(params), self._c_timestamps)
         width = len(attnames)
         extra_names = [name for name, _ in extra]

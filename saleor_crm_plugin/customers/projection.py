@@ -681,7 +681,9 @@ def _refresh_chunk(ids: list[int]) -> None:
         )
     }
     upserts = [
-        CustomerChannelStats(customer_id=key[0], channel_id=key[1], currency=key[2], **values)
+        new_instance(
+            CustomerChannelStats, customer_id=key[0], channel_id=key[1], currency=key[2], **values
+        )
         for key, values in wanted.items()
         if key not in existing or existing[key][1:] != tuple(values[name] for name in _STATS_FIELDS)
     ]
@@ -711,7 +713,9 @@ def _refresh_chunk(ids: list[int]) -> None:
         update_rows(
             Customer,
             [
-                Customer(pk=pk, order_count=count, first_order_at=first, last_order_at=last)
+                new_instance(
+                    Customer, id=pk, order_count=count, first_order_at=first, last_order_at=last
+                )
                 for count, first, last, pk in changed
             ],
             ["order_count", "first_order_at", "last_order_at"],
