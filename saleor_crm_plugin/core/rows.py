@@ -85,6 +85,63 @@ def bare_instance(
     return row
 
 
+# Per model: (defaults that are the same object every time by attname, callable defaults by
+# attname, every concrete attname, related fields' names -> their attnames). Built once.
+_Blueprint = tuple[dict[str, Any], tuple[tuple[str, Any], ...], frozenset[str], dict[str, str]]
+_BLUEPRINTS: dict[type[models.Model], _Blueprint] = {}
+
+
+def _blueprint(model: type[models.Model]) -> _Blueprint:
+    fixed: dict[str, Any] = {}
+    fresh: list[tuple[str, Any]] = []
+    for field in model._meta.concrete_fields:
+        if field.has_default() and callable(field.default):
+            fresh.append((field.attname, field.default))  # a new value (list, now()) each time
+        else:
+            fixed[field.attname] = field.get_default()  # Django returns the same object
+    related = {
+        f.name: f.attname
+        for f in model._meta.concrete_fields
+        if f.is_relation and f.name != f.attname
+    }
+    blueprint = (fixed, tuple(fresh), frozenset(fixed) | {a for a, _ in fresh}, related)
+    _BLUEPRINTS[model] = blueprint
+    return blueprint
+
+
+def new_instance(model: type[M], /, **values: Any) -> M:
+    """``model(**values)`` for a new row, without ``Model.__init__``'s loop over every field
+    and its two signals: the ledger and the projection build thousands of rows per batch, and
+    the constructor was most of what a new lot, entry or order cost in Python.
+
+    The result is what the constructor gives: every concrete attribute set (given values,
+    else the field's default, callable defaults called), related objects given by field name
+    set through their descriptor as ``__init__`` does. Anything else takes the real
+    constructor: receivers of ``pre_init``/``post_init`` for the model, or a keyword that is
+    neither a concrete attribute nor a foreign key's name (a property, a typo: Django decides
+    what it means or raises)."""
+    blueprint = _BLUEPRINTS.get(model) or _blueprint(model)
+    fixed, fresh, attnames, related = blueprint
+    if init_receivers(model):
+        return model(**values)
+    objects = None
+    if not values.keys() <= attnames:
+        objects = {name: values.pop(name) for name in related if name in values}
+        if not values.keys() <= attnames or any(related[name] in values for name in objects):
+            values.update(objects)
+            return model(**values)
+    merged = dict(fixed)
+    for attname, default in fresh:
+        if attname not in values:
+            merged[attname] = default()
+    merged.update(values)
+    row = bare_instance(model, merged)
+    if objects:
+        for name, value in objects.items():
+            setattr(row, name, value)  # the descriptor sets ``<name>_id`` and caches it
+    return row
+
+
 class RowReader(Generic[M]):
     """``SELECT <every concrete column> FROM <table> [alias] WHERE ...`` of one model."""
 
@@ -153,12 +210,14 @@ class RowReader(Generic[M]):
         limit: int | None = None,
         extra: Sequence[tuple[str, str]] = (),
         only: frozenset[str] | None = None,
+        for_update: bool = False,
     ) -> list[M]:
         """Rows matching ``where`` (SQL with ``%s`` placeholders, columns qualified with the
         reader's alias). ``extra`` adds computed columns as ``(attribute, SQL expression)``.
         ``only`` names the attributes to read (``selection.selected_columns``; the primary
         key always), the others deferred as ``QuerySet.only`` defers them; ``None``: every
-        column but the reader's ``defer``."""
+        column but the reader's ``defer``. ``for_update`` locks them (``select_for_update()``;
+        nothing where the backend has no row locks, as Django does)."""
         select, attnames, converters, plain, c_timestamps = self._prepare(only)
         sql = select
         if extra:
@@ -170,6 +229,8 @@ class RowReader(Generic[M]):
         if limit is not None:
             sql = f"{sql} LIMIT {int(limit)}"
         connection = connections[self.using]
+        if for_update and connection.features.has_select_for_update:
+            sql = f"{sql} FOR UPDATE"
         rows = _select(connection, sql, list(params), c_timestamps)
         width = len(attnames)
         extra_names = [name for name, _ in extra]

@@ -11,7 +11,7 @@ the same handful per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F
 
 from saleor_crm_plugin.core.bulk import InArray, insert_rows, update_rows
+from saleor_crm_plugin.core.rows import new_instance
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.loyalty.config import ProgramConfig
 from saleor_crm_plugin.loyalty.models import (
@@ -120,10 +121,10 @@ def lock_accounts(
     locked accounts by key and the keys that were created."""
     if not wanted:
         return {}, set()
-    customer_ids = {key[0] for key in wanted}
-    channel_ids = {key[1] for key in wanted}
 
-    def fetch() -> dict[tuple[int, str], LoyaltyAccount]:
+    def fetch(keys: Collection[tuple[int, str]]) -> dict[tuple[int, str], LoyaltyAccount]:
+        customer_ids = {key[0] for key in keys}
+        channel_ids = {key[1] for key in keys}
         rows = (
             LoyaltyAccount.objects.select_for_update(of=("self",))
             .select_related("customer")
@@ -132,12 +133,10 @@ def lock_accounts(
             .order_by("pk")
         )
         return {
-            (a.customer_id, a.channel_id): a
-            for a in rows
-            if (a.customer_id, a.channel_id) in wanted
+            (a.customer_id, a.channel_id): a for a in rows if (a.customer_id, a.channel_id) in keys
         }
 
-    found = fetch()
+    found = fetch(wanted)
     missing = {key for key, (_, create) in wanted.items() if create and key not in found}
     if missing:
         LoyaltyAccount.objects.bulk_create(
@@ -152,7 +151,10 @@ def lock_accounts(
             ],
             ignore_conflicts=True,
         )
-        found = fetch()
+        # Only the new rows (or a concurrent creator's) need reading: the others are locked
+        # and in hand already, and re-reading every account of the batch doubled this step.
+        found.update(fetch(missing))
+        found = dict(sorted(found.items(), key=lambda item: item[1].pk))  # as one read gave
     for key, account in found.items():
         _fill_channel(account, wanted[key][0][2], wanted[key][0][3])
     return found, missing & set(found)
@@ -191,7 +193,7 @@ class Posting:
         return any(lot.key == key for lot in self.all_lots())
 
     def new_lot(self, **fields: Any) -> PointLot:
-        lot = PointLot(account=self.account, **fields)
+        lot = new_instance(PointLot, account=self.account, **fields)
         self.new_lots.append(lot)
         return lot
 
@@ -215,7 +217,8 @@ class Posting:
         staff_user_id: str = "",
         data: dict[str, Any] | None = None,
     ) -> LedgerEntry:
-        entry = LedgerEntry(
+        entry = new_instance(
+            LedgerEntry,
             account=self.account,
             lot=lot,
             kind=kind,
@@ -238,10 +241,10 @@ class Posting:
         return entry
 
     def consumed(self, entry: LedgerEntry, lot: PointLot, points: int) -> None:
-        self.consumptions.append(LotConsumption(entry=entry, lot=lot, points=points))
+        self.consumptions.append(new_instance(LotConsumption, entry=entry, lot=lot, points=points))
 
     def tier_change(self, **fields: Any) -> None:
-        self.tier_changes.append(TierChange(account=self.account, **fields))
+        self.tier_changes.append(new_instance(TierChange, account=self.account, **fields))
 
     def credit(
         self,
@@ -374,9 +377,7 @@ def flush(postings: Iterable[Posting]) -> None:
     accounts = [p.account for p in postings]
     if accounts:
         update_rows(LoyaltyAccount, accounts, ACCOUNT_FIELDS)
-    changes = [t for p in postings for t in p.tier_changes]
-    if changes:
-        TierChange.objects.bulk_create(changes)
+    _insert(TierChange, [t for p in postings for t in p.tier_changes])
     write_back([p.account for p in postings if p.changed])
     for p in postings:
         if p.lots_loaded is not None:

@@ -1,0 +1,136 @@
+"""Instructions per drained inbox event, counted by callgrind (repeatable under load).
+
+``bench.worker_cpu`` measures CPU time, which on two shared cores moves by 10-20% between
+runs, more than a round of worker optimisation saves. This counts the instructions of the same
+in-process drain instead: a template database holds the UCI deliveries stored raw with the
+first 4,000 already processed (built once, untimed, by the code on ``PYTHONPATH``); each run
+copies it and drains the next ``--events`` under ``valgrind --tool=callgrind``, collecting only
+inside the drain (``--toggle-collect`` on the ``exec`` that runs it), with a fixed hash seed.
+The count covers this Python process only, not PostgreSQL's backend.
+
+    python -m bench.worker_instructions [--events 2000] [--batch-size 500] [--rebuild]
+
+To compare code versions, run it from each checkout with ``BENCH_DB_SUFFIX`` set alike: the
+template is shared (its state is the same whichever version built it) and only the drain
+differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from bench._common import db_name, pg_url, recreate_database
+from bench.ack_cpu import API_URL, BROKER, CACHE, _cached_deliveries
+
+WARM = 4000
+TEMPLATE = "crm_bench_worker_instr_tpl"
+COPY = "crm_bench_worker_instr"
+
+
+def _env(database_url: str, batch_size: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "saleor_crm_plugin.app.settings",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": BROKER,
+        "CACHE_URL": CACHE,
+        "CRM_ALLOWED_SALEOR_URLS": API_URL,
+        "CRM_INBOX_KICK_COALESCE_SECONDS": "0",
+        "CRM_INBOX_BATCH_SIZE": str(batch_size),
+        "SECRET_KEY": "bench-secret",
+        "LOG_LEVEL": "ERROR",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def _build_template(events: int, batch_size: int) -> None:
+    """The deliveries stored raw, the first ``WARM`` processed (natively, in a child)."""
+    url = recreate_database(TEMPLATE)
+    code = (
+        "import django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', verbosity=0)\n"
+        "from bench.worker_cpu import _store\n"
+        "from bench.ack_cpu import _cached_deliveries\n"
+        "from saleor_crm_plugin.events import inbox\n"
+        f"_store(_cached_deliveries({WARM + events}), 'raw')\n"
+        f"inbox.process_pending(max_events={WARM})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=_env(url, batch_size), check=True)
+
+
+def _template_holds(events: int) -> bool:
+    try:
+        with psycopg.connect(pg_url(db_name(TEMPLATE))) as conn:
+            pending = conn.execute(
+                "SELECT count(*) FROM saleor_crm_plugin_inboxevent WHERE status = 'pending'"
+            ).fetchone()
+    except psycopg.Error:
+        return False
+    return bool(pending) and pending[0] >= events
+
+
+def _copy() -> str:
+    name = db_name(COPY)
+    with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{db_name(TEMPLATE)}"')
+    return pg_url(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000, help="drained under callgrind")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the template first")
+    args = parser.parse_args(argv)
+
+    _cached_deliveries(WARM + args.events)  # made natively, outside valgrind
+    if args.rebuild or not _template_holds(args.events):
+        _build_template(args.events, args.batch_size)
+    url = _copy()
+    code = (
+        "import django; django.setup()\n"
+        "from saleor_crm_plugin.events import inbox\n"
+        "ns = {'inbox': inbox}\n"
+        f"exec('drained = inbox.process_pending(max_events={args.events})', ns)\n"
+        "print('drained', ns['drained'])\n"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--toggle-collect=builtin_exec",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            env=_env(url, args.batch_size),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        text = out.read_text()
+    drained = int(re.search(r"drained (\d+)", result.stdout).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))  # type: ignore[union-attr]
+    print(
+        f"code: {Path(__file__).resolve().parent.parent}; drained {drained} events "
+        f"(batch {args.batch_size}): {total / drained / 1e6:.3f} M instructions per event "
+        f"({total:,} in all)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
