@@ -436,3 +436,24 @@ def test_in_array_selects_what_in_selects(monkeypatch):
         monkeypatch.setattr(connection, "vendor", "sqlite")
         sql = str(Customer.objects.filter(InArray(F("pk"), [1, 2])).query)
         assert " IN (1, 2)" in sql and "ANY" not in sql
+
+
+def _attributes(row: object) -> dict[str, object]:
+    return {k: v for k, v in vars(row).items() if k != "_state"}
+
+
+@pytest.mark.django_db
+def test_new_instance_gives_what_the_constructor_gives_and_falls_back_when_it_must():
+    from saleor_crm_plugin.core.rows import new_instance
+
+    created = timezone.now()
+    order = Order(currency="EUR", created_at=created)
+    fast = new_instance(OrderLine, order=order, quantity=3, product_name="Mug")
+    slow = OrderLine(order=order, quantity=3, product_name="Mug")
+    assert _attributes(fast) == _attributes(slow)
+    assert fast.order is order and fast._state.adding and fast.pk is None
+    # A name the model only understands through __init__ (the primary key alias) and a typo
+    # both go through the real constructor: the alias is honoured, the typo refused.
+    assert new_instance(Order, pk=7, currency="EUR").id == 7
+    with pytest.raises(TypeError):
+        new_instance(Order, no_such_field=1)
