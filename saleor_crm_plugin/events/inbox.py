@@ -331,7 +331,7 @@ def _linger(size: int, linger: float) -> None:
     has waited less than ``linger`` seconds; return at once when there is none."""
     deadline = timezone.now() + timedelta(seconds=linger)
     while True:
-        count, waited = _unclaimed_batch()
+        count, waited = _unclaimed_batch(size)
         if count == 0 or count >= size or waited >= linger:
             return
         pause = min(_LINGER_POLL_SECONDS, linger - waited)
@@ -355,8 +355,8 @@ def _unclaimed_exists() -> bool:
         return cursor.fetchone() is not None
 
 
-def _unclaimed_batch() -> tuple[int, float]:
-    """How many available rows no drain has claimed, up to a batch, and how long the oldest
+def _unclaimed_batch(size: int) -> tuple[int, float]:
+    """How many available rows no drain has claimed, up to ``size``, and how long the oldest
     of them has waited (seconds, 0 with none)."""
     if connection.vendor != "postgresql":
         return 0, 0.0  # no lingering without SKIP LOCKED: another drain's batch would count
@@ -365,7 +365,7 @@ def _unclaimed_batch() -> tuple[int, float]:
         cursor.execute(
             "SELECT count(*), coalesce(extract(epoch FROM %s - min(available_at)), 0) "
             f"FROM ({_unclaimed_statement('LIMIT %s')}) AS unclaimed",
-            [now, now, crm_settings.INBOX_BATCH_SIZE],
+            [now, now, size],
         )
         count, waited = cursor.fetchone()
     return int(count), float(waited)

@@ -209,7 +209,7 @@ def test_rows_another_drain_has_claimed_are_neither_counted_nor_polled(settings)
     original = inbox._process_batch
     try:
         assert inbox._unclaimed_exists() is False
-        assert inbox._unclaimed_batch() == (0, 0.0)
+        assert inbox._unclaimed_batch(100) == (0, 0.0)
         inbox._process_batch = lambda size: batches.append(original(size)) or batches[-1]
         started = time.monotonic()
         assert inbox.process_pending() == 0
@@ -220,5 +220,5 @@ def test_rows_another_drain_has_claimed_are_neither_counted_nor_polled(settings)
         thread.join()
     assert time.monotonic() - started < 5
     assert batches == [0, 0]  # one claim each, no polling
-    assert inbox._unclaimed_batch()[0] == 5  # released: visible again
+    assert inbox._unclaimed_batch(100)[0] == 5  # released: visible again
     cache.delete(inbox.KICK_CACHE_KEY)
