@@ -97,3 +97,22 @@ Speed, memory and model-quality targets are checked here, not by timed tests. Ev
 `bench/` prints a table and rewrites its own section below with its latest figures
 (`python -m bench.<name>`; `--no-write` leaves this file alone).
 """
+
+
+def callgrind_total(
+    command: list[str], out: Path, env: dict[str, str], *, options: tuple[str, ...] = ()
+) -> tuple[int, str]:
+    """Run ``command`` under ``valgrind --tool=callgrind`` (instruction counts repeat whatever
+    else the machine does, where CPU times move by 10-20%) and return the instruction total
+    from ``out`` with the command's standard output."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}", *command],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+    if match is None:
+        raise SystemExit(f"no instruction total in {out}")
+    return int(match.group(1)), result.stdout

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ack_cpu
-from bench._common import recreate_database
+from bench._common import callgrind_total, recreate_database
 
 SIGNED = Path(tempfile.gettempdir()) / f"crm-bench-ack-signed-{os.getuid()}.pickle"
 WARM_UP = 20
@@ -110,26 +109,8 @@ def _instructions(count: int, database: str, jwks: dict[str, Any], out: Path) ->
     database_url = recreate_database(database)
     _prepare(database_url, jwks)
     env = {**os.environ, **_env(database_url)}
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "bench.ack_instructions",
-            "--loop",
-            str(count),
-        ],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-    if match is None:
-        raise SystemExit(f"no instruction total in {out}")
-    return int(match.group(1))
+    command = [sys.executable, "-m", "bench.ack_instructions", "--loop", str(count)]
+    return callgrind_total(command, out, env)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

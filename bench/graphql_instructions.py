@@ -20,8 +20,6 @@ import argparse
 import json
 import os
 import pickle
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -84,27 +82,10 @@ def _loop(count: int, tokens_file: Path) -> None:
 
 
 def _instructions(count: int, env: dict[str, str], tokens_file: Path, out: Path) -> int:
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--loop",
-            str(count),
-            "--tokens-file",
-            str(tokens_file),
-        ],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-    if match is None:
-        raise SystemExit(f"no instruction total in {out}")
-    return int(match.group(1))
+    from bench._common import callgrind_total
+
+    command = [sys.executable, str(Path(__file__).resolve()), "--loop", str(count)]
+    return callgrind_total([*command, "--tokens-file", str(tokens_file)], out, env)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench._common import db_name, pg_url, recreate_database
+from bench._common import callgrind_total, db_name, pg_url, recreate_database
 from bench.ack_cpu import API_URL, BROKER, CACHE, _cached_deliveries
 
 WARM = 4000
@@ -106,24 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        result = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--toggle-collect=builtin_exec",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-c",
-                code,
-            ],
-            env=_env(url, args.batch_size),
-            capture_output=True,
-            text=True,
-            check=True,
+        total, stdout = callgrind_total(
+            [sys.executable, "-c", code],
+            out,
+            _env(url, args.batch_size),
+            options=("--toggle-collect=builtin_exec",),
         )
-        text = out.read_text()
-    drained = int(re.search(r"drained (\d+)", result.stdout).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))  # type: ignore[union-attr]
+    drained = int(re.search(r"drained (\d+)", stdout).group(1))  # type: ignore[union-attr]
     print(
         f"code: {Path(__file__).resolve().parent.parent}; drained {drained} events "
         f"(batch {args.batch_size}): {total / drained / 1e6:.3f} M instructions per event "
