@@ -113,6 +113,13 @@ class CRMSettings:
         default = 0.5 if self.INBOX_KICK_COALESCE_SECONDS > 0 else 0
         return float(self._get("INBOX_LINGER_SECONDS", default))
 
+    @property
+    def REQUEST_GATE(self) -> bool:
+        """Let one request thread per App process run at a time, except while it waits on
+        Saleor (``core/gate.py``): threads then take turns per request instead of fighting
+        over the GIL at every SQL round trip. Read once, when the WSGI handler is built."""
+        return bool(self._get("REQUEST_GATE", True))
+
     # -- write-back to Saleor ---------------------------------------------------------------
     @property
     def WRITEBACK_RATE_PER_SECOND(self) -> float:

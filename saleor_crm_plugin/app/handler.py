@@ -15,6 +15,10 @@ That is equivalent only while no middleware has ``process_view``,
 ``request.resolver_match`` before the view: so the short path is taken only when
 ``settings.MIDDLEWARE`` is exactly the App's own list (``APP_MIDDLEWARE``); with any other
 list every request goes through Django's handler unchanged.
+
+Every request, whichever chain it takes, runs holding the process's request gate
+(``core/gate.py``, ``CRM_REQUEST_GATE``): the request threads take turns per request rather
+than per SQL round trip, and a thread waiting on Saleor lets the next one in.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, resolve
 
 from saleor_crm_plugin.app import APP_MIDDLEWARE
+from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.core import gate
 
 WEBHOOK_PATH = "/api/webhooks/saleor"
 
@@ -57,6 +63,7 @@ class AppWSGIHandler(WSGIHandler):
 
     def __init__(self) -> None:
         super().__init__()
+        self._gated = crm_settings.REQUEST_GATE
         if tuple(settings.MIDDLEWARE) != APP_MIDDLEWARE:
             return
         try:
@@ -66,6 +73,12 @@ class AppWSGIHandler(WSGIHandler):
         self._django_chain: Callable[[HttpRequest], Any] = self._middleware_chain
         self._webhook_chain = _WebhookChain(match)._middleware_chain
         self._middleware_chain = self._dispatch
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not self._gated:
+            return super().__call__(environ, start_response)
+        with gate.held():
+            return super().__call__(environ, start_response)
 
     def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
         if request.method == "POST" and request.path_info == WEBHOOK_PATH:

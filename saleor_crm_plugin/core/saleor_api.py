@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.core import gate
 
 DOCUMENTS: dict[str, str] = {}
 
@@ -58,12 +59,13 @@ class SaleorClient:
             headers["Authorization"] = f"Bearer {self.token}"
         http = self.session or requests
         try:
-            response = http.post(
-                self.api_url,
-                data=json.dumps({"query": query, "variables": variables or {}}),
-                headers=headers,
-                timeout=self.timeout or crm_settings.HTTP_TIMEOUT,
-            )
+            with gate.released():
+                response = http.post(
+                    self.api_url,
+                    data=json.dumps({"query": query, "variables": variables or {}}),
+                    headers=headers,
+                    timeout=self.timeout or crm_settings.HTTP_TIMEOUT,
+                )
         except requests.RequestException as exc:
             raise SaleorApiError(f"Saleor API unreachable: {exc}") from exc
         if response.status_code >= 400:
@@ -82,7 +84,8 @@ class SaleorClient:
 
 def fetch_jwks(api_url: str) -> dict[str, Any]:
     try:
-        response = requests.get(jwks_url(api_url), timeout=crm_settings.HTTP_TIMEOUT)
+        with gate.released():
+            response = requests.get(jwks_url(api_url), timeout=crm_settings.HTTP_TIMEOUT)
         response.raise_for_status()
         data = response.json()
     except (requests.RequestException, ValueError) as exc:

@@ -1,0 +1,142 @@
+"""The request gate: one request thread of a process runs at a time, except while it waits on
+Saleor; outside a gated request it does nothing."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core import signals
+from django.db import close_old_connections
+from django.http import HttpResponse
+from django.test import override_settings
+
+from saleor_crm_plugin.app.handler import AppWSGIHandler
+from saleor_crm_plugin.core import gate
+from saleor_crm_plugin.core.saleor_api import SaleorClient
+
+
+def _run(target: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_second_request_waits_for_the_first() -> None:
+    events: list[str] = []
+    inside = threading.Event()
+
+    def first() -> None:
+        with gate.held():
+            inside.set()
+            time.sleep(0.2)
+            events.append("first out")
+
+    def second() -> None:
+        inside.wait(5)
+        with gate.held():
+            events.append("second in")
+
+    threads = [_run(first), _run(second)]
+    for thread in threads:
+        thread.join(5)
+    assert events == ["first out", "second in"]
+
+
+def test_a_call_to_saleor_lets_the_next_request_in(fake_saleor: Any) -> None:
+    """The first request is still waiting on Saleor when the second one runs: Saleor answers
+    only once the second request got in (or after 3 s, which fails the test)."""
+    second_ran = threading.Event()
+    saleor_called = threading.Event()
+    answered_after_second: list[bool] = []
+    held_after_call: list[bool] = []
+
+    def saleor(query: str, variables: dict[str, Any], headers: dict[str, str]) -> Any:
+        saleor_called.set()
+        answered_after_second.append(second_ran.wait(3))
+        return {"shop": {"name": "Demo"}}
+
+    fake_saleor.respond(saleor)
+
+    def first() -> None:
+        with gate.held():
+            SaleorClient(fake_saleor.api_url).execute("query { shop { name } }")
+            held_after_call.append(getattr(gate._holder, "inside", False) and gate._gate.locked())
+
+    def second() -> None:
+        saleor_called.wait(5)
+        with gate.held():
+            second_ran.set()
+
+    threads = [_run(first), _run(second)]
+    for thread in threads:
+        thread.join(10)
+    assert answered_after_second == [True]
+    assert held_after_call == [True]  # the first request got the gate back before going on
+    assert not gate._gate.locked()
+
+
+def test_the_same_thread_does_not_wait_for_itself() -> None:
+    with gate.held():
+        with gate.held():
+            assert gate._gate.locked()
+        assert gate._gate.locked()
+    assert not gate._gate.locked()
+
+
+def test_outside_a_request_nothing_is_taken_or_released() -> None:
+    with gate.released():
+        assert not gate._gate.locked()
+    assert not gate._gate.locked()
+
+
+def test_an_exception_leaves_the_gate_open() -> None:
+    with pytest.raises(RuntimeError), gate.held(), gate.released():
+        raise RuntimeError("Saleor unreachable")
+    assert not gate._gate.locked()
+    assert getattr(gate._holder, "inside", False) is False
+
+
+def _environ() -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/healthz",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.url_scheme": "http",
+    }
+
+
+@pytest.fixture
+def no_connection_recycling() -> Iterator[None]:
+    """``close_old_connections`` detached, as Django's test client does: inside the test's
+    transaction it would close the connection."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_app_handler_holds_the_gate_for_each_request(
+    enabled: bool, db: Any, no_connection_recycling: None
+) -> None:
+    seen: list[bool] = []
+    with override_settings(CRM_REQUEST_GATE=enabled):
+        handler = AppWSGIHandler()
+
+    def get_response(request: Any) -> HttpResponse:
+        seen.append(gate._gate.locked())
+        return HttpResponse(b"ok")
+
+    handler.get_response = get_response  # type: ignore[method-assign]
+    response = handler(_environ(), lambda status, headers: None)
+    response.close()
+    assert seen == [enabled]
+    assert not gate._gate.locked()
