@@ -12,10 +12,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,8 +45,8 @@ def _database_url() -> str:
     return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
 
 
-@pytest.fixture(params=["granian", "gunicorn"])
-def server(request, transactional_db, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def serving(server: str, tmp_path: Path, *options: str) -> Iterator[str]:
     """The App served as an operator runs it, on the database this test sees (committed data:
     ``transactional_db``), without a broker (the sweep would pick the kick up)."""
     port = _free_port()
@@ -61,7 +63,7 @@ def server(request, transactional_db, tmp_path: Path) -> Iterator[str]:
     }
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [executable, "serve", "--server", request.param, "--bind", f"127.0.0.1:{port}"],
+        [executable, "serve", "--server", server, "--bind", f"127.0.0.1:{port}", *options],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -87,6 +89,12 @@ def server(request, transactional_db, tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(params=["granian", "gunicorn"])
+def server(request, transactional_db, tmp_path: Path) -> Iterator[str]:
+    with serving(request.param, tmp_path) as base:
+        yield base
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
@@ -127,3 +135,54 @@ def test_signed_delivery_is_stored_a_forged_one_refused_and_graphql_answers(serv
         {"Content-Type": "application/json"},
     )
     assert (status, answer) == (200, {"data": {"__typename": "Query"}})
+
+
+def test_a_request_waiting_on_saleor_does_not_hold_up_its_process(
+    transactional_db, tmp_path: Path
+) -> None:
+    """One granian worker with two request threads and the request gate on (the default): a
+    staff request waits on Saleor for the staff member's permissions, and Saleor answers only
+    once a second request to the same process got its answer (or after 5 s, which fails)."""
+    from tests.conftest import FakeSaleor
+    from tests.graphql.conftest import KID, Mint, jwks_of, user_gid
+
+    saleor = FakeSaleor()
+    saleor.jwks = jwks_of(KID)
+    SaleorInstance.objects.create(saleor_api_url=saleor.api_url, jwks=jwks_of(KID))
+    asked = threading.Event()
+    second_answered = threading.Event()
+    answered_after_second: list[bool] = []
+
+    def permissions(query: str, variables: dict, headers: dict) -> dict:
+        asked.set()
+        answered_after_second.append(second_answered.wait(5))
+        return {"me": {"id": user_gid(900), "userPermissions": []}}
+
+    saleor.respond(permissions)
+    token = Mint(saleor.api_url)(user_gid(900), is_staff=True)
+    staff: list[tuple[int, dict]] = []
+    try:
+        with serving("granian", tmp_path, "--workers", "1", "--threads", "2") as base:
+            request = threading.Thread(
+                target=lambda: staff.append(
+                    _post(
+                        f"{base}/graphql/",
+                        json.dumps({"query": "{ crmCustomers(first: 1) { totalCount } }"}).encode(),
+                        {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+                    )
+                )
+            )
+            request.start()
+            assert asked.wait(10), "the staff request never asked Saleor"
+            with urllib.request.urlopen(f"{base}/healthz", timeout=10) as answer:
+                assert answer.status == 200
+            second_answered.set()
+            request.join(15)
+    finally:
+        saleor.close()
+    assert answered_after_second == [True]
+    status, body = staff[0]
+    # No permission was granted, so the staff member is refused, after Saleor answered.
+    assert status == 200 and body["errors"][0]["extensions"]["exception"]["code"] == (
+        "PermissionDenied"
+    ), body
