@@ -25,7 +25,7 @@ from saleor_crm_plugin.core.rows import RowReader
 from saleor_crm_plugin.customers.models import Customer, Order
 from saleor_crm_plugin.events.types import CrmEvent, EventKind
 from saleor_crm_plugin.loyalty.config import ProgramConfig, program_config
-from saleor_crm_plugin.loyalty.ledger import Posting, flush, lock_accounts
+from saleor_crm_plugin.loyalty.ledger import Posting, customer_stub, flush, lock_accounts
 from saleor_crm_plugin.loyalty.models import (
     EntryKind,
     EntrySource,
@@ -98,8 +98,17 @@ def order_histories(
 ) -> tuple[dict[tuple[int, str], list[OrderRow]], set[int]]:
     """Every order of these customers per (customer, channel), oldest first, and which of the
     customers take part (registered, not erased) - one query."""
+    histories, members = _order_histories(customer_ids)
+    return histories, set(members)
+
+
+def _order_histories(
+    customer_ids: Iterable[int],
+) -> tuple[dict[tuple[int, str], list[OrderRow]], dict[int, str]]:
+    """``order_histories`` with the members' Saleor user ids, which is all the postings read
+    of the customer: ``lock_accounts`` is handed them instead of joining the customer."""
     histories: dict[tuple[int, str], list[OrderRow]] = defaultdict(list)
-    members: set[int] = set()
+    members: dict[int, str] = {}
     rows = (
         Order.objects.filter(InArray(F("customer_id"), customer_ids))
         .order_by("customer_id", "channel_id", "created_at", "saleor_order_id")
@@ -114,7 +123,7 @@ def order_histories(
     for values in rows:
         histories[(values[0], values[1])].append(_row(values[4:]))
         if values[2] is not None and values[3] is None:
-            members.add(values[0])
+            members[values[0]] = values[2]
     return histories, members
 
 
@@ -285,7 +294,7 @@ def _process(
         if order_id:
             entry[2].append(order_id)
     with transaction.atomic(savepoint=False):
-        histories, members = order_histories({key[0] for key in by_account})
+        histories, members = _order_histories({key[0] for key in by_account})
         configs = {}
         for key, (slug, _, _) in by_account.items():
             if key[0] in members:
@@ -302,7 +311,8 @@ def _process(
                 oid in history and _earns(history[oid], config) for oid in touched
             )
             wanted[key] = ((key[0], key[1], slug, currency), opens)
-        accounts, created = lock_accounts(wanted)
+        customers = {key[0]: customer_stub(key[0], members[key[0]]) for key in configs}
+        accounts, created = lock_accounts(wanted, customers)
         lots: dict[int, list[PointLot]] = defaultdict(list)
         old_accounts = [a.pk for key, a in accounts.items() if key not in created]
         if old_accounts:
