@@ -331,9 +331,15 @@ def _linger(size: int, linger: float) -> None:
     has waited less than ``linger`` seconds; return at once when there is none."""
     deadline = timezone.now() + timedelta(seconds=linger)
     while True:
-        count, waited = _unclaimed_batch(size)
-        if count == 0 or count >= size or waited >= linger:
+        count, waited, any_unclaimed = _linger_probe(size)
+        if not any_unclaimed:
             return
+        if count >= size or waited >= linger:
+            # The rows in view may include another drain's claimed batch: only the locking
+            # count can tell whether the unclaimed ones fill a batch or waited long enough.
+            count, waited = _unclaimed_batch(size)
+            if count == 0 or count >= size or waited >= linger:
+                return
         pause = min(_LINGER_POLL_SECONDS, linger - waited)
         if timezone.now() + timedelta(seconds=pause) > deadline:
             return
@@ -369,6 +375,43 @@ def _unclaimed_batch(size: int) -> tuple[int, float]:
         )
         count, waited = cursor.fetchone()
     return int(count), float(waited)
+
+
+def _linger_probe(size: int) -> tuple[int, float, bool]:
+    """One look of the linger: how many available rows there are, claimed or not (up to
+    ``size``), how long the oldest of them has waited, and whether any is unclaimed.
+
+    The counting does not lock: ``_unclaimed_batch`` takes a key-share lock on every row it
+    counts (up to a batch, ~16 looks per batch), and those row locks were most of what a
+    lingering drain cost PostgreSQL. The rows in view bound the unclaimed ones from above
+    (more of them, the oldest as old or older), so while they neither fill a batch nor waited
+    the linger, the only question left is whether any is unclaimed, which locks one row.
+    Otherwise ``_linger`` asks ``_unclaimed_batch``, so it decides exactly as before."""
+    if connection.vendor != "postgresql":
+        return 0, 0.0, False  # no lingering without SKIP LOCKED, as in ``_unclaimed_batch``
+    now = timezone.now()  # the clock ``_process_batch`` claims by
+    with connection.cursor() as cursor:
+        cursor.execute(_linger_probe_statement(), [now, now, now, size])
+        count, waited, any_unclaimed = cursor.fetchone()
+    return int(count), float(waited), bool(any_unclaimed)
+
+
+@functools.cache
+def _linger_probe_statement() -> str:
+    meta = InboxEvent._meta
+    quote = connection.ops.quote_name
+    status = quote(meta.get_field("status").column)
+    available = quote(meta.get_field("available_at").column)
+    visible = (
+        f"SELECT {available} AS available_at FROM {quote(meta.db_table)} "
+        f"WHERE {status} = '{InboxStatus.PENDING.value}' AND {available} <= %s "
+        f"ORDER BY {available}, {quote(meta.pk.column)} LIMIT %s"
+    )
+    return (
+        "SELECT count(*), coalesce(extract(epoch FROM %s - min(available_at)), 0), "
+        f"EXISTS({_unclaimed_statement('LIMIT 1')}) "
+        f"FROM ({visible}) AS visible"
+    )
 
 
 @functools.cache
