@@ -303,9 +303,14 @@ def _process(
     with transaction.atomic(savepoint=False):
         histories, members = _order_histories({key[0] for key in by_account})
         configs = {}
+        # One program per channel for the whole pass: ``program_config`` keys its memo on
+        # every settings layer encoded as JSON, a few per cent of the pass when run per account.
+        programs: dict[tuple[str, str], ProgramConfig] = {}
         for key, (slug, _, _) in by_account.items():
             if key[0] in members:
-                config = program_config(key[1], slug)
+                config = programs.get((key[1], slug))
+                if config is None:
+                    config = programs[(key[1], slug)] = program_config(key[1], slug)
                 if config.enabled:
                     configs[key] = config
         if not configs:

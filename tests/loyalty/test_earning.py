@@ -466,3 +466,20 @@ def test_history_rows_are_what_the_constructors_give():
         assert vars(row.facts) == vars(expected.facts)
         assert row.facts.paid_original == Decimal("120")
         assert row.facts.fully_reversed is (cancelled is not None)
+
+
+@pytest.mark.django_db
+@override_settings(CRM_LOYALTY=NO_TIERS)
+def test_a_replay_reads_the_program_once_per_channel(monkeypatch):
+    from saleor_crm_plugin.loyalty import earning
+
+    for n in (1, 2, 3):
+        apply(order_event(n, user=n, created=timezone.now() - days(1)))
+    before = loyalty_state()
+    calls = []
+    real = earning.program_config
+    monkeypatch.setattr(earning, "program_config", lambda *args: calls.append(args) or real(*args))
+
+    assert earning.replay_orders() == 3
+    assert len(calls) == 1  # three accounts, one channel
+    assert loyalty_state() == before  # and the replay changed nothing
