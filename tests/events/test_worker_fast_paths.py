@@ -457,3 +457,37 @@ def test_new_instance_gives_what_the_constructor_gives_and_falls_back_when_it_mu
     assert new_instance(Order, pk=7, currency="EUR").id == 7
     with pytest.raises(TypeError):
         new_instance(Order, no_such_field=1)
+
+
+@pytest.mark.parametrize("signal_name", ["pre_init", "post_init"])
+def test_init_receivers_follows_connects_and_disconnects_after_a_cached_answer(signal_name):
+    """``init_receivers`` answers "none" from the signal's sender cache (as ``send`` does):
+    a receiver connected later, for this model or for every sender, must still be seen."""
+    from django.db.models import signals
+
+    from saleor_crm_plugin.core.rows import init_receivers
+    from saleor_crm_plugin.loyalty.models import LedgerEntry, PointLot
+
+    signal = getattr(signals, signal_name)
+
+    def listener(sender, **kwargs):
+        pass
+
+    assert init_receivers(PointLot) is False
+    assert init_receivers(PointLot) is False  # now from the cache
+    signal.connect(listener, sender=LedgerEntry)
+    try:
+        assert init_receivers(PointLot) is False  # another model's receiver
+        assert init_receivers(PointLot) is False
+        assert init_receivers(LedgerEntry) is True
+        signal.connect(listener, sender=PointLot)
+        assert init_receivers(PointLot) is True
+        signal.disconnect(listener, sender=PointLot)
+        assert init_receivers(PointLot) is False
+        signal.connect(listener)  # any sender
+        assert init_receivers(PointLot) is True
+        signal.disconnect(listener)
+    finally:
+        signal.disconnect(listener, sender=LedgerEntry)
+    assert init_receivers(PointLot) is False
+    assert init_receivers(LedgerEntry) is False
