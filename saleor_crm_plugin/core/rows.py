@@ -231,13 +231,15 @@ class RowReader(Generic[M]):
         extra: Sequence[tuple[str, str]] = (),
         only: frozenset[str] | None = None,
         for_update: bool = False,
+        skip_locked: bool = False,
     ) -> list[M]:
         """Rows matching ``where`` (SQL with ``%s`` placeholders, columns qualified with the
         reader's alias). ``extra`` adds computed columns as ``(attribute, SQL expression)``.
         ``only`` names the attributes to read (``selection.selected_columns``; the primary
         key always), the others deferred as ``QuerySet.only`` defers them; ``None``: every
         column but the reader's ``defer``. ``for_update`` locks them (``select_for_update()``;
-        nothing where the backend has no row locks, as Django does)."""
+        nothing where the backend has no row locks, as Django does), skipping rows another
+        transaction holds with ``skip_locked`` where the backend can."""
         select, attnames, converters, plain, c_timestamps = self._prepare(only)
         sql = select
         if extra:
@@ -251,6 +253,8 @@ class RowReader(Generic[M]):
         connection = connections[self.using]
         if for_update and connection.features.has_select_for_update:
             sql = f"{sql} FOR UPDATE"
+            if skip_locked and connection.features.has_select_for_update_skip_locked:
+                sql = f"{sql} SKIP LOCKED"
         rows = _select(connection, sql, list(params), c_timestamps)
         width = len(attnames)
         extra_names = [name for name, _ in extra]

@@ -28,6 +28,7 @@ from django.utils import timezone
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.compat import on_psycopg3
 from saleor_crm_plugin.core.privacy import email_hash
+from saleor_crm_plugin.core.rows import RowReader
 from saleor_crm_plugin.customers import batch, projection
 from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
 from saleor_crm_plugin.events.from_webhook import translate_stored_webhook
@@ -441,15 +442,32 @@ _NOT_NEEDED_TO_PROCESS = (
 )
 
 
+# The claim, read without the ORM (``core.rows``): the same rows, columns and locks, without
+# compiling the queryset and running ``Model.__init__`` for each of a batch's rows.
+_CLAIM = RowReader(InboxEvent)
+_CLAIMED_COLUMNS = frozenset(
+    f.attname for f in InboxEvent._meta.concrete_fields if f.name not in _NOT_NEEDED_TO_PROCESS
+)
+
+
+def _claim(size: int, now: datetime) -> list[InboxEvent]:
+    """Up to ``size`` available pending rows, oldest first, locked; rows another drain holds
+    are skipped (``FOR UPDATE SKIP LOCKED``)."""
+    return _CLAIM.fetch(
+        "t.status = %s AND t.available_at <= %s",
+        [InboxStatus.PENDING.value, now],
+        order_by="t.available_at, t.id",
+        limit=size,
+        only=_CLAIMED_COLUMNS,
+        for_update=True,
+        skip_locked=True,
+    )
+
+
 def _process_batch(size: int) -> int:
     now = timezone.now()
     with transaction.atomic():
-        rows = list(
-            InboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(status=InboxStatus.PENDING, available_at__lte=now)
-            .defer(*_NOT_NEEDED_TO_PROCESS)
-            .order_by("available_at", "id")[:size]
-        )
+        rows = _claim(size, now)
         if not rows:
             return 0
         work: list[tuple[InboxEvent, CrmEvent]] = []
