@@ -455,7 +455,8 @@ def _claim(size: int, now: datetime) -> list[InboxEvent]:
     are skipped (``FOR UPDATE SKIP LOCKED``)."""
     return _CLAIM.fetch(
         "t.status = %s AND t.available_at <= %s",
-        [InboxStatus.PENDING.value, now],
+        # As the queryset bound it (SQLite stores naive UTC text; PostgreSQL takes it as is).
+        [InboxStatus.PENDING.value, connection.ops.adapt_datetimefield_value(now)],
         order_by="t.available_at, t.id",
         limit=size,
         only=_CLAIMED_COLUMNS,

@@ -49,4 +49,5 @@ def test_many_objects_requeue_unchanged_values_never_sent_and_lock_the_rows_they
     row = MetadataWriteback.objects.get()
     assert (row.items, row.pending, row.version) == ({"crm.points": "5"}, True, 2)
     reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert len(reads) == 1 and reads[0].endswith("FOR UPDATE")
+    assert len(reads) == 1
+    assert reads[0].endswith("FOR UPDATE") or not connection.features.has_select_for_update
