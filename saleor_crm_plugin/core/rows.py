@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from django.db import connections, models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
+from django.dispatch.dispatcher import NO_RECEIVERS
 
 from saleor_crm_plugin.core.compat import on_psycopg3
 
@@ -64,8 +65,27 @@ def use_c_timestamptz_loader(raw_cursor: Any) -> bool:
 
 def init_receivers(model: type[models.Model]) -> bool:
     """Whether anything listens to ``pre_init``/``post_init`` for ``model`` (then instances
-    must come from the real constructor)."""
+    must come from the real constructor).
+
+    Asked for every instance the ledger and the projection build (tens of thousands per
+    inbox batch), so it first takes the shortcut ``Signal.send`` takes: a signal with no
+    receiver at all, or whose per-sender cache already says "none", has no listener, without
+    ``has_listeners`` resolving the receivers into fresh lists each time."""
+    if _none_for(pre_init, model) and _none_for(post_init, model):
+        return False
     return pre_init.has_listeners(model) or post_init.has_listeners(model)
+
+
+def _none_for(signal: Any, model: type[models.Model]) -> bool:
+    """What ``Signal.send`` checks before doing anything (Django 4.2-5.2): no receivers, or
+    the sender cache's ``NO_RECEIVERS`` mark (cleared by every ``connect``/``disconnect``)."""
+    if not signal.receivers:
+        return True
+    return (
+        signal.use_caching
+        and not signal._dead_receivers
+        and signal.sender_receivers_cache.get(model) is NO_RECEIVERS
+    )
 
 
 def bare_instance(
@@ -211,13 +231,15 @@ class RowReader(Generic[M]):
         extra: Sequence[tuple[str, str]] = (),
         only: frozenset[str] | None = None,
         for_update: bool = False,
+        skip_locked: bool = False,
     ) -> list[M]:
         """Rows matching ``where`` (SQL with ``%s`` placeholders, columns qualified with the
         reader's alias). ``extra`` adds computed columns as ``(attribute, SQL expression)``.
         ``only`` names the attributes to read (``selection.selected_columns``; the primary
         key always), the others deferred as ``QuerySet.only`` defers them; ``None``: every
         column but the reader's ``defer``. ``for_update`` locks them (``select_for_update()``;
-        nothing where the backend has no row locks, as Django does)."""
+        nothing where the backend has no row locks, as Django does), skipping rows another
+        transaction holds with ``skip_locked`` where the backend can."""
         select, attnames, converters, plain, c_timestamps = self._prepare(only)
         sql = select
         if extra:
@@ -231,6 +253,8 @@ class RowReader(Generic[M]):
         connection = connections[self.using]
         if for_update and connection.features.has_select_for_update:
             sql = f"{sql} FOR UPDATE"
+            if skip_locked and connection.features.has_select_for_update_skip_locked:
+                sql = f"{sql} SKIP LOCKED"
         rows = _select(connection, sql, list(params), c_timestamps)
         width = len(attnames)
         extra_names = [name for name, _ in extra]

@@ -28,6 +28,7 @@ from django.utils import timezone
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.compat import on_psycopg3
 from saleor_crm_plugin.core.privacy import email_hash
+from saleor_crm_plugin.core.rows import RowReader
 from saleor_crm_plugin.customers import batch, projection
 from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
 from saleor_crm_plugin.events.from_webhook import translate_stored_webhook
@@ -331,9 +332,15 @@ def _linger(size: int, linger: float) -> None:
     has waited less than ``linger`` seconds; return at once when there is none."""
     deadline = timezone.now() + timedelta(seconds=linger)
     while True:
-        count, waited = _unclaimed_batch(size)
-        if count == 0 or count >= size or waited >= linger:
+        count, waited, any_unclaimed = _linger_probe(size)
+        if not any_unclaimed:
             return
+        if count >= size or waited >= linger:
+            # The rows in view may include another drain's claimed batch: only the locking
+            # count can tell whether the unclaimed ones fill a batch or waited long enough.
+            count, waited = _unclaimed_batch(size)
+            if count == 0 or count >= size or waited >= linger:
+                return
         pause = min(_LINGER_POLL_SECONDS, linger - waited)
         if timezone.now() + timedelta(seconds=pause) > deadline:
             return
@@ -371,6 +378,43 @@ def _unclaimed_batch(size: int) -> tuple[int, float]:
     return int(count), float(waited)
 
 
+def _linger_probe(size: int) -> tuple[int, float, bool]:
+    """One look of the linger: how many available rows there are, claimed or not (up to
+    ``size``), how long the oldest of them has waited, and whether any is unclaimed.
+
+    The counting does not lock: ``_unclaimed_batch`` takes a key-share lock on every row it
+    counts (up to a batch, ~16 looks per batch), and those row locks were most of what a
+    lingering drain cost PostgreSQL. The rows in view bound the unclaimed ones from above
+    (more of them, the oldest as old or older), so while they neither fill a batch nor waited
+    the linger, the only question left is whether any is unclaimed, which locks one row.
+    Otherwise ``_linger`` asks ``_unclaimed_batch``, so it decides exactly as before."""
+    if connection.vendor != "postgresql":
+        return 0, 0.0, False  # no lingering without SKIP LOCKED, as in ``_unclaimed_batch``
+    now = timezone.now()  # the clock ``_process_batch`` claims by
+    with connection.cursor() as cursor:
+        cursor.execute(_linger_probe_statement(), [now, now, now, size])
+        count, waited, any_unclaimed = cursor.fetchone()
+    return int(count), float(waited), bool(any_unclaimed)
+
+
+@functools.cache
+def _linger_probe_statement() -> str:
+    meta = InboxEvent._meta
+    quote = connection.ops.quote_name
+    status = quote(meta.get_field("status").column)
+    available = quote(meta.get_field("available_at").column)
+    visible = (
+        f"SELECT {available} AS available_at FROM {quote(meta.db_table)} "
+        f"WHERE {status} = '{InboxStatus.PENDING.value}' AND {available} <= %s "
+        f"ORDER BY {available}, {quote(meta.pk.column)} LIMIT %s"
+    )
+    return (
+        "SELECT count(*), coalesce(extract(epoch FROM %s - min(available_at)), 0), "
+        f"EXISTS({_unclaimed_statement('LIMIT 1')}) "
+        f"FROM ({visible}) AS visible"
+    )
+
+
 @functools.cache
 def _unclaimed_statement(limit: str) -> str:
     """Available rows, oldest first, skipping those a drain has claimed (``FOR UPDATE``):
@@ -398,15 +442,33 @@ _NOT_NEEDED_TO_PROCESS = (
 )
 
 
+# The claim, read without the ORM (``core.rows``): the same rows, columns and locks, without
+# compiling the queryset and running ``Model.__init__`` for each of a batch's rows.
+_CLAIM = RowReader(InboxEvent)
+_CLAIMED_COLUMNS = frozenset(
+    f.attname for f in InboxEvent._meta.concrete_fields if f.name not in _NOT_NEEDED_TO_PROCESS
+)
+
+
+def _claim(size: int, now: datetime) -> list[InboxEvent]:
+    """Up to ``size`` available pending rows, oldest first, locked; rows another drain holds
+    are skipped (``FOR UPDATE SKIP LOCKED``)."""
+    return _CLAIM.fetch(
+        "t.status = %s AND t.available_at <= %s",
+        # As the queryset bound it (SQLite stores naive UTC text; PostgreSQL takes it as is).
+        [InboxStatus.PENDING.value, connection.ops.adapt_datetimefield_value(now)],
+        order_by="t.available_at, t.id",
+        limit=size,
+        only=_CLAIMED_COLUMNS,
+        for_update=True,
+        skip_locked=True,
+    )
+
+
 def _process_batch(size: int) -> int:
     now = timezone.now()
     with transaction.atomic():
-        rows = list(
-            InboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(status=InboxStatus.PENDING, available_at__lte=now)
-            .defer(*_NOT_NEEDED_TO_PROCESS)
-            .order_by("available_at", "id")[:size]
-        )
+        rows = _claim(size, now)
         if not rows:
             return 0
         work: list[tuple[InboxEvent, CrmEvent]] = []

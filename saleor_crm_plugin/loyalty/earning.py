@@ -25,7 +25,7 @@ from saleor_crm_plugin.core.rows import RowReader
 from saleor_crm_plugin.customers.models import Customer, Order
 from saleor_crm_plugin.events.types import CrmEvent, EventKind
 from saleor_crm_plugin.loyalty.config import ProgramConfig, program_config
-from saleor_crm_plugin.loyalty.ledger import Posting, flush, lock_accounts
+from saleor_crm_plugin.loyalty.ledger import Posting, customer_stub, flush, lock_accounts
 from saleor_crm_plugin.loyalty.models import (
     EntryKind,
     EntrySource,
@@ -75,22 +75,29 @@ _HISTORY_FIELDS = (
 )
 
 
+_new_object = object.__new__
+
+
 def _row(values: Sequence[object]) -> OrderRow:
+    """``OrderRow(..., facts=OrderFacts(...))`` of one history row, without the frozen
+    dataclasses' ``__init__`` (an ``object.__setattr__`` per field): every order of every
+    customer of a batch is read each batch, thousands of rows whose two objects cost more
+    than the arithmetic done with them. The instances are the constructor's (same class,
+    same attributes; ``tests/loyalty/test_earning.py`` compares them)."""
     (oid, created, fulfilled, cancelled, status, gross, net, shipping, charged, refunded) = values
-    return OrderRow(
-        order_id=oid,  # type: ignore[arg-type]
-        created_at=created,  # type: ignore[arg-type]
-        fulfilled_at=fulfilled,  # type: ignore[arg-type]
-        facts=OrderFacts(
-            status=status,  # type: ignore[arg-type]
-            total_gross=gross,  # type: ignore[arg-type]
-            total_net=net,  # type: ignore[arg-type]
-            shipping_gross=shipping,  # type: ignore[arg-type]
-            total_charged=charged,  # type: ignore[arg-type]
-            total_refunded=refunded,  # type: ignore[arg-type]
-            cancelled=cancelled is not None,
-        ),
+    facts = _new_object(OrderFacts)
+    facts.__dict__.update(
+        status=status,
+        total_gross=gross,
+        total_net=net,
+        shipping_gross=shipping,
+        total_charged=charged,
+        total_refunded=refunded,
+        cancelled=cancelled is not None,
     )
+    row = _new_object(OrderRow)
+    row.__dict__.update(order_id=oid, created_at=created, fulfilled_at=fulfilled, facts=facts)
+    return row
 
 
 def order_histories(
@@ -98,8 +105,17 @@ def order_histories(
 ) -> tuple[dict[tuple[int, str], list[OrderRow]], set[int]]:
     """Every order of these customers per (customer, channel), oldest first, and which of the
     customers take part (registered, not erased) - one query."""
+    histories, members = _order_histories(customer_ids)
+    return histories, set(members)
+
+
+def _order_histories(
+    customer_ids: Iterable[int],
+) -> tuple[dict[tuple[int, str], list[OrderRow]], dict[int, str]]:
+    """``order_histories`` with the members' Saleor user ids, which is all the postings read
+    of the customer: ``lock_accounts`` is handed them instead of joining the customer."""
     histories: dict[tuple[int, str], list[OrderRow]] = defaultdict(list)
-    members: set[int] = set()
+    members: dict[int, str] = {}
     rows = (
         Order.objects.filter(InArray(F("customer_id"), customer_ids))
         .order_by("customer_id", "channel_id", "created_at", "saleor_order_id")
@@ -114,7 +130,7 @@ def order_histories(
     for values in rows:
         histories[(values[0], values[1])].append(_row(values[4:]))
         if values[2] is not None and values[3] is None:
-            members.add(values[0])
+            members[values[0]] = values[2]
     return histories, members
 
 
@@ -285,11 +301,16 @@ def _process(
         if order_id:
             entry[2].append(order_id)
     with transaction.atomic(savepoint=False):
-        histories, members = order_histories({key[0] for key in by_account})
+        histories, members = _order_histories({key[0] for key in by_account})
         configs = {}
+        # One program per channel for the whole pass: ``program_config`` keys its memo on
+        # every settings layer encoded as JSON, a few per cent of the pass when run per account.
+        programs: dict[tuple[str, str], ProgramConfig] = {}
         for key, (slug, _, _) in by_account.items():
             if key[0] in members:
-                config = program_config(key[1], slug)
+                config = programs.get((key[1], slug))
+                if config is None:
+                    config = programs[(key[1], slug)] = program_config(key[1], slug)
                 if config.enabled:
                     configs[key] = config
         if not configs:
@@ -302,7 +323,8 @@ def _process(
                 oid in history and _earns(history[oid], config) for oid in touched
             )
             wanted[key] = ((key[0], key[1], slug, currency), opens)
-        accounts, created = lock_accounts(wanted)
+        customers = {key[0]: customer_stub(key[0], members[key[0]]) for key in configs}
+        accounts, created = lock_accounts(wanted, customers)
         lots: dict[int, list[PointLot]] = defaultdict(list)
         old_accounts = [a.pk for key, a in accounts.items() if key not in created]
         if old_accounts:

@@ -11,16 +11,15 @@ the same handful per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, models, transaction
-from django.db.models import F
 
-from saleor_crm_plugin.core.bulk import InArray, insert_rows, update_rows
-from saleor_crm_plugin.core.rows import new_instance
+from saleor_crm_plugin.core.bulk import any_of, insert_rows, update_rows
+from saleor_crm_plugin.core.rows import RowReader, bare_instance, init_receivers, new_instance
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.loyalty.config import ProgramConfig
 from saleor_crm_plugin.loyalty.models import (
@@ -104,33 +103,48 @@ def _fill_channel(account: LoyaltyAccount, channel_slug: str, currency: str) -> 
         LoyaltyAccount.objects.filter(pk=account.pk).update(**changed)
 
 
-# Postings read only who the customer is (write-back, signup bonus); loading the profile,
-# JSON and all, for every account of a batch was a tenth of the loyalty pass.
-_CUSTOMER_UNUSED = tuple(
-    f"customer__{f.name}"
-    for f in Customer._meta.concrete_fields
-    if f.name not in {"id", "saleor_user_id", "erased_at"}
-)
+# Postings read only who the customer is (write-back, signup bonus): its id, Saleor user id and
+# erasure. Accounts are read without the customer join and given a customer carrying just
+# those (the other columns deferred, loaded on first access as ``defer`` would): building the
+# account and the customer through the ORM's join was a sixth of the loyalty pass.
+_ACCOUNTS = RowReader(LoyaltyAccount)
+_CUSTOMERS = RowReader(Customer)
+_CUSTOMER_READ = frozenset({"id", "saleor_user_id", "erased_at"})
+
+
+def customer_stub(customer_id: int, saleor_user_id: str | None, erased_at: Any = None) -> Customer:
+    """A loaded ``Customer`` holding only what postings read (the rest deferred): what a
+    caller that already read those columns (``order_histories``) hands ``lock_accounts``."""
+    values = {"id": customer_id, "saleor_user_id": saleor_user_id, "erased_at": erased_at}
+    if init_receivers(Customer):
+        return Customer.from_db("default", list(values), list(values.values()))
+    return bare_instance(Customer, values, "default")
 
 
 def lock_accounts(
     wanted: dict[tuple[int, str], tuple[tuple[int, str, str, str], bool]],
+    customers: Mapping[int, Customer] | None = None,
 ) -> tuple[dict[tuple[int, str], LoyaltyAccount], set[tuple[int, str]]]:
     """Lock the accounts ``{(customer_id, channel_id): ((customer_id, channel_id, slug,
     currency), create)}`` that exist, create the missing ones marked ``create``; returns the
-    locked accounts by key and the keys that were created."""
+    locked accounts by key and the keys that were created. ``customers`` (by id) are set as
+    the accounts' customers; the ones it lacks are read in one query (id, Saleor user id and
+    erasure only)."""
     if not wanted:
         return {}, set()
 
     def fetch(keys: Collection[tuple[int, str]]) -> dict[tuple[int, str], LoyaltyAccount]:
-        customer_ids = {key[0] for key in keys}
-        channel_ids = {key[1] for key in keys}
-        rows = (
-            LoyaltyAccount.objects.select_for_update(of=("self",))
-            .select_related("customer")
-            .defer(*_CUSTOMER_UNUSED)
-            .filter(InArray(F("customer_id"), customer_ids), InArray(F("channel_id"), channel_ids))
-            .order_by("pk")
+        customer_where, customer_params = any_of(
+            "t.customer_id", sorted({key[0] for key in keys}), "bigint"
+        )
+        channel_where, channel_params = any_of(
+            "t.channel_id", sorted({key[1] for key in keys}), "text"
+        )
+        rows = _ACCOUNTS.fetch(
+            f"{customer_where} AND {channel_where}",
+            [*customer_params, *channel_params],
+            order_by="t.id",
+            for_update=True,
         )
         return {
             (a.customer_id, a.channel_id): a for a in rows if (a.customer_id, a.channel_id) in keys
@@ -155,9 +169,26 @@ def lock_accounts(
         # and in hand already, and re-reading every account of the batch doubled this step.
         found.update(fetch(missing))
         found = dict(sorted(found.items(), key=lambda item: item[1].pk))  # as one read gave
+    _attach_customers(found.values(), customers or {})
     for key, account in found.items():
         _fill_channel(account, wanted[key][0][2], wanted[key][0][3])
     return found, missing & set(found)
+
+
+_CUSTOMER_FIELD = LoyaltyAccount._meta.get_field("customer")
+
+
+def _attach_customers(accounts: Iterable[LoyaltyAccount], known: Mapping[int, Customer]) -> None:
+    """Set each account's customer (cached as ``select_related`` caches it), from ``known``
+    or else from one read of the missing ones."""
+    accounts = list(accounts)
+    lacking = sorted({a.customer_id for a in accounts if a.customer_id not in known})
+    if lacking:
+        where, params = any_of("t.id", lacking, "bigint")
+        read = {c.pk: c for c in _CUSTOMERS.fetch(where, params, only=_CUSTOMER_READ)}
+        known = {**known, **read}
+    for account in accounts:
+        _CUSTOMER_FIELD.set_cached_value(account, known[account.customer_id])
 
 
 @dataclass

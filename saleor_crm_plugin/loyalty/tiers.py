@@ -47,8 +47,14 @@ def qualified(metric: Decimal, tiers: Sequence[TierRule]) -> TierRule:
     return best
 
 
-def _rank(tier: TierRule, tiers: Sequence[TierRule]) -> int:
-    return next(i for i, t in enumerate(tiers) if t.code == tier.code)
+def _ranks(tiers: Sequence[TierRule]) -> dict[str, int]:
+    """Each tier code's rank (its first position in ``tiers``), built once per evaluation:
+    looking the rank up by scanning the list cost a generator per comparison, three per
+    contribution of the rolling window (tens of thousands per inbox batch)."""
+    ranks: dict[str, int] = {}
+    for i, t in enumerate(tiers):
+        ranks.setdefault(t.code, i)
+    return ranks
 
 
 def tier_at(
@@ -57,6 +63,7 @@ def tier_at(
     """The tier held at ``at`` given ``(time, value)`` contributions (orders), sorted by time.
     Contributions after ``at`` are ignored."""
     tiers = config.tiers
+    ranks = _ranks(tiers)
     points = [(t, v) for t, v in history if t <= at]
     if config.tier_period == "lifetime":
         metric = sum((v for _, v in points), Decimal(0))
@@ -67,15 +74,15 @@ def tier_at(
         metric = sum((v for t, v in points if t >= year_start), Decimal(0))
         last_year = sum((v for t, v in points if last_start <= t < year_start), Decimal(0))
         current, previous = qualified(metric, tiers), qualified(last_year, tiers)
-        if _rank(current, tiers) > 0:
+        if ranks[current.code] > 0:
             held, held_until = current, datetime(at.year + 2, 1, 1, tzinfo=UTC)
         else:
             held, held_until = previous, datetime(at.year + 1, 1, 1, tzinfo=UTC)
-        if _rank(previous, tiers) > _rank(held, tiers):
+        if ranks[previous.code] > ranks[held.code]:
             held, held_until = previous, datetime(at.year + 1, 1, 1, tzinfo=UTC)
     else:
-        metric, held, held_until = _rolling(at, points, tiers)
-    if _rank(held, tiers) == 0:
+        metric, held, held_until = _rolling(at, points, tiers, ranks)
+    if ranks[held.code] == 0:
         held_until = None
     above = [t for t in tiers if t.threshold > held.threshold]
     next_tier = above[0] if above else None
@@ -84,13 +91,17 @@ def tier_at(
 
 
 def _rolling(
-    at: datetime, points: Sequence[tuple[datetime, Decimal]], tiers: Sequence[TierRule]
+    at: datetime,
+    points: Sequence[tuple[datetime, Decimal]],
+    tiers: Sequence[TierRule],
+    ranks: dict[str, int],
 ) -> tuple[Decimal, TierRule, datetime | None]:
     """Sliding 365-day window sums evaluated at every contribution of the last year (the metric
     only rises at a contribution, so the maxima are there) and at ``at`` itself."""
     horizon = at - YEAR
     moments = [t for t, _ in points if t > horizon] + [at]
     best, best_at = tiers[0], None
+    best_rank = ranks[best.code]
     window_start = 0
     total = Decimal(0)
     end = 0
@@ -103,8 +114,9 @@ def _rolling(
             total -= points[window_start][1]
             window_start += 1
         tier = qualified(total, tiers)
-        if _rank(tier, tiers) >= _rank(best, tiers) and _rank(tier, tiers) > 0:
-            best, best_at = tier, moment
+        rank = ranks[tier.code]
+        if rank >= best_rank and rank > 0:
+            best, best_at, best_rank = tier, moment, rank
         if moment == at:
             metric = total
     return metric, best, (best_at + YEAR) if best_at else None

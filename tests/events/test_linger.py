@@ -78,9 +78,16 @@ def test_a_kicked_drain_lingers_until_its_batch_fills(
 
     monkeypatch.setattr(inbox.time, "sleep", sleep)
     batches = record_batches(monkeypatch)
+    locking_counts: list[int] = []
+    unclaimed_batch = inbox._unclaimed_batch
+    monkeypatch.setattr(
+        inbox, "_unclaimed_batch", lambda size: locking_counts.append(size) or unclaimed_batch(size)
+    )
 
     assert inbox.process_kicked() == 6
     assert len(naps) == 2 and all(0 < nap <= 0.05 for nap in naps)
+    # The looks while the batch filled locked no row they counted; only the full one did.
+    assert locking_counts == [6]
     assert batches[0] == 6  # one full batch, not the two rows there when it started
     assert kicks == [1]  # rows committed while it lingered sent no kick: it took them
     assert set(InboxEvent.objects.values_list("status", "attempts")) == {("done", 1)}
@@ -133,7 +140,7 @@ def test_the_kick_key_is_set_for_the_kick_ttl(settings, kicks, monkeypatch):
 
 # Every moment of the drain where a request's row can commit: before and after each look at
 # the inbox, each claim of the key and each batch, in turn.
-HAND_OFF_STEPS = range(20)
+HAND_OFF_STEPS = range(24)
 
 
 @pytest.mark.django_db
@@ -167,7 +174,13 @@ def test_no_committed_row_is_left_without_a_drain(
 
         return wrapped
 
-    for name in ("_claim_kick", "_unclaimed_exists", "_unclaimed_batch", "_process_batch"):
+    for name in (
+        "_claim_kick",
+        "_unclaimed_exists",
+        "_unclaimed_batch",
+        "_linger_probe",
+        "_process_batch",
+    ):
         monkeypatch.setattr(inbox, name, at_each_step(getattr(inbox, name)))
 
     kicks.clear()
@@ -210,6 +223,8 @@ def test_rows_another_drain_has_claimed_are_neither_counted_nor_polled(settings)
     try:
         assert inbox._unclaimed_exists() is False
         assert inbox._unclaimed_batch(100) == (0, 0.0)
+        count, _, any_unclaimed = inbox._linger_probe(100)
+        assert (count, any_unclaimed) == (5, False)  # in view, but none of them ours to take
         inbox._process_batch = lambda size: batches.append(original(size)) or batches[-1]
         started = time.monotonic()
         assert inbox.process_pending() == 0

@@ -457,3 +457,76 @@ def test_new_instance_gives_what_the_constructor_gives_and_falls_back_when_it_mu
     assert new_instance(Order, pk=7, currency="EUR").id == 7
     with pytest.raises(TypeError):
         new_instance(Order, no_such_field=1)
+
+
+@pytest.mark.parametrize("signal_name", ["pre_init", "post_init"])
+def test_init_receivers_follows_connects_and_disconnects_after_a_cached_answer(signal_name):
+    """``init_receivers`` answers "none" from the signal's sender cache (as ``send`` does):
+    a receiver connected later, for this model or for every sender, must still be seen."""
+    from django.db.models import signals
+
+    from saleor_crm_plugin.core.rows import init_receivers
+    from saleor_crm_plugin.loyalty.models import LedgerEntry, PointLot
+
+    signal = getattr(signals, signal_name)
+
+    def listener(sender, **kwargs):
+        pass
+
+    assert init_receivers(PointLot) is False
+    assert init_receivers(PointLot) is False  # now from the cache
+    signal.connect(listener, sender=LedgerEntry)
+    try:
+        assert init_receivers(PointLot) is False  # another model's receiver
+        assert init_receivers(PointLot) is False
+        assert init_receivers(LedgerEntry) is True
+        signal.connect(listener, sender=PointLot)
+        assert init_receivers(PointLot) is True
+        signal.disconnect(listener, sender=PointLot)
+        assert init_receivers(PointLot) is False
+        signal.connect(listener)  # any sender
+        assert init_receivers(PointLot) is True
+        signal.disconnect(listener)
+    finally:
+        signal.disconnect(listener, sender=LedgerEntry)
+    assert init_receivers(PointLot) is False
+    assert init_receivers(LedgerEntry) is False
+
+
+@pytest.mark.django_db
+def test_the_claim_reads_what_the_orm_claim_read():
+    """``inbox._claim`` (hand-written SQL) against the queryset it replaced: the same rows in
+    the same order, the same loaded values, the same columns left deferred, and locked."""
+    from datetime import timedelta
+
+    from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
+
+    for n in range(4):
+        inbox.store_event(order_event(n, user=n), kick=False)
+    inbox.store_webhook(
+        dedupe_key="raw-1", kind="order_created", saleor_api_url="https://s/graphql/",
+        raw_body='{"x": 1}', kick=False,
+    )  # fmt: skip
+    InboxEvent.objects.filter(dedupe_key=order_event(2, user=2).dedupe_key).update(
+        status=InboxStatus.DONE
+    )
+    InboxEvent.objects.filter(dedupe_key=order_event(3, user=3).dedupe_key).update(
+        available_at=timezone.now() + timedelta(hours=1)
+    )
+    now = timezone.now()
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        fast = inbox._claim(10, now)
+    slow = list(
+        InboxEvent.objects.filter(status=InboxStatus.PENDING, available_at__lte=now)
+        .defer(*inbox._NOT_NEEDED_TO_PROCESS)
+        .order_by("available_at", "id")[:10]
+    )
+    assert [r.pk for r in fast] == [r.pk for r in slow] and len(fast) == 3
+    for a, b in zip(fast, slow, strict=True):
+        assert a.get_deferred_fields() == b.get_deferred_fields() != set()
+        loaded = {f.attname for f in InboxEvent._meta.concrete_fields} - b.get_deferred_fields()
+        assert {n: getattr(a, n) for n in loaded} == {n: getattr(b, n) for n in loaded}
+        assert a._state.adding is False and a._state.db == "default"
+    assert len(inbox._claim(1, now)) == 1
+    if connection.vendor == "postgresql":
+        assert queries.captured_queries[-1]["sql"].endswith("FOR UPDATE SKIP LOCKED")

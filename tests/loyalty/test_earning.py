@@ -435,3 +435,51 @@ def test_inbox_batches_give_the_same_ledger_as_event_by_event():
     assert loyalty_state()["accounts"] == by_event["accounts"]
     assert loyalty_state()["lots"] == by_event["lots"]
     assert services.audit() == []
+
+
+def test_history_rows_are_what_the_constructors_give():
+    from decimal import Decimal
+
+    from saleor_crm_plugin.loyalty.earning import OrderRow, _row
+    from saleor_crm_plugin.loyalty.rules import OrderFacts
+
+    for cancelled in (None, T0 + days(1)):
+        values = ("o-1", T0, T0 + days(2), cancelled, "FULFILLED", Decimal("120"),
+                  Decimal("100"), None, Decimal("90"), Decimal("30"))  # fmt: skip
+        expected = OrderRow(
+            order_id="o-1",
+            created_at=T0,
+            fulfilled_at=T0 + days(2),
+            facts=OrderFacts(
+                status="FULFILLED",
+                total_gross=Decimal("120"),
+                total_net=Decimal("100"),
+                shipping_gross=None,
+                total_charged=Decimal("90"),
+                total_refunded=Decimal("30"),
+                cancelled=cancelled is not None,
+            ),
+        )
+        row = _row(values)
+        assert row == expected and hash(row) == hash(expected)
+        assert type(row) is OrderRow and type(row.facts) is OrderFacts
+        assert vars(row.facts) == vars(expected.facts)
+        assert row.facts.paid_original == Decimal("120")
+        assert row.facts.fully_reversed is (cancelled is not None)
+
+
+@pytest.mark.django_db
+@override_settings(CRM_LOYALTY=NO_TIERS)
+def test_a_replay_reads_the_program_once_per_channel(monkeypatch):
+    from saleor_crm_plugin.loyalty import earning
+
+    for n in (1, 2, 3):
+        apply(order_event(n, user=n, created=timezone.now() - days(1)))
+    before = loyalty_state()
+    calls = []
+    real = earning.program_config
+    monkeypatch.setattr(earning, "program_config", lambda *args: calls.append(args) or real(*args))
+
+    assert earning.replay_orders() == 3
+    assert len(calls) == 1  # three accounts, one channel
+    assert loyalty_state() == before  # and the replay changed nothing
