@@ -1,8 +1,10 @@
-"""The App's WSGI handler: Django's, with the webhook's request skipping URL resolution.
+"""The App's WSGI handler: Django's, with its two hot requests skipping URL resolution.
 
 ``POST /api/webhooks/saleor`` is nearly every request the App serves, and Django spent about
-a third of its handling on the generic pipeline around the view (docs/benchmarks.md). Here
-that request still goes through everything Django's ``WSGIHandler`` does (script prefix,
+a third of its handling on the generic pipeline around the view (docs/benchmarks.md);
+``POST /graphql/`` is what storefronts and the dashboard send (resolving it, the last of the
+App's URL patterns, took ~23 µs of a ~1.7 ms customer 360). Here such a request still goes
+through everything Django's ``WSGIHandler`` does (script prefix,
 ``request_started`` / ``request_finished`` and so ``close_old_connections``, the request
 object with its ``DATA_UPLOAD_MAX_MEMORY_SIZE`` limit, the configured middleware, built by
 Django from ``settings.MIDDLEWARE``, with its exception-to-response wrapping: the
@@ -37,11 +39,12 @@ from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core import gate
 
 WEBHOOK_PATH = "/api/webhooks/saleor"
+GRAPHQL_PATH = "/graphql/"
 
 
-class _WebhookChain(BaseHandler):
-    """Django's middleware chain (built by ``load_middleware``, same wrapping) around the
-    webhook view, already resolved."""
+class _ResolvedChain(BaseHandler):
+    """Django's middleware chain (built by ``load_middleware``, same wrapping) around one
+    view, already resolved."""
 
     def __init__(self, match: ResolverMatch) -> None:
         super().__init__()
@@ -58,21 +61,28 @@ class _WebhookChain(BaseHandler):
 
 
 class AppWSGIHandler(WSGIHandler):
-    """``WSGIHandler`` whose middleware chain sends the webhook's POSTs to ``_WebhookChain``
-    (when the middleware list allows it) and every other request to Django's own chain."""
+    """``WSGIHandler`` whose middleware chain sends the webhook's and GraphQL's POSTs to their
+    ``_ResolvedChain`` (when the middleware list allows it) and every other request to
+    Django's own chain."""
 
     def __init__(self) -> None:
         super().__init__()
         self._gated = crm_settings.REQUEST_GATE
         if tuple(settings.MIDDLEWARE) != APP_MIDDLEWARE:
             return
-        try:
-            match = resolve(WEBHOOK_PATH, urlconf=settings.ROOT_URLCONF)
-        except Resolver404:  # a URLconf without the webhook
-            return
-        self._django_chain: Callable[[HttpRequest], Any] = self._middleware_chain
-        self._webhook_chain = _WebhookChain(match)._middleware_chain
+        django_chain: Callable[[HttpRequest], Any] = self._middleware_chain
+        self._django_chain = django_chain
+        self._webhook_chain = self._resolved(WEBHOOK_PATH) or django_chain
+        self._graphql_chain = self._resolved(GRAPHQL_PATH) or django_chain
         self._middleware_chain = self._dispatch
+
+    @staticmethod
+    def _resolved(path: str) -> Callable[[HttpRequest], Any] | None:
+        try:
+            match = resolve(path, urlconf=settings.ROOT_URLCONF)
+        except Resolver404:  # a URLconf without that view
+            return None
+        return _ResolvedChain(match)._middleware_chain  # type: ignore[no-any-return]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if not self._gated:
@@ -81,6 +91,10 @@ class AppWSGIHandler(WSGIHandler):
             return super().__call__(environ, start_response)
 
     def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
-        if request.method == "POST" and request.path_info == WEBHOOK_PATH:
-            return self._webhook_chain(request)  # type: ignore[no-any-return]
+        if request.method == "POST":
+            path = request.path_info
+            if path == WEBHOOK_PATH:
+                return self._webhook_chain(request)  # type: ignore[no-any-return]
+            if path == GRAPHQL_PATH:
+                return self._graphql_chain(request)  # type: ignore[no-any-return]
         return self._django_chain(request)  # type: ignore[no-any-return]

@@ -16,7 +16,7 @@ from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections
 
-from saleor_crm_plugin.app.handler import WEBHOOK_PATH, AppWSGIHandler
+from saleor_crm_plugin.app.handler import GRAPHQL_PATH, WEBHOOK_PATH, AppWSGIHandler
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.demo.signing import DemoSigner
 from saleor_crm_plugin.events import inbox
@@ -162,14 +162,19 @@ def compare(
 ) -> Outcome:
     caplog.set_level(logging.INFO)
     lean = AppWSGIHandler()
-    used: list[int] = []
-    webhook_chain = lean._webhook_chain
+    used: list[str] = []
 
-    def counting(request: Any) -> Any:
-        used.append(1)
-        return webhook_chain(request)
+    def counting(name: str) -> None:
+        chain = getattr(lean, name)
 
-    lean._webhook_chain = counting
+        def counted(request: Any) -> Any:
+            used.append(name)
+            return chain(request)
+
+        setattr(lean, name, counted)
+
+    counting("_webhook_chain")
+    counting("_graphql_chain")
     django = run(WSGIHandler(), requests, sent_signals, caplog)
     ours = run(lean, requests, sent_signals, caplog)
     assert ours == django
@@ -298,7 +303,9 @@ def test_other_methods_take_djangos_path(registered, signer, sent_signals, caplo
     assert outcome.answers[0][0] == "405 Method Not Allowed"
 
 
-@pytest.mark.parametrize("path", [f"{WEBHOOK_PATH}/", "/healthz", "/api/manifest", "/nowhere"])
+@pytest.mark.parametrize(
+    "path", [f"{WEBHOOK_PATH}/", "/graphql", "/healthz", "/api/manifest", "/nowhere"]
+)
 def test_other_paths_take_djangos_path(registered, signer, sent_signals, caplog, path):
     compare([lambda: environ(method="GET", path=path)], sent_signals, caplog, short_path=False)
 
@@ -309,6 +316,7 @@ def test_other_middleware_lists_use_djangos_handler_alone(db, settings):
     handler = AppWSGIHandler()
 
     assert not hasattr(handler, "_webhook_chain")
+    assert not hasattr(handler, "_graphql_chain")
     assert handler._middleware_chain is not None
 
 
@@ -324,3 +332,43 @@ def test_the_app_serves_its_handler():
     from saleor_crm_plugin.app import wsgi
 
     assert isinstance(wsgi.application, AppWSGIHandler)
+
+
+def graphql(body: bytes, **headers: str) -> Callable[[], dict[str, Any]]:
+    return lambda: environ(body, path=GRAPHQL_PATH, **headers)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"query": "{ __typename }"}',
+        b'{"query": "{ crmCustomers(first: 1) { totalCount } }"}',  # no token: refused
+        b'{"query": "{ nosuchfield }"}',  # fails validation
+        b'{"query": "{ __typename"}',  # syntax error
+        b"not json",
+        b"",
+    ],
+)
+def test_graphql_posts_take_the_short_path(db, sent_signals, caplog, body):
+    outcome = compare([graphql(body)], sent_signals, caplog, short_path=True)
+
+    assert outcome.answers[0][0].split()[0] in {"200", "400"}
+
+
+def test_graphql_with_an_invalid_token(db, sent_signals, caplog):
+    compare(
+        [graphql(b'{"query": "{ __typename }"}', authorization="Bearer not-a-jwt")],
+        sent_signals,
+        caplog,
+        short_path=True,
+    )
+
+
+@pytest.mark.parametrize("method", ["GET", "OPTIONS", "PUT"])
+def test_other_graphql_methods_take_djangos_path(db, sent_signals, caplog, method):
+    compare(
+        [lambda: {**environ(path=GRAPHQL_PATH), "REQUEST_METHOD": method}],
+        sent_signals,
+        caplog,
+        short_path=False,
+    )
