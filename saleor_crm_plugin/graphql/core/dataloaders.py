@@ -20,15 +20,22 @@ class DataLoader(BaseLoader, Generic[K, R]):
     ``MyLoader(info.context, columns)`` is the request's loader for one set of columns
     (``selection.selected_columns``; ``None``: all), read by ``batch_load`` as
     ``self.columns``: objects selected with different fields come from different batches,
-    so none is built with fewer columns than its selection reads."""
+    so none is built with fewer columns than its selection reads. Further (hashable)
+    arguments, ``variant``, also give loaders of their own: a subclass reads them in its
+    ``__init__`` (what it loads alongside its objects, say)."""
 
     context_key: str = ""
     columns: frozenset[str] | None = None
 
-    def __new__(cls, context: Any, columns: frozenset[str] | None = None) -> DataLoader[K, R]:
+    def __new__(
+        cls, context: Any, columns: frozenset[str] | None = None, *variant: Any
+    ) -> DataLoader[K, R]:
         if not cls.context_key:
             raise TypeError(f"{cls.__name__} must set context_key.")
-        slot = cls.context_key if columns is None else (cls.context_key, columns)
+        if variant:
+            slot: Any = (cls.context_key, columns, *variant)
+        else:
+            slot = cls.context_key if columns is None else (cls.context_key, columns)
         loaders = context.dataloaders
         loader = loaders.get(slot)
         if loader is None:
@@ -36,7 +43,7 @@ class DataLoader(BaseLoader, Generic[K, R]):
         assert isinstance(loader, cls), f"two loaders share context_key {cls.context_key!r}"
         return loader
 
-    def __init__(self, context: Any, columns: frozenset[str] | None = None) -> None:
+    def __init__(self, context: Any, columns: frozenset[str] | None = None, *variant: Any) -> None:
         if getattr(self, "context", None) is not context:
             self.context = context
             self.columns = columns

@@ -17,7 +17,7 @@ from saleor_crm_plugin.graphql.core.permissions import (
     is_owner,
     requester_of,
 )
-from saleor_crm_plugin.graphql.core.selection import reads, selected_columns
+from saleor_crm_plugin.graphql.core.selection import reads, selected_columns, surely_selected
 from saleor_crm_plugin.graphql.core.types import CrmMoney, money
 from saleor_crm_plugin.graphql.customers.dataloaders import (
     ChannelStatsByCustomerIdLoader,
@@ -26,6 +26,8 @@ from saleor_crm_plugin.graphql.customers.dataloaders import (
     OrdersPageByCustomerLoader,
     OrdersPageKey,
     ProductStatsLoader,
+    WithLines,
+    lines_loaded,
 )
 from saleor_crm_plugin.graphql.extensions import (
     CUSTOMER_FIELDS,
@@ -195,7 +197,10 @@ class CrmOrder(*mixins(ORDER_FIELDS), graphene.ObjectType):
     @staticmethod
     # Line prices read their order's currency, a line's product its channel slug.
     @reads("id", "currency", "channel_slug")
-    def resolve_lines(root: OrderModel, info: Any) -> Promise:
+    def resolve_lines(root: OrderModel, info: Any) -> list[OrderLine] | Promise:
+        lines = lines_loaded(root)
+        if lines is not None:
+            return lines
         return LinesByOrderIdLoader(info.context, selected_columns(info)).lines_of(root)
 
     @staticmethod
@@ -216,6 +221,9 @@ class CrmOrderCountableConnection(CountableConnection):
 
 
 OrdersPageByCustomerLoader.connection_type = CrmOrderCountableConnection
+
+
+_NODE_LINES = ("edges", "node", "lines")
 
 
 class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
@@ -292,6 +300,10 @@ class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
             include_drafts=include_drafts,
         )
         columns = selected_columns(info, ("edges", "node"))
+        if surely_selected(info, _NODE_LINES):
+            # The lines come with the page (same query count, no promise per order).
+            lines = WithLines(selected_columns(info, _NODE_LINES))
+            return OrdersPageByCustomerLoader(info.context, columns, lines).load(key)
         return OrdersPageByCustomerLoader(info.context, columns).load(key)
 
 
