@@ -575,3 +575,48 @@ def test_surely_selected_ignores_what_a_directive_may_leave_out(db):
     assert surely_selected(
         Info("{ o { edges { node { lines @include(if: $a) { sku } lines { a } } } } }"), path
     )
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_later_pages_and_batched_pages_read_only_the_selected_columns(
+    saleor, mint, gql, shopper, monkeypatch, batched
+):
+    """Pages after a cursor (the ORM path) and pages of many customers (the window query)
+    leave out the columns no selected field reads, as first pages do, same answer."""
+    from saleor_crm_plugin.graphql.customers import types
+
+    other = make_customer(2)
+    make_order(other, 40)
+    staff = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
+    _, first = gql(
+        "{ me { orders(first: 1) { pageInfo { endCursor } } } }", token=mint(user_gid(1))
+    )
+    cursor = first["data"]["me"]["orders"]["pageInfo"]["endCursor"]
+    page = "first: 2" if batched else f'first: 2, after: "{cursor}"'
+    users = (1, 2) if batched else (1,)
+    representations = ", ".join(f'{{__typename: "User", id: "{user_gid(n)}"}}' for n in users)
+    document = (
+        f"{{ _entities(representations: [{representations}]) {{ ... on User {{ crm {{ "
+        f"orders({page}) {{ pageInfo {{ endCursor }} edges {{ cursor node {{ number "
+        "total { amount currency } lines { sku } } } } } } } }"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        _, narrow = gql(document, token=staff)
+
+    def orders_sql(queries: CaptureQueriesContext) -> str:
+        # The whole statement: the window query selects its columns in a subquery.
+        (sql,) = [
+            q["sql"] for q in queries.captured_queries if '"saleor_crm_plugin_order"' in q["sql"]
+        ]
+        return sql
+
+    orders = orders_sql(queries)
+    assert '"total_gross"' in orders and '"created_at"' in orders
+    assert '"total_tax"' not in orders and '"field_versions"' not in orders
+    monkeypatch.setattr(types, "selected_columns", lambda info, path=(): None)
+    with CaptureQueriesContext(connection) as wide_queries:
+        _, wide = gql(document, token=staff)
+    wide_orders = orders_sql(wide_queries)
+    assert '"total_tax"' in wide_orders and '"field_versions"' not in wide_orders
+    assert narrow == wide and "errors" not in narrow
+    assert len(queries) == len(wide_queries)

@@ -262,8 +262,9 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
         return lambda: loader.load((key.customer_id, key.channel, key.include_drafts))
 
     def _single(self, key: OrdersPageKey) -> Any:
+        orders = _orders(key.channel, key.include_drafts).filter(customer_id=key.customer_id)
         connection = paginate_queryset(
-            _orders(key.channel, key.include_drafts).filter(customer_id=key.customer_id),
+            _only(orders, self.columns_with("customer_id", "created_at")),
             key._asdict(),
             ordering=ORDER_ORDERING,
             connection_type=self.connection_type,
@@ -308,7 +309,14 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
                 only=self.columns_with("customer_id", "created_at"),
             )
         else:
-            rows = self._window_rows(customer_ids, size, ordering, channel, drafts)
+            rows = self._window_rows(
+                customer_ids,
+                size,
+                ordering,
+                channel,
+                drafts,
+                self.columns_with("customer_id", "created_at"),
+            )
         groups = group_by(rows, "customer_id")
         results = {}
         for key in keys:
@@ -329,10 +337,15 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
 
     @staticmethod
     def _window_rows(
-        customer_ids: set[int], size: int, ordering: list[Any], channel: str | None, drafts: bool
+        customer_ids: set[int],
+        size: int,
+        ordering: list[Any],
+        channel: str | None,
+        drafts: bool,
+        columns: frozenset[str] | None,
     ) -> list[Order]:
         return list(
-            _orders(channel, drafts)
+            _only(_orders(channel, drafts), columns)
             .filter(customer_id__in=customer_ids)
             .annotate(
                 _row=Window(RowNumber(), partition_by=[F("customer_id")], order_by=ordering),
@@ -342,6 +355,18 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
             .filter(_row__lte=size + 1)
             .order_by("customer_id", "_row")
         )
+
+
+_ORDER_ATTNAMES = frozenset(f.attname for f in Order._meta.concrete_fields)
+
+
+def _only(queryset: Any, columns: frozenset[str] | None) -> Any:
+    """``queryset`` reading the columns a selection needs (the primary key always), as
+    ``ORDERS.fetch(only=...)`` does for the first pages; every column but the deferred
+    bookkeeping when they are unknown (``None``, or a name that is not a column)."""
+    if columns is None or not columns <= _ORDER_ATTNAMES:
+        return queryset.defer(*ORDERS.defer)
+    return queryset.only(*columns)
 
 
 def _constant(value: int) -> Callable[[], int]:
