@@ -620,3 +620,27 @@ def test_later_pages_and_batched_pages_read_only_the_selected_columns(
     assert '"total_tax"' in wide_orders and '"field_versions"' not in wide_orders
     assert narrow == wide and "errors" not in narrow
     assert len(queries) == len(wide_queries)
+
+
+def test_resolvers_that_never_read_info_are_called_without_one(shopper):
+    """The lean executor calls these without building a ResolveInfo (ten order ids and a
+    total count a customer 360): they answer the same with ``info=None``."""
+    from saleor_crm_plugin.customers.models import Order
+    from saleor_crm_plugin.graphql.core.connection import CountableConnection
+    from saleor_crm_plugin.graphql.core.executor import _IGNORES_INFO
+    from saleor_crm_plugin.graphql.customers.types import CrmCustomer, CrmOrder
+
+    order = Order.objects.filter(customer=shopper).first()
+    resolvers = {
+        CrmOrder.resolve_order_id: order.saleor_order_id,
+        CrmOrder.resolve_voucher_code: None,
+        CrmCustomer.resolve_user_id: shopper.saleor_user_id,
+        CrmCustomer.resolve_is_guest: False,
+    }
+    for resolver, expected in resolvers.items():
+        assert getattr(resolver, _IGNORES_INFO, False), resolver
+        root = order if resolver.__qualname__.startswith("CrmOrder") else shopper
+        assert resolver(root, None) == expected
+    assert CrmCustomer.resolve_user(shopper, None).id == shopper.saleor_user_id
+    page = type("Page", (), {"count_fn": staticmethod(lambda: 3)})()
+    assert CountableConnection.resolve_total_count(page, None) == 3

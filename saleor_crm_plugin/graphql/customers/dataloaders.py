@@ -91,7 +91,8 @@ class OrderBySaleorIdLoader(DataLoader[str, Order | None]):
         return [orders.get(key) for key in keys]
 
 
-_cache_order = OrderLine.order.field.set_cached_value
+# ``line.order``'s key in the line's relation cache (what ``set_cached_value`` writes).
+_ORDER_CACHE = OrderLine.order.field.cache_name
 
 
 class LinesByOrderIdLoader(DataLoader[int, list[OrderLine]]):
@@ -139,7 +140,7 @@ def _attach(lines: list[OrderLine], order: Order) -> list[OrderLine]:
     # The lines are this order's (grouped by ``order_id``), so caching the relation is all
     # that ``line.order = order`` would do, without its checks (30 a customer 360).
     for line in lines:
-        _cache_order(line, order)
+        line._state.fields_cache[_ORDER_CACHE] = order
     return lines
 
 
@@ -230,7 +231,7 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
             return
         assert self.with_lines is not None
         columns = self.with_lines.columns
-        ids = list(dict.fromkeys(order.pk for order in orders))
+        ids = list(dict.fromkeys(order.id for order in orders))
         rows = LINES.fetch(
             f"t.order_id IN ({placeholders(ids)})",
             ids,
@@ -239,7 +240,7 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
         )
         groups = group_by(rows, "order_id")
         for order in orders:
-            lines = groups.get(order.pk)
+            lines = groups.get(order.id)
             # An order met twice (two pages of one batch) shares its lines, attached to the
             # later instance: the same row, with the same columns.
             order.__dict__[_LINES_ATTR] = [] if lines is None else _attach(lines, order)

@@ -186,11 +186,13 @@ class CrmOrder(*mixins(ORDER_FIELDS), graphene.ObjectType):
 
     @staticmethod
     @reads("saleor_order_id")
+    @ignores_info
     def resolve_order_id(root: OrderModel, info: Any) -> str:
         return root.saleor_order_id
 
     @staticmethod
     @reads("voucher_code")
+    @ignores_info
     def resolve_voucher_code(root: OrderModel, info: Any) -> str | None:
         return root.voucher_code or None
 
@@ -266,16 +268,19 @@ class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
 
     @staticmethod
     @reads("saleor_user_id")
+    @ignores_info
     def resolve_user_id(root: Customer, info: Any) -> str | None:
         return root.saleor_user_id
 
     @staticmethod
     @reads("saleor_user_id")
+    @ignores_info
     def resolve_user(root: Customer, info: Any) -> EntityRef | None:
         return EntityRef("User", root.saleor_user_id) if root.saleor_user_id else None
 
     @staticmethod
     @reads("saleor_user_id")
+    @ignores_info
     def resolve_is_guest(root: Customer, info: Any) -> bool:
         return root.is_guest
 
