@@ -644,3 +644,10 @@ def test_resolvers_that_never_read_info_are_called_without_one(shopper):
     assert CrmCustomer.resolve_user(shopper, None).id == shopper.saleor_user_id
     page = type("Page", (), {"count_fn": staticmethod(lambda: 3)})()
     assert CountableConnection.resolve_total_count(page, None) == 3
+
+    # Lines read with their page are answered without a ResolveInfo either.
+    from saleor_crm_plugin.graphql.core.executor import _SHORTCUT
+    from saleor_crm_plugin.graphql.customers.dataloaders import lines_loaded
+
+    assert getattr(CrmOrder.resolve_lines, _SHORTCUT) is lines_loaded
+    assert lines_loaded(order) is None  # not read with a page: the resolver's loader

@@ -10,7 +10,7 @@ from promise import Promise
 from saleor_crm_plugin.customers.models import Customer, OrderLine, OrderStatus
 from saleor_crm_plugin.customers.models import Order as OrderModel
 from saleor_crm_plugin.graphql.core.connection import CountableConnection, connection_field
-from saleor_crm_plugin.graphql.core.executor import ignores_info
+from saleor_crm_plugin.graphql.core.executor import ignores_info, shortcut
 from saleor_crm_plugin.graphql.core.federation import EntityRef
 from saleor_crm_plugin.graphql.core.permissions import (
     check_owner_or_permissions,
@@ -199,6 +199,7 @@ class CrmOrder(*mixins(ORDER_FIELDS), graphene.ObjectType):
     @staticmethod
     # Line prices read their order's currency, a line's product its channel slug.
     @reads("id", "currency", "channel_slug")
+    @shortcut(lines_loaded)  # lines read with the page: no ResolveInfo (10 a customer 360)
     def resolve_lines(root: OrderModel, info: Any) -> list[OrderLine] | Promise:
         lines = lines_loaded(root)
         if lines is not None:
