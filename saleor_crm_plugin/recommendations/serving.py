@@ -345,6 +345,11 @@ def _validate_first(first: int) -> int:
 
 
 # -- personal ------------------------------------------------------------------------------
+# What ``recommend`` reads of its ``customer`` besides the primary key, so a caller on the
+# request path loads only that (anything else would be loaded on access: a query, no error).
+CUSTOMER_READS = frozenset({"country_code"})
+
+
 def recommend(
     *, customer: Customer | None, channel_id: str = "", first: int = 10
 ) -> list[Recommendation]:

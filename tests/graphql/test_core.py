@@ -211,6 +211,89 @@ def test_dataloader_is_shared_per_request_and_batches():
     assert batches == [[1, 2]]
 
 
+def _loader_scenario(make_loader: Any) -> list[Any]:
+    """Loads in promise chains, nested and failing, as graphql-core's executor makes them:
+    what happens, in order (batches, values seen by callbacks, rejections)."""
+    from promise import Promise
+
+    events: list[Any] = []
+    a, b, c = (make_loader(name, events) for name in "abc")
+
+    def chain(value: Any) -> Any:
+        events.append(("value", value))
+        return Promise.all([b.load(value + 1), a.load(value + 2)])
+
+    def run(_: Any) -> Any:
+        loads = [
+            a.load(1).then(chain),
+            a.load(2).then(chain),
+            b.load(1),
+            a.load(1),
+            Promise.resolve(None).then(lambda _: a.load(10)).then(chain),
+            c.load(99).then(None, lambda error: events.append(("rejected", str(error))) or -1),
+            b.load(7).then(None, lambda error: events.append(("rejected", str(error))) or -2),
+            a.load(7).then(lambda v: Promise.resolve(v).then(chain)),
+        ]
+        return Promise.all(loads)
+
+    result = Promise.resolve(None).then(run).get()
+    events.append(("result", result))
+    # A failed batch is forgotten: the key is asked again.
+    events.append(("again", c.load(99).then(None, lambda error: str(error)).get()))
+    return events
+
+
+def test_dataloader_batches_and_settles_as_promises_dataloader():
+    """``DataLoader.load`` queues the same jobs as promise's own loader: the same batches,
+    the same values in the same order, failures rejected and forgotten alike."""
+    from promise import Promise
+    from promise.dataloader import DataLoader as PromiseLoader
+
+    def batch(name: str, events: list[Any], keys: list[int]) -> list[Any]:
+        events.append((name, list(keys)))
+        if 99 in keys:
+            raise ValueError(f"{name} cannot load 99")
+        return [ValueError("seven") if k == 7 and name == "b" else k * 10 for k in keys]
+
+    def theirs(name: str, events: list[Any]) -> Any:
+        def batch_load_fn(keys: list[int]) -> Promise:
+            return Promise.resolve(batch(name, events, keys))
+
+        return PromiseLoader(batch_load_fn)
+
+    context = GraphQLContext()
+
+    def ours(name: str, events: list[Any]) -> Any:
+        class Loader(DataLoader[int, Any]):
+            context_key = f"test_scenario_{name}"
+
+            def batch_load(self, keys: list[int]) -> list[Any]:
+                return batch(name, events, keys)
+
+        return Loader(context)
+
+    expected = _loader_scenario(theirs)
+    assert ("rejected", "c cannot load 99") in expected and ("rejected", "seven") in expected
+    assert ("again", "c cannot load 99") in expected and len(expected) > 10
+    assert _loader_scenario(ours) == expected
+
+
+def test_dataloader_refuses_a_batch_of_the_wrong_length():
+    class Short(DataLoader[int, int]):
+        context_key = "test_short"
+
+        def batch_load(self, keys: list[int]) -> list[int]:
+            return keys[1:]
+
+    from promise import Promise
+
+    loader = Short(GraphQLContext())
+    with pytest.raises(TypeError, match="one value per key"):
+        Promise.resolve(None).then(lambda _: Promise.all([loader.load(1), loader.load(2)])).get()
+    with pytest.raises(TypeError):
+        loader.load(None)
+
+
 # -- limits -----------------------------------------------------------------------------------
 
 

@@ -441,3 +441,213 @@ def test_row_reader_defers_what_it_leaves_out(shopper):
     # A name that is not a column (a property): what it reads is unknown, so every column.
     (order,) = ORDERS.fetch("t.number = %s", ["1"], only=frozenset({"is_sale"}))
     assert order.get_deferred_fields() == {"field_versions"}
+
+
+PAGE_LINES_DOCUMENTS = {
+    "aliased twice": """{ me { orders(first: 10) { edges { node { number
+        a: lines { sku } b: lines { quantity unitPrice { amount currency } } } } } } }""",
+    "through fragments": """{ me { orders(first: 10) { edges { node { ...O } } } } }
+        fragment O on CrmOrder { number ... on CrmOrder { lines { ...L } } }
+        fragment L on CrmOrderLine { lineId productId product { id channel } totalPrice {
+        amount } }""",
+    "backwards": """{ me { orders(last: 2) { edges { node { number lines { sku } } } } } }""",
+    "after a cursor": """{ me { orders(first: 2, after: "%(cursor)s") { edges { node {
+        number lines { sku quantity } } } } } }""",
+    "two pages of one customer": """{ me {
+        a: orders(first: 2) { edges { node { number lines { sku totalPrice { amount } } } } }
+        b: orders(first: 3) { edges { node { number lines { sku totalPrice { amount } } } } }
+        } }""",
+    "lines not selected": """{ me { orders(first: 10) { totalCount edges { node { number
+        } } } } }""",
+    "lines under a directive": """query ($with: Boolean = true) { me { orders(first: 10) {
+        edges { node { number lines @include(if: $with) { sku } } } } } }""",
+}
+
+
+@pytest.mark.parametrize("name", PAGE_LINES_DOCUMENTS)
+def test_lines_read_with_their_page_answer_as_the_lines_loader(
+    saleor, mint, gql, shopper, monkeypatch, name
+):
+    """The lines an orders page reads along (as plain lists: no promise per order) give the
+    answer ``LinesByOrderIdLoader`` gives, in as many queries; an order without lines gets
+    an empty list. Where the lines are not surely selected, the page reads none of them."""
+    from saleor_crm_plugin.graphql.customers import dataloaders, types
+
+    make_order(shopper, 7, lines=0)  # the newest order: on every page
+    token = mint(user_gid(1))
+    _, first = gql("{ me { orders(first: 1) { pageInfo { endCursor } } } }", token=token)
+    document = PAGE_LINES_DOCUMENTS[name] % {
+        "cursor": first["data"]["me"]["orders"]["pageInfo"]["endCursor"]
+    }
+    loader_batch_load = dataloaders.LinesByOrderIdLoader.batch_load
+    loader_calls: list[int] = []
+
+    def counted(self, keys):
+        loader_calls.append(len(keys))
+        return loader_batch_load(self, keys)
+
+    monkeypatch.setattr(dataloaders.LinesByOrderIdLoader, "batch_load", counted)
+    with CaptureQueriesContext(connection) as along:
+        status, body = gql(document, token=token)
+    assert status == 200 and "errors" not in body, body
+    read_along = not loader_calls
+    monkeypatch.setattr(types, "surely_selected", lambda info, path: False)
+    with CaptureQueriesContext(connection) as loaded:
+        _, expected = gql(document, token=token)
+    assert body == expected
+    # As many queries, or one fewer: the page reads the lines of both aliases at once.
+    saved = 1 if name == "aliased twice" else 0
+    assert len(along.captured_queries) == len(loaded.captured_queries) - saved
+    lines_queries = [q for q in along.captured_queries if "orderline" in q["sql"]]
+    if name == "lines not selected":
+        assert not lines_queries
+    elif name == "lines under a directive":
+        assert not read_along and len(lines_queries) == 1
+    else:
+        assert read_along and len(lines_queries) == 1
+        nodes = [e["node"] for page in body["data"]["me"].values() for e in page["edges"]]
+        expected_numbers = {
+            "backwards": {"1", "2"},
+            "after a cursor": {"2", "3"},
+            "two pages of one customer": {"2", "3", "7"},
+        }
+        assert {n["number"] for n in nodes} == expected_numbers.get(name, {"1", "2", "3", "7"})
+        for node in nodes:
+            if node["number"] == "7":
+                assert [node.get(k) for k in ("lines", "a", "b") if k in node] in ([[]], [[], []])
+            else:
+                assert all(node[k] for k in ("lines", "a", "b") if k in node)
+
+
+def test_lines_read_with_the_pages_of_many_customers(saleor, mint, gql, shopper):
+    """Pages of several customers (the window-function path): one lines query for all of
+    them, each order with its own lines."""
+    other = make_customer(2)
+    make_order(other, 40, lines=3)
+    make_order(other, 41, lines=0)
+    staff = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
+    document = (
+        f'{{ _entities(representations: [{{__typename: "User", id: "{user_gid(1)}"}}, '
+        f'{{__typename: "User", id: "{user_gid(2)}"}}]) {{ ... on User {{ crm {{ '
+        "orders(first: 5) { edges { node { number lines { lineId quantity } } } } } } } }"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        status, body = gql(document, token=staff)
+    assert status == 200 and "errors" not in body, body
+    assert len([q for q in queries.captured_queries if "orderline" in q["sql"]]) == 1
+    lines = {
+        e["node"]["number"]: [line["quantity"] for line in e["node"]["lines"]]
+        for entity in body["data"]["_entities"]
+        for e in entity["crm"]["orders"]["edges"]
+    }
+    assert lines == {"1": [1, 2], "2": [1, 2], "3": [1, 2], "40": [1, 2, 3], "41": []}
+
+
+def test_surely_selected_ignores_what_a_directive_may_leave_out(db):
+    from graphql import parse
+
+    from saleor_crm_plugin.graphql.core.selection import surely_selected
+
+    class Info:
+        def __init__(self, query: str) -> None:
+            document = parse(query)
+            self.field_asts = [document.definitions[0].selection_set.selections[0]]
+            self.fragments = {
+                d.name.value: d for d in document.definitions[1:] if hasattr(d, "type_condition")
+            }
+
+    path = ("edges", "node", "lines")
+    assert surely_selected(Info("{ o { edges { node { lines { sku } } } } }"), path)
+    assert surely_selected(
+        Info("{ o { edges { ... on E { node { ...F } } } } } fragment F on N { x lines { a } }"),
+        path,
+    )
+    assert not surely_selected(Info("{ o { edges { node { number } } } }"), path)
+    assert not surely_selected(Info("{ o { pageInfo { endCursor } } }"), path)
+    for conditional in (
+        "{ o { edges { node { lines @include(if: $a) { sku } } } } }",
+        "{ o { edges @skip(if: $a) { node { lines { sku } } } } }",
+        "{ o { edges { node { ...F @include(if: $a) } } } } fragment F on N { lines { a } }",
+        "{ o { edges { node { ... @include(if: $a) { lines { a } } } } } }",
+    ):
+        assert not surely_selected(Info(conditional), path), conditional
+    # One unconditional way is enough.
+    assert surely_selected(
+        Info("{ o { edges { node { lines @include(if: $a) { sku } lines { a } } } } }"), path
+    )
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_later_pages_and_batched_pages_read_only_the_selected_columns(
+    saleor, mint, gql, shopper, monkeypatch, batched
+):
+    """Pages after a cursor (the ORM path) and pages of many customers (the window query)
+    leave out the columns no selected field reads, as first pages do, same answer."""
+    from saleor_crm_plugin.graphql.customers import types
+
+    other = make_customer(2)
+    make_order(other, 40)
+    staff = mint.thirdparty(user_gid(900), ["MANAGE_USERS", "MANAGE_ORDERS"])
+    _, first = gql(
+        "{ me { orders(first: 1) { pageInfo { endCursor } } } }", token=mint(user_gid(1))
+    )
+    cursor = first["data"]["me"]["orders"]["pageInfo"]["endCursor"]
+    page = "first: 2" if batched else f'first: 2, after: "{cursor}"'
+    users = (1, 2) if batched else (1,)
+    representations = ", ".join(f'{{__typename: "User", id: "{user_gid(n)}"}}' for n in users)
+    document = (
+        f"{{ _entities(representations: [{representations}]) {{ ... on User {{ crm {{ "
+        f"orders({page}) {{ pageInfo {{ endCursor }} edges {{ cursor node {{ number "
+        "total { amount currency } lines { sku } } } } } } } }"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        _, narrow = gql(document, token=staff)
+
+    def orders_sql(queries: CaptureQueriesContext) -> str:
+        # The whole statement: the window query selects its columns in a subquery.
+        (sql,) = [
+            q["sql"] for q in queries.captured_queries if '"saleor_crm_plugin_order"' in q["sql"]
+        ]
+        return sql
+
+    orders = orders_sql(queries)
+    assert '"total_gross"' in orders and '"created_at"' in orders
+    assert '"total_tax"' not in orders and '"field_versions"' not in orders
+    monkeypatch.setattr(types, "selected_columns", lambda info, path=(): None)
+    with CaptureQueriesContext(connection) as wide_queries:
+        _, wide = gql(document, token=staff)
+    wide_orders = orders_sql(wide_queries)
+    assert '"total_tax"' in wide_orders and '"field_versions"' not in wide_orders
+    assert narrow == wide and "errors" not in narrow
+    assert len(queries) == len(wide_queries)
+
+
+def test_resolvers_that_never_read_info_are_called_without_one(shopper):
+    """The lean executor calls these without building a ResolveInfo (ten order ids and a
+    total count a customer 360): they answer the same with ``info=None``."""
+    from saleor_crm_plugin.customers.models import Order
+    from saleor_crm_plugin.graphql.core.connection import CountableConnection
+    from saleor_crm_plugin.graphql.core.executor import _IGNORES_INFO
+    from saleor_crm_plugin.graphql.customers.types import CrmCustomer, CrmOrder
+
+    order = Order.objects.filter(customer=shopper).first()
+    resolvers = {
+        CrmOrder.resolve_order_id: order.saleor_order_id,
+        CrmOrder.resolve_voucher_code: None,
+        CrmCustomer.resolve_user_id: shopper.saleor_user_id,
+        CrmCustomer.resolve_is_guest: False,
+    }
+    for resolver, expected in resolvers.items():
+        assert getattr(resolver, _IGNORES_INFO, False), resolver
+        root = order if resolver.__qualname__.startswith("CrmOrder") else shopper
+        assert resolver(root, None) == expected
+    assert CrmCustomer.resolve_user(shopper, None).id == shopper.saleor_user_id
+    page = type("Page", (), {"count_fn": staticmethod(lambda: 3)})()
+    assert CountableConnection.resolve_total_count(page, None) == 3
+
+    # Lines read with their page are answered without a ResolveInfo either.
+    from saleor_crm_plugin.graphql.core.executor import _SHORTCUT
+    from saleor_crm_plugin.graphql.customers.dataloaders import lines_loaded
+
+    assert getattr(CrmOrder.resolve_lines, _SHORTCUT) is lines_loaded
+    assert lines_loaded(order) is None  # not read with a page: the resolver's loader

@@ -23,6 +23,7 @@ from saleor_crm_plugin.graphql.core.executor import (
     Unsupported,
     execute_query,
     ignores_info,
+    shortcut,
 )
 from tests.graphql.conftest import make_customer, make_order, make_stats, user_gid
 
@@ -101,6 +102,8 @@ class Node(graphene.ObjectType):
     plain_broken = graphene.String()
     plain_deferred = graphene.Field(Price)
     plain_with_args = graphene.Int(factor=graphene.Int(default_value=3))
+    # A resolver with a ``shortcut``: answered without info for even numbers.
+    quick = graphene.String()
     # Objects of default-resolved leaves only (built inline), and values that need the
     # general walk: a serializer that converts, an object source, a missing required value.
     price_of_int = graphene.Field(Price, required=True)
@@ -213,6 +216,12 @@ class Node(graphene.ObjectType):
         INFOS.append(info)
         return root["number"] * factor
 
+    @staticmethod
+    @shortcut(lambda root: f"q{root['number']}" if root["number"] % 2 == 0 else None)
+    def resolve_quick(root: dict, info: Any) -> str:
+        INFOS.append(info)
+        return f"q{root['number']}"
+
 
 class Query(graphene.ObjectType):
     node = graphene.Field(Node, number=graphene.Int(required=True))
@@ -298,6 +307,7 @@ def run_both(query: str, variables: dict[str, Any] | None = None) -> tuple[Any, 
             " children { price { amount } } } }",
             None,
         ),
+        ("{ nodes(numbers: [1, 2, 4]) { quick q: quick children { quick } } }", None),
         (
             "{ nodes(numbers: [1, 2]) { price { currency amount a2: amount __typename }"
             " priceOfInt { amount currency } priceObject { amount currency }"
@@ -346,6 +356,18 @@ def test_resolvers_that_ignore_info_get_none_only_from_the_lean_executor() -> No
     INFOS.clear()
     execute(SCHEMA, document, context_value=GraphQLContext())
     assert all(info is not None for info in INFOS)
+
+
+def test_a_shortcut_answers_without_info_when_it_can() -> None:
+    document = parse("{ nodes(numbers: [1, 2, 4]) { quick } }")
+    INFOS.clear()
+    lean = execute_query(SCHEMA, document, GraphQLContext(), {}, None)
+    # Only node 1's answer needed the resolver (with a real info).
+    assert len(INFOS) == 1 and INFOS[0].path == ["nodes", 0, "quick"]
+    assert lean == {"nodes": [{"quick": "q1"}, {"quick": "q2"}, {"quick": "q4"}]}
+    INFOS.clear()
+    assert execute(SCHEMA, document, context_value=GraphQLContext()).data == lean
+    assert len(INFOS) == 3
 
 
 def test_dataloaders_batch_per_level() -> None:

@@ -275,3 +275,22 @@ def test_country_centroids_are_plain_means_per_known_country():
     assert np.array_equal(only.factors[1], factors[[0, 3]].mean(0))
     assert country_centroids(factors, []).countries == []
     assert country_centroids(factors, [""] * 6).factors.shape == (0, 2)
+
+
+@pytest.mark.django_db
+def test_a_customer_read_with_only_what_serving_reads_costs_no_extra_query(centroid_shop):
+    """The storefront reads the signed-in customer with ``serving.CUSTOMER_READS`` only: a
+    cold and a trained customer get the same recommendations from it as from a whole row,
+    in as many queries (a column serving reads and the reader left out would cost one)."""
+    from saleor_crm_plugin.graphql.customers.dataloaders import CUSTOMERS
+
+    train()
+    serving.model_cache.get()
+    for customer in (newcomer("DE"), centroid_shop.customers[0]):
+        with CaptureQueriesContext(connection) as whole:
+            expected = serving.recommend(customer=customer, channel_id=CHANNEL)
+        (narrow,) = CUSTOMERS.fetch("t.id = %s", [customer.pk], only=serving.CUSTOMER_READS)
+        assert narrow.get_deferred_fields() >= {"email", "first_name"}
+        with CaptureQueriesContext(connection) as queries:
+            assert serving.recommend(customer=narrow, channel_id=CHANNEL) == expected
+        assert len(queries) == len(whole)

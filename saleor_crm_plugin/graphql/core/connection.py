@@ -20,6 +20,7 @@ from django.db.models import Q, QuerySet
 from graphql.error import GraphQLError
 
 from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.graphql.core.executor import ignores_info
 
 
 class CountableConnection(graphene.relay.Connection):
@@ -31,6 +32,7 @@ class CountableConnection(graphene.relay.Connection):
     total_count = graphene.Int(description="A total count of items in the collection.")
 
     @staticmethod
+    @ignores_info
     def resolve_total_count(root: Any, info: Any) -> int | None:
         count = getattr(root, "count_fn", None)
         return count() if count else None

@@ -48,7 +48,7 @@ from graphql.type import (
 from promise import Promise, is_thenable
 from promise.promise import async_instance
 
-__all__ = ["Unsupported", "execute_query", "ignores_info"]
+__all__ = ["Unsupported", "execute_query", "ignores_info", "shortcut"]
 
 _LEAF = (GraphQLScalarType, GraphQLEnumType)
 _ABSTRACT = (GraphQLInterfaceType, GraphQLUnionType)
@@ -75,6 +75,22 @@ def ignores_info(resolver: _F) -> _F:
     resolver that reads ``info`` must not be marked."""
     setattr(resolver, _IGNORES_INFO, True)
     return resolver
+
+
+_SHORTCUT = "_crm_shortcut"
+
+
+def shortcut(answer: Callable[[Any], Any]) -> Callable[[_F], _F]:
+    """Mark a resolver (without field arguments) whose answer ``answer(source)`` often gives
+    without ``info``: the walker calls ``answer(source)`` first and builds a ``ResolveInfo``
+    for the resolver only when it returns ``None``. Whenever ``answer`` returns something,
+    it must be what the resolver returns (graphql-core, the fallback, calls the resolver)."""
+
+    def mark(resolver: _F) -> _F:
+        setattr(resolver, _SHORTCUT, answer)
+        return resolver
+
+    return mark
 
 
 def _int32(value: int) -> int | None:
@@ -219,6 +235,7 @@ class _Field:
         "return_type",
         "same",
         "serialize",
+        "shortcut",
         "subplans",
     )
 
@@ -237,6 +254,8 @@ class _Field:
         self.resolver: Any = None
         # A resolver marked with ``ignores_info`` and no arguments: called without an info.
         self.no_info = False
+        # ``shortcut``: tried before a ResolveInfo is built for ``resolver``.
+        self.shortcut: Callable[[Any], Any] | None = None
         self.args: dict[str, Any] = _NO_ARGS
         self.dynamic_args = False
         # Sub-selection plans by runtime type, so each object of a list reuses its siblings'.
@@ -296,6 +315,8 @@ class _Field:
                 self.args = get_argument_values(self.field_def.args, field_ast.arguments, {})
         elif self.attname is None and getattr(resolver, _IGNORES_INFO, False):
             self.no_info = True
+        elif self.attname is None:
+            self.shortcut = getattr(resolver, _SHORTCUT, None)
 
 
 class _Pending:
@@ -393,35 +414,42 @@ class _Walker:
                 result[response_name] = parent_type.name
                 continue
             else:
-                field_path = [*path, response_name]
-                info = ResolveInfo(
-                    field.name,
-                    field.field_asts,
-                    field.return_type,
-                    parent_type,
-                    schema,
-                    fragments,
-                    root_value,
-                    operation,
-                    variable_values,
-                    context,
-                    field_path,
-                )
-                args = field.args
-                if field.dynamic_args:
+                value = None
+                if field.shortcut is not None:
                     try:
-                        args = get_argument_values(
-                            field.field_def.args, field.field_asts[0].arguments, variable_values
-                        )
+                        value = field.shortcut(source)
                     except Exception as exc:
-                        raise Unsupported("arguments") from exc
-                try:
-                    if args is _NO_ARGS:
-                        value = field.resolver(source, info)
-                    else:
-                        value = field.resolver(source, info, **args)
-                except Exception as exc:
-                    raise Unsupported("resolver raised") from exc
+                        raise Unsupported("resolver raised") from exc
+                if value is None:
+                    field_path = [*path, response_name]
+                    info = ResolveInfo(
+                        field.name,
+                        field.field_asts,
+                        field.return_type,
+                        parent_type,
+                        schema,
+                        fragments,
+                        root_value,
+                        operation,
+                        variable_values,
+                        context,
+                        field_path,
+                    )
+                    args = field.args
+                    if field.dynamic_args:
+                        try:
+                            args = get_argument_values(
+                                field.field_def.args, field.field_asts[0].arguments, variable_values
+                            )
+                        except Exception as exc:
+                            raise Unsupported("arguments") from exc
+                    try:
+                        if args is _NO_ARGS:
+                            value = field.resolver(source, info)
+                        else:
+                            value = field.resolver(source, info, **args)
+                    except Exception as exc:
+                        raise Unsupported("resolver raised") from exc
             cls = value.__class__
             if cls is field.same:
                 result[response_name] = value

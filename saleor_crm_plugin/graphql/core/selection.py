@@ -26,7 +26,7 @@ from graphql.type import GraphQLList, GraphQLNonNull, GraphQLObjectType
 
 from saleor_crm_plugin.core.lru import LRUCache
 
-__all__ = ["reads", "selected_columns"]
+__all__ = ["reads", "selected_columns", "surely_selected"]
 
 _READS = "_crm_reads"
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -35,6 +35,7 @@ Columns = frozenset[str]
 # Keyed by the field's AST nodes (hashed by identity; the key keeps them alive, so an id is
 # never reused while cached), its return type and the path below it.
 _cache: LRUCache[tuple[Any, ...], tuple[Columns | None]] = LRUCache(1024)
+_selected_cache: LRUCache[tuple[Any, ...], bool] = LRUCache(1024)
 
 
 def reads(*attnames: str) -> Callable[[_F], _F]:
@@ -62,6 +63,49 @@ def selected_columns(info: Any, path: Iterable[str] = ()) -> Columns | None:
         cached = (_columns(info.field_asts, info.return_type, path, info.fragments),)
         _cache.put(key, cached)
     return cached[0]
+
+
+def surely_selected(info: Any, path: tuple[str, ...]) -> bool:
+    """Whether the field at ``path`` below ``info``'s field is selected whatever the
+    variables: reached through fields and fragments none of which has a directive. A loader
+    reads what hangs below its objects in the same batch only then, so a document that
+    leaves it out (``@include(if: $no)``) costs no query it did not cost before. (Fragment
+    type conditions need no check: below an object type, a fragment that validates
+    applies.)"""
+    key = (tuple(info.field_asts), path)
+    cached = _selected_cache.get(key)
+    if cached is None:
+        nodes: list[Any] = list(info.field_asts)
+        for name in path:
+            nodes = [f for f in _plain_fields(nodes, info.fragments) if f.name.value == name]
+            if not nodes:
+                break
+        cached = bool(nodes)
+        _selected_cache.put(key, cached)
+    return cached
+
+
+def _plain_fields(nodes: list[Any], fragments: dict[str, Any]) -> list[ast.Field]:
+    """The fields of the nodes' selection sets reached without a directive (on the field or
+    on a fragment spread, inline fragment or fragment definition on the way)."""
+    found: list[ast.Field] = []
+    pending = [s for node in nodes if node.selection_set for s in node.selection_set.selections]
+    seen: set[str] = set()
+    while pending:
+        selection = pending.pop()
+        if selection.directives:
+            continue
+        if isinstance(selection, ast.Field):
+            found.append(selection)
+        elif isinstance(selection, ast.FragmentSpread):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in seen and not fragment.directives:
+                seen.add(name)
+                pending.extend(fragment.selection_set.selections)
+        elif isinstance(selection, ast.InlineFragment):
+            pending.extend(selection.selection_set.selections)
+    return found
 
 
 def _object_type(graphql_type: Any) -> GraphQLObjectType | None:

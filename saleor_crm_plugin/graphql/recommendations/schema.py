@@ -40,7 +40,11 @@ def _customer(info: Any) -> Customer | None:
     if not user_id:
         return None
     # Every storefront request starts here: read through the precompiled reader (core/rows.py).
-    rows = CUSTOMERS.fetch("t.saleor_user_id = %s AND t.erased_at IS NULL", [user_id])
+    rows = CUSTOMERS.fetch(
+        "t.saleor_user_id = %s AND t.erased_at IS NULL",
+        [user_id],
+        only=serving.CUSTOMER_READS,
+    )
     return rows[0] if rows else None
 
 
