@@ -85,10 +85,12 @@ class AppWSGIHandler(WSGIHandler):
         return _ResolvedChain(match)._middleware_chain  # type: ignore[no-any-return]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if not self._gated:
+        if not self._gated or not gate.enter():
             return super().__call__(environ, start_response)
-        with gate.held():
+        try:
             return super().__call__(environ, start_response)
+        finally:
+            gate.leave()
 
     def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
         if request.method == "POST":

@@ -23,39 +23,61 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from threading import get_ident
 
-__all__ = ["held", "released"]
+__all__ = ["enter", "held", "inside", "leave", "released"]
 
 _gate = threading.Lock()
-_holder = threading.local()
+# The thread holding the gate. Only that thread writes its own id here, so another thread
+# reading it (racily) never sees its own id: "do I hold it?" needs no lock.
+_holder: int | None = None
+
+
+def enter() -> bool:
+    """Take the gate for one request; ``False`` (and nothing taken) when this thread holds it
+    already (a request that calls the App in-process, say), so it does not wait for itself.
+    Plain functions rather than a context manager: the webhook's acknowledgement pays for
+    every call here."""
+    global _holder
+    me = get_ident()
+    if _holder == me:
+        return False
+    _gate.acquire()
+    _holder = me
+    return True
+
+
+def leave() -> None:
+    """Give back what :func:`enter` took (only call it when that returned ``True``)."""
+    global _holder
+    _holder = None
+    _gate.release()
+
+
+def inside() -> bool:
+    """Whether this thread holds the gate."""
+    return _holder == get_ident()
 
 
 @contextmanager
 def held() -> Iterator[None]:
-    """Hold the gate for one request; re-entered by the same thread (a request that calls the
-    App in-process, say) it does not wait for itself."""
-    if getattr(_holder, "inside", False):
-        yield
-        return
-    _gate.acquire()
-    _holder.inside = True
+    """:func:`enter` and :func:`leave` around a block."""
+    took = enter()
     try:
         yield
     finally:
-        _holder.inside = False
-        _gate.release()
+        if took:
+            leave()
 
 
 @contextmanager
 def released() -> Iterator[None]:
     """Let the process's other request threads run while this one waits on the network."""
-    if not getattr(_holder, "inside", False):
+    if not inside():
         yield
         return
-    _holder.inside = False
-    _gate.release()
+    leave()
     try:
         yield
     finally:
-        _gate.acquire()
-        _holder.inside = True
+        enter()

@@ -65,7 +65,7 @@ def test_a_call_to_saleor_lets_the_next_request_in(fake_saleor: Any) -> None:
     def first() -> None:
         with gate.held():
             SaleorClient(fake_saleor.api_url).execute("query { shop { name } }")
-            held_after_call.append(getattr(gate._holder, "inside", False) and gate._gate.locked())
+            held_after_call.append(gate.inside() and gate._gate.locked())
 
     def second() -> None:
         saleor_called.wait(5)
@@ -98,7 +98,7 @@ def test_an_exception_leaves_the_gate_open() -> None:
     with pytest.raises(RuntimeError), gate.held(), gate.released():
         raise RuntimeError("Saleor unreachable")
     assert not gate._gate.locked()
-    assert getattr(gate._holder, "inside", False) is False
+    assert not gate.inside()
 
 
 def _environ() -> dict[str, Any]:
