@@ -63,20 +63,6 @@ def use_c_timestamptz_loader(raw_cursor: Any) -> bool:
     return True
 
 
-def first_rows_limit(count: str) -> str:
-    """A PostgreSQL ``LIMIT`` of ``count`` (SQL: a literal or ``%s``) that makes the planner
-    plan for the first rows, i.e. an index scan in the ``ORDER BY``'s order.
-
-    The count is a scalar subquery, whose value the planner cannot know when it plans, so it
-    assumes a tenth of the rows are wanted. Given the count and few rows estimated (the
-    inbox's pending rows), it chose a bitmap scan and a sort instead, and a bitmap scan never
-    marks the index entries of dead rows: a drained inbox row keeps its entry in the pending
-    index until vacuum, so every look re-read the heap pages of every row drained since,
-    where an index scan marks each entry dead (after two passes) and skips it from then on.
-    """
-    return f"LIMIT (SELECT {count}::integer)"
-
-
 def init_receivers(model: type[models.Model]) -> bool:
     """Whether anything listens to ``pre_init``/``post_init`` for ``model`` (then instances
     must come from the real constructor).
@@ -246,7 +232,6 @@ class RowReader(Generic[M]):
         only: frozenset[str] | None = None,
         for_update: bool = False,
         skip_locked: bool = False,
-        first_rows: bool = False,
     ) -> list[M]:
         """Rows matching ``where`` (SQL with ``%s`` placeholders, columns qualified with the
         reader's alias). ``extra`` adds computed columns as ``(attribute, SQL expression)``.
@@ -254,8 +239,7 @@ class RowReader(Generic[M]):
         key always), the others deferred as ``QuerySet.only`` defers them; ``None``: every
         column but the reader's ``defer``. ``for_update`` locks them (``select_for_update()``;
         nothing where the backend has no row locks, as Django does), skipping rows another
-        transaction holds with ``skip_locked`` where the backend can. ``first_rows``: on
-        PostgreSQL, the ``limit`` as ``first_rows_limit`` (an index scan in ``order_by``)."""
+        transaction holds with ``skip_locked`` where the backend can."""
         select, attnames, converters, plain, c_timestamps = self._prepare(only)
         sql = select
         if extra:
@@ -264,12 +248,9 @@ class RowReader(Generic[M]):
         sql = f"{sql} WHERE {where}"
         if order_by:
             sql = f"{sql} ORDER BY {order_by}"
-        connection = connections[self.using]
         if limit is not None:
-            if first_rows and connection.vendor == "postgresql":
-                sql = f"{sql} {first_rows_limit(str(int(limit)))}"
-            else:
-                sql = f"{sql} LIMIT {int(limit)}"
+            sql = f"{sql} LIMIT {int(limit)}"
+        connection = connections[self.using]
         if for_update and connection.features.has_select_for_update:
             sql = f"{sql} FOR UPDATE"
             if skip_locked and connection.features.has_select_for_update_skip_locked:

@@ -28,7 +28,7 @@ from django.utils import timezone
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.compat import on_psycopg3
 from saleor_crm_plugin.core.privacy import email_hash
-from saleor_crm_plugin.core.rows import RowReader, first_rows_limit
+from saleor_crm_plugin.core.rows import RowReader
 from saleor_crm_plugin.customers import batch, projection
 from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
 from saleor_crm_plugin.events.from_webhook import translate_stored_webhook
@@ -358,7 +358,7 @@ def _unclaimed_exists() -> bool:
     if connection.vendor != "postgresql":  # no SKIP LOCKED (the demo's SQLite: one drain)
         return _available().exists()
     with connection.cursor() as cursor:
-        cursor.execute(_unclaimed_statement(first_rows_limit("1")), [timezone.now()])
+        cursor.execute(_unclaimed_statement("LIMIT 1"), [timezone.now()])
         return cursor.fetchone() is not None
 
 
@@ -371,7 +371,7 @@ def _unclaimed_batch(size: int) -> tuple[int, float]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), coalesce(extract(epoch FROM %s - min(available_at)), 0) "
-            f"FROM ({_unclaimed_statement(first_rows_limit('%s'))}) AS unclaimed",
+            f"FROM ({_unclaimed_statement('LIMIT %s')}) AS unclaimed",
             [now, now, size],
         )
         count, waited = cursor.fetchone()
@@ -406,11 +406,11 @@ def _linger_probe_statement() -> str:
     visible = (
         f"SELECT {available} AS available_at FROM {quote(meta.db_table)} "
         f"WHERE {status} = '{InboxStatus.PENDING.value}' AND {available} <= %s "
-        f"ORDER BY {available}, {quote(meta.pk.column)} {first_rows_limit('%s')}"
+        f"ORDER BY {available}, {quote(meta.pk.column)} LIMIT %s"
     )
     return (
         "SELECT count(*), coalesce(extract(epoch FROM %s - min(available_at)), 0), "
-        f"EXISTS({_unclaimed_statement(first_rows_limit('1'))}) "
+        f"EXISTS({_unclaimed_statement('LIMIT 1')}) "
         f"FROM ({visible}) AS visible"
     )
 
@@ -418,10 +418,7 @@ def _linger_probe_statement() -> str:
 @functools.cache
 def _unclaimed_statement(limit: str) -> str:
     """Available rows, oldest first, skipping those a drain has claimed (``FOR UPDATE``):
-    ``FOR KEY SHARE`` is the weakest row lock, which conflicts with nothing else. ``limit``
-    is a ``first_rows_limit``, as in every look: an index scan, which skips the pending
-    index's entries of drained rows once it has marked them, where a bitmap scan re-read
-    their heap pages on every look."""
+    ``FOR KEY SHARE`` is the weakest row lock, which conflicts with nothing else."""
     meta = InboxEvent._meta
     quote = connection.ops.quote_name
     status = quote(meta.get_field("status").column)
@@ -465,7 +462,6 @@ def _claim(size: int, now: datetime) -> list[InboxEvent]:
         only=_CLAIMED_COLUMNS,
         for_update=True,
         skip_locked=True,
-        first_rows=True,  # an index scan, which skips the entries of drained rows
     )
 
 

@@ -14,8 +14,6 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from saleor_crm_plugin.core import rows
-from saleor_crm_plugin.core.rows import first_rows_limit
 from saleor_crm_plugin.events import inbox
 from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
 from saleor_crm_plugin.events.types import CrmEvent
@@ -239,65 +237,3 @@ def test_rows_another_drain_has_claimed_are_neither_counted_nor_polled(settings)
     assert batches == [0, 0]  # one claim each, no polling
     assert inbox._unclaimed_batch(100)[0] == 5  # released: visible again
     cache.delete(inbox.KICK_CACHE_KEY)
-
-
-def _plan(sql: str, params: list[object]) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN {sql}", params)
-        return "\n".join(row[0] for row in cursor.fetchall())
-
-
-@pytest.mark.django_db(transaction=True)
-def test_every_look_at_the_inbox_reads_the_pending_index_in_order(monkeypatch):
-    """A bitmap scan of the pending index never marks the entries of drained rows dead, so
-    each look re-read the heap pages of every row drained since the last vacuum; an index
-    scan in the index's order marks them and skips them afterwards. The planner chose the
-    bitmap scan (and a sort) for few estimated pending rows: the looks and the claim must
-    not leave it that choice, whatever it estimates."""
-    if connection.vendor != "postgresql":
-        pytest.skip("the looks are PostgreSQL statements")
-    # An inbox as a live stream leaves it: thousands of rows drained since the last vacuum
-    # (still in the pending index), a few pending.
-    start = timezone.now() - timedelta(hours=1)
-    InboxEvent.objects.bulk_create(
-        InboxEvent(
-            dedupe_key=f"look-{i}",
-            kind="ORDER_UPDATED",
-            source=inbox.WEBHOOK_SOURCE,
-            raw_body="x" * 1000,
-            available_at=start + timedelta(milliseconds=i),
-        )
-        for i in range(3000)
-    )
-    drained = InboxEvent.objects.order_by("available_at", "id").values_list("id", flat=True)
-    InboxEvent.objects.filter(id__in=list(drained[:2990])).update(status=InboxStatus.DONE)
-    now = timezone.now()
-    claims: list[tuple[str, list[object]]] = []
-    select = rows._select
-
-    def recorded(connection, sql, params, c_timestamps):  # type: ignore[no-untyped-def]
-        claims.append((sql, params))
-        return select(connection, sql, params, c_timestamps)
-
-    monkeypatch.setattr(rows, "_select", recorded)
-    with transaction.atomic():
-        assert len(inbox._claim(500, now)) == 10
-    looks = {
-        "exists": (inbox._unclaimed_statement(first_rows_limit("1")), [now]),
-        "batch": (
-            "SELECT count(*) FROM "
-            f"({inbox._unclaimed_statement(first_rows_limit('%s'))}) AS unclaimed",
-            [now, 500],
-        ),
-        "probe": (inbox._linger_probe_statement(), [now, now, now, 500]),
-        "claim": claims[-1],
-    }
-    for name, (sql, params) in looks.items():
-        plan = _plan(sql, params)
-        assert "Bitmap" not in plan, (name, plan)
-        assert "Sort" not in plan, (name, plan)
-        assert "crm_inbox_pending_idx" in plan, (name, plan)
-    # The looks still see what they saw: 10 pending rows, none claimed.
-    assert inbox._unclaimed_batch(500)[0] == 10
-    assert inbox._linger_probe(500)[::2] == (10, True)
-    assert inbox._unclaimed_exists() is True
