@@ -240,7 +240,8 @@ class RowReader(Generic[M]):
         column but the reader's ``defer``. ``for_update`` locks them (``select_for_update()``;
         nothing where the backend has no row locks, as Django does), skipping rows another
         transaction holds with ``skip_locked`` where the backend can."""
-        select, attnames, converters, plain, c_timestamps = self._prepare(only)
+        prepared = self._prepare(only)
+        select, _, _, _, c_timestamps = prepared
         sql = select
         if extra:
             extra_sql = ", ".join(expression for _, expression in extra)
@@ -256,8 +257,75 @@ class RowReader(Generic[M]):
             if skip_locked and connection.features.has_select_for_update_skip_locked:
                 sql = f"{sql} SKIP LOCKED"
         rows = _select(connection, sql, list(params), c_timestamps)
+        return self._build(prepared, rows, [name for name, _ in extra], connection)
+
+    def fetch_with(
+        self,
+        child: RowReader[Any],
+        child_fk: str,
+        where: str,
+        params: Sequence[Any],
+        *,
+        order_by: str = "",
+        only: frozenset[str] | None = None,
+        child_only: frozenset[str] | None = None,
+    ) -> list[tuple[M, list[Any]]]:
+        """Rows matching ``where``, each with its ``child`` rows (``child_fk``: the child's
+        foreign key to this model), in one statement where ``fetch`` then ``child.fetch``
+        take two round trips: a ``LEFT JOIN`` ordered by this model's primary key, then by
+        ``order_by`` (SQL on the child's alias, which must differ from this reader's).
+        ``only`` and ``child_only`` are ``fetch``'s ``only`` for each side; the instances
+        are the ones the two ``fetch`` calls would build."""
+        assert child.alias != self.alias and child.using == self.using
+        prepared = self._prepare(only)
+        child_prepared = child._prepare(child_only)
+        select, attnames, _, _, c_timestamps = prepared
+        child_select, child_attnames, _, _, child_timestamps = child_prepared
+        columns, table = select.removeprefix("SELECT ").split(" FROM ", 1)
+        child_columns, child_table = child_select.removeprefix("SELECT ").split(" FROM ", 1)
+        connection = connections[self.using]
+        quote = connection.ops.quote_name
+        pk = self.model._meta.pk
+        on = (
+            f"{child.alias}.{quote(child.model._meta.get_field(child_fk).column)} = "
+            f"{self.alias}.{quote(pk.column)}"
+        )
+        sql = (
+            f"SELECT {columns}, {child_columns} FROM {table} LEFT JOIN {child_table} ON {on} "
+            f"WHERE {where} ORDER BY {self.alias}.{quote(pk.column)}"
+        )
+        if order_by:
+            sql = f"{sql}, {order_by}"
+        rows = _select(connection, sql, list(params), c_timestamps or child_timestamps)
         width = len(attnames)
-        extra_names = [name for name, _ in extra]
+        pk_index = attnames.index(pk.attname)
+        child_pk_index = width + child_attnames.index(child.model._meta.pk.attname)
+        parent_rows: list[Any] = []
+        counts: list[int] = []
+        child_rows: list[Any] = []
+        for row in rows:
+            if not parent_rows or row[pk_index] != parent_rows[-1][pk_index]:
+                parent_rows.append(row[:width])
+                counts.append(0)
+            if row[child_pk_index] is not None:  # else the LEFT JOIN's row without a child
+                child_rows.append(row[width:])
+                counts[-1] += 1
+        parents = self._build(prepared, parent_rows, [], connection)
+        children = child._build(child_prepared, child_rows, [], connection)
+        result: list[tuple[M, list[Any]]] = []
+        start = 0
+        for parent, count in zip(parents, counts, strict=True):
+            result.append((parent, children[start : start + count]))
+            start += count
+        return result
+
+    def _build(
+        self, prepared: _Prepared, rows: Sequence[Any], extra_names: list[str], connection: Any
+    ) -> list[M]:
+        """Instances of ``rows``: the columns of ``prepared`` (a ``_prepare`` answer), then
+        one value per name of ``extra_names``."""
+        _, attnames, converters, plain, _ = prepared
+        width = len(attnames)
         model = self.model
         using = self.using
         result: list[M] = []

@@ -66,6 +66,60 @@ def test_extra_columns_and_limit() -> None:
     assert [o._total for o in rows] == [3, 3]
 
 
+@pytest.mark.parametrize(
+    "child_only", [None, frozenset({"customer_id", "currency", "total_spent"})]
+)
+def test_fetch_with_gives_what_fetch_and_the_childs_fetch_give(child_only: Any) -> None:
+    """One joined statement, the same instances (values, types, deferred columns) as the
+    parent's ``fetch`` then the child's, each parent with its own children in order; a
+    parent without children gets an empty list, rows the WHERE leaves out come not."""
+    from saleor_crm_plugin.customers.models import CustomerChannelStats
+    from tests.graphql.conftest import make_stats
+
+    first, bare, other, left_out = (make_customer(n) for n in range(1, 5))
+    make_stats(first, channel="zz", currency="EUR", first_order_at=first.first_order_at)
+    make_stats(first, channel="aa")
+    make_stats(other)
+    make_stats(left_out)
+    keys = [other.pk, bare.pk, first.pk]
+    where = f"t.id IN ({placeholders(keys)})"
+    only = frozenset({"email", "saleor_user_id"})
+    with CaptureQueriesContext(connection) as queries:
+        joined = RowReader(Customer).fetch_with(
+            RowReader(CustomerChannelStats, alias="s"),
+            "customer",
+            where,
+            keys,
+            order_by="s.channel_slug, s.id",
+            only=only,
+            child_only=child_only,
+        )
+    assert len(queries) == 1 and "LEFT JOIN" in queries[0]["sql"]
+    parents = RowReader(Customer).fetch(where, keys, order_by="t.id", only=only)
+    assert [values(c) for c, _ in joined] == [values(c) for c in parents]
+    assert [c.get_deferred_fields() for c, _ in joined] == [
+        c.get_deferred_fields() for c in parents
+    ]
+    assert [c.pk for c, _ in joined] == [first.pk, bare.pk, other.pk]
+    for customer, stats in joined:
+        expected = RowReader(CustomerChannelStats).fetch(
+            "t.customer_id = %s", [customer.pk], order_by="t.channel_slug, t.id", only=child_only
+        )
+        assert [s.get_deferred_fields() for s in stats] == [
+            e.get_deferred_fields() for e in expected
+        ]
+        assert [s.__dict__.keys() for s in stats] == [e.__dict__.keys() for e in expected]
+        assert [
+            {k: getattr(s, k) for k in e.__dict__ if k != "_state"}
+            for s, e in zip(stats, expected, strict=True)
+        ] == [{k: v for k, v in e.__dict__.items() if k != "_state"} for e in expected]
+    assert [[s.channel_slug for s in stats] for _, stats in joined] == [
+        ["aa", "zz"],
+        [],
+        ["default-channel"],
+    ]
+
+
 TIMESTAMPS_SQL = """SELECT ts FROM (VALUES ('0001-01-01 00:00:00+00'::timestamptz),
     ('9999-12-31 23:59:59.999999+00'), ('2026-03-29 01:30:00.5+02'),
     ('1969-12-31 23:59:59.000001-05:30'), ('2000-02-29 12:00:00.123-11'),

@@ -192,8 +192,8 @@ def test_customer_360_costs_a_constant_number_of_queries(saleor, mint, gql, shop
     with CaptureQueriesContext(connection) as large:
         _, body = gql(CUSTOMER_360, {"first": 10}, token=token)
     assert len(body["data"]["me"]["orders"]["edges"]) == 10
-    # customer, stats, orders page with its total count, lines: one query each.
-    assert len(small.captured_queries) == len(large.captured_queries) == 4
+    # customer with its stats, orders page with its total count, lines: one query each.
+    assert len(small.captured_queries) == len(large.captured_queries) == 3
 
 
 def test_unexpected_failures_are_masked(saleor, mint, gql, shopper, monkeypatch):
@@ -202,8 +202,18 @@ def test_unexpected_failures_are_masked(saleor, mint, gql, shopper, monkeypatch)
     def boom(self, keys):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(dataloaders.ChannelStatsByCustomerIdLoader, "batch_load", boom)
+    # The stats read with the customer, then through their own loader.
+    monkeypatch.setattr(dataloaders.CustomerByUserIdLoader, "batch_load", boom)
     _, body = gql("{ me { email channelStats { currency } } }", token=mint(user_gid(1)))
+    assert body["data"] == {"me": None}
+    assert body["errors"][0]["message"] == "Internal Server Error"
+    assert error_codes(body) == ["INTERNAL_ERROR"]
+    monkeypatch.undo()
+    monkeypatch.setattr(dataloaders.ChannelStatsByCustomerIdLoader, "batch_load", boom)
+    document = (
+        "query ($s: Boolean = true) { me { email channelStats @include(if: $s) { currency } } }"
+    )
+    _, body = gql(document, token=mint(user_gid(1)))
     assert body["data"] == {"me": None}
     assert body["errors"][0]["message"] == "Internal Server Error"
     assert error_codes(body) == ["INTERNAL_ERROR"]
@@ -339,14 +349,14 @@ def test_customer_360_reads_only_the_columns_its_selection_needs(
     saleor, mint, gql, shopper, monkeypatch
 ):
     """Same answer as reading every column, from statements that leave out what no selected
-    field reads (and still 4 queries: nothing left out is loaded afterwards)."""
+    field reads (and still 3 queries: nothing left out is loaded afterwards)."""
     from saleor_crm_plugin.graphql.customers import types
 
     token = mint(user_gid(1))
     gql("{ me { id } }", token=token)  # warm the instance cache
     with CaptureQueriesContext(connection) as queries:
         _, narrow = gql(CUSTOMER_360, {"first": 10}, token=token)
-    assert len(queries.captured_queries) == 4
+    assert len(queries.captured_queries) == 3
     orders = _selects(queries, "saleor_crm_plugin_order")
     assert '"currency"' in orders and '"total_gross"' in orders and '"created_at"' in orders
     assert '"total_tax"' not in orders and '"origin"' not in orders
@@ -355,8 +365,8 @@ def test_customer_360_reads_only_the_columns_its_selection_needs(
     assert '"category_slug"' not in lines
     customer = _selects(queries, "saleor_crm_plugin_customer")
     assert '"email"' in customer and '"metadata"' not in customer
-    stats = _selects(queries, "saleor_crm_plugin_customerchannelstats")
-    assert '"total_spent"' in stats and '"total_refunded"' not in stats
+    # The stats are joined to the customer (alias ``s``).
+    assert 's."total_spent"' in customer and 's."total_refunded"' not in customer
 
     monkeypatch.setattr(types, "selected_columns", lambda info, path=(): None)
     with CaptureQueriesContext(connection) as queries:
@@ -541,6 +551,76 @@ def test_lines_read_with_the_pages_of_many_customers(saleor, mint, gql, shopper)
         for e in entity["crm"]["orders"]["edges"]
     }
     assert lines == {"1": [1, 2], "2": [1, 2], "3": [1, 2], "40": [1, 2, 3], "41": []}
+
+
+STATS_DOCUMENTS = {
+    "plain": "{ me { email channelStats { channelSlug currency totalSpent { amount } } } }",
+    "aliased twice": """{ me { a: channelStats { currency } b: channelStats { orderCount
+        totalRefunded { amount currency } firstOrderAt } } }""",
+    "through fragments": """{ me { ...C } } fragment C on CrmCustomer { id
+        ... on CrmCustomer { channelStats { ...S } } }
+        fragment S on CrmCustomerChannelStats { channelId lastOrderAt totalSpent { currency } }""",
+    "two aliases of me": """{ a: me { channelStats { currency } }
+        b: me { email channelStats { totalSpent { amount } } } }""",
+    "with the orders": """{ me { channelStats { currency } orders(first: 2) { totalCount
+        edges { node { number lines { sku } } } } } }""",
+    "stats not selected": "{ me { email orderCount } }",
+    "stats under a directive": """query ($with: Boolean = true) { me { email
+        channelStats @include(if: $with) { currency } } }""",
+}
+
+
+@pytest.mark.parametrize("user", [1, 2])
+@pytest.mark.parametrize("name", STATS_DOCUMENTS)
+def test_channel_stats_read_with_the_customer_answer_as_the_stats_loader(
+    saleor, mint, gql, shopper, monkeypatch, name, user
+):
+    """``me``'s channel stats read with the customer (one statement, plain lists) give the
+    answer ``ChannelStatsByCustomerIdLoader`` gives, in one query fewer per ``me`` that
+    selects them; a customer without stats (user 2) gets an empty list. Where the stats
+    are not surely selected, the customer's statement reads none of them."""
+    from saleor_crm_plugin.graphql.customers import dataloaders, schema
+
+    make_customer(2)  # no stats, no orders
+    token = mint(user_gid(user))
+    loader_calls: list[int] = []
+    loader_batch_load = dataloaders.ChannelStatsByCustomerIdLoader.batch_load
+
+    def counted(self, keys):
+        loader_calls.append(len(keys))
+        return loader_batch_load(self, keys)
+
+    monkeypatch.setattr(dataloaders.ChannelStatsByCustomerIdLoader, "batch_load", counted)
+    gql("{ me { id } }", token=token)  # warm the instance cache
+    with CaptureQueriesContext(connection) as along:
+        status, body = gql(STATS_DOCUMENTS[name], token=token)
+    assert status == 200 and "errors" not in body, body
+    read_along = not loader_calls
+    monkeypatch.setattr(schema, "surely_selected", lambda info, path: False)
+    with CaptureQueriesContext(connection) as loaded:
+        _, expected = gql(STATS_DOCUMENTS[name], token=token)
+    assert body == expected
+    joins = [q for q in along.captured_queries if "LEFT JOIN" in q["sql"]]
+    if name in ("stats not selected", "stats under a directive"):
+        assert not joins and len(along.captured_queries) == len(loaded.captured_queries)
+        assert read_along == (name == "stats not selected")
+    else:
+        mes = 2 if name == "two aliases of me" else 1
+        assert read_along and len(joins) == mes
+        # One query fewer per ``me``; stats aliased twice with different fields: one join
+        # where their loader reads them once per selection.
+        saved = 2 if name in ("two aliases of me", "aliased twice") else 1
+        assert len(along.captured_queries) == len(loaded.captured_queries) - saved
+    stats = [
+        value
+        for me in body["data"].values()
+        for key, value in me.items()
+        if key in ("channelStats", "a", "b")
+    ]
+    if user == 2:
+        assert all(value == [] for value in stats)
+    elif name != "stats not selected":
+        assert stats and all(len(value) == 2 for value in stats)
 
 
 def test_surely_selected_ignores_what_a_directive_may_leave_out(db):

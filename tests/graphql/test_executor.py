@@ -410,6 +410,109 @@ def test_gives_up_where_graphql_core_reports_errors(query: str) -> None:
     assert not result.errors and BATCHES == [[1, 2]]
 
 
+class Item:
+    """An attribute-read source (the compiled walk's case; ``Node`` reads dicts)."""
+
+    def __init__(self, number: int, **values: Any) -> None:
+        self.number = number
+        self.label = None if number % 2 else f"i{number}"
+        self.shade = Shade.LIGHT if number == 3 else "plain"
+        self.count = True if number == 5 else (2**40 if number == 7 else number)
+        self.colour = "green" if number == 9 else ("red" if number % 2 else "blue")
+        self.seen_at = datetime(2026, 1, 2, 3, 4, number, tzinfo=UTC)
+        self.day = date(2026, 1, 2) if number == 11 else None
+        self.must = None if number == 13 else "here"
+        self.__dict__.update(values)
+
+
+class ItemNode(graphene.ObjectType):
+    """Every kind of field of a compiled walk (default-resolved leaves that pass, convert or
+    not; resolvers without info, leaves and flat objects; the rest), each with values
+    that leave the inline path."""
+
+    number = graphene.Int(required=True)
+    label = graphene.String()
+    shade = graphene.String()
+    count = graphene.Int()
+    colour = graphene.Field(Colour)
+    seen_at = graphene.DateTime()
+    day = graphene.DateTime()
+    must = graphene.String(required=True)
+    price = graphene.Field(Price)
+    plain = graphene.String()
+    quick = graphene.String()
+    kids = graphene.List(graphene.NonNull(lambda: ItemNode), required=True)
+
+    @staticmethod
+    @ignores_info
+    def resolve_price(root: Item, info: Any) -> Any:
+        if root.number == 15:
+            return Promise.resolve({"amount": 2.0, "currency": "GBP"})
+        if root.number == 17:
+            return {"amount": 3, "currency": "EUR"}  # an int: Float's serializer converts
+        if root.number == 19:
+            return Price(amount=1.25, currency="SEK")
+        if root.number == 21:
+            return None
+        if root.number == 23:
+            return {"currency": "EUR"}  # amount missing: null in a non-null field
+        return {"amount": root.number / 4, "currency": "EUR"}
+
+    @staticmethod
+    @ignores_info
+    def resolve_plain(root: Item, info: Any) -> Any:
+        if root.number == 25:
+            raise ValueError("boom")
+        return None if root.number % 2 else f"p{root.number}"
+
+    @staticmethod
+    @shortcut(lambda root: f"q{root.number}" if root.number % 2 == 0 else None)
+    def resolve_quick(root: Item, info: Any) -> str:
+        return f"q{root.number}"
+
+    @staticmethod
+    def resolve_kids(root: Item, info: Any) -> list[Item]:
+        return [Item(root.number * 10), Item(root.number * 10 + 1)] if root.number < 10 else []
+
+
+class ItemQuery(graphene.ObjectType):
+    items = graphene.List(ItemNode, numbers=graphene.List(graphene.Int))
+
+    @staticmethod
+    def resolve_items(root: Any, info: Any, numbers: list[int]) -> list[Item]:
+        return [Item(n) for n in numbers]
+
+
+ITEM_SCHEMA = graphene.Schema(query=ItemQuery)
+ITEM_FIELDS = (
+    "number label shade count colour seenAt day must plain quick price { amount currency }"
+)
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [[1, 2, 4], [3], [5], [7], [9], [11], [13], [15], [17], [19], [21], [23], [25], [2, 3, 4, 17]],
+)
+def test_compiled_walks_answer_as_graphql_core(numbers: list[int]) -> None:
+    """Objects read by attribute take their plan's compiled walk: the same data as
+    graphql-core, or ``Unsupported`` where graphql-core reports an error."""
+    query = (
+        f"{{ items(numbers: {numbers}) {{ {ITEM_FIELDS} __typename kids {{ {ITEM_FIELDS} "
+        f"kids {{ number }} }} }} }}"
+    )
+    document = parse(query)
+    assert not validate(ITEM_SCHEMA, document)
+    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
+    if result.errors:
+        with pytest.raises(Unsupported):
+            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
+        return
+    for plans in (None, DocumentPlans(document)):
+        for _ in range(2):  # the second run reuses the plans (and their compiled walks)
+            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+            assert json.dumps(lean) == json.dumps(result.data)
+
+
 def test_mutations_are_never_executed_here() -> None:
     class Mutation(graphene.ObjectType):
         noop = graphene.Boolean()

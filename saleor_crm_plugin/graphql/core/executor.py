@@ -319,6 +319,141 @@ class _Field:
             self.shortcut = getattr(resolver, _SHORTCUT, None)
 
 
+def _flat(flat: list[tuple[str, str, Any, type]], value: Any) -> dict[str, Any] | None:
+    """``_Field.flat``'s object built from ``value`` (read as ``_Walker.object`` reads it),
+    or ``None`` when a value needs its serializer (or is null): then the general walk."""
+    built: dict[str, Any] = {}
+    if isinstance(value, dict):
+        for key, name, default, same in flat:
+            leaf = value.get(name, default)
+            if leaf.__class__ is not same:
+                return None
+            built[key] = leaf
+    else:
+        for key, name, default, same in flat:
+            leaf = getattr(value, name, default)
+            if leaf.__class__ is not same:
+                return None
+            built[key] = leaf
+    return built
+
+
+class _Plan(list):  # type: ignore[type-arg]
+    """A selection's ``(response key, _Field)`` pairs, with ``walk``: the plan compiled
+    into one function (``_compile``) that the walker runs for each object read by
+    attribute."""
+
+    __slots__ = ("walk",)
+
+    def __init__(self, fields: Any) -> None:
+        super().__init__(fields)
+        self.walk = _compile(self)
+
+
+# The compiled walk of a plan inlines, per field, what ``_Walker.field`` and ``value`` do in
+# the common case, and calls them for anything else (so every case still ends where it did):
+#   "attr": a default-resolved field, whose value of the class ``same`` is the answer;
+#   "convert": a default-resolved leaf converted by ``fast`` (an Int, an enum, a DateTime);
+#   "noinfo": a resolver marked ``ignores_info``, then a leaf of class ``same`` or a flat
+#     object (Money);
+#   "field": anything else, through ``_Walker.field``.
+# The generated text depends on the kinds only (the fields' own values are the function's
+# closure), so one text is compiled per sequence of kinds, not per document.
+_MAKERS: dict[tuple[str, ...], Callable[..., Any]] = {}
+_MAX_MAKERS = 512
+
+
+def _kind_of(field: _Field) -> str:
+    if field.attname is not None and field.same is not None:
+        return "attr"
+    if field.attname is not None and field.fast:
+        return "convert"
+    if field.no_info and (field.same is not None or field.direct is not None):
+        return "noinfo"
+    return "field"
+
+
+def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
+    maker = _MAKERS.get(kinds)
+    if maker is not None:
+        return maker
+    lines = ["def walk(walker, source, path, parent_type):", "    result = {}"]
+    params = []
+    for i, kind in enumerate(kinds):
+        params.append(f"K{i}, F{i}")
+        if kind == "attr":
+            params.append(f"A{i}, D{i}, S{i}")
+            lines += [
+                f"    v = getattr(source, A{i}, D{i})",
+                f"    if v.__class__ is S{i}:",
+                f"        result[K{i}] = v",
+                "    else:",
+                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+            ]
+        elif kind == "convert":
+            params.append(f"A{i}, D{i}, C{i}")
+            lines += [
+                f"    v = getattr(source, A{i}, D{i})",
+                f"    c = C{i}.get(v.__class__, MISSING)",
+                "    if c is None:",
+                f"        result[K{i}] = v",
+                "    elif c is not MISSING and (converted := c(v)) is not None:",
+                f"        result[K{i}] = converted",
+                "    else:",
+                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+            ]
+        elif kind == "noinfo":
+            params.append(f"R{i}, S{i}")
+            lines += [
+                "    try:",
+                f"        v = R{i}(source, None)",
+                "    except Exception as exc:",
+                "        raise Unsupported('resolver raised') from exc",
+                f"    if v.__class__ is S{i}:",
+                f"        result[K{i}] = v",
+                f"    elif v.__class__ is dict and (fl := F{i}.flat) is not None:",
+                "        built = {}",
+                "        for key, name, default, same in fl:",
+                "            leaf = v.get(name, default)",
+                "            if leaf.__class__ is not same:",
+                f"                walker.value(parent_type, K{i}, F{i}, path, result, v)",
+                "                break",
+                "            built[key] = leaf",
+                "        else:",
+                f"            result[K{i}] = built",
+                "    else:",
+                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+            ]
+        else:
+            lines.append(f"    walker.field(parent_type, source, False, K{i}, F{i}, path, result)")
+    lines.append("    return result")
+    body = "\n".join("    " + line for line in lines)
+    text = f"def make(flat, Unsupported, MISSING, {', '.join(params)}):\n{body}\n    return walk\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(text, f"<plan {'-'.join(kinds)}>", "exec"), namespace)
+    maker = namespace["make"]
+    if len(_MAKERS) < _MAX_MAKERS:  # clients choose selections
+        _MAKERS[kinds] = maker
+    return maker
+
+
+def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
+    """The plan's walk for objects read by attribute (``None``: walk field by field)."""
+    if not plan:
+        return None
+    kinds = tuple(_kind_of(field) for _, field in plan)
+    args: list[Any] = [_flat, Unsupported, _MISSING]
+    for (name, field), kind in zip(plan, kinds, strict=True):
+        args += (name, field)
+        if kind == "attr":
+            args += (field.attname, field.default, field.same)
+        elif kind == "convert":
+            args += (field.attname, field.default, field.fast)
+        elif kind == "noinfo":
+            args += (field.resolver, field.same)
+    return _maker(kinds)(*args)
+
+
 class _Pending:
     __slots__ = ("container", "field", "key", "parent_type", "path", "promise", "return_type")
 
@@ -364,7 +499,9 @@ class _Walker:
         plan = self.plans.get(key)
         if plan is None:
             fields = self.ctx.get_sub_fields(parent_type, field_asts)
-            plan = [(name, _Field(self.ctx, parent_type, asts)) for name, asts in fields.items()]
+            plan = _Plan(
+                (name, _Field(self.ctx, parent_type, asts)) for name, asts in fields.items()
+            )
             self.plans[key] = plan
         return plan
 
@@ -390,140 +527,156 @@ class _Walker:
         plan: list[tuple[str, _Field]],
         path: list[Any],
     ) -> dict[str, Any]:
-        """One object's selection. The common cases are inlined (an attribute read, a leaf
-        whose class its serializer returns unchanged, a non-deferred object); everything
-        else goes through ``complete``, which handles every case."""
+        """One object's selection: the plan's compiled walk (``_compile``) for objects read
+        by attribute, else field by field (``field``), which handles every case."""
+        walk = plan.walk  # type: ignore[attr-defined]
+        if walk is not None and not isinstance(source, dict):
+            return walk(self, source, path, parent_type)
         result: dict[str, Any] = {}
         is_dict = isinstance(source, dict)
-        schema, fragments, root_value, operation, variable_values, context = self.info_args
-        thenables = _THENABLE_TYPES
         for response_name, field in plan:
-            attname = field.attname
-            field_path = None
-            if attname is not None:
-                if is_dict:
-                    value = source.get(attname, field.default)
-                else:
-                    value = getattr(source, attname, field.default)
-            elif field.no_info:
+            self.field(parent_type, source, is_dict, response_name, field, path, result)
+        return result
+
+    def field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        is_dict: bool,
+        response_name: str,
+        field: _Field,
+        path: list[Any],
+        result: dict[str, Any],
+    ) -> None:
+        """Resolve one field of ``source`` and set its answer in ``result``. The common
+        cases are inlined (an attribute read, a resolver without ``info``); the others build
+        a ``ResolveInfo`` and call the resolver as graphql-core does."""
+        attname = field.attname
+        field_path = None
+        if attname is not None:
+            if is_dict:
+                value = source.get(attname, field.default)
+            else:
+                value = getattr(source, attname, field.default)
+        elif field.no_info:
+            try:
+                value = field.resolver(source, None)
+            except Exception as exc:
+                raise Unsupported("resolver raised") from exc
+        elif field.field_def is None:  # __typename
+            result[response_name] = parent_type.name
+            return
+        else:
+            value = None
+            if field.shortcut is not None:
                 try:
-                    value = field.resolver(source, None)
+                    value = field.shortcut(source)
                 except Exception as exc:
                     raise Unsupported("resolver raised") from exc
-            elif field.field_def is None:  # __typename
-                result[response_name] = parent_type.name
-                continue
-            else:
-                value = None
-                if field.shortcut is not None:
-                    try:
-                        value = field.shortcut(source)
-                    except Exception as exc:
-                        raise Unsupported("resolver raised") from exc
-                if value is None:
-                    field_path = [*path, response_name]
-                    info = ResolveInfo(
-                        field.name,
-                        field.field_asts,
-                        field.return_type,
-                        parent_type,
-                        schema,
-                        fragments,
-                        root_value,
-                        operation,
-                        variable_values,
-                        context,
-                        field_path,
-                    )
-                    args = field.args
-                    if field.dynamic_args:
-                        try:
-                            args = get_argument_values(
-                                field.field_def.args, field.field_asts[0].arguments, variable_values
-                            )
-                        except Exception as exc:
-                            raise Unsupported("arguments") from exc
-                    try:
-                        if args is _NO_ARGS:
-                            value = field.resolver(source, info)
-                        else:
-                            value = field.resolver(source, info, **args)
-                    except Exception as exc:
-                        raise Unsupported("resolver raised") from exc
-            cls = value.__class__
-            if cls is field.same:
-                result[response_name] = value
-                continue
             if value is None:
-                if field.nonnull:
-                    raise Unsupported("null in a non-null field")
-                result[response_name] = None
-                continue
-            fast = field.fast
-            if fast is not None:
-                convert = fast.get(cls, _MISSING)
-                if convert is None:
-                    result[response_name] = value
-                    continue
-                if convert is not _MISSING:
-                    converted = convert(value)
-                    if converted is not None:
-                        result[response_name] = converted
-                        continue
-                thenable = thenables.get(cls)
-                if thenable is None:
-                    thenable = _thenable(value)
-                if not thenable:
-                    try:
-                        serialized = field.serialize(value)
-                    except Exception as exc:  # graphql-core's coerce_int raises: its error
-                        raise Unsupported("not serialisable") from exc
-                    if serialized is None:
-                        raise Unsupported("not serialisable")
-                    result[response_name] = serialized
-                    continue
-            elif field.direct is not None:
-                thenable = thenables.get(cls)
-                if thenable is None:
-                    thenable = _thenable(value)
-                if not thenable:
-                    flat = field.flat
-                    if flat is not None:
-                        # Default-resolved leaves only: one dict, no walk, unless a value
-                        # needs its serializer (or is null), then the general walk below.
-                        built: dict[str, Any] | None = {}
-                        if isinstance(value, dict):  # as ``object`` reads it
-                            for key, name, default, same in flat:
-                                leaf = value.get(name, default)
-                                if leaf.__class__ is not same:
-                                    built = None
-                                    break
-                                built[key] = leaf  # type: ignore[index]
-                        else:
-                            for key, name, default, same in flat:
-                                leaf = getattr(value, name, default)
-                                if leaf.__class__ is not same:
-                                    built = None
-                                    break
-                                built[key] = leaf  # type: ignore[index]
-                        if built is not None:
-                            result[response_name] = built
-                            continue
-                    if field_path is None:
-                        field_path = [*path, response_name]
-                    result[response_name] = self.object(
-                        field.direct,
-                        value,
-                        field.direct_plan or self.subplan(field, field.direct),
-                        field_path,
-                    )
-                    continue
-            if field_path is None:
                 field_path = [*path, response_name]
-            result[response_name] = self.complete(
-                field.return_type, field, parent_type, field_path, value, result, response_name
-            )
-        return result
+                schema, fragments, root_value, operation, variable_values, context = self.info_args
+                info = ResolveInfo(
+                    field.name,
+                    field.field_asts,
+                    field.return_type,
+                    parent_type,
+                    schema,
+                    fragments,
+                    root_value,
+                    operation,
+                    variable_values,
+                    context,
+                    field_path,
+                )
+                args = field.args
+                if field.dynamic_args:
+                    try:
+                        args = get_argument_values(
+                            field.field_def.args, field.field_asts[0].arguments, variable_values
+                        )
+                    except Exception as exc:
+                        raise Unsupported("arguments") from exc
+                try:
+                    if args is _NO_ARGS:
+                        value = field.resolver(source, info)
+                    else:
+                        value = field.resolver(source, info, **args)
+                except Exception as exc:
+                    raise Unsupported("resolver raised") from exc
+        self.value(parent_type, response_name, field, path, result, value, field_path)
+
+    def value(
+        self,
+        parent_type: GraphQLObjectType,
+        response_name: str,
+        field: _Field,
+        path: list[Any],
+        result: dict[str, Any],
+        value: Any,
+        field_path: list[Any] | None = None,
+    ) -> None:
+        """Set the answer of ``field`` for its resolved ``value`` in ``result``: inline for a
+        leaf whose class its serializer returns unchanged (or converts by ``fast``), a
+        default-resolved leaves-only object (``flat``) and a non-deferred object; through
+        ``complete`` otherwise."""
+        cls = value.__class__
+        if cls is field.same:
+            result[response_name] = value
+            return
+        if value is None:
+            if field.nonnull:
+                raise Unsupported("null in a non-null field")
+            result[response_name] = None
+            return
+        fast = field.fast
+        if fast is not None:
+            convert = fast.get(cls, _MISSING)
+            if convert is None:
+                result[response_name] = value
+                return
+            if convert is not _MISSING:
+                converted = convert(value)
+                if converted is not None:
+                    result[response_name] = converted
+                    return
+            thenable = _THENABLE_TYPES.get(cls)
+            if thenable is None:
+                thenable = _thenable(value)
+            if not thenable:
+                try:
+                    serialized = field.serialize(value)
+                except Exception as exc:  # graphql-core's coerce_int raises: its error
+                    raise Unsupported("not serialisable") from exc
+                if serialized is None:
+                    raise Unsupported("not serialisable")
+                result[response_name] = serialized
+                return
+        elif field.direct is not None:
+            thenable = _THENABLE_TYPES.get(cls)
+            if thenable is None:
+                thenable = _thenable(value)
+            if not thenable:
+                flat = field.flat
+                if flat is not None:
+                    built = _flat(flat, value)
+                    if built is not None:
+                        result[response_name] = built
+                        return
+                if field_path is None:
+                    field_path = [*path, response_name]
+                result[response_name] = self.object(
+                    field.direct,
+                    value,
+                    field.direct_plan or self.subplan(field, field.direct),
+                    field_path,
+                )
+                return
+        if field_path is None:
+            field_path = [*path, response_name]
+        result[response_name] = self.complete(
+            field.return_type, field, parent_type, field_path, value, result, response_name
+        )
 
     def complete(
         self,
@@ -571,6 +724,7 @@ class _Walker:
                 # Items of one object type: walked straight, unless deferred or null.
                 object_type = field.item_direct
                 plan = self.subplan(field, object_type)
+                walk = plan.walk  # type: ignore[attr-defined]
                 nonnull = field.item_nonnull
                 thenables = _THENABLE_TYPES
                 for index, item in enumerate(value):
@@ -587,6 +741,8 @@ class _Walker:
                         items[index] = self.complete(
                             item_type, field, parent_type, [*path, index], item, items, index
                         )
+                    elif walk is not None and not isinstance(item, dict):
+                        items.append(walk(self, item, [*path, index], object_type))
                     else:
                         items.append(self.object(object_type, item, plan, [*path, index]))
                 return items
@@ -688,7 +844,7 @@ def execute_query(
         fields = collect_fields(
             ctx, root_type, operation.selection_set, DefaultOrderedDict(list), set()
         )
-        root_plan = [(name, _Field(ctx, root_type, asts)) for name, asts in fields.items()]
+        root_plan = _Plan((name, _Field(ctx, root_type, asts)) for name, asts in fields.items())
         if plans is not None and plans.shareable:
             plans.roots[operation_name] = root_plan
     trampoline.is_tick_used = True

@@ -35,6 +35,10 @@ CUSTOMERS = RowReader(Customer, defer=("field_versions",))
 CHANNEL_STATS = RowReader(CustomerChannelStats)
 ORDERS = RowReader(Order, defer=("field_versions",))
 LINES = RowReader(OrderLine, defer=("attributes",))
+# Channel stats joined to their customer (``RowReader.fetch_with``): an alias of their own.
+JOINED_CHANNEL_STATS = RowReader(CustomerChannelStats, alias="s")
+# The stats' order, as ``ChannelStatsByCustomerIdLoader`` reads them.
+_STATS_ORDER = ("channel_slug", "currency", "id")
 
 
 class CustomerByIdLoader(DataLoader[int, Customer | None]):
@@ -48,15 +52,57 @@ class CustomerByIdLoader(DataLoader[int, Customer | None]):
         return [customers.get(key) for key in keys]
 
 
+class WithStats(NamedTuple):
+    """Read each customer's channel stats with the customer, in the same statement
+    (``CustomerByUserIdLoader``'s variant), reading ``columns`` of them (``None``: every
+    column)."""
+
+    columns: frozenset[str] | None
+
+
+# Where a customer loader puts the customer's channel stats (``stats_loaded``).
+_STATS_ATTR = "_crm_channel_stats"
+
+
+def stats_loaded(customer: Customer) -> list[CustomerChannelStats] | None:
+    """The channel stats read with ``customer`` (as ``ChannelStatsByCustomerIdLoader``
+    answers them), or ``None`` when they were not (then ask that loader)."""
+    return customer.__dict__.get(_STATS_ATTR)
+
+
 class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
+    """Customers by Saleor user ID. ``CustomerByUserIdLoader(context, columns,
+    WithStats(stats_columns))`` also reads each customer's channel stats, joined in the
+    same statement, as a plain list on the customer (``stats_loaded``): the customer 360
+    then costs one round trip less, and its ``channelStats`` no promise."""
+
     context_key = "crm_customer_by_user_id"
 
+    def __init__(self, context: Any, columns: frozenset[str] | None = None, *variant: Any) -> None:
+        if getattr(self, "context", None) is not context:
+            self.with_stats: WithStats | None = variant[0] if variant else None
+        super().__init__(context, columns, *variant)
+
     def batch_load(self, keys: list[str]) -> list[Customer | None]:
-        rows = CUSTOMERS.fetch(
-            f"t.saleor_user_id IN ({placeholders(keys)})",
-            keys,
-            only=self.columns_with("saleor_user_id"),
-        )
+        where = f"t.saleor_user_id IN ({placeholders(keys)})"
+        only = self.columns_with("saleor_user_id")
+        if self.with_stats is None:
+            rows = CUSTOMERS.fetch(where, keys, only=only)
+        else:
+            columns = self.with_stats.columns
+            joined = CUSTOMERS.fetch_with(
+                JOINED_CHANNEL_STATS,
+                "customer",
+                where,
+                keys,
+                order_by=", ".join(f"s.{name}" for name in _STATS_ORDER),
+                only=only,
+                child_only=None if columns is None else columns.union(("customer_id",)),
+            )
+            rows = []
+            for customer, stats in joined:
+                customer.__dict__[_STATS_ATTR] = stats
+                rows.append(customer)
         customers = {c.saleor_user_id: c for c in rows}
         return [customers.get(key) for key in keys]
 
@@ -68,7 +114,7 @@ class ChannelStatsByCustomerIdLoader(DataLoader[int, list[CustomerChannelStats]]
         rows = CHANNEL_STATS.fetch(
             f"t.customer_id IN ({placeholders(keys)})",
             keys,
-            order_by="t.customer_id, t.channel_slug, t.currency, t.id",
+            order_by="t.customer_id, " + ", ".join(f"t.{name}" for name in _STATS_ORDER),
             only=self.columns_with("customer_id"),
         )
         groups = group_by(rows, "customer_id")

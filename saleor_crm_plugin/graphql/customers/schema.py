@@ -17,12 +17,13 @@ from saleor_crm_plugin.graphql.core.permissions import (
     permission_required,
     requester_of,
 )
-from saleor_crm_plugin.graphql.core.selection import selected_columns
+from saleor_crm_plugin.graphql.core.selection import selected_columns, surely_selected
 from saleor_crm_plugin.graphql.customers.dataloaders import (
     CustomerByIdLoader,
     CustomerByUserIdLoader,
     OrderByIdLoader,
     OrderBySaleorIdLoader,
+    WithStats,
 )
 from saleor_crm_plugin.graphql.customers.filters import CrmCustomerFilterInput, filter_customers
 from saleor_crm_plugin.graphql.customers.sorters import CrmCustomerSortingInput, sort_customers
@@ -35,6 +36,8 @@ from saleor_crm_plugin.graphql.customers.types import (
     readable_order,
 )
 from saleor_crm_plugin.permissions import CUSTOMER_READ
+
+_CHANNEL_STATS = ("channelStats",)
 
 
 class CustomerQueries(graphene.ObjectType):
@@ -83,7 +86,12 @@ class CustomerQueries(graphene.ObjectType):
         requester = requester_of(info)
         if not requester.user_id:
             return None
-        return CustomerByUserIdLoader(info.context, selected_columns(info)).load(requester.user_id)
+        columns = selected_columns(info)
+        if surely_selected(info, _CHANNEL_STATS):
+            # The stats come with the customer: one statement, no promise for them.
+            stats = WithStats(selected_columns(info, _CHANNEL_STATS))
+            return CustomerByUserIdLoader(info.context, columns, stats).load(requester.user_id)
+        return CustomerByUserIdLoader(info.context, columns).load(requester.user_id)
 
     @staticmethod
     def resolve_customer(

@@ -28,6 +28,7 @@ from saleor_crm_plugin.graphql.customers.dataloaders import (
     ProductStatsLoader,
     WithLines,
     lines_loaded,
+    stats_loaded,
 )
 from saleor_crm_plugin.graphql.extensions import (
     CUSTOMER_FIELDS,
@@ -287,7 +288,11 @@ class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
 
     @staticmethod
     @reads("id")
-    def resolve_channel_stats(root: Customer, info: Any) -> Promise:
+    @shortcut(stats_loaded)  # stats read with the customer (``me``): no ResolveInfo, no promise
+    def resolve_channel_stats(root: Customer, info: Any) -> Any:
+        stats = stats_loaded(root)
+        if stats is not None:
+            return stats
         return ChannelStatsByCustomerIdLoader(info.context, selected_columns(info)).load(root.pk)
 
     @staticmethod
