@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from math import copysign
 from typing import Any
 
 import orjson
@@ -41,6 +42,10 @@ SHIPPED_FULFILLMENT_STATUSES = frozenset(
     {"FULFILLED", "RETURNED", "REFUNDED", "REFUNDED_AND_RETURNED", "REPLACED"}
 )
 PAID_EVENT_KINDS = frozenset({EventKind.ORDER_PAID, EventKind.ORDER_FULLY_PAID})
+
+# Shared stand-in for an absent node, read with ``.get`` only (never mutated, never returned):
+# ``x or {}`` built a new dict for each missing node of each line.
+_NO_NODE: Mapping[str, Any] = {}
 
 
 def event_kind_from_header(value: str | None) -> EventKind:
@@ -181,12 +186,20 @@ _FLOAT_AMOUNTS: dict[float, Decimal] = {}
 _FLOAT_AMOUNTS_MAX = 50_000
 
 
+# Zero amounts (refunds, taxes, shipping, balances: several per order) are kept out of the
+# cache, where 0.0 and -0.0 would share an entry; their two conversions are made once here.
+_POSITIVE_ZERO = to_decimal(0.0)
+_NEGATIVE_ZERO = to_decimal(-0.0)
+
+
 def _money(node: Mapping[str, Any] | None) -> Decimal | None:
     if not node:
         return None
     value = node.get("amount")
-    if type(value) is not float or not value:  # zero: keep -0.0 and 0.0 apart, as before
+    if type(value) is not float:
         return to_decimal(value)
+    if not value:  # keep -0.0 and 0.0 apart, as ``to_decimal`` does
+        return _NEGATIVE_ZERO if copysign(1.0, value) < 0 else _POSITIVE_ZERO
     known = _FLOAT_AMOUNTS.get(value)
     if known is None:
         known = to_decimal(value)
@@ -195,6 +208,17 @@ def _money(node: Mapping[str, Any] | None) -> Decimal | None:
             _FLOAT_AMOUNTS.clear()
         _FLOAT_AMOUNTS[value] = known
     return known
+
+
+def _charged(node: Mapping[str, Any] | None) -> Decimal:
+    """``amount((node or {}).get("amount"))`` (a payment total, zero when absent) with a float
+    answered by ``_money``'s cache: two uncached conversions per order otherwise."""
+    value = (node or _NO_NODE).get("amount")
+    if type(value) is float:
+        known = _money(node)
+        assert known is not None
+        return known
+    return amount(value)
 
 
 def _taxed(node: Mapping[str, Any] | None, part: str) -> Decimal | None:
@@ -230,8 +254,8 @@ def parse_subscription_order(
     payment = None
     if "totalCharged" in data:
         payment = new_payment(
-            total_charged=amount((data.get("totalCharged") or {}).get("amount")),
-            total_refunded=amount((data.get("totalRefunded") or {}).get("amount")),
+            total_charged=_charged(data.get("totalCharged")),
+            total_refunded=_charged(data.get("totalRefunded")),
             total_granted_refund=_money(data.get("totalGrantedRefund")),
             charge_status=_upper(data.get("chargeStatus")),
             authorize_status=_upper(data.get("authorizeStatus")),
@@ -334,11 +358,6 @@ def _attributes(product: dict[str, Any]) -> tuple[str, ...] | None:
             if value.get("slug"):
                 pairs.add(f"{slug}:{value['slug']}")
     return tuple(sorted(pairs))
-
-
-# Shared stand-in for an absent node, read with ``.get`` only (never mutated, never returned):
-# ``x or {}`` built a new dict for each missing node of each line.
-_NO_NODE: Mapping[str, Any] = {}
 
 
 def _subscription_line(
