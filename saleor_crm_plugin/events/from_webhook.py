@@ -61,8 +61,8 @@ def translate_webhook(event_name: str | None, raw_body: bytes, saleor_api_url: s
     """Parse one delivery. The dedupe key is the hash of the exact body: Saleor re-sends the
     stored payload byte for byte on every retry, and ``issuedAt`` makes distinct events differ."""
     kind = event_kind_from_header(event_name)
-    key = webhook_dedupe_key(saleor_api_url, kind, raw_body)
-    return _translate(kind, raw_body, saleor_api_url, key)
+    event = _translate(kind, raw_body, saleor_api_url)
+    return _keyed(event, webhook_dedupe_key(saleor_api_url, kind, raw_body))
 
 
 def webhook_dedupe_key(saleor_api_url: str, kind: EventKind, raw_body: bytes) -> str:
@@ -85,9 +85,19 @@ def translate_stored_webhook(
         raise UnsupportedEvent(f"Event {kind_value!r} is not consumed by the CRM.") from exc
     # ``json.loads`` skips a UTF-8 byte-order mark in bytes but refuses it in text.
     text = raw_body[1:] if raw_body.startswith("\ufeff") else raw_body
-    # The key goes straight into the event: building it keyless and copying it with the key
-    # (``with_dedupe_key``) was a second event per webhook.
-    return _translate(kind, text, saleor_api_url, dedupe_key)
+    return _keyed(_translate(kind, text, saleor_api_url), dedupe_key)
+
+
+# ``CrmEvent.dedupe_key``'s slot, written once by ``_keyed``.
+_SET_DEDUPE_KEY = CrmEvent.__dict__["dedupe_key"].__set__
+
+
+def _keyed(event: CrmEvent, key: str) -> CrmEvent:
+    """``event.with_dedupe_key(key)`` for an event ``_translate`` has just made: nothing else
+    holds it yet, so its key slot is filled in place (as its builder filled the others)
+    instead of copying the event, a second event per webhook."""
+    _SET_DEDUPE_KEY(event, key)
+    return event
 
 
 # Every digit made "0": a run of 19 zeros in a body mapped through this table is a run of 19
@@ -116,18 +126,16 @@ def _loads(raw_body: bytes | str) -> Any:
     return json.loads(raw_body)
 
 
-def _translate(
-    kind: EventKind, raw_body: bytes | str, saleor_api_url: str, dedupe_key: str
-) -> CrmEvent:
+def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> CrmEvent:
     try:
         body = _loads(raw_body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"Body is not JSON: {exc}") from exc
     try:
         if isinstance(body, list):
-            return _from_legacy(kind, body, saleor_api_url, dedupe_key)
+            return _from_legacy(kind, body, saleor_api_url)
         if isinstance(body, dict):
-            return _from_subscription(kind, body, saleor_api_url, dedupe_key)
+            return _from_subscription(kind, body, saleor_api_url)
         raise PayloadError("Body must be a JSON object or array.")
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         if isinstance(exc, PayloadError):
@@ -138,9 +146,7 @@ def _translate(
 # -- subscription style ----------------------------------------------------------------------
 
 
-def _from_subscription(
-    kind: EventKind, body: dict[str, Any], api_url: str, dedupe_key: str
-) -> CrmEvent:
+def _from_subscription(kind: EventKind, body: dict[str, Any], api_url: str) -> CrmEvent:
     if "data" in body and isinstance(body["data"], dict) and "issuedAt" not in body:
         # Top-level subscription form: {"data": {"orderCreated": {...}}}.
         values = [v for v in body["data"].values() if isinstance(v, dict)]
@@ -162,7 +168,6 @@ def _from_subscription(
             issued_at=issued_at,
             saleor_api_url=api_url,
             order=order,
-            dedupe_key=dedupe_key,
         )
     raw_user = body.get("user")
     if not isinstance(raw_user, dict):
@@ -175,7 +180,6 @@ def _from_subscription(
         issued_at=issued_at,
         saleor_api_url=api_url,
         customer=customer,
-        dedupe_key=dedupe_key,
     )
 
 
@@ -442,7 +446,7 @@ def parse_subscription_customer(data: Mapping[str, Any]) -> CustomerSnapshot:
 # -- legacy style ----------------------------------------------------------------------------
 
 
-def _from_legacy(kind: EventKind, body: list[Any], api_url: str, dedupe_key: str) -> CrmEvent:
+def _from_legacy(kind: EventKind, body: list[Any], api_url: str) -> CrmEvent:
     if len(body) != 1 or not isinstance(body[0], dict):
         raise PayloadError("Legacy payload must be a one-element array.")
     data = body[0]
@@ -460,7 +464,6 @@ def _from_legacy(kind: EventKind, body: list[Any], api_url: str, dedupe_key: str
             issued_at=issued_at,
             saleor_api_url=api_url,
             order=order,
-            dedupe_key=dedupe_key,
         )
     if data.get("type") != "User":
         raise PayloadError(f"{kind.value} legacy payload is not a User.")
@@ -484,7 +487,6 @@ def _from_legacy(kind: EventKind, body: list[Any], api_url: str, dedupe_key: str
         issued_at=issued_at,
         saleor_api_url=api_url,
         customer=customer,
-        dedupe_key=dedupe_key,
     )
 
 
