@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from saleor_crm_plugin.core.bulk import any_of, insert_rows, update_rows
+from saleor_crm_plugin.core.bulk import any_of, array_param, insert_rows, update_rows
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import RowReader, new_instance
 from saleor_crm_plugin.customers import projection
@@ -113,7 +113,7 @@ def _lock_subjects(keys: list[str]) -> None:
         cursor.execute(
             "SELECT count(pg_advisory_xact_lock(k)) FROM "
             "(SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS subjects",
-            [ids],
+            [array_param(ids)],
         )
 
 
@@ -139,7 +139,7 @@ def try_lock_subjects(events: Sequence[CrmEvent]) -> list[bool]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
-            [sorted(set(ids.values()))],
+            [array_param(sorted(set(ids.values())))],
         )
         held = {k for k, ok in cursor.fetchall() if ok}
     free = [all(ids[key] in held for key in event_keys) for event_keys in keys]

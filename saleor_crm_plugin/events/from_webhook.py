@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from math import copysign
 from typing import Any
 
 import orjson
@@ -27,7 +28,11 @@ from saleor_crm_plugin.events.types import (
     OrderLineSnapshot,
     OrderSnapshot,
     PaymentSnapshot,
-    line_snapshot,
+    new_customer,
+    new_event,
+    new_line,
+    new_order,
+    new_payment,
     stable_hash,
 )
 
@@ -37,6 +42,10 @@ SHIPPED_FULFILLMENT_STATUSES = frozenset(
     {"FULFILLED", "RETURNED", "REFUNDED", "REFUNDED_AND_RETURNED", "REPLACED"}
 )
 PAID_EVENT_KINDS = frozenset({EventKind.ORDER_PAID, EventKind.ORDER_FULLY_PAID})
+
+# Shared stand-in for an absent node, read with ``.get`` only (never mutated, never returned):
+# ``x or {}`` built a new dict for each missing node of each line.
+_NO_NODE: Mapping[str, Any] = {}
 
 
 def event_kind_from_header(value: str | None) -> EventKind:
@@ -52,9 +61,8 @@ def translate_webhook(event_name: str | None, raw_body: bytes, saleor_api_url: s
     """Parse one delivery. The dedupe key is the hash of the exact body: Saleor re-sends the
     stored payload byte for byte on every retry, and ``issuedAt`` makes distinct events differ."""
     kind = event_kind_from_header(event_name)
-    return _translate(kind, raw_body, saleor_api_url).with_dedupe_key(
-        webhook_dedupe_key(saleor_api_url, kind, raw_body)
-    )
+    event = _translate(kind, raw_body, saleor_api_url)
+    return _keyed(event, webhook_dedupe_key(saleor_api_url, kind, raw_body))
 
 
 def webhook_dedupe_key(saleor_api_url: str, kind: EventKind, raw_body: bytes) -> str:
@@ -77,7 +85,19 @@ def translate_stored_webhook(
         raise UnsupportedEvent(f"Event {kind_value!r} is not consumed by the CRM.") from exc
     # ``json.loads`` skips a UTF-8 byte-order mark in bytes but refuses it in text.
     text = raw_body[1:] if raw_body.startswith("\ufeff") else raw_body
-    return _translate(kind, text, saleor_api_url).with_dedupe_key(dedupe_key)
+    return _keyed(_translate(kind, text, saleor_api_url), dedupe_key)
+
+
+# ``CrmEvent.dedupe_key``'s slot, written once by ``_keyed``.
+_SET_DEDUPE_KEY = CrmEvent.__dict__["dedupe_key"].__set__
+
+
+def _keyed(event: CrmEvent, key: str) -> CrmEvent:
+    """``event.with_dedupe_key(key)`` for an event ``_translate`` has just made: nothing else
+    holds it yet, so its key slot is filled in place (as its builder filled the others)
+    instead of copying the event, a second event per webhook."""
+    _SET_DEDUPE_KEY(event, key)
+    return event
 
 
 # Every digit made "0": a run of 19 zeros in a body mapped through this table is a run of 19
@@ -141,7 +161,7 @@ def _from_subscription(kind: EventKind, body: dict[str, Any], api_url: str) -> C
         if not isinstance(raw_order, dict):
             raise PayloadError(f"{kind.value} payload has no order.")
         order = parse_subscription_order(raw_order, kind=kind, issued_at=issued_at)
-        return CrmEvent(
+        return new_event(
             kind=kind,
             source=EventSource.SUBSCRIPTION,
             object_id=order.saleor_order_id,
@@ -153,7 +173,7 @@ def _from_subscription(kind: EventKind, body: dict[str, Any], api_url: str) -> C
     if not isinstance(raw_user, dict):
         raise PayloadError(f"{kind.value} payload has no user.")
     customer = parse_subscription_customer(raw_user)
-    return CrmEvent(
+    return new_event(
         kind=kind,
         source=EventSource.SUBSCRIPTION,
         object_id=customer.saleor_user_id,
@@ -170,12 +190,20 @@ _FLOAT_AMOUNTS: dict[float, Decimal] = {}
 _FLOAT_AMOUNTS_MAX = 50_000
 
 
+# Zero amounts (refunds, taxes, shipping, balances: several per order) are kept out of the
+# cache, where 0.0 and -0.0 would share an entry; their two conversions are made once here.
+_POSITIVE_ZERO = to_decimal(0.0)
+_NEGATIVE_ZERO = to_decimal(-0.0)
+
+
 def _money(node: Mapping[str, Any] | None) -> Decimal | None:
     if not node:
         return None
     value = node.get("amount")
-    if type(value) is not float or not value:  # zero: keep -0.0 and 0.0 apart, as before
+    if type(value) is not float:
         return to_decimal(value)
+    if not value:  # keep -0.0 and 0.0 apart, as ``to_decimal`` does
+        return _NEGATIVE_ZERO if copysign(1.0, value) < 0 else _POSITIVE_ZERO
     known = _FLOAT_AMOUNTS.get(value)
     if known is None:
         known = to_decimal(value)
@@ -184,6 +212,17 @@ def _money(node: Mapping[str, Any] | None) -> Decimal | None:
             _FLOAT_AMOUNTS.clear()
         _FLOAT_AMOUNTS[value] = known
     return known
+
+
+def _charged(node: Mapping[str, Any] | None) -> Decimal:
+    """``amount((node or {}).get("amount"))`` (a payment total, zero when absent) with a float
+    answered by ``_money``'s cache: two uncached conversions per order otherwise."""
+    value = (node or _NO_NODE).get("amount")
+    if type(value) is float:
+        known = _money(node)
+        assert known is not None
+        return known
+    return amount(value)
 
 
 def _taxed(node: Mapping[str, Any] | None, part: str) -> Decimal | None:
@@ -218,9 +257,9 @@ def parse_subscription_order(
         lines = tuple(_subscription_line(line, refunded_by_line) for line in data["lines"])
     payment = None
     if "totalCharged" in data:
-        payment = PaymentSnapshot(
-            total_charged=amount((data.get("totalCharged") or {}).get("amount")),
-            total_refunded=amount((data.get("totalRefunded") or {}).get("amount")),
+        payment = new_payment(
+            total_charged=_charged(data.get("totalCharged")),
+            total_refunded=_charged(data.get("totalRefunded")),
             total_granted_refund=_money(data.get("totalGrantedRefund")),
             charge_status=_upper(data.get("chargeStatus")),
             authorize_status=_upper(data.get("authorizeStatus")),
@@ -244,7 +283,7 @@ def parse_subscription_order(
         )
     if fulfilled_at is None and kind == EventKind.ORDER_FULFILLED:
         fulfilled_at = issued_at
-    return OrderSnapshot(
+    return new_order(
         saleor_order_id=data["id"],
         number=str(data.get("number") or ""),
         channel_id=channel["id"],
@@ -329,20 +368,32 @@ def _subscription_line(
     data: Mapping[str, Any], refunded_by_line: dict[str, int] | None
 ) -> OrderLineSnapshot:
     # The hottest function of a translation (a snapshot per line, ~18 lines per order): the
-    # nested nodes are looked up once each instead of once per field.
+    # nested nodes are looked up once each instead of once per field, and the three prices
+    # are read inline from the float-amount cache (see ``_line_price``).
     get = data.get
-    variant = get("variant") or {}
-    product = variant.get("product") or {}
+    variant = get("variant") or _NO_NODE
+    product = variant.get("product") or _NO_NODE
     product_get = product.get
-    category = product_get("category") or {}
-    product_type = product_get("productType") or {}
-    unit_gross, unit_net, total_gross = _line_prices(get("unitPrice"), get("totalPrice"))
+    category = product_get("category") or _NO_NODE
+    product_type = product_get("productType") or _NO_NODE
+    unit_price = get("unitPrice")
+    total_price = get("totalPrice")
+    gross_node = unit_price.get("gross") if unit_price else None
+    net_node = unit_price.get("net") if unit_price else None
+    total_node = total_price.get("gross") if total_price else None
+    amounts = _FLOAT_AMOUNTS
+    value = gross_node.get("amount") if gross_node else None
+    unit_gross = (amounts.get(value) if type(value) is float else None) or _line_price(gross_node)
+    value = net_node.get("amount") if net_node else None
+    unit_net = (amounts.get(value) if type(value) is float else None) or _line_price(net_node)
+    value = total_node.get("amount") if total_node else None
+    total_gross = (amounts.get(value) if type(value) is float else None) or _line_price(total_node)
     quantity = int(data["quantity"])
     line_id = data["id"]
     refunded = None
     if refunded_by_line is not None:
         refunded = min(quantity, refunded_by_line.get(line_id, 0))
-    return line_snapshot(  # OrderLineSnapshot's fields in declaration order
+    return new_line(  # OrderLineSnapshot's fields in declaration order
         line_id,
         get("productName") or "",
         get("variantName") or "",
@@ -357,34 +408,19 @@ def _subscription_line(
         category.get("slug"),
         product_type.get("id"),
         product_type.get("slug"),
-        _attributes(product),
+        None if product_get("attributes") is None else _attributes(product),
         get("productSku") or variant.get("sku"),
         get("quantityFulfilled"),
         refunded,
     )
 
 
-def _line_prices(
-    unit_price: Mapping[str, Any] | None, total_price: Mapping[str, Any] | None
-) -> tuple[Decimal, Decimal, Decimal]:
-    """A line's unit gross, unit net and total gross (zero when absent): what ``_money(...)
-    or ZERO`` gives for each, with the float-amount cache read inline (three ``_money`` calls
-    per line were a tenth of a line's translation); whatever the cache cannot answer (not a
-    float, zero, not seen yet, a missing node) still goes through ``_money``."""
-    amounts = _FLOAT_AMOUNTS
-    nodes = (
-        unit_price.get("gross") if unit_price else None,
-        unit_price.get("net") if unit_price else None,
-        total_price.get("gross") if total_price else None,
-    )
-    prices = []
-    for node in nodes:
-        value = node.get("amount") if node else None
-        price = amounts.get(value) if type(value) is float else None
-        if price is None:
-            price = _money(node)
-        prices.append(price or ZERO)
-    return prices[0], prices[1], prices[2]
+def _line_price(node: Mapping[str, Any] | None) -> Decimal:
+    """A line price as ``_money(node) or ZERO`` gives it (a missing price is zero, and so is
+    one that rounds to zero, either sign), for what the inline cache read could not answer:
+    not a float, zero, not seen yet, or a zero that the cache holds (a float below half a
+    thousandth)."""
+    return _money(node) or ZERO
 
 
 def parse_subscription_customer(data: Mapping[str, Any]) -> CustomerSnapshot:
@@ -392,7 +428,7 @@ def parse_subscription_customer(data: Mapping[str, Any]) -> CustomerSnapshot:
     country = (address.get("country") or {}).get("code") if address else None
     metadata = {item["key"]: item["value"] for item in data.get("metadata") or []}
     language = data.get("languageCode")
-    return CustomerSnapshot(
+    return new_customer(
         saleor_user_id=data["id"],
         email=_email(data.get("email")),
         first_name=data.get("firstName") or "",
@@ -421,7 +457,7 @@ def _from_legacy(kind: EventKind, body: list[Any], api_url: str) -> CrmEvent:
         if data.get("type") != "Order":
             raise PayloadError(f"{kind.value} legacy payload is not an Order.")
         order = _legacy_order(kind, data, issued_at)
-        return CrmEvent(
+        return new_event(
             kind=kind,
             source=EventSource.LEGACY,
             object_id=order.saleor_order_id,
@@ -444,7 +480,7 @@ def _from_legacy(kind: EventKind, body: list[Any], api_url: str) -> CrmEvent:
         country_code=(address.get("country") or None) if address else None,
         metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
     )
-    return CrmEvent(
+    return new_event(
         kind=kind,
         source=EventSource.LEGACY,
         object_id=customer.saleor_user_id,

@@ -26,6 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from saleor_crm_plugin.conf import crm_settings
+from saleor_crm_plugin.core.bulk import array_param
 from saleor_crm_plugin.core.compat import on_psycopg3
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import RowReader
@@ -628,8 +629,8 @@ def _save_translated_done(rows: list[InboxEvent], now: datetime) -> None:
         return
     params = [
         now,
-        [r.pk for r in rows],
-        *([getattr(r, name) for r in rows] for name in _TRANSLATED_COLUMNS),
+        array_param([r.pk for r in rows]),
+        *(array_param([getattr(r, name) for r in rows]) for name in _TRANSLATED_COLUMNS),
     ]
     if on_psycopg3():
         _execute_server_bound(db, _translated_done_statement(), params, fetch=False)

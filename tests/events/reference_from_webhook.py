@@ -1,0 +1,549 @@
+"""The webhook translation as it was before feat/translate (commit 43ae0c5), kept verbatim
+except that lines are built by the dataclass constructor: the differential tests compare the
+production translation with this one, field by field, over every captured payload.
+
+Original docstring: translate Saleor webhook bodies (subscription and legacy styles) into
+``CrmEvent``.
+
+Subscription payloads are what our manifest asks for (camelCase, floats, upper-case enums,
+``updatedAt``). Legacy payloads are what a query-less webhook sends (a one-element JSON array,
+snake_case, amounts as strings, no user id, no payment totals). Both are real Saleor 3.23 output,
+see ``tests/contract/payloads/``. Fields a payload does not carry stay ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from saleor_crm_plugin.core.money import ZERO, amount, to_decimal
+from saleor_crm_plugin.core.timeutils import parse_datetime
+from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
+from saleor_crm_plugin.events.types import (
+    CrmEvent,
+    CustomerSnapshot,
+    EventKind,
+    EventSource,
+    OrderLineSnapshot,
+    OrderSnapshot,
+    PaymentSnapshot,
+    stable_hash,
+)
+
+# Fulfillment statuses whose lines were paid back to the shopper.
+REFUNDED_FULFILLMENT_STATUSES = frozenset({"REFUNDED", "REFUNDED_AND_RETURNED"})
+SHIPPED_FULFILLMENT_STATUSES = frozenset(
+    {"FULFILLED", "RETURNED", "REFUNDED", "REFUNDED_AND_RETURNED", "REPLACED"}
+)
+PAID_EVENT_KINDS = frozenset({EventKind.ORDER_PAID, EventKind.ORDER_FULLY_PAID})
+
+
+def event_kind_from_header(value: str | None) -> EventKind:
+    if not value:
+        raise UnsupportedEvent("Missing Saleor-Event header.")
+    try:
+        return EventKind(value.strip().lower())
+    except ValueError as exc:
+        raise UnsupportedEvent(f"Event {value!r} is not consumed by the CRM.") from exc
+
+
+def translate_webhook(event_name: str | None, raw_body: bytes, saleor_api_url: str) -> CrmEvent:
+    """Parse one delivery. The dedupe key is the hash of the exact body: Saleor re-sends the
+    stored payload byte for byte on every retry, and ``issuedAt`` makes distinct events differ."""
+    kind = event_kind_from_header(event_name)
+    return _translate(kind, raw_body, saleor_api_url).with_dedupe_key(
+        webhook_dedupe_key(saleor_api_url, kind, raw_body)
+    )
+
+
+def webhook_dedupe_key(saleor_api_url: str, kind: EventKind, raw_body: bytes) -> str:
+    """The key the acknowledgement stores a delivery under (nothing in it needs the body
+    parsed), and the one its translation carries as the last tie-breaker of versions."""
+    return stable_hash("webhook", saleor_api_url, kind.value, raw_body)
+
+
+def translate_stored_webhook(
+    kind_value: str, raw_body: str, saleor_api_url: str, dedupe_key: str
+) -> CrmEvent:
+    """Translate a delivery the acknowledgement stored untranslated (the worker's side).
+
+    The body comes back as the text the inbox holds and the key as stored: hashing the body
+    again would only reproduce it, and the key must be the ack's for the version order to be
+    what it was when the ack translated."""
+    try:
+        kind = EventKind(kind_value)
+    except ValueError as exc:
+        raise UnsupportedEvent(f"Event {kind_value!r} is not consumed by the CRM.") from exc
+    # ``json.loads`` skips a UTF-8 byte-order mark in bytes but refuses it in text.
+    text = raw_body[1:] if raw_body.startswith("\ufeff") else raw_body
+    return _translate(kind, text, saleor_api_url).with_dedupe_key(dedupe_key)
+
+
+# Every digit made "0": a run of 19 zeros in a body mapped through this table is a run of 19
+# digits, the shortest integer literal that can fall outside the 64-bit range.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _loads(raw_body: bytes | str) -> Any:
+    """``json.loads``'s result, mostly computed by orjson (half the CPU on a 13 kB body).
+
+    orjson gives the same values for everything it accepts, floats included (both round the
+    literal correctly), except integer literals beyond 64 bits, which it turns into floats:
+    bodies with a run of 19 digits (a cheap byte scan) and bodies orjson refuses (NaN, UTF-16,
+    a byte-order mark, lone surrogates, ...) go to ``json.loads``, so what is accepted, what
+    is refused and the error message stay exactly the standard library's."""
+    try:
+        data = raw_body.encode() if isinstance(raw_body, str) else raw_body
+    except UnicodeEncodeError:
+        return json.loads(raw_body)
+    if _NINETEEN_DIGITS not in data.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw_body)
+
+
+def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> CrmEvent:
+    try:
+        body = _loads(raw_body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(f"Body is not JSON: {exc}") from exc
+    try:
+        if isinstance(body, list):
+            return _from_legacy(kind, body, saleor_api_url)
+        if isinstance(body, dict):
+            return _from_subscription(kind, body, saleor_api_url)
+        raise PayloadError("Body must be a JSON object or array.")
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        if isinstance(exc, PayloadError):
+            raise
+        raise PayloadError(f"Unexpected {kind.value} payload shape: {exc!r}") from exc
+
+
+# -- subscription style ----------------------------------------------------------------------
+
+
+def _from_subscription(kind: EventKind, body: dict[str, Any], api_url: str) -> CrmEvent:
+    if "data" in body and isinstance(body["data"], dict) and "issuedAt" not in body:
+        # Top-level subscription form: {"data": {"orderCreated": {...}}}.
+        values = [v for v in body["data"].values() if isinstance(v, dict)]
+        if len(values) != 1:
+            raise PayloadError("Expected exactly one subscription field under data.")
+        body = values[0]
+    issued_at = parse_datetime(body.get("issuedAt"))
+    if issued_at is None:
+        raise PayloadError("Subscription payload has no issuedAt.")
+    if kind.is_order:
+        raw_order = body.get("order")
+        if not isinstance(raw_order, dict):
+            raise PayloadError(f"{kind.value} payload has no order.")
+        order = parse_subscription_order(raw_order, kind=kind, issued_at=issued_at)
+        return CrmEvent(
+            kind=kind,
+            source=EventSource.SUBSCRIPTION,
+            object_id=order.saleor_order_id,
+            issued_at=issued_at,
+            saleor_api_url=api_url,
+            order=order,
+        )
+    raw_user = body.get("user")
+    if not isinstance(raw_user, dict):
+        raise PayloadError(f"{kind.value} payload has no user.")
+    customer = parse_subscription_customer(raw_user)
+    return CrmEvent(
+        kind=kind,
+        source=EventSource.SUBSCRIPTION,
+        object_id=customer.saleor_user_id,
+        issued_at=issued_at,
+        saleor_api_url=api_url,
+        customer=customer,
+    )
+
+
+# Subscription amounts are JSON floats, and the same prices recur on every line, event and
+# order of a product; a Decimal is immutable, so each float is converted once per process
+# (the worker translates every webhook now, and this was a fifth of a translation).
+_FLOAT_AMOUNTS: dict[float, Decimal] = {}
+_FLOAT_AMOUNTS_MAX = 50_000
+
+
+def _money(node: Mapping[str, Any] | None) -> Decimal | None:
+    if not node:
+        return None
+    value = node.get("amount")
+    if type(value) is not float or not value:  # zero: keep -0.0 and 0.0 apart, as before
+        return to_decimal(value)
+    known = _FLOAT_AMOUNTS.get(value)
+    if known is None:
+        known = to_decimal(value)
+        assert known is not None
+        if len(_FLOAT_AMOUNTS) >= _FLOAT_AMOUNTS_MAX:
+            _FLOAT_AMOUNTS.clear()
+        _FLOAT_AMOUNTS[value] = known
+    return known
+
+
+def _taxed(node: Mapping[str, Any] | None, part: str) -> Decimal | None:
+    if not node:
+        return None
+    return _money(node.get(part))
+
+
+def _upper(value: str | None) -> str | None:
+    return value.upper() if isinstance(value, str) else None
+
+
+def _email(value: str | None) -> str:
+    return (value or "").strip().lower()
+
+
+def _min_date(values: Iterable[datetime | None]) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def parse_subscription_order(
+    data: Mapping[str, Any], *, kind: EventKind, issued_at: datetime
+) -> OrderSnapshot:
+    """Also used by backfill, which reads the same ``CrmOrder`` fragment from Saleor's API."""
+    channel = data["channel"]
+    user = data.get("user") or None
+    status = _upper(data.get("status")) or "UNCONFIRMED"
+    refunded_by_line = _refunded_quantities(data)
+    lines = None
+    if data.get("lines") is not None:
+        lines = tuple(_subscription_line(line, refunded_by_line) for line in data["lines"])
+    payment = None
+    if "totalCharged" in data:
+        payment = PaymentSnapshot(
+            total_charged=amount((data.get("totalCharged") or {}).get("amount")),
+            total_refunded=amount((data.get("totalRefunded") or {}).get("amount")),
+            total_granted_refund=_money(data.get("totalGrantedRefund")),
+            charge_status=_upper(data.get("chargeStatus")),
+            authorize_status=_upper(data.get("authorizeStatus")),
+        )
+    charge_times = [
+        parse_datetime(event.get("createdAt"))
+        for transaction in data.get("transactions") or []
+        for event in transaction.get("events") or []
+        if event.get("type") == "CHARGE_SUCCESS"
+    ]
+    paid_at = _min_date(charge_times)
+    if paid_at is None and payment is not None and payment.charge_status in {"FULL", "OVERCHARGED"}:
+        paid_at = issued_at if kind in PAID_EVENT_KINDS else None
+    fulfillments = data.get("fulfillments")
+    fulfilled_at = None
+    if fulfillments:
+        fulfilled_at = _min_date(
+            parse_datetime(f.get("created"))
+            for f in fulfillments
+            if _upper(f.get("status")) in SHIPPED_FULFILLMENT_STATUSES
+        )
+    if fulfilled_at is None and kind == EventKind.ORDER_FULFILLED:
+        fulfilled_at = issued_at
+    return OrderSnapshot(
+        saleor_order_id=data["id"],
+        number=str(data.get("number") or ""),
+        channel_id=channel["id"],
+        channel_slug=channel.get("slug"),
+        currency=channel.get("currencyCode")
+        or (data.get("total") or {}).get("gross", {}).get("currency")
+        or "",
+        status=status,
+        origin=_upper(data.get("origin")),
+        created_at=parse_datetime(data["created"]),  # type: ignore[arg-type]
+        updated_at=parse_datetime(data.get("updatedAt")),
+        user_id=user.get("id") if user else None,
+        user_email=_email(data.get("userEmail") or (user or {}).get("email")),
+        user_first_name=user.get("firstName") if user else None,
+        user_last_name=user.get("lastName") if user else None,
+        total_gross=_taxed(data.get("total"), "gross"),
+        total_net=_taxed(data.get("total"), "net"),
+        total_tax=_taxed(data.get("total"), "tax"),
+        subtotal_gross=_taxed(data.get("subtotal"), "gross"),
+        shipping_gross=_taxed(data.get("shippingPrice"), "gross"),
+        voucher_code=data.get("voucherCode"),
+        lines=lines,
+        payment=payment,
+        paid_at=paid_at,
+        fulfilled_at=fulfilled_at,
+        cancelled_at=issued_at if status == "CANCELED" else None,
+    )
+
+
+def _refunded_quantities(data: Mapping[str, Any]) -> dict[str, int] | None:
+    """Refunded units per order line, or ``None`` when the payload does not say.
+
+    Refunds show up either as refunded fulfillments or as granted refunds with lines; the same
+    units can appear in both, so per line we take the larger figure rather than the sum."""
+    by_fulfillment: dict[str, int] = {}
+    by_grant: dict[str, int] = {}
+    known = False
+    for fulfillment in data.get("fulfillments") or []:
+        if "lines" not in fulfillment:
+            continue
+        known = True
+        if _upper(fulfillment.get("status")) not in REFUNDED_FULFILLMENT_STATUSES:
+            continue
+        for line in fulfillment.get("lines") or []:
+            line_id = (line.get("orderLine") or {}).get("id")
+            if line_id:
+                by_fulfillment[line_id] = by_fulfillment.get(line_id, 0) + int(line["quantity"])
+    for grant in data.get("grantedRefunds") or []:
+        if "lines" not in grant:
+            continue
+        known = True
+        if _upper(grant.get("status")) != "SUCCESS":
+            continue
+        for line in grant.get("lines") or []:
+            line_id = (line.get("orderLine") or {}).get("id")
+            if line_id:
+                by_grant[line_id] = by_grant.get(line_id, 0) + int(line["quantity"])
+    if not known:
+        return None
+    keys = set(by_fulfillment) | set(by_grant)
+    return {k: max(by_fulfillment.get(k, 0), by_grant.get(k, 0)) for k in keys}
+
+
+def _attributes(product: dict[str, Any]) -> tuple[str, ...] | None:
+    """Saleor's selected attributes as sorted "attribute:value" strings; None when the payload
+    did not ask for them (older subscriptions), so a fill-in never overwrites with nothing."""
+    selected = product.get("attributes")
+    if selected is None:
+        return None
+    pairs = set()
+    for item in selected:
+        slug = (item.get("attribute") or {}).get("slug")
+        if not slug:
+            continue
+        for value in item.get("values") or []:
+            if value.get("slug"):
+                pairs.add(f"{slug}:{value['slug']}")
+    return tuple(sorted(pairs))
+
+
+def _subscription_line(
+    data: Mapping[str, Any], refunded_by_line: dict[str, int] | None
+) -> OrderLineSnapshot:
+    # The hottest function of a translation (a snapshot per line, ~18 lines per order): the
+    # nested nodes are looked up once each instead of once per field.
+    get = data.get
+    variant = get("variant") or {}
+    product = variant.get("product") or {}
+    product_get = product.get
+    category = product_get("category") or {}
+    product_type = product_get("productType") or {}
+    unit_gross, unit_net, total_gross = _line_prices(get("unitPrice"), get("totalPrice"))
+    quantity = int(data["quantity"])
+    line_id = data["id"]
+    refunded = None
+    if refunded_by_line is not None:
+        refunded = min(quantity, refunded_by_line.get(line_id, 0))
+    return OrderLineSnapshot(  # OrderLineSnapshot's fields in declaration order
+        line_id,
+        get("productName") or "",
+        get("variantName") or "",
+        quantity,
+        unit_gross,
+        unit_net,
+        total_gross,
+        variant.get("id") or get("productVariantId"),
+        product_get("id"),
+        product_get("slug"),
+        category.get("id"),
+        category.get("slug"),
+        product_type.get("id"),
+        product_type.get("slug"),
+        _attributes(product),
+        get("productSku") or variant.get("sku"),
+        get("quantityFulfilled"),
+        refunded,
+    )
+
+
+def _line_prices(
+    unit_price: Mapping[str, Any] | None, total_price: Mapping[str, Any] | None
+) -> tuple[Decimal, Decimal, Decimal]:
+    """A line's unit gross, unit net and total gross (zero when absent): what ``_money(...)
+    or ZERO`` gives for each, with the float-amount cache read inline (three ``_money`` calls
+    per line were a tenth of a line's translation); whatever the cache cannot answer (not a
+    float, zero, not seen yet, a missing node) still goes through ``_money``."""
+    amounts = _FLOAT_AMOUNTS
+    nodes = (
+        unit_price.get("gross") if unit_price else None,
+        unit_price.get("net") if unit_price else None,
+        total_price.get("gross") if total_price else None,
+    )
+    prices = []
+    for node in nodes:
+        value = node.get("amount") if node else None
+        price = amounts.get(value) if type(value) is float else None
+        if price is None:
+            price = _money(node)
+        prices.append(price or ZERO)
+    return prices[0], prices[1], prices[2]
+
+
+def parse_subscription_customer(data: Mapping[str, Any]) -> CustomerSnapshot:
+    address = data.get("defaultBillingAddress") or data.get("defaultShippingAddress") or {}
+    country = (address.get("country") or {}).get("code") if address else None
+    metadata = {item["key"]: item["value"] for item in data.get("metadata") or []}
+    language = data.get("languageCode")
+    return CustomerSnapshot(
+        saleor_user_id=data["id"],
+        email=_email(data.get("email")),
+        first_name=data.get("firstName") or "",
+        last_name=data.get("lastName") or "",
+        is_active=data.get("isActive"),
+        is_confirmed=data.get("isConfirmed"),
+        date_joined=parse_datetime(data.get("dateJoined")),
+        updated_at=parse_datetime(data.get("updatedAt")),
+        language_code=language.lower() if language else None,
+        country_code=country or None,
+        metadata=metadata,
+    )
+
+
+# -- legacy style ----------------------------------------------------------------------------
+
+
+def _from_legacy(kind: EventKind, body: list[Any], api_url: str) -> CrmEvent:
+    if len(body) != 1 or not isinstance(body[0], dict):
+        raise PayloadError("Legacy payload must be a one-element array.")
+    data = body[0]
+    issued_at = parse_datetime((data.get("meta") or {}).get("issued_at"))
+    if issued_at is None:
+        raise PayloadError("Legacy payload has no meta.issued_at.")
+    if kind.is_order:
+        if data.get("type") != "Order":
+            raise PayloadError(f"{kind.value} legacy payload is not an Order.")
+        order = _legacy_order(kind, data, issued_at)
+        return CrmEvent(
+            kind=kind,
+            source=EventSource.LEGACY,
+            object_id=order.saleor_order_id,
+            issued_at=issued_at,
+            saleor_api_url=api_url,
+            order=order,
+        )
+    if data.get("type") != "User":
+        raise PayloadError(f"{kind.value} legacy payload is not a User.")
+    address = data.get("default_billing_address") or data.get("default_shipping_address") or {}
+    language = data.get("language_code")
+    customer = CustomerSnapshot(
+        saleor_user_id=data["id"],
+        email=_email(data.get("email")),
+        first_name=data.get("first_name") or "",
+        last_name=data.get("last_name") or "",
+        is_active=data.get("is_active"),
+        date_joined=parse_datetime(data.get("date_joined")),
+        language_code=language.lower() if language else None,
+        country_code=(address.get("country") or None) if address else None,
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )
+    return CrmEvent(
+        kind=kind,
+        source=EventSource.LEGACY,
+        object_id=customer.saleor_user_id,
+        issued_at=issued_at,
+        saleor_api_url=api_url,
+        customer=customer,
+    )
+
+
+def _legacy_order(kind: EventKind, data: dict[str, Any], issued_at: datetime) -> OrderSnapshot:
+    channel = data["channel"]
+    status = (data.get("status") or "unconfirmed").upper()
+    total_gross = to_decimal(data.get("total_gross_amount"))
+    fulfilled_by_variant, refunded_by_variant = _legacy_fulfilled_quantities(data)
+    raw_lines = data.get("lines") or []
+    variant_counts: dict[str, int] = {}
+    for line in raw_lines:
+        vid = line.get("product_variant_id") or ""
+        variant_counts[vid] = variant_counts.get(vid, 0) + 1
+    lines = []
+    for line in raw_lines:
+        vid = line.get("product_variant_id")
+        # Legacy fulfillment lines name the variant, not the order line: only attribute them
+        # when the variant is on exactly one order line.
+        unambiguous = bool(vid) and variant_counts.get(vid or "", 0) == 1
+        quantity = int(line["quantity"])
+        lines.append(
+            OrderLineSnapshot(
+                saleor_line_id=line["id"],
+                product_name=line.get("product_name") or "",
+                variant_name=line.get("variant_name") or "",
+                quantity=quantity,
+                quantity_fulfilled=min(quantity, fulfilled_by_variant.get(vid, 0))
+                if unambiguous
+                else None,
+                quantity_refunded=min(quantity, refunded_by_variant.get(vid, 0))
+                if unambiguous
+                else None,
+                unit_price_gross=amount(line.get("unit_price_gross_amount")),
+                unit_price_net=amount(line.get("unit_price_net_amount")),
+                total_price_gross=amount(line.get("total_price_gross_amount")),
+                variant_id=vid,
+                sku=line.get("product_sku"),
+            )
+        )
+    payment = None
+    if kind == EventKind.ORDER_FULLY_PAID and total_gross is not None:
+        payment = PaymentSnapshot(
+            total_charged=total_gross, total_refunded=ZERO, charge_status="FULL", inferred=True
+        )
+    elif kind == EventKind.ORDER_FULLY_REFUNDED and total_gross is not None:
+        payment = PaymentSnapshot(
+            total_charged=ZERO, total_refunded=total_gross, charge_status=None, inferred=True
+        )
+    fulfillments = data.get("fulfillments") or []
+    fulfilled_at = _min_date(
+        parse_datetime(f.get("created"))
+        for f in fulfillments
+        if (f.get("status") or "").upper() in SHIPPED_FULFILLMENT_STATUSES
+    )
+    if fulfilled_at is None and kind == EventKind.ORDER_FULFILLED:
+        fulfilled_at = issued_at
+    return OrderSnapshot(
+        saleor_order_id=data["id"],
+        number=str(data.get("number") or ""),
+        channel_id=channel["id"],
+        channel_slug=channel.get("slug"),
+        currency=channel.get("currency_code") or "",
+        status=status,
+        origin=(data.get("origin") or "").upper() or None,
+        created_at=parse_datetime(data["created"]),  # type: ignore[arg-type]
+        user_email=_email(data.get("user_email")),
+        total_gross=total_gross,
+        total_net=to_decimal(data.get("total_net_amount")),
+        shipping_gross=to_decimal(data.get("shipping_price_gross_amount")),
+        lines=tuple(lines),
+        payment=payment,
+        paid_at=issued_at if kind == EventKind.ORDER_FULLY_PAID else None,
+        fulfilled_at=fulfilled_at,
+        cancelled_at=issued_at if status == "CANCELED" else None,
+    )
+
+
+def _legacy_fulfilled_quantities(data: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    fulfilled: dict[str, int] = {}
+    refunded: dict[str, int] = {}
+    for fulfillment in data.get("fulfillments") or []:
+        status = (fulfillment.get("status") or "").upper()
+        for line in fulfillment.get("lines") or []:
+            vid = line.get("product_variant_id")
+            if not vid:
+                continue
+            qty = int(line.get("quantity") or 0)
+            if status in SHIPPED_FULFILLMENT_STATUSES:
+                fulfilled[vid] = fulfilled.get(vid, 0) + qty
+            if status in REFUNDED_FULFILLMENT_STATUSES:
+                refunded[vid] = refunded.get(vid, 0) + qty
+    return fulfilled, refunded
