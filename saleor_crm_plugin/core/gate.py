@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from threading import get_ident
 
-__all__ = ["enter", "held", "inside", "leave", "released"]
+__all__ = ["enter", "inside", "leave", "released"]
 
 _gate = threading.Lock()
 # The thread holding the gate. Only that thread writes its own id here, so another thread
@@ -57,17 +57,6 @@ def leave() -> None:
 def inside() -> bool:
     """Whether this thread holds the gate."""
     return _holder == get_ident()
-
-
-@contextmanager
-def held() -> Iterator[None]:
-    """:func:`enter` and :func:`leave` around a block."""
-    took = enter()
-    try:
-        yield
-    finally:
-        if took:
-            leave()
 
 
 @contextmanager

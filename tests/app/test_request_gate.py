@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -20,6 +21,17 @@ from saleor_crm_plugin.core import gate
 from saleor_crm_plugin.core.saleor_api import SaleorClient
 
 
+@contextmanager
+def held() -> Iterator[None]:
+    """The gate around a block, as the App's handler takes it around a request."""
+    took = gate.enter()
+    try:
+        yield
+    finally:
+        if took:
+            gate.leave()
+
+
 def _run(target: Any) -> threading.Thread:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -31,14 +43,14 @@ def test_a_second_request_waits_for_the_first() -> None:
     inside = threading.Event()
 
     def first() -> None:
-        with gate.held():
+        with held():
             inside.set()
             time.sleep(0.2)
             events.append("first out")
 
     def second() -> None:
         inside.wait(5)
-        with gate.held():
+        with held():
             events.append("second in")
 
     threads = [_run(first), _run(second)]
@@ -63,13 +75,13 @@ def test_a_call_to_saleor_lets_the_next_request_in(fake_saleor: Any) -> None:
     fake_saleor.respond(saleor)
 
     def first() -> None:
-        with gate.held():
+        with held():
             SaleorClient(fake_saleor.api_url).execute("query { shop { name } }")
             held_after_call.append(gate.inside() and gate._gate.locked())
 
     def second() -> None:
         saleor_called.wait(5)
-        with gate.held():
+        with held():
             second_ran.set()
 
     threads = [_run(first), _run(second)]
@@ -81,8 +93,8 @@ def test_a_call_to_saleor_lets_the_next_request_in(fake_saleor: Any) -> None:
 
 
 def test_the_same_thread_does_not_wait_for_itself() -> None:
-    with gate.held():
-        with gate.held():
+    with held():
+        with held():
             assert gate._gate.locked()
         assert gate._gate.locked()
     assert not gate._gate.locked()
@@ -95,7 +107,7 @@ def test_outside_a_request_nothing_is_taken_or_released() -> None:
 
 
 def test_an_exception_leaves_the_gate_open() -> None:
-    with pytest.raises(RuntimeError), gate.held(), gate.released():
+    with pytest.raises(RuntimeError), held(), gate.released():
         raise RuntimeError("Saleor unreachable")
     assert not gate._gate.locked()
     assert not gate.inside()
