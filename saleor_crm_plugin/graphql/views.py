@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
@@ -83,12 +84,29 @@ def limit_errors_of(query: str, document: Any, variables: dict[str, Any]) -> lis
 # ``JsonResponse(data, safe=False)`` builds a new DjangoJSONEncoder (with these very defaults)
 # for every response; one instance serves every thread (``encode`` keeps no state).
 _ENCODER = DjangoJSONEncoder()
+# Datetimes go to ``_ENCODER.default`` (orjson's own format differs: Django cuts microseconds
+# to milliseconds and writes UTC as ``Z``); Decimal, lazy strings and the like reach it anyway.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _encode(data: Any) -> bytes:
+    """The answer as JSON: orjson where it can (a customer 360 is ~17 kB of already-serialized
+    leaves: the standard encoder and its ``ensure_ascii`` escaping were ~5% of the request's
+    CPU, orjson a tenth of that), the standard encoder for what orjson refuses (an integer
+    beyond 64 bits, a key that is not a string). The bytes differ only in spacing, in
+    non-ASCII text sent as UTF-8 instead of ``\\u`` escapes (the content type is
+    ``application/json``, UTF-8) and in a non-finite float, which orjson sends as ``null``
+    where ``json`` wrote ``NaN`` or ``Infinity``, tokens no JSON parser but Python's accepts."""
+    try:
+        return orjson.dumps(data, default=_ENCODER.default, option=_ORJSON_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        return _ENCODER.encode(data).encode()
 
 
 def _json(data: Any, status: int = 200) -> HttpResponse:
-    """What ``JsonResponse(data, status=status, safe=False)`` sends, byte for byte (same
-    encoder settings, same ``Content-Type``), minus its per-response set-up."""
-    return HttpResponse(_ENCODER.encode(data), status=status, content_type="application/json")
+    """What ``JsonResponse(data, status=status, safe=False)`` sends (same values, same
+    ``Content-Type``), minus its per-response set-up and encoded by ``_encode``."""
+    return HttpResponse(_encode(data), status=status, content_type="application/json")
 
 
 class _MetaHeaders:
