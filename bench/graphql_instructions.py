@@ -61,6 +61,7 @@ def _loop(count: int, tokens_file: Path) -> None:
     django.setup()
     from django.test import RequestFactory
 
+    import saleor_crm_plugin.app.wsgi  # noqa: F401  (a web worker's start-up, heap settled)
     from saleor_crm_plugin.graphql.views import graphql_view
 
     sys.path.insert(0, str(ROOT))

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     code = (
         "import django; django.setup()\n"
         "from saleor_crm_plugin.events import inbox\n"
+        # A worker process's start-up (``app/celery.py``), where the tree has it.
+        "try:\n    from saleor_crm_plugin.core import heap\nexcept ImportError:\n    pass\n"
+        "else:\n    heap.settle()\n"
         "ns = {'inbox': inbox}\n"
         f"exec('drained = inbox.process_pending(max_events={args.events})', ns)\n"
         "print('drained', ns['drained'])\n"

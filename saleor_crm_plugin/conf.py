@@ -120,6 +120,13 @@ class CRMSettings:
         over the GIL at every SQL round trip. Read once, when the WSGI handler is built."""
         return bool(self._get("REQUEST_GATE", True))
 
+    @property
+    def GC_YOUNG_THRESHOLD(self) -> int:
+        """App processes (web and worker): freeze the start-up heap and let this many more
+        container objects be allocated than freed before a young collection (Python: 700);
+        0 leaves the collector untouched (``core/heap.py``). Read once, at process start."""
+        return int(self._get("GC_YOUNG_THRESHOLD", 10000))
+
     # -- write-back to Saleor ---------------------------------------------------------------
     @property
     def WRITEBACK_RATE_PER_SECOND(self) -> float:
