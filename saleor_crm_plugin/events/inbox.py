@@ -497,8 +497,10 @@ def _claim(size: int, now: datetime) -> list[InboxEvent]:
 
 def _process_batch(size: int) -> int:
     now = timezone.now()
+    own_transaction = _own_transaction()
     with transaction.atomic():
-        _commit_without_flush_wait()
+        if own_transaction:
+            _commit_without_flush_wait()
         rows = _claim(size, now)
         if not rows:
             return 0
@@ -588,7 +590,10 @@ def _commit_without_flush_wait() -> None:
     lost batch's rows can outlive it (its commit record comes later in the WAL); only readers
     outside PostgreSQL (a GraphQL answer, a write-back to Saleor) may have seen what the
     reprocessing then writes again. Never used for the acknowledgement's insert: a delivery
-    answered 200 must survive a crash, Saleor will not send it again."""
+    answered 200 must survive a crash, Saleor will not send it again. Only for a batch that
+    is its own transaction: inside a caller's (an eager task in a request, plugin mode in
+    Saleor's transaction) ``SET LOCAL`` would last until the caller's commit and cover the
+    caller's writes too."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")

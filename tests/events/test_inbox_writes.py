@@ -49,6 +49,26 @@ def test_the_batch_commits_without_waiting_for_the_flush_and_only_the_batch(monk
     assert InboxEvent.objects.get().status == InboxStatus.DONE
 
 
+@pytest.mark.django_db
+def test_a_batch_inside_a_callers_transaction_leaves_its_setting_alone(monkeypatch):
+    """``SET LOCAL`` would last until the caller's commit and cover the caller's writes."""
+    seen: list[str] = []
+    apply_batch = batch.apply_batch
+
+    def recording(events):
+        seen.append(synchronous_commit())
+        return apply_batch(events)
+
+    monkeypatch.setattr(batch, "apply_batch", recording)
+    inbox.store_event(event_of("ORDER_CREATED"), kick=False)
+    assert connection.in_atomic_block  # the test's own transaction
+
+    assert inbox.process_pending() == 1
+
+    assert seen == ["on"]
+    assert synchronous_commit() == "on"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_acknowledgements_insert_keeps_the_synchronous_commit(monkeypatch):
     """``store_webhook`` runs in the request's autocommit: its commit waits for the flush."""
