@@ -16,8 +16,10 @@ buried in the projection's statements; this isolates it. On a fresh database (th
 3. Deterministic counters of the same work: buffer accesses of the inbox's indexes and heap
    (``pg_statio_user_indexes`` / ``_tables``, this database only) per event, and the WAL
    that ``EXPLAIN (ANALYZE, WAL)`` reports for 500 more inserts and their outcome updates.
+4. ``--looks`` linger looks (``inbox._linger_probe``, autocommit, 300 rows pending): each
+   locks a row, so its transaction commits WAL; backend CPU and wall clock per look.
 
-    python -m bench.inbox_writes [--events 6000] [--batch-size 100]
+    python -m bench.inbox_writes [--events 6000] [--batch-size 100] [--looks 1000]
 
 CPU times come from ``/proc`` in clock ticks and move with the machine's load; the buffer and
 WAL counts do not, so compare checkouts on those first and on CPU over alternated runs.
@@ -38,6 +40,7 @@ from bench.ack_cpu import API_URL, BROKER, CACHE, _cached_deliveries
 
 DB_NAME = os.environ.get("BENCH_INBOX_DB", "crm_bench_inbox_writes")
 WAL_SAMPLE = 500
+LOOK_ROWS = 300
 
 
 def _backend() -> int:
@@ -183,10 +186,26 @@ def _wal_sample(deliveries: list[tuple[str, bytes]], size: int) -> dict[str, flo
     }
 
 
+def _looks(deliveries: list[tuple[str, bytes]], count: int, size: int) -> tuple[float, float]:
+    """Backend CPU and wall clock per linger look (``inbox._linger_probe``, autocommit as
+    ``process_kicked`` runs it) with ``deliveries`` stored and pending: each look locks the
+    oldest unclaimed row (``FOR KEY SHARE``), so its transaction commits WAL."""
+    _store(deliveries)
+    backend = _backend()
+    from saleor_crm_plugin.events import inbox
+
+    pg0, t0 = process_cpu(backend), time.monotonic()
+    for _ in range(count):
+        inbox._linger_probe(size)
+    pg1, t1 = process_cpu(backend), time.monotonic()
+    return (pg1 - pg0) / count * 1e6, (t1 - t0) / count * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--looks", type=int, default=1000, help="linger looks to time")
     args = parser.parse_args(argv)
     os.environ.update(
         {
@@ -207,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     import saleor_crm_plugin
 
     call_command("migrate", verbosity=0)
-    deliveries = _cached_deliveries(args.events + WAL_SAMPLE)
-    timed, sample = deliveries[: args.events], deliveries[args.events :]
+    deliveries = _cached_deliveries(args.events + WAL_SAMPLE + LOOK_ROWS)
+    timed = deliveries[: args.events]
+    sample = deliveries[args.events : args.events + WAL_SAMPLE]
     events = _translations(timed)
     backend = _backend()
     index0, heap0 = _io_counters()
@@ -235,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for label, value in _wal_sample(sample, args.batch_size).items():
         print(f"  {label}: {value:.1f}")
+    if args.looks:
+        cpu, wall = _looks(deliveries[-LOOK_ROWS:], args.looks, args.batch_size * 5)
+        print(
+            f"linger look ({LOOK_ROWS} rows pending): PostgreSQL backend {cpu:.1f} µs, "
+            f"wall {wall:.0f} µs per look"
+        )
     return 0
 
 
