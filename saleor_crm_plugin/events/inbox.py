@@ -399,9 +399,10 @@ def _relaxed(own_transaction: bool) -> str:
     transaction (``set_config(..., true)``: that transaction only, no extra round trip).
 
     A look that finds rows locks them (``FOR KEY SHARE``), which gives its transaction an id
-    and WAL records, so its commit waited for a WAL flush like any write: measured on this
-    machine, 300 µs of backend CPU and ~5 ms of wall clock per look against 120-160 µs and
-    0.5-1.2 ms without the wait, and a lingering drain looks ~16 times per batch. Nothing
+    and WAL records, so its commit waited for a WAL flush like any write: measured on the
+    benchmark machine (docs/benchmarks.md, "Inbox writes"), 3-5 ms of wall clock per look
+    against 0.5-1.2 ms without the wait, and 20-50% less backend CPU where the commit is
+    most of a look; a lingering drain looks ~16 times per batch. Nothing
     else is in that transaction, so a commit lost in a server crash loses only row locks
     that ended with the crash anyway. Inside a caller's transaction (``in_atomic_block``)
     the setting would cover the caller's writes too, so it is left alone there."""
