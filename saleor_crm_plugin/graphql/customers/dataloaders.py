@@ -35,6 +35,8 @@ CUSTOMERS = RowReader(Customer, defer=("field_versions",))
 CHANNEL_STATS = RowReader(CustomerChannelStats)
 ORDERS = RowReader(Order, defer=("field_versions",))
 LINES = RowReader(OrderLine, defer=("attributes",))
+# Lines read in their page's statement (``RowReader.fetch_page_with``): an alias of their own.
+PAGE_LINES = RowReader(OrderLine, alias="l", defer=("attributes",))
 # Channel stats joined to their customer (``RowReader.fetch_with``): an alias of their own.
 JOINED_CHANNEL_STATS = RowReader(CustomerChannelStats, alias="s")
 # The stats' order, as ``ChannelStatsByCustomerIdLoader`` reads them.
@@ -268,7 +270,15 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
     def batch_load(self, keys: list[OrdersPageKey]) -> list[Any]:
         results = self._pages(keys)
         if self.with_lines is not None:
-            self._load_lines([edge.node for page in results for edge in page.edges])
+            # Pages read in one statement with their lines (``_page_rows``) have them.
+            self._load_lines(
+                [
+                    edge.node
+                    for page in results
+                    for edge in page.edges
+                    if _LINES_ATTR not in edge.node.__dict__
+                ]
+            )
         return results
 
     def _load_lines(self, orders: list[Order]) -> None:
@@ -347,13 +357,11 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
                 where.append("t.status <> %s")
                 params.append(OrderStatus.DRAFT.value)
             direction = "ASC" if backwards else "DESC"
-            rows = ORDERS.fetch(
+            rows = self._page_rows(
                 " AND ".join(where),
                 params,
                 order_by=f"t.created_at {direction}, t.id {direction}",
-                limit=size + 1,
-                extra=[("_total", "COUNT(*) OVER ()")],
-                only=self.columns_with("customer_id", "created_at"),
+                size=size,
             )
         else:
             rows = self._window_rows(
@@ -381,6 +389,36 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
                 count_fn=_constant(page[0]._total if page else 0),
             )
         return results
+
+    def _page_rows(self, where: str, params: list[Any], *, order_by: str, size: int) -> list[Order]:
+        """One customer's page (one row beyond it, ``_total`` on each), with the lines of
+        its ``size`` first orders in the same statement when the lines are read along
+        (``RowReader.fetch_page_with``): the customer 360's orders cost one round trip."""
+        only = self.columns_with("customer_id", "created_at")
+        extra = [("_total", "COUNT(*) OVER ()")]
+        if self.with_lines is None:
+            return ORDERS.fetch(
+                where, params, order_by=order_by, limit=size + 1, extra=extra, only=only
+            )
+        columns = self.with_lines.columns
+        rows, lines = ORDERS.fetch_page_with(
+            PAGE_LINES,
+            "order",
+            where,
+            params,
+            order_by=order_by,
+            limit=size + 1,
+            children_of=size,
+            child_order_by="l.id",
+            extra=extra,
+            only=only,
+            child_only=None if columns is None else columns.union(("order_id",)),
+        )
+        groups = group_by(lines, "order_id")
+        for order in rows[:size]:
+            found = groups.get(order.id)
+            order.__dict__[_LINES_ATTR] = [] if found is None else _attach(found, order)
+        return rows
 
     @staticmethod
     def _window_rows(
