@@ -10,6 +10,7 @@ converters, so resolvers and the rest of the code cannot tell the difference).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from django.db import connections, models
@@ -426,7 +427,7 @@ def fetch_together(reads: Sequence[Read]) -> list[list[Any]]:
     A join would repeat a parent's columns on each child row (parsed again for every line
     of an order: Decimals, timestamps); instead each read is a CTE, and their rows come as
     ``UNION ALL`` branches side by side, each branch leaving the other reads' columns NULL
-    (a NULL costs psycopg nearly nothing), numbered by read then by ``_n``. A first branch
+    (a NULL costs psycopg nearly nothing), put in order by read then by ``_n``. A first branch
     with no row (``WHERE 1 = 0``) selects every CTE's columns, so every column of the union
     has its CTE's type whichever branch comes next (a NULL literal would make it ``text``).
     The instances are the ones the ``fetch`` calls would build, same columns, converters
@@ -455,6 +456,7 @@ def fetch_together(reads: Sequence[Read]) -> list[list[Any]]:
         params.extend(read.params)
     connection = connections[using]
     rows = _select(connection, sql, params, timestamps)
+    rows.sort(key=_READ_AND_NUMBER)  # a pass over rows already in order, as a rule
     split: list[list[Any]] = [[] for _ in reads]
     for row in rows:
         index = row[0]
@@ -470,6 +472,7 @@ def fetch_together(reads: Sequence[Read]) -> list[list[Any]]:
 # read (its reader's prepared columns, where its columns start and end in a row, its extra
 # columns' names), and whether any column is a timestamp.
 _Together = tuple[str, list[tuple[_Prepared, int, int, list[str]]], bool]
+_READ_AND_NUMBER = itemgetter(0, 1)
 _TOGETHER: dict[tuple[Any, ...], _Together] = {}
 
 
@@ -513,7 +516,10 @@ def _together(reads: Sequence[Read]) -> _Together:
             for column in columns
         ]
         branches.append(f"SELECT {index}, {name}._n, {', '.join(values)} FROM {name}")
-    sql = f"WITH {', '.join(ctes)} {' UNION ALL '.join(branches)} ORDER BY 1, 2"
+    # No ORDER BY: PostgreSQL's Sort of the union's wide rows cost more backend CPU (~80 us
+    # a customer 360) than the two statements the union saves; the rows are put in order
+    # here (``fetch_together``), by read then by number, as the ORDER BY would.
+    sql = f"WITH {', '.join(ctes)} {' UNION ALL '.join(branches)}"
     return sql, parts, timestamps
 
 

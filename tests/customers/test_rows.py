@@ -176,6 +176,43 @@ def test_fetch_page_with_gives_what_fetch_and_the_childs_fetch_give(
     assert all(not line._state.adding and line._state.db == "default" for line in lines)
 
 
+def test_fetch_together_puts_rows_in_order_whatever_order_they_come_in(monkeypatch: Any) -> None:
+    """The union has no ORDER BY (``fetch_together`` sorts its rows): rows coming back in
+    any order give the same instances, each read's in its own order."""
+    from saleor_crm_plugin.core import rows
+
+    customer = make_customer(1)
+    for n in range(1, 5):
+        make_order(customer, n, lines=2)
+    reads = [
+        rows.Read(RowReader(Customer), "t.id = %s", [customer.pk], "t.id", name="c"),
+        rows.Read(
+            RowReader(Order),
+            "t.customer_id IN (SELECT c.id FROM c)",
+            (),
+            "t.created_at DESC, t.id DESC",
+            limit=3,
+            name="page",
+        ),
+        rows.Read(
+            RowReader(OrderLine, alias="l"),
+            "l.order_id IN (SELECT page.id FROM page)",
+            (),
+            "l.id DESC",
+        ),
+    ]
+    expected = rows.fetch_together(reads)
+    select = rows._select
+    monkeypatch.setattr(rows, "_select", lambda *args: select(*args)[::-1])
+    reversed_ = rows.fetch_together(reads)
+    assert [[values(r) for r in read] for read in reversed_] == [
+        [values(r) for r in read] for read in expected
+    ]
+    assert [o.number for o in expected[1]] == ["4", "3", "2"]
+    line_ids = [line.pk for line in expected[2]]
+    assert line_ids == sorted(line_ids, reverse=True) and len(line_ids) == 6
+
+
 TIMESTAMPS_SQL = """SELECT ts FROM (VALUES ('0001-01-01 00:00:00+00'::timestamptz),
     ('9999-12-31 23:59:59.999999+00'), ('2026-03-29 01:30:00.5+02'),
     ('1969-12-31 23:59:59.000001-05:30'), ('2000-02-29 12:00:00.123-11'),
