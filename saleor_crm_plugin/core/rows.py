@@ -348,8 +348,11 @@ class RowReader(Generic[M]):
                 Read(self, where, params, order_by, only, extra, limit, name="page"),
                 Read(
                     child,
-                    f"{child.alias}.{fk} IN (SELECT page.{pk} FROM page "
-                    f"WHERE page._n <= {int(children_of)})",
+                    among(
+                        f"{child.alias}.{fk}",
+                        f"SELECT page.{pk} FROM page WHERE page._n <= {int(children_of)}",
+                        self.using,
+                    ),
                     (),
                     child_order_by,
                     child_only,
@@ -571,6 +574,16 @@ def _server_cursor(connection: Any) -> Any:
     use_c_timestamptz_loader(cursor)
     connection.__dict__["_crm_row_cursor"] = (raw, zone, cursor)
     return cursor
+
+
+def among(column: str, select: str, using: str = "default") -> str:
+    """SQL for ``column IN (select)``, written ``column = ANY(ARRAY(select))`` on PostgreSQL:
+    the subquery's few ids are then one index scan's array, as an ``IN`` list of
+    parameters is, where ``IN (SELECT ...)`` plans a hash aggregate and a join (more
+    backend CPU per customer 360, measured with ``fetch_together``'s statement)."""
+    if connections[using].vendor == "postgresql":
+        return f"{column} = ANY(ARRAY({select}))"
+    return f"{column} IN ({select})"
 
 
 def placeholders(values: Sequence[Any]) -> str:

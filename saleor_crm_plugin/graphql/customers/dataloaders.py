@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from django.db.models import Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
-from saleor_crm_plugin.core.rows import Read, RowReader, fetch_together, placeholders
+from saleor_crm_plugin.core.rows import Read, RowReader, among, fetch_together, placeholders
 from saleor_crm_plugin.customers.models import (
     Customer,
     CustomerChannelStats,
@@ -151,7 +151,9 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
 
     def _with_orders(self, user_id: str, orders: WithOrders) -> Customer | None:
         """The customer of ``user_id`` with its stats (``with_stats``), its orders page and
-        the page's lines, each read as its own loader reads it, in one statement."""
+        the page's lines, each read as its own loader reads it, in one statement. (One
+        customer at most: ``saleor_user_id`` is unique, so the others compare its id with
+        ``=``, an index lookup, where ``IN (SELECT ...)`` plans a hash aggregate.)"""
         first, last = validate_page_args(orders._asdict(), "orders")
         size = first if first is not None else last
         assert size is not None
@@ -170,14 +172,14 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
             reads.append(
                 Read(
                     JOINED_CHANNEL_STATS,
-                    "s.customer_id IN (SELECT customer.id FROM customer)",
+                    "s.customer_id = (SELECT customer.id FROM customer)",
                     (),
                     ", ".join(f"s.{name}" for name in _STATS_ORDER),
                     None if columns is None else columns.union(("customer_id",)),
                 )
             )
         where, params = _page_where(
-            "t.customer_id IN (SELECT customer.id FROM customer)",
+            "t.customer_id = (SELECT customer.id FROM customer)",
             orders.channel,
             orders.include_drafts,
         )
@@ -198,7 +200,7 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
             reads.append(
                 Read(
                     PAGE_LINES,
-                    f"l.order_id IN (SELECT page.id FROM page WHERE page._n <= {int(size)})",
+                    among("l.order_id", f"SELECT page.id FROM page WHERE page._n <= {int(size)}"),
                     (),
                     "l.id",
                     None if columns is None else columns.union(("order_id",)),
