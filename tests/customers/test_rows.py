@@ -120,6 +120,99 @@ def test_fetch_with_gives_what_fetch_and_the_childs_fetch_give(child_only: Any) 
     ]
 
 
+@pytest.mark.parametrize(
+    ("only", "child_only"),
+    [(None, None), (frozenset({"number", "total_gross"}), frozenset({"order_id", "sku"}))],
+)
+@pytest.mark.parametrize("direction", ["DESC", "ASC"])
+def test_fetch_page_with_gives_what_fetch_and_the_childs_fetch_give(
+    only: Any, child_only: Any, direction: str
+) -> None:
+    """One statement, the same instances (values, types, deferred columns, extra columns)
+    as the page's ``fetch`` then the child's ``fetch`` of the page's first ``children_of``
+    rows; the row beyond them comes without its children, rows the WHERE leaves out come
+    not, a parent without children has none."""
+    customer, other = make_customer(1), make_customer(2)
+    for n, lines in [(1, 2), (2, 0), (3, 3), (4, 1), (5, 2)]:
+        make_order(customer, n, lines=lines)
+    make_order(other, 6, lines=2)
+    make_order(customer, 7, lines=2, status="draft")
+    where, params = "t.customer_id = %s AND t.status <> %s", [customer.pk, "draft"]
+    order_by = f"t.created_at {direction}, t.id {direction}"
+    extra = [("_total", "COUNT(*) OVER ()")]
+    with CaptureQueriesContext(connection) as queries:
+        page, lines = RowReader(Order).fetch_page_with(
+            RowReader(OrderLine, alias="l", defer=("attributes",)),
+            "order",
+            where,
+            params,
+            order_by=order_by,
+            limit=4,
+            children_of=3,
+            child_order_by="l.id",
+            extra=extra,
+            only=only,
+            child_only=child_only,
+        )
+    assert len(queries) == 1
+    expected = RowReader(Order).fetch(
+        where, params, order_by=order_by, limit=4, extra=extra, only=only
+    )
+    assert [o.number for o in page] == (
+        ["5", "4", "3", "2"] if direction == "DESC" else ["1", "2", "3", "4"]
+    )
+    assert [values(o) for o in page] == [values(o) for o in expected]
+    assert [o._total for o in page] == [o._total for o in expected] == [5] * 4
+    assert [o.get_deferred_fields() for o in page] == [o.get_deferred_fields() for o in expected]
+    ids = [o.pk for o in expected[:3]]
+    expected_lines = RowReader(OrderLine, defer=("attributes",)).fetch(
+        f"t.order_id IN ({placeholders(ids)})", ids, order_by="t.id", only=child_only
+    )
+    assert len(lines) == len(expected_lines) == (6 if direction == "DESC" else 5)
+    assert [line.__dict__.keys() for line in lines] == [e.__dict__.keys() for e in expected_lines]
+    assert [{k: v for k, v in line.__dict__.items() if k != "_state"} for line in lines] == [
+        {k: v for k, v in e.__dict__.items() if k != "_state"} for e in expected_lines
+    ]
+    assert all(not line._state.adding and line._state.db == "default" for line in lines)
+
+
+def test_fetch_together_puts_rows_in_order_whatever_order_they_come_in(monkeypatch: Any) -> None:
+    """The union has no ORDER BY (``fetch_together`` sorts its rows): rows coming back in
+    any order give the same instances, each read's in its own order."""
+    from saleor_crm_plugin.core import rows
+
+    customer = make_customer(1)
+    for n in range(1, 5):
+        make_order(customer, n, lines=2)
+    reads = [
+        rows.Read(RowReader(Customer), "t.id = %s", [customer.pk], "t.id", name="c"),
+        rows.Read(
+            RowReader(Order),
+            "t.customer_id IN (SELECT c.id FROM c)",
+            (),
+            "t.created_at DESC, t.id DESC",
+            limit=3,
+            name="page",
+        ),
+        rows.Read(
+            RowReader(OrderLine, alias="l"),
+            "l.order_id IN (SELECT page.id FROM page)",
+            (),
+            "l.id DESC",
+        ),
+    ]
+    expected = rows.fetch_together(reads)
+    select = rows._select
+    monkeypatch.setattr(rows, "_select", lambda *args: select(*args)[::-1])
+    reversed_ = rows.fetch_together(reads)
+    assert [[values(r) for r in read] for read in reversed_] == [
+        [values(r) for r in read] for read in expected
+    ]
+    assert [o.number for o in expected[1]] == ["4", "3", "2"]
+    line_ids = [line.pk for line in expected[2]]
+    assert line_ids == sorted(line_ids, reverse=True) and len(line_ids) == 6
+
+
 TIMESTAMPS_SQL = """SELECT ts FROM (VALUES ('0001-01-01 00:00:00+00'::timestamptz),
     ('9999-12-31 23:59:59.999999+00'), ('2026-03-29 01:30:00.5+02'),
     ('1969-12-31 23:59:59.000001-05:30'), ('2000-02-29 12:00:00.123-11'),

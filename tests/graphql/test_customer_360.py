@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -192,8 +193,8 @@ def test_customer_360_costs_a_constant_number_of_queries(saleor, mint, gql, shop
     with CaptureQueriesContext(connection) as large:
         _, body = gql(CUSTOMER_360, {"first": 10}, token=token)
     assert len(body["data"]["me"]["orders"]["edges"]) == 10
-    # customer with its stats, orders page with its total count, lines: one query each.
-    assert len(small.captured_queries) == len(large.captured_queries) == 3
+    # One statement: customer, its stats, its orders page with its total count, the lines.
+    assert len(small.captured_queries) == len(large.captured_queries) == 1
 
 
 def test_unexpected_failures_are_masked(saleor, mint, gql, shopper, monkeypatch):
@@ -341,22 +342,23 @@ def test_line_prices_read_the_order_whether_or_not_it_was_attached(shopper):
 
 
 def _selects(queries: CaptureQueriesContext, table: str) -> str:
+    """The columns the one statement reading ``table`` selects from it."""
     (sql,) = [q["sql"] for q in queries.captured_queries if f'FROM "{table}"' in q["sql"]]
-    return sql.split(" FROM ")[0]
+    return sql.split(f' FROM "{table}"')[0].rsplit("SELECT ", 1)[1]
 
 
 def test_customer_360_reads_only_the_columns_its_selection_needs(
     saleor, mint, gql, shopper, monkeypatch
 ):
     """Same answer as reading every column, from statements that leave out what no selected
-    field reads (and still 3 queries: nothing left out is loaded afterwards)."""
+    field reads (and still 1 query: nothing left out is loaded afterwards)."""
     from saleor_crm_plugin.graphql.customers import types
 
     token = mint(user_gid(1))
     gql("{ me { id } }", token=token)  # warm the instance cache
     with CaptureQueriesContext(connection) as queries:
         _, narrow = gql(CUSTOMER_360, {"first": 10}, token=token)
-    assert len(queries.captured_queries) == 3
+    assert len(queries.captured_queries) == 1
     orders = _selects(queries, "saleor_crm_plugin_order")
     assert '"currency"' in orders and '"total_gross"' in orders and '"created_at"' in orders
     assert '"total_tax"' not in orders and '"origin"' not in orders
@@ -365,8 +367,8 @@ def test_customer_360_reads_only_the_columns_its_selection_needs(
     assert '"category_slug"' not in lines
     customer = _selects(queries, "saleor_crm_plugin_customer")
     assert '"email"' in customer and '"metadata"' not in customer
-    # The stats are joined to the customer (alias ``s``).
-    assert 's."total_spent"' in customer and 's."total_refunded"' not in customer
+    stats = _selects(queries, "saleor_crm_plugin_customerchannelstats")
+    assert 's."total_spent"' in stats and 's."total_refunded"' not in stats
 
     monkeypatch.setattr(types, "selected_columns", lambda info, path=(): None)
     with CaptureQueriesContext(connection) as queries:
@@ -391,8 +393,8 @@ def test_two_selections_of_one_type_get_the_columns_each_reads(saleor, mint, gql
     b_edges = body["data"]["b"]["orders"]["edges"]
     assert body["data"]["b"]["email"] == "customer1@example.com"
     assert all(e["node"]["total"]["amount"] > 0 and e["node"]["lines"] for e in b_edges)
-    # Per selection: customer, orders page, lines (and no query per order or line).
-    assert len(queries.captured_queries) == 6
+    # Per selection: customer with its orders page and lines (no query per order or line).
+    assert len(queries.captured_queries) == 2
 
 
 def test_selected_columns_follow_fragments_and_stop_at_unknown_resolvers(db):
@@ -479,8 +481,9 @@ def test_lines_read_with_their_page_answer_as_the_lines_loader(
     saleor, mint, gql, shopper, monkeypatch, name
 ):
     """The lines an orders page reads along (as plain lists: no promise per order) give the
-    answer ``LinesByOrderIdLoader`` gives, in as many queries; an order without lines gets
-    an empty list. Where the lines are not surely selected, the page reads none of them."""
+    answer ``LinesByOrderIdLoader`` gives, in as many queries or fewer (a first page of one
+    customer reads them in its own statement); an order without lines gets an empty list.
+    Where the lines are not surely selected, the page reads none of them."""
     from saleor_crm_plugin.graphql.customers import dataloaders, types
 
     make_order(shopper, 7, lines=0)  # the newest order: on every page
@@ -505,16 +508,26 @@ def test_lines_read_with_their_page_answer_as_the_lines_loader(
     with CaptureQueriesContext(connection) as loaded:
         _, expected = gql(document, token=token)
     assert body == expected
-    # As many queries, or one fewer: the page reads the lines of both aliases at once.
-    saved = 1 if name == "aliased twice" else 0
+    # The lines loader's query saved by each first page of one customer (the lines come in
+    # the page's statement), and one more for aliases of the lines (one read for both).
+    saved = {
+        "aliased twice": 2,
+        "through fragments": 1,
+        "backwards": 1,
+        "two pages of one customer": 1,
+    }.get(name, 0)
     assert len(along.captured_queries) == len(loaded.captured_queries) - saved
     lines_queries = [q for q in along.captured_queries if "orderline" in q["sql"]]
+    with_page = [q for q in lines_queries if '"saleor_crm_plugin_order" t' in q["sql"]]
     if name == "lines not selected":
         assert not lines_queries
     elif name == "lines under a directive":
-        assert not read_along and len(lines_queries) == 1
+        assert not read_along and len(lines_queries) == 1 and not with_page
+    elif name == "after a cursor":  # a later page: its lines in a query of their own
+        assert read_along and len(lines_queries) == 1 and not with_page
     else:
-        assert read_along and len(lines_queries) == 1
+        pages = 2 if name == "two pages of one customer" else 1
+        assert read_along and len(lines_queries) == len(with_page) == pages
         nodes = [e["node"] for page in body["data"]["me"].values() for e in page["edges"]]
         expected_numbers = {
             "backwards": {"1", "2"},
@@ -600,7 +613,13 @@ def test_channel_stats_read_with_the_customer_answer_as_the_stats_loader(
     with CaptureQueriesContext(connection) as loaded:
         _, expected = gql(STATS_DOCUMENTS[name], token=token)
     assert body == expected
-    joins = [q for q in along.captured_queries if "LEFT JOIN" in q["sql"]]
+    # Stats read in the customer's statement (a join, or with the orders page too).
+    joins = [
+        q
+        for q in along.captured_queries
+        if '"saleor_crm_plugin_customerchannelstats"' in q["sql"]
+        and '"saleor_crm_plugin_customer" t' in q["sql"]
+    ]
     if name in ("stats not selected", "stats under a directive"):
         assert not joins and len(along.captured_queries) == len(loaded.captured_queries)
         assert read_along == (name == "stats not selected")
@@ -731,3 +750,115 @@ def test_resolvers_that_never_read_info_are_called_without_one(shopper):
 
     assert getattr(CrmOrder.resolve_lines, _SHORTCUT) is lines_loaded
     assert lines_loaded(order) is None  # not read with a page: the resolver's loader
+
+
+ME_ORDERS_DOCUMENTS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "customer 360": (CUSTOMER_360, {"first": 10}),
+    "customer 360, a page beyond": (CUSTOMER_360, {"first": 2}),
+    "first page as a variable cursor of null": (CUSTOMER_360, {"first": 2, "after": None}),
+    "backwards": (
+        "{ me { orders(last: 2) { totalCount pageInfo { hasNextPage "
+        "hasPreviousPage } edges { node { number lines { sku } } } } } }",
+        None,
+    ),
+    "a channel, by variable": (
+        """query ($c: String) { me { email orders(first: 5, channel: $c) {
+        totalCount edges { node { number channelSlug } } } } }""",
+        {"c": "eu"},
+    ),
+    "without lines": ("{ me { orders(first: 0) { totalCount edges { node { number } } } } }", None),
+    "through fragments": (
+        """{ me { ...C } } fragment C on CrmCustomer { orders(first: 2) {
+        edges { ...E } } } fragment E on CrmOrderCountableEdge { node { number
+        lines { quantity } } }""",
+        None,
+    ),
+    "two aliases of me": (
+        """{ a: me { orders(first: 2) { edges { node { number } } } }
+        b: me { orders(first: 2) { edges { node { number } } } } }""",
+        None,
+    ),
+    "after a cursor": (
+        CUSTOMER_360,
+        {"first": 2, "after": "WyIyMDI2LTAxLTAzVDAwOjAwOjAwKzAwOjAwIiwgMl0="},
+    ),
+    "two pages": (
+        """{ me { a: orders(first: 1) { edges { node { number } } }
+        b: orders(first: 2) { edges { node { number } } } } }""",
+        None,
+    ),
+    "under a directive": (
+        """query ($w: Boolean = true) { me { orders(first: 2)
+        @include(if: $w) { edges { node { number } } } } }""",
+        None,
+    ),
+    "first and last": ("{ me { email orders(first: 1, last: 1) { totalCount } } }", None),
+    "too many": ("{ me { email orders(first: 100000) { totalCount } } }", None),
+    "no page size": ("{ me { email orders { totalCount } } }", None),
+}
+
+
+@pytest.mark.parametrize("user", [1, 2, 3])
+@pytest.mark.parametrize("name", ME_ORDERS_DOCUMENTS)
+def test_orders_page_read_with_me_answers_as_its_loader(
+    saleor, mint, gql, shopper, monkeypatch, name, user
+):
+    """``me``'s first orders page read in the customer's statement (with the stats and the
+    lines) gives the answer ``OrdersPageByCustomerLoader`` gives, errors included, in one
+    statement fewer; later pages, aliased pages, pages under a directive and invalid page
+    arguments are read by the loader as before. User 2 has no order, user 3 no customer;
+    drafts are left out for a customer's own token."""
+    from saleor_crm_plugin.graphql.customers import dataloaders, schema
+
+    make_customer(2)
+    make_order(shopper, 4, lines=1, channel="eu", currency="EUR")
+    make_order(shopper, 5, lines=2, status=OrderStatus.DRAFT)
+    document, variables = ME_ORDERS_DOCUMENTS[name]
+    token = mint(user_gid(user))
+    loader_calls: list[int] = []
+    loader_batch_load = dataloaders.OrdersPageByCustomerLoader.batch_load
+
+    def counted(self, keys):
+        loader_calls.append(len(keys))
+        return loader_batch_load(self, keys)
+
+    monkeypatch.setattr(dataloaders.OrdersPageByCustomerLoader, "batch_load", counted)
+    gql("{ me { id } }", token=token)  # warm the instance cache
+    with CaptureQueriesContext(connection) as along:
+        status, body = gql(document, variables, token=token)
+    read_along = not loader_calls
+    monkeypatch.setattr(schema, "orders_page_asked", lambda info, requester: None)
+    with CaptureQueriesContext(connection) as loaded:
+        expected_status, expected = gql(document, variables, token=token)
+    assert (status, body) == (expected_status, expected)
+    prefetched = name in (
+        "customer 360",
+        "customer 360, a page beyond",
+        "first page as a variable cursor of null",
+        "backwards",
+        "a channel, by variable",
+        "without lines",
+        "through fragments",
+        "two aliases of me",
+    )
+    if name in ("first and last", "too many", "no page size"):
+        assert user == 3 or body["errors"]
+        if "data" not in body:  # refused before execution (``limits``)
+            return
+    else:
+        assert "errors" not in body, body
+    if user == 3:
+        assert all(me is None for me in body["data"].values())
+        return
+    assert read_along == prefetched
+    saved = 1 if prefetched and user == 1 else 0
+    if prefetched and user == 2:
+        saved = 1  # no order: the page read with the customer is empty
+    assert len(along.captured_queries) == len(loaded.captured_queries) - saved
+    if prefetched:
+        assert len(along.captured_queries) == 1
+    if user == 1 and name in ("customer 360", "backwards", "a channel, by variable"):
+        numbers = [e["node"]["number"] for e in body["data"]["me"]["orders"]["edges"]]
+        assert numbers == {"customer 360": ["4", "3", "2", "1"], "backwards": ["2", "1"]}.get(
+            name, ["4"]
+        )

@@ -21,12 +21,13 @@ from typing import Any, TypeVar
 
 from graphene.relay.node import GlobalID
 from graphene.types.resolver import dict_or_attr_resolver
+from graphql.execution.values import get_argument_values
 from graphql.language import ast
 from graphql.type import GraphQLList, GraphQLNonNull, GraphQLObjectType
 
 from saleor_crm_plugin.core.lru import LRUCache
 
-__all__ = ["reads", "selected_columns", "surely_selected"]
+__all__ = ["reads", "selected_columns", "surely_selected", "surely_selected_arguments"]
 
 _READS = "_crm_reads"
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -36,6 +37,10 @@ Columns = frozenset[str]
 # never reused while cached), its return type and the path below it.
 _cache: LRUCache[tuple[Any, ...], tuple[Columns | None]] = LRUCache(1024)
 _selected_cache: LRUCache[tuple[Any, ...], bool] = LRUCache(1024)
+# The field (definition, AST node) below a field, by the field's AST nodes and the name; then
+# its arguments in a document without variables.
+_field_cache: LRUCache[tuple[Any, ...], tuple[Any, Any]] = LRUCache(1024)
+_arguments_cache: LRUCache[tuple[Any, ...], tuple[dict[str, Any] | None]] = LRUCache(1024)
 
 
 def reads(*attnames: str) -> Callable[[_F], _F]:
@@ -83,6 +88,46 @@ def surely_selected(info: Any, path: tuple[str, ...]) -> bool:
         cached = bool(nodes)
         _selected_cache.put(key, cached)
     return cached
+
+
+def surely_selected_arguments(info: Any, name: str) -> dict[str, Any] | None:
+    """The arguments the field ``name`` below ``info``'s field is resolved with (variables
+    applied, defaults filled, as the executor passes them), when that field is surely
+    selected (``surely_selected``) under one response key; ``None`` otherwise (not
+    selected, aliased with other arguments, under a directive, or arguments that do not
+    coerce: the field's own resolver then reports them). A loader can then read what that
+    field will ask for in its own batch; the field's resolver must still check that it asks
+    for just that."""
+    key = (tuple(info.field_asts), name)
+    found = _field_cache.get(key)
+    if found is None:
+        plain = _plain_fields(list(info.field_asts), info.fragments)
+        nodes = [f for f in plain if f.name.value == name]
+        object_type = _object_type(info.return_type)
+        field_def = None if object_type is None else object_type.fields.get(name)
+        if field_def is None or len({(f.alias or f.name).value for f in nodes}) != 1:
+            found = (None, None)
+        else:
+            found = (field_def, nodes[0])
+        _field_cache.put(key, found)
+    field_def, node = found
+    if field_def is None:
+        return None
+    variables = info.variable_values
+    if variables:
+        return _arguments(field_def, node, variables)
+    cached = _arguments_cache.get(key)
+    if cached is None:
+        cached = (_arguments(field_def, node, {}),)
+        _arguments_cache.put(key, cached)
+    return cached[0]
+
+
+def _arguments(field_def: Any, node: ast.Field, variables: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return get_argument_values(field_def.args, node.arguments, variables)
+    except Exception:  # the field's resolver reports it, as before
+        return None
 
 
 def _plain_fields(nodes: list[Any], fragments: dict[str, Any]) -> list[ast.Field]:

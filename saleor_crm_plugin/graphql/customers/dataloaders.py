@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from django.db.models import Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
-from saleor_crm_plugin.core.rows import RowReader, placeholders
+from saleor_crm_plugin.core.rows import Read, RowReader, among, fetch_together, placeholders
 from saleor_crm_plugin.customers.models import (
     Customer,
     CustomerChannelStats,
@@ -35,6 +35,8 @@ CUSTOMERS = RowReader(Customer, defer=("field_versions",))
 CHANNEL_STATS = RowReader(CustomerChannelStats)
 ORDERS = RowReader(Order, defer=("field_versions",))
 LINES = RowReader(OrderLine, defer=("attributes",))
+# Lines read in their page's statement (``RowReader.fetch_page_with``): an alias of their own.
+PAGE_LINES = RowReader(OrderLine, alias="l", defer=("attributes",))
 # Channel stats joined to their customer (``RowReader.fetch_with``): an alias of their own.
 JOINED_CHANNEL_STATS = RowReader(CustomerChannelStats, alias="s")
 # The stats' order, as ``ChannelStatsByCustomerIdLoader`` reads them.
@@ -70,20 +72,61 @@ def stats_loaded(customer: Customer) -> list[CustomerChannelStats] | None:
     return customer.__dict__.get(_STATS_ATTR)
 
 
+class WithOrders(NamedTuple):
+    """Read the customer's first page of orders (no cursor) with the customer, in the same
+    statement (``CustomerByUserIdLoader``'s variant): what ``CrmCustomer.orders`` will ask
+    ``OrdersPageByCustomerLoader`` for, the page's arguments, the columns of its orders and
+    its lines (``WithLines``, or ``None``: not read along)."""
+
+    first: int | None
+    last: int | None
+    channel: str | None
+    include_drafts: bool
+    columns: frozenset[str] | None
+    lines: WithLines | None
+
+
+# Where a customer loader puts the customer's orders page (``orders_loaded``).
+_ORDERS_ATTR = "_crm_orders_page"
+
+
+def orders_loaded(customer: Customer, asked: WithOrders) -> Any:
+    """The orders page read with ``customer`` when it was read for just what ``asked``
+    says (then it is the connection ``OrdersPageByCustomerLoader`` would answer), else
+    ``None`` (then ask that loader)."""
+    found = customer.__dict__.get(_ORDERS_ATTR)
+    if found is not None and found[0] == asked:
+        return found[1]
+    return None
+
+
 class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
     """Customers by Saleor user ID. ``CustomerByUserIdLoader(context, columns,
     WithStats(stats_columns))`` also reads each customer's channel stats, joined in the
     same statement, as a plain list on the customer (``stats_loaded``): the customer 360
-    then costs one round trip less, and its ``channelStats`` no promise."""
+    then costs one round trip less, and its ``channelStats`` no promise.
+
+    With ``WithOrders(...)`` too (or alone), a batch of one customer (``me``) reads the
+    customer, its stats, its first orders page and that page's lines in one statement
+    (``fetch_together``), the page left on the customer (``orders_loaded``): the whole
+    customer 360 is one round trip, and its ``orders`` no promise."""
 
     context_key = "crm_customer_by_user_id"
 
     def __init__(self, context: Any, columns: frozenset[str] | None = None, *variant: Any) -> None:
         if getattr(self, "context", None) is not context:
-            self.with_stats: WithStats | None = variant[0] if variant else None
+            self.with_stats: WithStats | None = None
+            self.with_orders: WithOrders | None = None
+            for item in variant:
+                if isinstance(item, WithStats):
+                    self.with_stats = item
+                elif isinstance(item, WithOrders):
+                    self.with_orders = item
         super().__init__(context, columns, *variant)
 
     def batch_load(self, keys: list[str]) -> list[Customer | None]:
+        if self.with_orders is not None and len(keys) == 1:
+            return [self._with_orders(keys[0], self.with_orders)]
         where = f"t.saleor_user_id IN ({placeholders(keys)})"
         only = self.columns_with("saleor_user_id")
         if self.with_stats is None:
@@ -105,6 +148,79 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
                 rows.append(customer)
         customers = {c.saleor_user_id: c for c in rows}
         return [customers.get(key) for key in keys]
+
+    def _with_orders(self, user_id: str, orders: WithOrders) -> Customer | None:
+        """The customer of ``user_id`` with its stats (``with_stats``), its orders page and
+        the page's lines, each read as its own loader reads it, in one statement. (One
+        customer at most: ``saleor_user_id`` is unique, so the others compare its id with
+        ``=``, an index lookup, where ``IN (SELECT ...)`` plans a hash aggregate.)"""
+        first, last = validate_page_args(orders._asdict(), "orders")
+        size = first if first is not None else last
+        assert size is not None
+        reads = [
+            Read(
+                CUSTOMERS,
+                "t.saleor_user_id = %s",
+                [user_id],
+                "t.id",
+                self.columns_with("saleor_user_id"),
+                name="customer",
+            )
+        ]
+        if self.with_stats is not None:
+            columns = self.with_stats.columns
+            reads.append(
+                Read(
+                    JOINED_CHANNEL_STATS,
+                    "s.customer_id = (SELECT customer.id FROM customer)",
+                    (),
+                    ", ".join(f"s.{name}" for name in _STATS_ORDER),
+                    None if columns is None else columns.union(("customer_id",)),
+                )
+            )
+        where, params = _page_where(
+            "t.customer_id = (SELECT customer.id FROM customer)",
+            orders.channel,
+            orders.include_drafts,
+        )
+        reads.append(
+            Read(
+                ORDERS,
+                where,
+                params,
+                _page_order(last is not None),
+                _columns_with(orders.columns, "customer_id", "created_at"),
+                _PAGE_EXTRA,
+                size + 1,
+                name="page",
+            )
+        )
+        if orders.lines is not None:
+            columns = orders.lines.columns
+            reads.append(
+                Read(
+                    PAGE_LINES,
+                    among("l.order_id", f"SELECT page.id FROM page WHERE page._n <= {int(size)}"),
+                    (),
+                    "l.id",
+                    None if columns is None else columns.union(("order_id",)),
+                )
+            )
+        found = fetch_together(reads)
+        if not found[0]:
+            return None
+        (customer,) = found[0]
+        if self.with_stats is not None:
+            customer.__dict__[_STATS_ATTR] = found[1]
+        page = found[-2] if orders.lines is not None else found[-1]
+        if orders.lines is not None:
+            _attach_page_lines(page[:size], found[-1])
+        key = OrdersPageKey(
+            customer.pk, first, last, None, None, orders.channel, orders.include_drafts
+        )
+        connection = _page_connection(key, page, size, OrdersPageByCustomerLoader.connection_type)
+        customer.__dict__[_ORDERS_ATTR] = (orders, connection)
+        return customer
 
 
 class ChannelStatsByCustomerIdLoader(DataLoader[int, list[CustomerChannelStats]]):
@@ -268,7 +384,15 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
     def batch_load(self, keys: list[OrdersPageKey]) -> list[Any]:
         results = self._pages(keys)
         if self.with_lines is not None:
-            self._load_lines([edge.node for page in results for edge in page.edges])
+            # Pages read in one statement with their lines (``_page_rows``) have them.
+            self._load_lines(
+                [
+                    edge.node
+                    for page in results
+                    for edge in page.edges
+                    if _LINES_ATTR not in edge.node.__dict__
+                ]
+            )
         return results
 
     def _load_lines(self, orders: list[Order]) -> None:
@@ -338,22 +462,12 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
         if len(customer_ids) == 1:
             # One customer (``me``, the hot path): a plain LIMIT query; COUNT(*) OVER () is
             # computed before the LIMIT, so it is the customer's total.
-            where = ["t.customer_id = %s"]
-            params: list[Any] = [next(iter(customer_ids))]
-            if channel:
-                where.append("t.channel_slug = %s")
-                params.append(channel)
-            if not drafts:
-                where.append("t.status <> %s")
-                params.append(OrderStatus.DRAFT.value)
-            direction = "ASC" if backwards else "DESC"
-            rows = ORDERS.fetch(
-                " AND ".join(where),
-                params,
-                order_by=f"t.created_at {direction}, t.id {direction}",
-                limit=size + 1,
-                extra=[("_total", "COUNT(*) OVER ()")],
-                only=self.columns_with("customer_id", "created_at"),
+            where, params = _page_where("t.customer_id = %s", channel, drafts)
+            rows = self._page_rows(
+                where,
+                [next(iter(customer_ids)), *params],
+                order_by=_page_order(backwards),
+                size=size,
             )
         else:
             rows = self._window_rows(
@@ -365,22 +479,37 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
                 self.columns_with("customer_id", "created_at"),
             )
         groups = group_by(rows, "customer_id")
-        results = {}
-        for key in keys:
-            page = groups.get(key.customer_id, [])
-            has_more = len(page) > size
-            items = page[:size]
-            if backwards:
-                items.reverse()
-            results[key] = build_connection(
-                items,
-                has_more=has_more,
-                args=key._asdict(),
-                ordering=ORDER_ORDERING,
-                connection_type=self.connection_type,
-                count_fn=_constant(page[0]._total if page else 0),
+        return {
+            key: _page_connection(key, groups.get(key.customer_id, []), size, self.connection_type)
+            for key in keys
+        }
+
+    def _page_rows(self, where: str, params: list[Any], *, order_by: str, size: int) -> list[Order]:
+        """One customer's page (one row beyond it, ``_total`` on each), with the lines of
+        its ``size`` first orders in the same statement when the lines are read along
+        (``RowReader.fetch_page_with``): the customer 360's orders cost one round trip."""
+        only = self.columns_with("customer_id", "created_at")
+        extra = _PAGE_EXTRA
+        if self.with_lines is None:
+            return ORDERS.fetch(
+                where, params, order_by=order_by, limit=size + 1, extra=extra, only=only
             )
-        return results
+        columns = self.with_lines.columns
+        rows, lines = ORDERS.fetch_page_with(
+            PAGE_LINES,
+            "order",
+            where,
+            params,
+            order_by=order_by,
+            limit=size + 1,
+            children_of=size,
+            child_order_by="l.id",
+            extra=extra,
+            only=only,
+            child_only=None if columns is None else columns.union(("order_id",)),
+        )
+        _attach_page_lines(rows[:size], lines)
+        return rows
 
     @staticmethod
     def _window_rows(
@@ -402,6 +531,58 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
             .filter(_row__lte=size + 1)
             .order_by("customer_id", "_row")
         )
+
+
+# ``totalCount`` of a first page, read with it: COUNT(*) OVER () is computed before the LIMIT.
+_PAGE_EXTRA = (("_total", "COUNT(*) OVER ()"),)
+
+
+def _page_where(customer: str, channel: str | None, drafts: bool) -> tuple[str, list[Any]]:
+    """The WHERE clause of one customer's orders (``customer``: SQL on ``t.customer_id``)
+    and its parameters, as ``_orders`` filters them."""
+    where = [customer]
+    params: list[Any] = []
+    if channel:
+        where.append("t.channel_slug = %s")
+        params.append(channel)
+    if not drafts:
+        where.append("t.status <> %s")
+        params.append(OrderStatus.DRAFT.value)
+    return " AND ".join(where), params
+
+
+def _page_order(backwards: bool) -> str:
+    direction = "ASC" if backwards else "DESC"
+    return f"t.created_at {direction}, t.id {direction}"
+
+
+def _columns_with(columns: frozenset[str] | None, *required: str) -> frozenset[str] | None:
+    return None if columns is None else columns.union(required)
+
+
+def _attach_page_lines(orders: list[Order], lines: list[OrderLine]) -> None:
+    """Leave on each order its lines among ``lines`` (``lines_loaded``), ``line.order``
+    set to it."""
+    groups = group_by(lines, "order_id")
+    for order in orders:
+        found = groups.get(order.id)
+        order.__dict__[_LINES_ATTR] = [] if found is None else _attach(found, order)
+
+
+def _page_connection(key: OrdersPageKey, page: list[Order], size: int, connection_type: Any) -> Any:
+    """The connection of a first page read with one row beyond it (``_total`` on each)."""
+    has_more = len(page) > size
+    items = page[:size]
+    if key.last is not None:
+        items.reverse()
+    return build_connection(
+        items,
+        has_more=has_more,
+        args=key._asdict(),
+        ordering=ORDER_ORDERING,
+        connection_type=connection_type,
+        count_fn=_constant(page[0]._total if page else 0),
+    )
 
 
 _ORDER_ATTNAMES = frozenset(f.attname for f in Order._meta.concrete_fields)

@@ -32,6 +32,7 @@ from saleor_crm_plugin.graphql.customers.types import (
     CrmCustomerCountableConnection,
     CrmOrder,
     CrmProduct,
+    orders_page_asked,
     readable_customer,
     readable_order,
 )
@@ -87,11 +88,15 @@ class CustomerQueries(graphene.ObjectType):
         if not requester.user_id:
             return None
         columns = selected_columns(info)
+        variant: list[Any] = []
         if surely_selected(info, _CHANNEL_STATS):
             # The stats come with the customer: one statement, no promise for them.
-            stats = WithStats(selected_columns(info, _CHANNEL_STATS))
-            return CustomerByUserIdLoader(info.context, columns, stats).load(requester.user_id)
-        return CustomerByUserIdLoader(info.context, columns).load(requester.user_id)
+            variant.append(WithStats(selected_columns(info, _CHANNEL_STATS)))
+        orders = orders_page_asked(info, requester)
+        if orders is not None:
+            # So does the first page of orders, with its lines: the 360 in one statement.
+            variant.append(orders)
+        return CustomerByUserIdLoader(info.context, columns, *variant).load(requester.user_id)
 
     @staticmethod
     def resolve_customer(

@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import graphene
+from graphql.error import GraphQLError
 from promise import Promise
 
 from saleor_crm_plugin.customers.models import Customer, OrderLine, OrderStatus
 from saleor_crm_plugin.customers.models import Order as OrderModel
-from saleor_crm_plugin.graphql.core.connection import CountableConnection, connection_field
+from saleor_crm_plugin.graphql.core.connection import (
+    CountableConnection,
+    connection_field,
+    validate_page_args,
+)
 from saleor_crm_plugin.graphql.core.executor import ignores_info, shortcut
 from saleor_crm_plugin.graphql.core.federation import EntityRef
 from saleor_crm_plugin.graphql.core.permissions import (
@@ -17,7 +22,12 @@ from saleor_crm_plugin.graphql.core.permissions import (
     is_owner,
     requester_of,
 )
-from saleor_crm_plugin.graphql.core.selection import reads, selected_columns, surely_selected
+from saleor_crm_plugin.graphql.core.selection import (
+    reads,
+    selected_columns,
+    surely_selected,
+    surely_selected_arguments,
+)
 from saleor_crm_plugin.graphql.core.types import CrmMoney, money
 from saleor_crm_plugin.graphql.customers.dataloaders import (
     ChannelStatsByCustomerIdLoader,
@@ -27,7 +37,9 @@ from saleor_crm_plugin.graphql.customers.dataloaders import (
     OrdersPageKey,
     ProductStatsLoader,
     WithLines,
+    WithOrders,
     lines_loaded,
+    orders_loaded,
     stats_loaded,
 )
 from saleor_crm_plugin.graphql.extensions import (
@@ -228,6 +240,33 @@ OrdersPageByCustomerLoader.connection_type = CrmOrderCountableConnection
 
 
 _NODE_LINES = ("edges", "node", "lines")
+_ORDERS_NODE = ("orders", "edges", "node")
+_ORDERS_LINES = ("orders", "edges", "node", "lines")
+
+
+def orders_page_asked(info: Any, requester: Any) -> WithOrders | None:
+    """What ``CrmCustomer.orders`` will ask for below ``info``'s field (``me``, read for
+    ``requester``'s own customer), as ``resolve_orders`` computes it, when it surely asks
+    for a first page (no cursor) whose arguments are valid; ``None`` otherwise (then the
+    field reads its page as before, and reports what is wrong with its arguments)."""
+    args = surely_selected_arguments(info, "orders")
+    if args is None or args.get("after") or args.get("before"):
+        return None
+    try:
+        validate_page_args(args, "orders")
+    except GraphQLError:
+        return None
+    lines = None
+    if surely_selected(info, _ORDERS_LINES):
+        lines = WithLines(selected_columns(info, _ORDERS_LINES))
+    return WithOrders(
+        args.get("first"),
+        args.get("last"),
+        args.get("channel"),
+        requester.has_perm(ORDER_READ),
+        selected_columns(info, _ORDERS_NODE),
+        lines,
+    )
 
 
 class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
@@ -311,9 +350,16 @@ class CrmCustomer(*mixins(CUSTOMER_FIELDS), graphene.ObjectType):
             include_drafts=include_drafts,
         )
         columns = selected_columns(info, ("edges", "node"))
+        lines = None
         if surely_selected(info, _NODE_LINES):
-            # The lines come with the page (same query count, no promise per order).
+            # The lines come with the page (fewer queries, no promise per order).
             lines = WithLines(selected_columns(info, _NODE_LINES))
+        if not key.after and not key.before:
+            asked = WithOrders(key.first, key.last, channel, include_drafts, columns, lines)
+            page = orders_loaded(root, asked)
+            if page is not None:  # read with the customer (``me``): no promise
+                return page
+        if lines is not None:
             return OrdersPageByCustomerLoader(info.context, columns, lines).load(key)
         return OrdersPageByCustomerLoader(info.context, columns).load(key)
 
