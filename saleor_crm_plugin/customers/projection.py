@@ -31,6 +31,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Max, Min, Sum
 
 from saleor_crm_plugin.core.bulk import InArray, execute_many, prepared_values, update_rows
+from saleor_crm_plugin.core.gcpause import paused_gc
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import new_instance
 from saleor_crm_plugin.customers.models import (
@@ -643,8 +644,9 @@ _STATS_CHUNK = 500
 
 def _refresh_now(customer_ids: set[int]) -> None:
     ordered = sorted(customer_ids)
-    for start in range(0, len(ordered), _STATS_CHUNK):
-        _refresh_chunk(ordered[start : start + _STATS_CHUNK])
+    with paused_gc():  # a batch's aggregates: thousands of short-lived rows (core.gcpause)
+        for start in range(0, len(ordered), _STATS_CHUNK):
+            _refresh_chunk(ordered[start : start + _STATS_CHUNK])
 
 
 def _refresh_chunk(ids: list[int]) -> None:
