@@ -279,6 +279,45 @@ def server_bound_cursor() -> Iterator[Any]:
         yield cursor
 
 
+def insert_ignoring_conflicts(model: type[models.Model], rows: list[Any]) -> None:
+    """``model.objects.bulk_create(rows, ignore_conflicts=True)``: rows that would break a
+    unique constraint are skipped, the others inserted; no primary keys are set on the rows.
+
+    On PostgreSQL, when every column's values are of one plain type (``_array_type``), it is
+    one ``INSERT ... SELECT * FROM unnest(<an array per column>) ON CONFLICT DO NOTHING``:
+    Django's INSERT compiled a placeholder and a conversion per value and quoted each one in
+    Python, ~10 ms per inbox batch for the loyalty accounts it opens. The values reach the
+    columns by the same assignment casts as bound parameters. Otherwise (a JSON column,
+    naive datetimes, SQLite) Django's ``bulk_create``."""
+    if not rows:
+        return
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    if connection.vendor == "postgresql":
+        computed = [f for f in fields if _needs_pre_save(f)]
+        if computed:
+            for row in rows:
+                for f in computed:
+                    f.pre_save(row, add=True)  # auto_now and friends, as bulk_create does
+        arrays = [list(column) for column in prepared_columns(rows, fields)]
+        types = [_array_type(array, f) for array, f in zip(arrays, fields, strict=True)]
+        if None not in types:
+            quote = connection.ops.quote_name
+            sql = (
+                f"INSERT INTO {quote(meta.db_table)} "
+                f"({', '.join(quote(f.column) for f in fields)}) "
+                f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in types)}) "
+                "ON CONFLICT DO NOTHING"
+            )
+            with server_bound_cursor() as cursor:
+                cursor.execute(sql, [array_param(array) for array in arrays])
+            for row in rows:
+                row._state.adding = False
+                row._state.db = connection.alias
+            return
+    model.objects.bulk_create(rows, ignore_conflicts=True)
+
+
 def _needs_pre_save(field: models.Field) -> bool:
     """Only fields that compute their value on save (``auto_now`` and friends, custom
     ``pre_save``) need the call; for the rest it just returns the attribute."""
