@@ -318,6 +318,51 @@ def insert_ignoring_conflicts(model: type[models.Model], rows: list[Any]) -> Non
     model.objects.bulk_create(rows, ignore_conflicts=True)
 
 
+def upsert_rows(
+    model: type[models.Model],
+    rows: Sequence[Any],
+    key: Sequence[models.Field],
+    values: Sequence[models.Field],
+) -> None:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET <values> = EXCLUDED.<values>`` of ``rows``
+    (no primary keys read back).
+
+    On PostgreSQL, when the rows' keys are distinct and every column's values are of one
+    plain type (``_array_type``), one statement over an array per column; otherwise one
+    statement per row, pipelined (``execute_many``), applied in row order. A batch upserts a
+    few hundred aggregate rows, and psycopg's per-row work in ``executemany`` (a prepare
+    check, a bind and a result per row) was most of the write's Python. Repeated keys keep
+    the per-row statements (one statement cannot update a row twice)."""
+    if not rows:
+        return
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = [*key, *values]
+    names = ", ".join(quote(c.column) for c in columns)
+    conflict = (
+        f"ON CONFLICT ({', '.join(quote(c.column) for c in key)}) DO UPDATE SET "
+        + ", ".join(f"{quote(c.column)} = EXCLUDED.{quote(c.column)}" for c in values)
+    )
+    by_column = prepared_columns(rows, columns)
+    if connection.vendor == "postgresql":
+        arrays = [list(column) for column in by_column]
+        types = [_array_type(array, c) for array, c in zip(arrays, columns, strict=True)]
+        keys = set(zip(*arrays[: len(key)], strict=True))
+        if None not in types and len(keys) == len(rows):
+            sql = (
+                f"INSERT INTO {quote(meta.db_table)} ({names}) "
+                f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in types)}) {conflict}"
+            )
+            with server_bound_cursor() as cursor:
+                cursor.execute(sql, [array_param(array) for array in arrays])
+            return
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({names}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) {conflict}"
+    )
+    execute_many(sql, [list(row) for row in zip(*by_column, strict=True)])
+
+
 def _needs_pre_save(field: models.Field) -> bool:
     """Only fields that compute their value on save (``auto_now`` and friends, custom
     ``pre_save``) need the call; for the rest it just returns the attribute."""

@@ -27,11 +27,11 @@ from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Min, Sum
 from django.db.models.base import ModelState
 
-from saleor_crm_plugin.core.bulk import InArray, execute_many, prepared_values, update_rows
+from saleor_crm_plugin.core.bulk import InArray, update_rows, upsert_rows
 from saleor_crm_plugin.core.gcpause import paused_gc
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import init_receivers, new_instance
@@ -786,21 +786,13 @@ def _refresh_chunk(ids: list[int]) -> None:
 
 def _upsert_stats(rows: list[CustomerChannelStats]) -> None:
     """``bulk_create(update_conflicts=True)`` on the (customer, channel, currency) key, as one
-    server-bound ``executemany`` (Django quoted every parameter of the INSERT in Python)."""
-    if not rows:
-        return
+    ``INSERT ... SELECT unnest(...) ON CONFLICT DO UPDATE`` (``core.bulk.upsert_rows``; Django
+    quoted every parameter of the INSERT in Python, and a statement per row cost psycopg a
+    bind and a result each)."""
     meta = CustomerChannelStats._meta
-    quote = connection.ops.quote_name
     key = [meta.get_field(name) for name in ("customer", "channel_id", "currency")]
     values = [meta.get_field(name) for name in _STATS_FIELDS]
-    columns = [*key, *values]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(c.column) for c in columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(quote(c.column) for c in key)}) DO UPDATE SET "
-        + ", ".join(f"{quote(c.column)} = EXCLUDED.{quote(c.column)}" for c in values)
-    )
-    execute_many(sql, prepared_values(rows, columns))
+    upsert_rows(CustomerChannelStats, rows, key, values)
 
 
 def _max(current: datetime | None, new: datetime | None) -> datetime | None:
