@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import IntegrityError, models, transaction
 
-from saleor_crm_plugin.core.bulk import any_of, insert_rows, update_rows
+from saleor_crm_plugin.core.bulk import any_of, insert_ignoring_conflicts, insert_rows, update_rows
 from saleor_crm_plugin.core.rows import RowReader, bare_instance, init_receivers, new_instance
 from saleor_crm_plugin.customers.models import Customer
 from saleor_crm_plugin.loyalty.config import ProgramConfig
@@ -153,7 +153,8 @@ def lock_accounts(
     found = fetch(wanted)
     missing = {key for key, (_, create) in wanted.items() if create and key not in found}
     if missing:
-        LoyaltyAccount.objects.bulk_create(
+        insert_ignoring_conflicts(
+            LoyaltyAccount,
             [
                 LoyaltyAccount(
                     customer_id=key[0],
@@ -163,7 +164,6 @@ def lock_accounts(
                 )
                 for key in sorted(missing)
             ],
-            ignore_conflicts=True,
         )
         # Only the new rows (or a concurrent creator's) need reading: the others are locked
         # and in hand already, and re-reading every account of the batch doubled this step.

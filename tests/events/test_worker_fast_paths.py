@@ -289,11 +289,19 @@ def test_new_lines_are_what_keyword_construction_and_the_merge_steps_gave():
 
     for field in OrderLine._meta.concrete_fields:
         assert getattr(fast, field.attname) == getattr(slow, field.attname), field.name
+        assert type(getattr(fast, field.attname)) is type(getattr(slow, field.attname))
+    assert fast.__dict__.keys() == slow.__dict__.keys()
+    assert fast._state.fields_cache == slow._state.fields_cache == {"order": order}
+    assert fast._state.adding is slow._state.adding is True
     assert fast.order is order
     assert fast.attributes == ["colour:blue", "size:m"]
     assert projection._new_line(order, snap).attributes is not fast.attributes
     empty = projection._new_line(order, OrderLineSnapshot("L-2", "", "", 1, *[Decimal(1)] * 3))
     assert empty.attributes == [] and empty.attributes is not fast.attributes
+    blank = OrderLineSnapshot("L-3", "", "", 1, *[Decimal(1)] * 3, variant_id="", attributes=())
+    assert projection._new_line(order, blank).attributes == []
+    assert projection._new_line(order, blank).variant_id == ""
+    assert projection._new_line(order, blank).attributes is not empty.attributes
     assert empty._state.adding is True and empty._state.db is None
 
 

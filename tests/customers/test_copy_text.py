@@ -1,0 +1,157 @@
+"""``core.bulk.insert_rows`` writes its COPY as one block of text made column by column: the
+rows stored are exactly those psycopg's row-by-row ``write_row`` stored, and whatever that
+block cannot hold exactly (a NUL, a lone surrogate, a naive datetime, a float, a JSON wrapper)
+still goes row by row, so psycopg converts or refuses it as before."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import DataError, connection, transaction
+
+from saleor_crm_plugin.core import bulk
+from saleor_crm_plugin.customers.models import Customer, Order, OrderLine
+
+pg_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
+
+AWKWARD = [
+    "",
+    "plain",
+    "tab\there",
+    "new\nline",
+    "carriage\rreturn",
+    "back\\slash",
+    "\\N",
+    "\\.",
+    "\\",
+    "bell\b form\f vtab\v",
+    "ünï€😀",
+    '"quoted", {braced}',
+    "NULL",
+]
+
+
+def _orders(prefix: str) -> list[Order]:
+    times = [
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 7, 1, 14, 30, 5, 123456, tzinfo=ZoneInfo("Europe/Paris")),
+        datetime(1999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
+    ]
+    orders = []
+    for n, name in enumerate(AWKWARD):
+        orders.append(
+            Order(
+                saleor_order_id=f"{prefix}-{n}",
+                number=name,
+                channel_id="C\tD",
+                currency="USD",
+                status="UNFULFILLED",
+                user_email=name,
+                voucher_code="" if n % 2 else name,
+                created_at=times[n % 3],
+                paid_at=None if n % 3 else times[(n + 1) % 3],
+                total_gross=None if n % 4 == 1 else Decimal(n) / 8,
+                total_charged=Decimal("-0.00") if n == 2 else Decimal("1E+3"),
+                field_versions={"number": name, "n": [n, None, True]},
+            )
+        )
+    return orders
+
+
+def _lines(order: Order, prefix: str) -> list[OrderLine]:
+    return [
+        OrderLine(
+            order=order,
+            saleor_line_id=f"{prefix}-{n}",
+            product_name=name,
+            variant_name=name[::-1],
+            quantity=n,
+            quantity_fulfilled=0,
+            quantity_refunded=n % 2,
+            unit_price_gross=Decimal("12.50"),
+            unit_price_net=Decimal("0E-7") if n % 2 else Decimal("10.165"),
+            total_price_gross=Decimal(n) * Decimal("12.50"),
+            variant_id="" if n % 3 else name,
+            sku=name[:3],
+            attributes=[name, "b\\c"] if n % 2 else [],
+        )
+        for n, name in enumerate(AWKWARD)
+    ]
+
+
+def _stored(model, prefix_field: str, prefix: str) -> list[tuple]:  # type: ignore[no-untyped-def]
+    fields = [
+        f.attname
+        for f in model._meta.concrete_fields
+        if not f.primary_key and not getattr(f, "auto_now", False)  # the time of the write
+    ]
+    rows = model.objects.filter(**{f"{prefix_field}__startswith": prefix}).order_by(prefix_field)
+    out = []
+    for row in rows.values(*fields):
+        row[prefix_field] = row[prefix_field].split("-", 1)[1]
+        row.pop("order_id", None)
+        out.append(tuple(row.values()))
+    return out
+
+
+@pg_only
+@pytest.mark.django_db
+def test_the_text_block_stores_what_row_by_row_stored(monkeypatch):
+    blocks = []
+    real = bulk._copy_text
+    monkeypatch.setattr(bulk, "_copy_text", lambda columns: blocks.append(1) or real(columns))
+    bulk.insert_rows(Order, _orders("new"))
+    new_order = Order.objects.get(saleor_order_id="new-0")
+    bulk.insert_rows(OrderLine, _lines(new_order, "new"), set_ids=False)
+    bulk.insert_rows(
+        Customer,
+        [Customer(email=f"new{n}@example.com", first_name=name) for n, name in enumerate(AWKWARD)],
+    )
+    assert len(blocks) == 3
+
+    monkeypatch.setattr(bulk, "_copy_text", lambda columns: None)  # psycopg's write_row
+    bulk.insert_rows(Order, _orders("old"))
+    old_order = Order.objects.get(saleor_order_id="old-0")
+    bulk.insert_rows(OrderLine, _lines(old_order, "old"), set_ids=False)
+
+    assert _stored(Order, "saleor_order_id", "new") == _stored(Order, "saleor_order_id", "old")
+    assert _stored(OrderLine, "saleor_line_id", "new") == _stored(
+        OrderLine, "saleor_line_id", "old"
+    )
+    stored = Order.objects.filter(saleor_order_id__startswith="new").order_by("pk")
+    assert [o.number for o in stored] == AWKWARD
+    assert min(str(o.total_charged) for o in stored) == "0.000"  # -0.00 stored as zero
+    names = Customer.objects.filter(email__startswith="new").order_by("pk")
+    assert [c.first_name for c in names] == AWKWARD
+
+
+def test_what_the_block_cannot_hold_exactly_goes_row_by_row():
+    aware = datetime(2026, 1, 1, tzinfo=UTC)
+    assert bulk._copy_text([["a", None], [1, 2]]) == b"a\t1\n\\N\t2\n"
+    assert bulk._copy_text([[True, False], [aware, None]]) == (
+        b"t\t2026-01-01 00:00:00+00:00\nf\t\\N\n"
+    )
+    for columns in (
+        [["a\x00b"]],
+        [["\ud800"]],
+        [[aware.replace(tzinfo=None)]],
+        [[1.5]],
+        [[Decimal("NaN")]],
+        [[1, "a"]],
+        [[{"k": 1}]],
+        [[]],
+        [],
+    ):
+        assert bulk._copy_text(columns) is None
+
+
+@pg_only
+@pytest.mark.django_db
+def test_a_nul_is_refused_as_before():
+    order = _orders("nul")[0]
+    order.number = "a\x00b"
+    with pytest.raises(DataError), transaction.atomic():
+        bulk.insert_rows(Order, [order])
