@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -23,8 +24,10 @@ from saleor_crm_plugin.graphql.core.executor import (
     Unsupported,
     execute_query,
     ignores_info,
+    money_of,
     shortcut,
 )
+from saleor_crm_plugin.graphql.core.types import money
 from tests.graphql.conftest import make_customer, make_order, make_stats, user_gid
 
 BATCHES: list[list[int]] = []
@@ -422,7 +425,19 @@ class Item:
         self.seen_at = datetime(2026, 1, 2, 3, 4, number, tzinfo=UTC)
         self.day = date(2026, 1, 2) if number == 11 else None
         self.must = None if number == 13 else "here"
+        # ``money_of`` fields: a Decimal (the inline case), else what leaves it.
+        self.cost_amount = {27: None, 29: 3, 31: 2.5}.get(number, Decimal(number) / 8)
+        self.currency = {33: None, 35: Shade.LIGHT}.get(number, "EUR")
         self.__dict__.update(values)
+
+
+COST_CALLS: list[int] = []
+
+
+def _cost_currency(root: Item) -> Any:
+    if root.number == 37:
+        raise ValueError("no currency")
+    return root.currency
 
 
 class ItemNode(graphene.ObjectType):
@@ -442,6 +457,22 @@ class ItemNode(graphene.ObjectType):
     plain = graphene.String()
     quick = graphene.String()
     kids = graphene.List(graphene.NonNull(lambda: ItemNode), required=True)
+    # ``money_of`` resolvers: built from the amount and currency by the compiled walk.
+    cost = graphene.Field(Price)
+    cost_required = graphene.Field(Price, required=True)
+
+    @staticmethod
+    @money_of("cost_amount", _cost_currency)
+    @ignores_info
+    def resolve_cost(root: Item, info: Any) -> Any:
+        COST_CALLS.append(root.number)
+        return money(root.cost_amount, _cost_currency(root))
+
+    @staticmethod
+    @money_of("cost_amount", _cost_currency)
+    @ignores_info
+    def resolve_cost_required(root: Item, info: Any) -> Any:
+        return money(root.cost_amount, _cost_currency(root))
 
     @staticmethod
     @ignores_info
@@ -511,6 +542,51 @@ def test_compiled_walks_answer_as_graphql_core(numbers: list[int]) -> None:
         for _ in range(2):  # the second run reuses the plans (and their compiled walks)
             lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
             assert json.dumps(lean) == json.dumps(result.data)
+
+
+COST_SELECTIONS = (
+    "cost { amount currency } costRequired { amount currency }",
+    "cost { currency amount } costRequired { amount }",
+    "cost { a: amount c: currency amount } costRequired { currency }",
+    "cost { amount __typename } costRequired { amount ... on Price { currency } }",
+    "cost { amount } c2: cost { currency } costRequired { amount currency }",
+)
+
+
+@pytest.mark.parametrize("selection", COST_SELECTIONS)
+@pytest.mark.parametrize(
+    "numbers", [[1, 2, 4], [27], [29], [31], [33], [35], [37], [2, 29, 3, 31, 4]]
+)
+def test_money_of_fields_answer_as_graphql_core(selection: str, numbers: list[int]) -> None:
+    """``money_of`` resolvers answered inline by the compiled walk (a Decimal amount and a
+    str currency) or through the resolver (null, an int, a float, a null or ``StrEnum``
+    currency, a currency that raises): the same data as graphql-core, in the selection's
+    key order, or ``Unsupported`` where graphql-core reports an error."""
+    query = f"{{ items(numbers: {numbers}) {{ number {selection} kids {{ {selection} }} }} }}"
+    document = parse(query)
+    assert not validate(ITEM_SCHEMA, document)
+    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
+    if result.errors:
+        with pytest.raises(Unsupported):
+            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
+        return
+    for plans in (None, DocumentPlans(document)):
+        for _ in range(2):  # the second run reuses the plans (and their compiled walks)
+            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+            assert json.dumps(lean) == json.dumps(result.data)
+
+
+def test_money_of_takes_the_inline_path() -> None:
+    """Once the first object's walk has settled the plan, Decimal amounts no longer call
+    the resolver (nor ``money``): only the first item of the first request does."""
+    document = parse("{ items(numbers: [1, 2, 3, 4]) { cost { amount currency } } }")
+    plans = DocumentPlans(document)
+    answer = {"items": [{"cost": {"amount": n / 8, "currency": "EUR"}} for n in (1, 2, 3, 4)]}
+    COST_CALLS.clear()
+    assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == answer
+    assert COST_CALLS == [1]
+    assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == answer
+    assert COST_CALLS == [1]
 
 
 def test_mutations_are_never_executed_here() -> None:

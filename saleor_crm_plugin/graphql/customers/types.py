@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import graphene
@@ -15,7 +16,7 @@ from saleor_crm_plugin.graphql.core.connection import (
     connection_field,
     validate_page_args,
 )
-from saleor_crm_plugin.graphql.core.executor import ignores_info, shortcut
+from saleor_crm_plugin.graphql.core.executor import ignores_info, money_of, shortcut
 from saleor_crm_plugin.graphql.core.federation import EntityRef
 from saleor_crm_plugin.graphql.core.permissions import (
     check_owner_or_permissions,
@@ -50,6 +51,9 @@ from saleor_crm_plugin.graphql.extensions import (
 )
 from saleor_crm_plugin.permissions import CUSTOMER_READ, ORDER_READ, PRODUCT_STATS_READ
 
+# An order's or channel stats' currency, for ``money_of``.
+_currency = attrgetter("currency")
+
 CrmOrderStatus = graphene.Enum(
     "CrmOrderStatus", [(status.value, status.value) for status in OrderStatus]
 )
@@ -72,15 +76,17 @@ class CrmCustomerChannelStats(graphene.ObjectType):
 
     @staticmethod
     @reads("total_spent", "currency")
+    @money_of("total_spent", _currency)
     @ignores_info
     def resolve_total_spent(root: Any, info: Any) -> Any:
-        return money(root.total_spent, root.currency)
+        return money(root.total_spent, _currency(root))
 
     @staticmethod
     @reads("total_refunded", "currency")
+    @money_of("total_refunded", _currency)
     @ignores_info
     def resolve_total_refunded(root: Any, info: Any) -> Any:
-        return money(root.total_refunded, root.currency)
+        return money(root.total_refunded, _currency(root))
 
 
 def _order_of(line: OrderLine) -> OrderModel:
@@ -89,6 +95,11 @@ def _order_of(line: OrderLine) -> OrderModel:
     descriptor still loads it when nothing was cached."""
     order = line._state.fields_cache.get("order")
     return order if order is not None else line.order
+
+
+def _line_currency(line: OrderLine) -> str:
+    """A line's prices' currency (its order's), for ``money_of``."""
+    return _order_of(line).currency
 
 
 class CrmOrderLine(graphene.ObjectType):
@@ -135,28 +146,32 @@ class CrmOrderLine(graphene.ObjectType):
 
     @staticmethod
     @reads("unit_price_gross")
+    @money_of("unit_price_gross", _line_currency)
     @ignores_info
     def resolve_unit_price(root: OrderLine, info: Any) -> Any:
-        return money(root.unit_price_gross, _order_of(root).currency)
+        return money(root.unit_price_gross, _line_currency(root))
 
     @staticmethod
     @reads("unit_price_net")
+    @money_of("unit_price_net", _line_currency)
     @ignores_info
     def resolve_unit_price_net(root: OrderLine, info: Any) -> Any:
-        return money(root.unit_price_net, _order_of(root).currency)
+        return money(root.unit_price_net, _line_currency(root))
 
     @staticmethod
     @reads("total_price_gross")
+    @money_of("total_price_gross", _line_currency)
     @ignores_info
     def resolve_total_price(root: OrderLine, info: Any) -> Any:
-        return money(root.total_price_gross, _order_of(root).currency)
+        return money(root.total_price_gross, _line_currency(root))
 
 
 def _order_money(field: str) -> Any:
     @reads(field, "currency")
+    @money_of(field, _currency)
     @ignores_info
     def resolver(root: OrderModel, info: Any) -> Any:
-        return money(getattr(root, field), root.currency)
+        return money(getattr(root, field), _currency(root))
 
     return resolver
 
