@@ -23,7 +23,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from saleor_crm_plugin.core.bulk import any_of, array_param, insert_rows, update_rows
-from saleor_crm_plugin.core.gcpause import paused_gc
+from saleor_crm_plugin.core.heap import paused_gc
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import RowReader, new_instance
 from saleor_crm_plugin.customers import projection
@@ -45,7 +45,7 @@ _BATCH_ATTEMPTS = 3
 
 def apply_batch(events: Sequence[CrmEvent]) -> bool:
     """Project ``events`` in bulk; False (and nothing written) when the per-event path must
-    do it instead. The collector waits for the batch (``core.gcpause``): its rows live until
+    do it instead. The collector waits for the batch (``core.heap.paused_gc``): its rows live until
     it ends, and collecting them on the way cost more than applying them."""
     if not events:
         return True

@@ -32,7 +32,7 @@ from django.db.models import Count, F, Max, Min, Sum
 from django.db.models.base import ModelState
 
 from saleor_crm_plugin.core.bulk import InArray, update_rows, upsert_rows
-from saleor_crm_plugin.core.gcpause import paused_gc
+from saleor_crm_plugin.core.heap import paused_gc
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import init_receivers, new_instance
 from saleor_crm_plugin.customers.models import (
@@ -704,7 +704,7 @@ _STATS_CHUNK = 500
 
 def _refresh_now(customer_ids: set[int]) -> None:
     ordered = sorted(customer_ids)
-    with paused_gc():  # a batch's aggregates: thousands of short-lived rows (core.gcpause)
+    with paused_gc():  # a batch's aggregates: thousands of short-lived rows (core.heap.paused_gc)
         for start in range(0, len(ordered), _STATS_CHUNK):
             _refresh_chunk(ordered[start : start + _STATS_CHUNK])
 

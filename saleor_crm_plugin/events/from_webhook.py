@@ -88,7 +88,7 @@ def translate_stored_webhook(
     text = raw_body[1:] if raw_body.startswith("\ufeff") else raw_body
     # The parsed body (~1,000 dicts and lists) is dropped by reference counting when the
     # translation returns: the collector waits for that instead of walking it (and the batch
-    # translated so far) every 700 of them (``core.gcpause``, inline: once per event).
+    # translated so far) every 700 of them (``core.heap.paused_gc``, inline: once per event).
     if not gc.isenabled():
         return _keyed(_translate(kind, text, saleor_api_url), dedupe_key)
     gc.disable()

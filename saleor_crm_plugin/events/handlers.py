@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from saleor_crm_plugin.core.gcpause import paused_gc
+from saleor_crm_plugin.core.heap import paused_gc
 from saleor_crm_plugin.customers import projection
 from saleor_crm_plugin.events.types import CrmEvent
 from saleor_crm_plugin.loyalty import services as loyalty
@@ -41,7 +41,7 @@ def handle_domain_event(event: CrmEvent) -> None:
 
 def handle_domain_events(events: Sequence[CrmEvent]) -> None:
     """Every domain's pass over a whole batch, with the collector waiting for it
-    (``core.gcpause``): the loyalty replay reads every order of the batch's customers into
+    (``core.heap.paused_gc``): the loyalty replay reads every order of the batch's customers into
     objects that live until it ends."""
     with paused_gc():
         for handler, batch_handler in _domain_handlers():

@@ -20,6 +20,8 @@ from typing import Any
 
 from django.db import migrations, models
 
+from saleor_crm_plugin.core.migration_operations import DatabaseWorkUnlessPostgreSQL
+
 TABLE_MODEL = "inboxevent"
 # column -> (declared name, unique)
 DECLARED = {
@@ -60,9 +62,7 @@ STATE_OPERATIONS = [
     ),
     migrations.AddConstraint(
         model_name=TABLE_MODEL,
-        constraint=models.UniqueConstraint(
-            fields=("dedupe_key",), name=DECLARED["dedupe_key"][0]
-        ),
+        constraint=models.UniqueConstraint(fields=("dedupe_key",), name=DECLARED["dedupe_key"][0]),
     ),
     migrations.AddIndex(
         model_name=TABLE_MODEL,
@@ -70,9 +70,7 @@ STATE_OPERATIONS = [
     ),
     migrations.AddIndex(
         model_name=TABLE_MODEL,
-        index=models.Index(
-            fields=["subject_email_hash"], name=DECLARED["subject_email_hash"][0]
-        ),
+        index=models.Index(fields=["subject_email_hash"], name=DECLARED["subject_email_hash"][0]),
     ),
 ]
 
@@ -139,22 +137,6 @@ def _backwards(apps: Any, schema_editor: Any) -> None:
         )
 
 
-class _DatabaseWorkUnlessPostgreSQL(migrations.SeparateDatabaseAndState):
-    """Changes the state with ``operations`` everywhere and runs them on every database but
-    PostgreSQL, where ``_forwards`` / ``_backwards`` stand for them."""
-
-    def __init__(self, operations: list[Any]) -> None:
-        super().__init__(database_operations=operations, state_operations=operations)
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
-        if schema_editor.connection.vendor != "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
-        if schema_editor.connection.vendor != "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-
-
 class Migration(migrations.Migration):
     atomic = False
 
@@ -164,5 +146,5 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(_forwards, _backwards),
-        _DatabaseWorkUnlessPostgreSQL(STATE_OPERATIONS),
+        DatabaseWorkUnlessPostgreSQL(STATE_OPERATIONS),
     ]

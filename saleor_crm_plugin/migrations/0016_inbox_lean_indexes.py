@@ -33,6 +33,8 @@ from typing import Any
 
 from django.db import migrations, models
 
+from saleor_crm_plugin.core.migration_operations import DatabaseWorkUnlessPostgreSQL
+
 TABLE_MODEL = "inboxevent"
 BRIN_NAME = "crm_inbox_received_brin"
 OLD_INDEXES = [
@@ -59,10 +61,7 @@ NEW_INDEXES = [
 ]
 
 STATE_OPERATIONS = [
-    *(
-        migrations.RemoveIndex(model_name=TABLE_MODEL, name=index.name)
-        for index in OLD_INDEXES
-    ),
+    *(migrations.RemoveIndex(model_name=TABLE_MODEL, name=index.name) for index in OLD_INDEXES),
     *(migrations.AddIndex(model_name=TABLE_MODEL, index=index) for index in NEW_INDEXES),
 ]
 
@@ -115,9 +114,7 @@ def _forwards(apps: Any, schema_editor: Any) -> None:
 
 def _drop(schema_editor: Any, name: str) -> None:
     if _validity(schema_editor, name) is not None:
-        schema_editor.execute(
-            f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}"
-        )
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}")
 
 
 def _backwards(apps: Any, schema_editor: Any) -> None:
@@ -134,22 +131,6 @@ def _backwards(apps: Any, schema_editor: Any) -> None:
         _drop(schema_editor, name)
 
 
-class _DatabaseWorkUnlessPostgreSQL(migrations.SeparateDatabaseAndState):
-    """Changes the state with ``operations`` everywhere and runs them on every database but
-    PostgreSQL, where ``_forwards`` / ``_backwards`` stand for them."""
-
-    def __init__(self, operations: list[Any]) -> None:
-        super().__init__(database_operations=operations, state_operations=operations)
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
-        if schema_editor.connection.vendor != "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
-        if schema_editor.connection.vendor != "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-
-
 class Migration(migrations.Migration):
     atomic = False
 
@@ -159,5 +140,5 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(_forwards, _backwards),
-        _DatabaseWorkUnlessPostgreSQL(STATE_OPERATIONS),
+        DatabaseWorkUnlessPostgreSQL(STATE_OPERATIONS),
     ]

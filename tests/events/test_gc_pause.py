@@ -1,4 +1,4 @@
-"""The worker's batch steps run with automatic garbage collection off (``core.gcpause``) and
+"""The worker's batch steps run with automatic garbage collection off (``core.heap.paused_gc``) and
 always leave it as they found it: on after the step, even when the step raises, and off when
 the process had turned it off itself. What they compute is not affected (the equivalence,
 replay and order tests of the inbox run with the pause in place)."""
@@ -9,7 +9,7 @@ import gc
 
 import pytest
 
-from saleor_crm_plugin.core.gcpause import paused_gc
+from saleor_crm_plugin.core.heap import paused_gc
 from saleor_crm_plugin.customers import batch, projection
 from saleor_crm_plugin.events import from_webhook, handlers, inbox
 from tests.captures import all_captures
