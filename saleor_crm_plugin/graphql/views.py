@@ -191,7 +191,7 @@ def execute_operation(
         except Unsupported:
             # Errors are graphql-core's to report; start again from an empty context so
             # no half-resolved loader state leaks into the second run.
-            context = GraphQLContext(request=context.request, requester=context.requester)
+            context.release()
     try:
         result = execute(
             schema,
@@ -232,9 +232,15 @@ def execute_request(request: HttpRequest) -> HttpResponse:
         for item in payload:
             # Dataloaders are per operation: a mutation must not be answered from a stale cache.
             context = GraphQLContext(request=request, requester=requester)
-            results.append(execute_operation(schema, item, context)[1])
+            try:
+                results.append(execute_operation(schema, item, context)[1])
+            finally:
+                context.release()
         return _json(results)
-    status, body = execute_operation(schema, payload, context)
+    try:
+        status, body = execute_operation(schema, payload, context)
+    finally:
+        context.release()
     return _json(body, status)
 
 

@@ -214,7 +214,7 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
             customer.__dict__[_STATS_ATTR] = found[1]
         page = found[-2] if orders.lines is not None else found[-1]
         if orders.lines is not None:
-            _attach_page_lines(page[:size], found[-1])
+            _attach_page_lines(self.context, page[:size], found[-1])
         key = OrdersPageKey(
             customer.pk, first, last, None, None, orders.channel, orders.include_drafts
         )
@@ -409,11 +409,14 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
             only=None if columns is None else columns.union(("order_id",)),
         )
         groups = group_by(rows, "order_id")
+        links = self.context.links
         for order in orders:
             lines = groups.get(order.id)
             # An order met twice (two pages of one batch) shares its lines, attached to the
             # later instance: the same row, with the same columns.
-            order.__dict__[_LINES_ATTR] = [] if lines is None else _attach(lines, order)
+            attributes = order.__dict__
+            attributes[_LINES_ATTR] = [] if lines is None else _attach(lines, order)
+            links.append((attributes, _LINES_ATTR))
 
     def _pages(self, keys: list[OrdersPageKey]) -> list[Any]:
         results: dict[OrdersPageKey, Any] = {}
@@ -508,7 +511,7 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
             only=only,
             child_only=None if columns is None else columns.union(("order_id",)),
         )
-        _attach_page_lines(rows[:size], lines)
+        _attach_page_lines(self.context, rows[:size], lines)
         return rows
 
     @staticmethod
@@ -560,13 +563,16 @@ def _columns_with(columns: frozenset[str] | None, *required: str) -> frozenset[s
     return None if columns is None else columns.union(required)
 
 
-def _attach_page_lines(orders: list[Order], lines: list[OrderLine]) -> None:
+def _attach_page_lines(context: Any, orders: list[Order], lines: list[OrderLine]) -> None:
     """Leave on each order its lines among ``lines`` (``lines_loaded``), ``line.order``
-    set to it."""
+    set to it; the request's ``context.release()`` cuts that cycle."""
     groups = group_by(lines, "order_id")
+    links = context.links
     for order in orders:
         found = groups.get(order.id)
-        order.__dict__[_LINES_ATTR] = [] if found is None else _attach(found, order)
+        attributes = order.__dict__
+        attributes[_LINES_ATTR] = [] if found is None else _attach(found, order)
+        links.append((attributes, _LINES_ATTR))
 
 
 def _page_connection(key: OrdersPageKey, page: list[Order], size: int, connection_type: Any) -> Any:
