@@ -624,3 +624,28 @@ def test_customer_360_takes_the_lean_path(
     assert orders["totalCount"] == 3
     assert [e["node"]["number"] for e in orders["edges"]] == ["3", "2"]
     assert [line["quantity"] for line in orders["edges"][0]["node"]["lines"]] == [1, 2]
+
+
+def test_datetimes_are_answered_as_isoformat_writes_them() -> None:
+    """``_isoformat`` (orjson for naive and UTC datetimes) against graphene's ``isoformat``."""
+    import random
+    from datetime import timedelta, timezone
+
+    from saleor_crm_plugin.graphql.core.executor import _isoformat
+
+    rng = random.Random(3)
+    zones = [None, UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-3, minutes=-30))]
+    for _ in range(20_000):
+        value = datetime(
+            rng.choice([1, 9, 99, 999, 1000, 1970, 2025, 9999, rng.randint(1, 9999)]),
+            rng.randint(1, 12),
+            rng.randint(1, 28),
+            rng.randint(0, 23),
+            rng.randint(0, 59),
+            rng.randint(0, 59),
+            rng.choice([0, 1, 999_999, rng.randint(0, 999_999)]),
+            tzinfo=rng.choice(zones),
+            fold=rng.randint(0, 1),
+        )
+        assert _isoformat(value) == value.isoformat()
+        assert _isoformat(value) == graphene.DateTime.serialize(value)

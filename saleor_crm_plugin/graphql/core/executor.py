@@ -24,6 +24,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 
+import orjson
 from graphene.types.resolver import dict_or_attr_resolver
 from graphql.execution.base import ResolveInfo
 from graphql.execution.executors.sync import SyncExecutor
@@ -121,7 +122,19 @@ def _int32(value: int) -> int | None:
     return value if _MIN_INT <= value <= _MAX_INT else None
 
 
+_UTC = datetime.UTC
+
+
 def _isoformat(value: datetime.datetime) -> str:
+    """``value.isoformat()``, the string graphene's DateTime answers. For a naive or UTC
+    datetime (what PostgreSQL's ``timestamptz`` gives) orjson writes the same RFC 3339 text
+    (microseconds only when not zero, ``+00:00``; a test compares them over every year
+    width) for about a fifth of the instructions: ``isoformat`` formats through
+    ``PyUnicode_FromFormat``, ~6k instructions a call, 13 a customer 360. Other time zones
+    keep ``isoformat``."""
+    tzinfo = value.tzinfo
+    if tzinfo is _UTC or tzinfo is None:
+        return orjson.dumps(value)[1:-1].decode()
     return value.isoformat()
 
 
