@@ -53,4 +53,4 @@ def test_instances_are_those_of_the_orm() -> None:
         [getattr(o, f.attname) for f in fields] for o in expected
     ]
     assert all(o._state.adding is False and o._state.db == "default" for o in read)
-    assert [list(o.__dict__)[0] for o in read] == ["_state"] * 3
+    assert [next(iter(o.__dict__)) for o in read] == ["_state"] * 3
