@@ -862,3 +862,39 @@ def test_orders_page_read_with_me_answers_as_its_loader(
         assert numbers == {"customer 360": ["4", "3", "2", "1"], "backwards": ["2", "1"]}.get(
             name, ["4"]
         )
+
+
+def test_remembered_limits_follow_setting_changes(saleor, mint, gql, shopper, settings):
+    """``graphql_limit`` remembers the limits between requests and forgets them when a setting
+    changes (``override_settings``, pytest-django's ``settings``): the answers are those of
+    reading ``crm_settings`` at every call."""
+    from django.test import override_settings
+
+    from saleor_crm_plugin.conf import crm_settings
+    from saleor_crm_plugin.graphql.core.limits import graphql_limit
+
+    token = mint(user_gid(1))
+    query = "{ me { orders(first: 5) { edges { node { number } } } } }"
+
+    def first_error() -> str | None:
+        body = gql(query, token=token)[1]
+        if "errors" in body:
+            return body["errors"][0]["message"]
+        assert len(body["data"]["me"]["orders"]["edges"]) == 3
+        return None
+
+    assert first_error() is None
+    for name in ("GRAPHQL_MAX_DEPTH", "GRAPHQL_MAX_COMPLEXITY", "GRAPHQL_MAX_PAGE_SIZE"):
+        assert graphql_limit(name) == getattr(crm_settings, name)
+    with override_settings(CRM_GRAPHQL_MAX_DEPTH=3):
+        assert graphql_limit("GRAPHQL_MAX_DEPTH") == 3
+        assert first_error() == "The query exceeds the maximum depth of 3 (it has 5)."
+    assert first_error() is None
+    settings.CRM_GRAPHQL_MAX_PAGE_SIZE = 4
+    assert first_error().endswith("exceeds the `first` limit of 4 records.")
+    settings.CRM_GRAPHQL_MAX_COMPLEXITY = 2
+    assert first_error().startswith("The query exceeds the maximum cost of 2 ")
+    del settings.CRM_GRAPHQL_MAX_COMPLEXITY
+    del settings.CRM_GRAPHQL_MAX_PAGE_SIZE
+    assert first_error() is None
+    assert graphql_limit("GRAPHQL_MAX_PAGE_SIZE") == crm_settings.GRAPHQL_MAX_PAGE_SIZE == 100
