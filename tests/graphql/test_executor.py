@@ -25,6 +25,7 @@ from saleor_crm_plugin.graphql.core.executor import (
     execute_query,
     ignores_info,
     money_of,
+    or_none,
     shortcut,
 )
 from saleor_crm_plugin.graphql.core.types import money
@@ -428,13 +429,22 @@ class Item:
         # ``money_of`` fields: a Decimal (the inline case), else what leaves it.
         self.cost_amount = {27: None, 29: 3, 31: 2.5}.get(number, Decimal(number) / 8)
         self.currency = {33: None, 35: Shade.LIGHT}.get(number, "EUR")
+        # ``or_none`` fields: a str (the inline case, "" answered as null), else what leaves it.
+        self.code_value = {41: "", 43: None, 45: 5, 47: Shade.LIGHT}.get(number, f"c{number}")
+        if number == 49:
+            del self.code_value  # the resolver raises AttributeError
         self.__dict__.update(values)
 
 
 COST_CALLS: list[int] = []
 
 
+CURRENCY_CALLS: list[int] = []
+CODE_CALLS: list[int] = []
+
+
 def _cost_currency(root: Item) -> Any:
+    CURRENCY_CALLS.append(root.number)
     if root.number == 37:
         raise ValueError("no currency")
     return root.currency
@@ -460,6 +470,30 @@ class ItemNode(graphene.ObjectType):
     # ``money_of`` resolvers: built from the amount and currency by the compiled walk.
     cost = graphene.Field(Price)
     cost_required = graphene.Field(Price, required=True)
+
+    # ``or_none`` resolvers: the attribute read inline by the compiled walk when nullable.
+    code = graphene.ID()
+    code_text = graphene.String()
+    code_required = graphene.ID(required=True)
+
+    @staticmethod
+    @or_none("code_value")
+    @ignores_info
+    def resolve_code(root: Item, info: Any) -> Any:
+        CODE_CALLS.append(root.number)
+        return root.code_value or None
+
+    @staticmethod
+    @or_none("code_value")
+    @ignores_info
+    def resolve_code_text(root: Item, info: Any) -> Any:
+        return root.code_value or None
+
+    @staticmethod
+    @or_none("code_value")
+    @ignores_info
+    def resolve_code_required(root: Item, info: Any) -> Any:
+        return root.code_value or None
 
     @staticmethod
     @money_of("cost_amount", _cost_currency)
@@ -587,6 +621,52 @@ def test_money_of_takes_the_inline_path() -> None:
     assert COST_CALLS == [1]
     assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == answer
     assert COST_CALLS == [1]
+
+
+def test_money_of_fields_sharing_a_currency_ask_it_once_per_object() -> None:
+    """Two ``money_of`` fields with the same ``currency_of`` (a line's prices): one call
+    per object once the plan is settled."""
+    document = parse(
+        "{ items(numbers: [1, 2, 3]) { cost { amount currency } costRequired { amount } } }"
+    )
+    plans = DocumentPlans(document)
+    execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+    CURRENCY_CALLS.clear()
+    lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+    assert CURRENCY_CALLS == [1, 2, 3]
+    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
+    assert json.dumps(lean) == json.dumps(result.data)
+
+
+@pytest.mark.parametrize("numbers", [[1, 2, 4], [41], [43], [45], [47], [49], [41, 2, 43, 45, 47]])
+@pytest.mark.parametrize(
+    "selection", ["code", "code codeText", "c: code code codeText", "code codeRequired"]
+)
+def test_or_none_fields_answer_as_graphql_core(selection: str, numbers: list[int]) -> None:
+    """``or_none`` resolvers read inline (a str, "" answered as null) or through the
+    resolver (null, an int, a ``StrEnum``, a missing attribute; a non-null field always):
+    the same data as graphql-core, or ``Unsupported`` where graphql-core reports an error."""
+    query = f"{{ items(numbers: {numbers}) {{ number {selection} kids {{ {selection} }} }} }}"
+    document = parse(query)
+    assert not validate(ITEM_SCHEMA, document)
+    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
+    if result.errors:
+        with pytest.raises(Unsupported):
+            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
+        return
+    for plans in (None, DocumentPlans(document)):
+        for _ in range(2):
+            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+            assert json.dumps(lean) == json.dumps(result.data)
+
+
+def test_or_none_takes_the_inline_path() -> None:
+    """A str attribute is answered without calling the resolver; other values call it."""
+    document = parse("{ items(numbers: [1, 41, 43, 2]) { code } }")
+    CODE_CALLS.clear()
+    lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
+    assert lean == {"items": [{"code": "c1"}, {"code": None}, {"code": None}, {"code": "c2"}]}
+    assert CODE_CALLS == [43]
 
 
 def test_mutations_are_never_executed_here() -> None:

@@ -50,7 +50,7 @@ from graphql.type import (
 from promise import Promise, is_thenable
 from promise.promise import async_instance
 
-__all__ = ["Unsupported", "execute_query", "ignores_info", "money_of", "shortcut"]
+__all__ = ["Unsupported", "execute_query", "ignores_info", "money_of", "or_none", "shortcut"]
 
 _LEAF = (GraphQLScalarType, GraphQLEnumType)
 _ABSTRACT = (GraphQLInterfaceType, GraphQLUnionType)
@@ -111,6 +111,25 @@ def money_of(amount: str, currency_of: Callable[[Any], Any]) -> Callable[[_F], _
 
     def mark(resolver: _F) -> _F:
         setattr(resolver, _MONEY, (amount, currency_of))
+        return resolver
+
+    return mark
+
+
+_OR_NONE = "_crm_or_none"
+
+
+def or_none(attname: str) -> Callable[[_F], _F]:
+    """Mark a resolver marked ``ignores_info`` that returns exactly ``getattr(root,
+    attname) or None`` (an optional Saleor id stored as ``""``, say).
+
+    The compiled walk (kind "ornone") then reads the attribute itself when the field is
+    nullable and the value is a ``str`` (the empty one answered as null), without calling
+    the resolver: 30 calls a customer 360 for the lines' ``productId``. Anything else goes
+    through the resolver as before; graphql-core (the fallback) always calls it."""
+
+    def mark(resolver: _F) -> _F:
+        setattr(resolver, _OR_NONE, attname)
         return resolver
 
     return mark
@@ -398,6 +417,10 @@ class _Plan(list):  # type: ignore[type-arg]
 #   "money": a ``money_of`` resolver (no arguments, ``ignores_info``) of a Money object whose
 #     selection is ``money_keys``: the object built from the amount and the currency,
 #     else ``_Walker.field``;
+#   "money<n>": the same, the currency asked once per object for every such field whose
+#     ``currency_of`` is the plan's n-th shared one (a line's unit and total prices);
+#   "ornone": an ``or_none`` resolver of a nullable String or ID: a ``str`` attribute read
+#     inline (``""`` answered as null), anything else through ``_Walker.field``;
 #   "field": anything else, through ``_Walker.field``.
 # The generated text depends on the kinds only (the fields' own values are the function's
 # closure), so one text is compiled per sequence of kinds, not per document.
@@ -408,6 +431,13 @@ _MAX_MAKERS = 512
 def _kind_of(field: _Field) -> str:
     if field.no_info and field.direct is not None and hasattr(field.resolver, _MONEY):
         return "money"
+    if (
+        field.no_info
+        and not field.nonnull
+        and field.same is str
+        and hasattr(field.resolver, _OR_NONE)
+    ):
+        return "ornone"
     if field.attname is not None and field.same is not None:
         return "attr"
     if field.attname is not None and field.fast:
@@ -423,6 +453,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
         return maker
     lines = ["def walk(walker, source, path, parent_type):", "    result = {}"]
     params = []
+    groups: list[str] = []
     for i, kind in enumerate(kinds):
         params.append(f"K{i}, F{i}")
         if kind == "attr":
@@ -468,15 +499,33 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
                 "    else:",
                 f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
             ]
-        elif kind == "money":
+        elif kind.startswith("money"):
             params.append(f"A{i}, C{i}")
+            if kind == "money":
+                currency = [
+                    "        try:",
+                    f"            cur = C{i}(source)",
+                    "        except Exception as exc:",
+                    "            raise Unsupported('resolver raised') from exc",
+                ]
+            else:
+                # "money<n>": the currency function of other Money fields of this plan
+                # (a line's prices): asked once per object, kept in G<n>.
+                group = f"G{kind.removeprefix('money')}"
+                if group not in groups:
+                    groups.append(group)
+                currency = [
+                    f"        if {group} is MISSING:",
+                    "            try:",
+                    f"                {group} = C{i}(source)",
+                    "            except Exception as exc:",
+                    "                raise Unsupported('resolver raised') from exc",
+                    f"        cur = {group}",
+                ]
             lines += [
                 f"    a = getattr(source, A{i}, None)",
                 f"    if a.__class__ is Decimal and (mk := F{i}.money_keys) is not None:",
-                "        try:",
-                f"            cur = C{i}(source)",
-                "        except Exception as exc:",
-                "            raise Unsupported('resolver raised') from exc",
+                *currency,
                 "        if cur.__class__ is str:",
                 f"            result[K{i}] = {{k: float(a) if amt else cur for k, amt in mk}}",
                 "        else:",
@@ -484,8 +533,22 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
                 "    else:",
                 f"        walker.field(parent_type, source, False, K{i}, F{i}, path, result)",
             ]
+        elif kind == "ornone":
+            params.append(f"A{i}")
+            lines += [
+                "    try:",
+                f"        v = getattr(source, A{i})",
+                "    except Exception as exc:",
+                "        raise Unsupported('resolver raised') from exc",
+                "    if v.__class__ is str:",
+                f"        result[K{i}] = v or None",
+                "    else:",
+                f"        walker.field(parent_type, source, False, K{i}, F{i}, path, result)",
+            ]
         else:
             lines.append(f"    walker.field(parent_type, source, False, K{i}, F{i}, path, result)")
+    if groups:
+        lines.insert(2, f"    {' = '.join(groups)} = MISSING")
     lines.append("    return result")
     body = "\n".join("    " + line for line in lines)
     head = f"def make(flat, Unsupported, MISSING, Decimal, {', '.join(params)}):"
@@ -502,7 +565,19 @@ def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
     """The plan's walk for objects read by attribute (``None``: walk field by field)."""
     if not plan:
         return None
-    kinds = tuple(_kind_of(field) for _, field in plan)
+    kinds = [_kind_of(field) for _, field in plan]
+    # Money fields whose currency comes from the same function share one call per object:
+    # kind "money<n>", n numbering those functions in the plan.
+    currency_of = [
+        getattr(field.resolver, _MONEY)[1] if kind == "money" else None
+        for (_, field), kind in zip(plan, kinds, strict=True)
+    ]
+    shared: list[Any] = []
+    for index, function in enumerate(currency_of):
+        if function is not None and currency_of.count(function) > 1:
+            if function not in shared:
+                shared.append(function)
+            kinds[index] = f"money{shared.index(function)}"
     args: list[Any] = [_flat, Unsupported, _MISSING, Decimal]
     for (name, field), kind in zip(plan, kinds, strict=True):
         args += (name, field)
@@ -512,9 +587,11 @@ def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
             args += (field.attname, field.default, field.fast)
         elif kind == "noinfo":
             args += (field.resolver, field.same)
-        elif kind == "money":
+        elif kind.startswith("money"):
             args += getattr(field.resolver, _MONEY)
-    return _maker(kinds)(*args)
+        elif kind == "ornone":
+            args.append(getattr(field.resolver, _OR_NONE))
+    return _maker(tuple(kinds))(*args)
 
 
 class _Pending:

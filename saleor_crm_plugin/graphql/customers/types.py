@@ -16,7 +16,7 @@ from saleor_crm_plugin.graphql.core.connection import (
     connection_field,
     validate_page_args,
 )
-from saleor_crm_plugin.graphql.core.executor import ignores_info, money_of, shortcut
+from saleor_crm_plugin.graphql.core.executor import ignores_info, money_of, or_none, shortcut
 from saleor_crm_plugin.graphql.core.federation import EntityRef
 from saleor_crm_plugin.graphql.core.permissions import (
     check_owner_or_permissions,
@@ -127,12 +127,14 @@ class CrmOrderLine(graphene.ObjectType):
 
     @staticmethod
     @reads("product_id")
+    @or_none("product_id")
     @ignores_info
     def resolve_product_id(root: OrderLine, info: Any) -> str | None:
         return root.product_id or None
 
     @staticmethod
     @reads("variant_id")
+    @or_none("variant_id")
     @ignores_info
     def resolve_variant_id(root: OrderLine, info: Any) -> str | None:
         return root.variant_id or None
@@ -220,6 +222,7 @@ class CrmOrder(*mixins(ORDER_FIELDS), graphene.ObjectType):
 
     @staticmethod
     @reads("voucher_code")
+    @or_none("voucher_code")
     @ignores_info
     def resolve_voucher_code(root: OrderModel, info: Any) -> str | None:
         return root.voucher_code or None
