@@ -433,6 +433,9 @@ class Item:
         self.code_value = {41: "", 43: None, 45: 5, 47: Shade.LIGHT}.get(number, f"c{number}")
         if number == 49:
             del self.code_value  # the resolver raises AttributeError
+        self.friend: Any = None
+        self.pals: Any = []
+        self.pals_required: Any = []
         self.__dict__.update(values)
 
 
@@ -475,6 +478,10 @@ class ItemNode(graphene.ObjectType):
     code = graphene.ID()
     code_text = graphene.String()
     code_required = graphene.ID(required=True)
+    # Default-resolved objects and lists of objects (an edge's node, a connection's edges).
+    friend = graphene.Field(lambda: ItemNode)
+    pals = graphene.List(lambda: ItemNode)
+    pals_required = graphene.List(graphene.NonNull(lambda: ItemNode), required=True)
 
     @staticmethod
     @or_none("code_value")
@@ -545,7 +552,28 @@ class ItemQuery(graphene.ObjectType):
 
     @staticmethod
     def resolve_items(root: Any, info: Any, numbers: list[int]) -> list[Item]:
-        return [Item(n) for n in numbers]
+        return [_with_friends(Item(n)) for n in numbers]
+
+
+def _with_friends(item: Item) -> Item:
+    """``friend`` and ``pals`` by the item's number modulo 6: an object and a list of objects
+    (the inline case) or what leaves it (null, a dict, a promise, a null item, a tuple)."""
+    kind = item.number % 6
+    child: Any = Item(51)
+    pals: Any = [Item(52), Item(53)]
+    if kind == 0:
+        child, pals = None, []
+    elif kind == 2:
+        child, pals = {"number": 54, "must": "dict"}, [Item(52), None]
+    elif kind == 3:
+        child, pals = Promise.resolve(child), [Promise.resolve(Item(52)), child]
+    elif kind == 4:
+        pals = tuple(pals)
+    elif kind == 5:
+        pals = [{"number": 55, "must": "dict"}, Item(53)]
+    item.friend = child
+    item.pals = item.pals_required = pals
+    return item
 
 
 ITEM_SCHEMA = graphene.Schema(query=ItemQuery)
@@ -667,6 +695,60 @@ def test_or_none_takes_the_inline_path() -> None:
     lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
     assert lean == {"items": [{"code": "c1"}, {"code": None}, {"code": None}, {"code": "c2"}]}
     assert CODE_CALLS == [43]
+
+
+FRIEND_SELECTIONS = (
+    "friend { number label }",
+    "pals { number code }",
+    "friend { number friend { number } } pals { number pals { number } }",
+    "palsRequired { number must cost { amount } }",
+    "f: friend { number } friend { must } p: pals { number } pals { must }",
+)
+
+
+@pytest.mark.parametrize("selection", FRIEND_SELECTIONS)
+@pytest.mark.parametrize(
+    "numbers", [[1, 7, 13], [6], [2], [3], [4], [5], [1, 2, 3, 4, 5, 6, 7], [6, 1, 2, 7]]
+)
+def test_default_resolved_objects_answer_as_graphql_core(
+    selection: str, numbers: list[int]
+) -> None:
+    """Default-resolved objects and lists of objects walked inline (kinds "object" and
+    "objects") or through ``_Walker.value`` (null, dicts, promises, null items, tuples): the
+    same data as graphql-core, or ``Unsupported`` where graphql-core reports an error."""
+    query = f"{{ items(numbers: {numbers}) {{ number {selection} }} }}"
+    document = parse(query)
+    assert not validate(ITEM_SCHEMA, document)
+    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
+    if result.errors:
+        with pytest.raises(Unsupported):
+            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
+        return
+    for plans in (None, DocumentPlans(document)):
+        for _ in range(2):
+            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+            assert json.dumps(lean) == json.dumps(result.data)
+
+
+def test_default_resolved_objects_take_the_inline_path(monkeypatch: Any) -> None:
+    """Once their plans are known, objects and lists of plain objects no longer go
+    through ``_Walker.value``."""
+    from saleor_crm_plugin.graphql.core import executor
+
+    document = parse("{ items(numbers: [1, 7]) { number friend { number } pals { number } } }")
+    plans = DocumentPlans(document)
+    first = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+    seen: list[str] = []
+    value = executor._Walker.value
+
+    def spy(self: Any, parent_type: Any, response_name: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(response_name)
+        return value(self, parent_type, response_name, *args, **kwargs)
+
+    monkeypatch.setattr(executor._Walker, "value", spy)
+    assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == first
+    assert "friend" not in seen and "pals" not in seen
+    assert first["items"][1]["pals"] == [{"number": 52}, {"number": 53}]
 
 
 def test_mutations_are_never_executed_here() -> None:

@@ -281,6 +281,7 @@ class _Field:
         "flat",
         "item_direct",
         "item_nonnull",
+        "item_plan",
         "list_type",
         "money_keys",
         "name",
@@ -337,6 +338,8 @@ class _Field:
         # are non-null.
         self.list_type: Any = None
         self.item_direct: GraphQLObjectType | None = None
+        # The items' plan, once the first list of this field was walked by ``complete``.
+        self.item_plan: list[tuple[str, _Field]] | None = None
         self.item_nonnull = False
         if self.field_def is None:
             return
@@ -421,6 +424,11 @@ class _Plan(list):  # type: ignore[type-arg]
 #     ``currency_of`` is the plan's n-th shared one (a line's unit and total prices);
 #   "ornone": an ``or_none`` resolver of a nullable String or ID: a ``str`` attribute read
 #     inline (``""`` answered as null), anything else through ``_Walker.field``;
+#   "object": a default-resolved object of a non-abstract type (an edge's node, a page's
+#     ``pageInfo``): its plan's walk, once known, else ``_Walker.value``;
+#   "objects": a default-resolved list of such objects (a connection's edges): each
+#     item's walk, once the plan is known and when no item is null, a dict or a promise,
+#     else ``_Walker.value``;
 #   "field": anything else, through ``_Walker.field``.
 # The generated text depends on the kinds only (the fields' own values are the function's
 # closure), so one text is compiled per sequence of kinds, not per document.
@@ -440,6 +448,10 @@ def _kind_of(field: _Field) -> str:
         return "ornone"
     if field.attname is not None and field.same is not None:
         return "attr"
+    if field.attname is not None and field.direct is not None:
+        return "object"
+    if field.attname is not None and field.list_type is not None:
+        return "objects"
     if field.attname is not None and field.fast:
         return "convert"
     if field.no_info and (field.same is not None or field.direct is not None):
@@ -533,6 +545,50 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
                 "    else:",
                 f"        walker.field(parent_type, source, False, K{i}, F{i}, path, result)",
             ]
+        elif kind == "object":
+            # ``_Walker.value``'s walk of a non-deferred object (``object``), once the
+            # field's plan is known (the first object goes through ``value``).
+            params.append(f"A{i}, D{i}")
+            lines += [
+                f"    v = getattr(source, A{i}, D{i})",
+                f"    p = F{i}.direct_plan",
+                "    if (",
+                "        p is not None",
+                "        and (w := p.walk) is not None",
+                "        and v is not None",
+                "        and v.__class__ is not dict",
+                "        and THENABLE.get(v.__class__) is False",
+                "    ):",
+                f"        result[K{i}] = w(walker, v, [*path, K{i}], F{i}.direct)",
+                "    else:",
+                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+            ]
+        elif kind == "objects":
+            # ``complete``'s walk of a list of one object type (a connection's edges), when
+            # every item is an object of a class known not to be a promise.
+            params.append(f"A{i}, D{i}")
+            lines += [
+                f"    v = getattr(source, A{i}, D{i})",
+                f"    p = F{i}.item_plan",
+                "    if (",
+                "        v.__class__ is list",
+                "        and p is not None",
+                "        and (w := p.walk) is not None",
+                "        and all(",
+                "            item is not None",
+                "            and item.__class__ is not dict",
+                "            and THENABLE.get(item.__class__) is False",
+                "            for item in v",
+                "        )",
+                "    ):",
+                f"        t = F{i}.item_direct",
+                f"        at = [*path, K{i}]",
+                f"        result[K{i}] = [",
+                "            w(walker, item, [*at, index], t) for index, item in enumerate(v)",
+                "        ]",
+                "    else:",
+                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+            ]
         elif kind == "ornone":
             params.append(f"A{i}")
             lines += [
@@ -551,7 +607,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
         lines.insert(2, f"    {' = '.join(groups)} = MISSING")
     lines.append("    return result")
     body = "\n".join("    " + line for line in lines)
-    head = f"def make(flat, Unsupported, MISSING, Decimal, {', '.join(params)}):"
+    head = f"def make(flat, Unsupported, MISSING, Decimal, THENABLE, {', '.join(params)}):"
     text = f"{head}\n{body}\n    return walk\n"
     namespace: dict[str, Any] = {}
     exec(compile(text, f"<plan {'-'.join(kinds)}>", "exec"), namespace)
@@ -578,7 +634,7 @@ def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
             if function not in shared:
                 shared.append(function)
             kinds[index] = f"money{shared.index(function)}"
-    args: list[Any] = [_flat, Unsupported, _MISSING, Decimal]
+    args: list[Any] = [_flat, Unsupported, _MISSING, Decimal, _THENABLE_TYPES]
     for (name, field), kind in zip(plan, kinds, strict=True):
         args += (name, field)
         if kind == "attr":
@@ -591,6 +647,8 @@ def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
             args += getattr(field.resolver, _MONEY)
         elif kind == "ornone":
             args.append(getattr(field.resolver, _OR_NONE))
+        elif kind == "object" or kind == "objects":
+            args += (field.attname, field.default)
     return _maker(tuple(kinds))(*args)
 
 
@@ -651,6 +709,8 @@ class _Walker:
         plan = field.subplans.get(object_type)
         if plan is None:
             plan = field.subplans[object_type] = self.plan(object_type, field.field_asts)
+        if object_type is field.item_direct:
+            field.item_plan = plan
         if object_type is field.direct:
             field.direct_plan = plan
             if all(f.attname is not None and f.same is not None for _, f in plan):
