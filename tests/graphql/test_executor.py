@@ -436,6 +436,7 @@ class Item:
         self.friend: Any = None
         self.pals: Any = []
         self.pals_required: Any = []
+        self.buddies_read: Any = None
         self.__dict__.update(values)
 
 
@@ -443,6 +444,7 @@ COST_CALLS: list[int] = []
 
 
 CURRENCY_CALLS: list[int] = []
+BUDDY_CALLS: list[int] = []
 CODE_CALLS: list[int] = []
 
 
@@ -482,6 +484,14 @@ class ItemNode(graphene.ObjectType):
     friend = graphene.Field(lambda: ItemNode)
     pals = graphene.List(lambda: ItemNode)
     pals_required = graphene.List(graphene.NonNull(lambda: ItemNode), required=True)
+    # A ``shortcut``'s list of objects (an order's lines read with its page).
+    buddies = graphene.List(lambda: ItemNode)
+
+    @staticmethod
+    @shortcut(lambda root: root.buddies_read)
+    def resolve_buddies(root: Item, info: Any) -> Any:
+        BUDDY_CALLS.append(root.number)
+        return root.buddies_read if root.buddies_read is not None else [Item(56)]
 
     @staticmethod
     @or_none("code_value")
@@ -573,6 +583,7 @@ def _with_friends(item: Item) -> Item:
         pals = [{"number": 55, "must": "dict"}, Item(53)]
     item.friend = child
     item.pals = item.pals_required = pals
+    item.buddies_read = None if kind == 0 else pals
     return item
 
 
@@ -703,6 +714,8 @@ FRIEND_SELECTIONS = (
     "friend { number friend { number } } pals { number pals { number } }",
     "palsRequired { number must cost { amount } }",
     "f: friend { number } friend { must } p: pals { number } pals { must }",
+    "buddies { number label }",
+    "buddies { number buddies { number } } b: buddies { must }",
 )
 
 
@@ -735,7 +748,10 @@ def test_default_resolved_objects_take_the_inline_path(monkeypatch: Any) -> None
     through ``_Walker.value``."""
     from saleor_crm_plugin.graphql.core import executor
 
-    document = parse("{ items(numbers: [1, 7]) { number friend { number } pals { number } } }")
+    document = parse(
+        "{ items(numbers: [1, 7, 6]) { number friend { number } pals { number } "
+        "buddies { number } } }"
+    )
     plans = DocumentPlans(document)
     first = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
     seen: list[str] = []
@@ -747,8 +763,15 @@ def test_default_resolved_objects_take_the_inline_path(monkeypatch: Any) -> None
 
     monkeypatch.setattr(executor._Walker, "value", spy)
     assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == first
-    assert "friend" not in seen and "pals" not in seen
+    # Only item 6's null friend goes through ``_Walker.value`` (its empty pals do not).
+    assert seen.count("friend") == 1 and "pals" not in seen
     assert first["items"][1]["pals"] == [{"number": 52}, {"number": 53}]
+    # Item 6's shortcut gives None: its resolver (through ``_Walker.field``), the only one.
+    assert seen.count("buddies") == 1
+    BUDDY_CALLS.clear()
+    assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == first
+    assert BUDDY_CALLS == [6]
+    assert first["items"][2]["buddies"] == [{"number": 56}]
 
 
 def test_mutations_are_never_executed_here() -> None:

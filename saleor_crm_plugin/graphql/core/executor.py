@@ -429,6 +429,8 @@ class _Plan(list):  # type: ignore[type-arg]
 #   "objects": a default-resolved list of such objects (a connection's edges): each
 #     item's walk, once the plan is known and when no item is null, a dict or a promise,
 #     else ``_Walker.value``;
+#   "shortcut-objects": the same for a ``shortcut``'s list (an order's lines read with its
+#     page), ``None`` from the shortcut going to ``_Walker.field`` (the resolver);
 #   "field": anything else, through ``_Walker.field``.
 # The generated text depends on the kinds only (the fields' own values are the function's
 # closure), so one text is compiled per sequence of kinds, not per document.
@@ -452,6 +454,8 @@ def _kind_of(field: _Field) -> str:
         return "object"
     if field.attname is not None and field.list_type is not None:
         return "objects"
+    if field.shortcut is not None and field.list_type is not None:
+        return "shortcut-objects"
     if field.attname is not None and field.fast:
         return "convert"
     if field.no_info and (field.same is not None or field.direct is not None):
@@ -563,12 +567,23 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
                 "    else:",
                 f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
             ]
-        elif kind == "objects":
+        elif kind == "objects" or kind == "shortcut-objects":
             # ``complete``'s walk of a list of one object type (a connection's edges), when
-            # every item is an object of a class known not to be a promise.
-            params.append(f"A{i}, D{i}")
+            # every item is an object of a class known not to be a promise. The list is a
+            # default-resolved attribute, or a ``shortcut``'s answer (an order's lines read
+            # with its page; ``None``: the resolver through ``_Walker.field``, as before).
+            if kind == "objects":
+                params.append(f"A{i}, D{i}")
+                lines.append(f"    v = getattr(source, A{i}, D{i})")
+            else:
+                params.append(f"S{i}")
+                lines += [
+                    "    try:",
+                    f"        v = S{i}(source)",
+                    "    except Exception as exc:",
+                    "        raise Unsupported('resolver raised') from exc",
+                ]
             lines += [
-                f"    v = getattr(source, A{i}, D{i})",
                 f"    p = F{i}.item_plan",
                 "    if (",
                 "        v.__class__ is list",
@@ -586,6 +601,13 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
                 f"        result[K{i}] = [",
                 "            w(walker, item, [*at, index], t) for index, item in enumerate(v)",
                 "        ]",
+            ]
+            if kind == "shortcut-objects":
+                lines += [
+                    "    elif v is None:",
+                    f"        walker.field(parent_type, source, False, K{i}, F{i}, path, result)",
+                ]
+            lines += [
                 "    else:",
                 f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
             ]
@@ -649,6 +671,8 @@ def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
             args.append(getattr(field.resolver, _OR_NONE))
         elif kind == "object" or kind == "objects":
             args += (field.attname, field.default)
+        elif kind == "shortcut-objects":
+            args.append(field.shortcut)
     return _maker(tuple(kinds))(*args)
 
 
