@@ -898,3 +898,54 @@ def test_remembered_limits_follow_setting_changes(saleor, mint, gql, shopper, se
     del settings.CRM_GRAPHQL_MAX_PAGE_SIZE
     assert first_error() is None
     assert graphql_limit("GRAPHQL_MAX_PAGE_SIZE") == crm_settings.GRAPHQL_MAX_PAGE_SIZE == 100
+
+
+def test_me_reads_kept_by_shape_carry_each_requests_parameters(
+    saleor, mint, gql, shopper, monkeypatch
+):
+    """``_with_orders`` keeps its reads by shape: a request of a known shape reads with its
+    own user id and channel, the reads those of a fresh build, and the answers those of a
+    cold cache."""
+    from saleor_crm_plugin.core import rows
+    from saleor_crm_plugin.graphql.customers import dataloaders
+
+    second = make_customer(2)
+    make_order(shopper, 4, lines=1, channel="eu", currency="EUR")
+    make_order(second, 6, lines=2, channel="eu", currency="EUR")
+    seen: list[list[Any]] = []
+    fetch_together = rows.fetch_together
+
+    def spy(reads: Any) -> Any:
+        seen.append(list(reads))
+        return fetch_together(reads)
+
+    monkeypatch.setattr(dataloaders, "fetch_together", spy)
+    query = (
+        "query Q($channel: String) { me { email channelStats { channelSlug } "
+        "orders(first: 2, channel: $channel) { totalCount edges { node { number "
+        "lines { sku } } } } } }"
+    )
+    cases = [(1, None), (2, None), (1, "eu"), (2, "eu"), (1, None), (2, "eu")]
+    warm = []
+    for user, channel in cases:
+        warm.append(gql(query, {"channel": channel}, token=mint(user_gid(user))))
+    warm_reads = list(seen)
+    seen.clear()
+    cold = []
+    for user, channel in cases:
+        dataloaders._WITH_ORDERS_READS.clear()
+        cold.append(gql(query, {"channel": channel}, token=mint(user_gid(user))))
+    assert warm == cold
+    assert all("errors" not in body for _, body in warm)
+    assert [list(map(tuple, reads)) for reads in warm_reads] == [
+        list(map(tuple, reads)) for reads in seen
+    ]
+    # Each request runs twice (the lean executor, then graphql-core to compare: conftest).
+    runs = len(warm_reads) // len(cases)
+    assert [reads[0].params for reads in warm_reads] == [
+        [user_gid(u)] for u, _ in cases for _ in range(runs)
+    ]
+    drafts = OrderStatus.DRAFT.value
+    assert [list(reads[2].params) for reads in warm_reads] == [
+        ([c] if c else []) + [drafts] for _, c in cases for _ in range(runs)
+    ]

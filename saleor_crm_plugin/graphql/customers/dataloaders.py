@@ -157,11 +157,55 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
         first, last = validate_page_args(orders._asdict(), "orders")
         size = first if first is not None else last
         assert size is not None
+        where, params = _page_where(
+            "t.customer_id = (SELECT customer.id FROM customer)",
+            orders.channel,
+            orders.include_drafts,
+        )
+        shape = (
+            self.columns,
+            self.with_stats,
+            where,
+            orders.last is not None,
+            orders.columns,
+            orders.lines,
+            size,
+        )
+        template = _WITH_ORDERS_READS.get(shape)
+        if template is None:
+            template = self._with_orders_reads(orders, where, size)
+            if len(_WITH_ORDERS_READS) < _MAX_WITH_ORDERS_READS:  # clients choose selections
+                _WITH_ORDERS_READS[shape] = template
+        customer_read, *others = template
+        page_index = len(template) - (2 if orders.lines is not None else 1)
+        reads = [Read(*customer_read[:2], [user_id], *customer_read[3:]), *others]
+        page_read = reads[page_index]
+        reads[page_index] = Read(*page_read[:2], params, *page_read[3:])
+        found = fetch_together(reads)
+        if not found[0]:
+            return None
+        (customer,) = found[0]
+        if self.with_stats is not None:
+            customer.__dict__[_STATS_ATTR] = found[1]
+        page = found[-2] if orders.lines is not None else found[-1]
+        if orders.lines is not None:
+            _attach_page_lines(self.context, page[:size], found[-1])
+        key = OrdersPageKey(
+            customer.pk, first, last, None, None, orders.channel, orders.include_drafts
+        )
+        connection = _page_connection(key, page, size, OrdersPageByCustomerLoader.connection_type)
+        customer.__dict__[_ORDERS_ATTR] = (orders, connection)
+        return customer
+
+    def _with_orders_reads(self, orders: WithOrders, where: str, size: int) -> list[Read]:
+        """``_with_orders``'s reads for one shape, their parameters left empty (the user
+        id and the page's are the request's): the SQL fragments, column sets and the
+        ``fetch_together`` key they make are then the same objects at every request."""
         reads = [
             Read(
                 CUSTOMERS,
                 "t.saleor_user_id = %s",
-                [user_id],
+                (),
                 "t.id",
                 self.columns_with("saleor_user_id"),
                 name="customer",
@@ -178,17 +222,12 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
                     None if columns is None else columns.union(("customer_id",)),
                 )
             )
-        where, params = _page_where(
-            "t.customer_id = (SELECT customer.id FROM customer)",
-            orders.channel,
-            orders.include_drafts,
-        )
         reads.append(
             Read(
                 ORDERS,
                 where,
-                params,
-                _page_order(last is not None),
+                (),
+                _page_order(orders.last is not None),
                 _columns_with(orders.columns, "customer_id", "created_at"),
                 _PAGE_EXTRA,
                 size + 1,
@@ -206,21 +245,13 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
                     None if columns is None else columns.union(("order_id",)),
                 )
             )
-        found = fetch_together(reads)
-        if not found[0]:
-            return None
-        (customer,) = found[0]
-        if self.with_stats is not None:
-            customer.__dict__[_STATS_ATTR] = found[1]
-        page = found[-2] if orders.lines is not None else found[-1]
-        if orders.lines is not None:
-            _attach_page_lines(self.context, page[:size], found[-1])
-        key = OrdersPageKey(
-            customer.pk, first, last, None, None, orders.channel, orders.include_drafts
-        )
-        connection = _page_connection(key, page, size, OrdersPageByCustomerLoader.connection_type)
-        customer.__dict__[_ORDERS_ATTR] = (orders, connection)
-        return customer
+        return reads
+
+
+# ``CustomerByUserIdLoader._with_orders``'s reads by shape (the loader's columns, its stats
+# variant, the page's WHERE clause, direction, columns and lines variant, its size).
+_WITH_ORDERS_READS: dict[tuple[Any, ...], list[Read]] = {}
+_MAX_WITH_ORDERS_READS = 256
 
 
 class ChannelStatsByCustomerIdLoader(DataLoader[int, list[CustomerChannelStats]]):
