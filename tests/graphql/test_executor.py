@@ -417,6 +417,10 @@ def test_gives_up_where_graphql_core_reports_errors(query: str) -> None:
 class Item:
     """An attribute-read source (the compiled walk's case; ``Node`` reads dicts)."""
 
+    @property
+    def broken(self) -> int:
+        raise AttributeError("computed from nothing")
+
     def __init__(self, number: int, **values: Any) -> None:
         self.number = number
         self.label = None if number % 2 else f"i{number}"
@@ -472,6 +476,9 @@ class ItemNode(graphene.ObjectType):
     plain = graphene.String()
     quick = graphene.String()
     kids = graphene.List(graphene.NonNull(lambda: ItemNode), required=True)
+    # Default-resolved, but the source has no such attribute (graphene answers null).
+    absent = graphene.String()
+    broken = graphene.Int()
     # ``money_of`` resolvers: built from the amount and currency by the compiled walk.
     cost = graphene.Field(Price)
     cost_required = graphene.Field(Price, required=True)
@@ -589,7 +596,8 @@ def _with_friends(item: Item) -> Item:
 
 ITEM_SCHEMA = graphene.Schema(query=ItemQuery)
 ITEM_FIELDS = (
-    "number label shade count colour seenAt day must plain quick price { amount currency }"
+    "number label shade count colour seenAt day must plain quick price { amount currency } "
+    "absent broken"
 )
 
 
@@ -772,6 +780,24 @@ def test_default_resolved_objects_take_the_inline_path(monkeypatch: Any) -> None
     assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == first
     assert BUDDY_CALLS == [6]
     assert first["items"][2]["buddies"] == [{"number": 56}]
+
+
+def test_walks_read_attributes_by_name_or_by_getattr() -> None:
+    """``_read``: an identifier is read as ``source.<name>`` (``getattr``'s default on
+    ``AttributeError``); a keyword or a name that is no identifier through ``getattr``."""
+    from saleor_crm_plugin.graphql.core.executor import _read
+
+    names = ("label", "class", "not-a-name", None)
+    assert _read(names, 0, "v", "D0") == [
+        "    try:",
+        "        v = source.label",
+        "    except AttributeError:",
+        "        v = D0",
+    ]
+    assert _read(names, 0, "v", None) == ["    v = source.label"]
+    assert _read(names, 1, "v", "D1") == ["    v = getattr(source, A1, D1)"]
+    assert _read(names, 2, "a", None) == ["    a = getattr(source, A2)"]
+    assert _read(names, 3, "v", "D3") == ["    v = getattr(source, A3, D3)"]
 
 
 def test_mutations_are_never_executed_here() -> None:

@@ -19,6 +19,7 @@ query that fails costs twice, one that succeeds (nearly all of them) several tim
 from __future__ import annotations
 
 import datetime
+import keyword
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -432,9 +433,10 @@ class _Plan(list):  # type: ignore[type-arg]
 #   "shortcut-objects": the same for a ``shortcut``'s list (an order's lines read with its
 #     page), ``None`` from the shortcut going to ``_Walker.field`` (the resolver);
 #   "field": anything else, through ``_Walker.field``.
-# The generated text depends on the kinds only (the fields' own values are the function's
-# closure), so one text is compiled per sequence of kinds, not per document.
-_MAKERS: dict[tuple[str, ...], Callable[..., Any]] = {}
+# The generated text depends on the kinds and the attribute names only (the fields' other
+# values are the function's closure), so one text is compiled per sequence of kinds and
+# names, not per document.
+_MAKERS: dict[tuple[tuple[str, ...], tuple[str | None, ...]], Callable[..., Any]] = {}
 _MAX_MAKERS = 512
 
 
@@ -463,8 +465,28 @@ def _kind_of(field: _Field) -> str:
     return "field"
 
 
-def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
-    maker = _MAKERS.get(kinds)
+def _read(names: tuple[str | None, ...], i: int, target: str, default: str | None) -> list[str]:
+    """Generated lines reading field ``i``'s attribute into ``target``: ``source.<name>``
+    when its name is an identifier (an attribute load the interpreter specializes, where a
+    call of ``getattr`` with a default costs a builtin call per field and object), with
+    ``getattr``'s default on ``AttributeError``; else ``getattr(source, A<i>[, default])``."""
+    name = names[i]
+    if name is None or not name.isidentifier() or keyword.iskeyword(name):
+        args = f"source, A{i}" if default is None else f"source, A{i}, {default}"
+        return [f"    {target} = getattr({args})"]
+    if default is None:
+        return [f"    {target} = source.{name}"]
+    return [
+        "    try:",
+        f"        {target} = source.{name}",
+        "    except AttributeError:",
+        f"        {target} = {default}",
+    ]
+
+
+def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..., Any]:
+    key = (kinds, names)
+    maker = _MAKERS.get(key)
     if maker is not None:
         return maker
     lines = ["def walk(walker, source, path, parent_type):", "    result = {}"]
@@ -475,7 +497,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
         if kind == "attr":
             params.append(f"A{i}, D{i}, S{i}")
             lines += [
-                f"    v = getattr(source, A{i}, D{i})",
+                *_read(names, i, "v", f"D{i}"),
                 f"    if v.__class__ is S{i}:",
                 f"        result[K{i}] = v",
                 "    else:",
@@ -484,7 +506,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
         elif kind == "convert":
             params.append(f"A{i}, D{i}, C{i}")
             lines += [
-                f"    v = getattr(source, A{i}, D{i})",
+                *_read(names, i, "v", f"D{i}"),
                 f"    c = C{i}.get(v.__class__, MISSING)",
                 "    if c is None:",
                 f"        result[K{i}] = v",
@@ -539,7 +561,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
                     f"        cur = {group}",
                 ]
             lines += [
-                f"    a = getattr(source, A{i}, None)",
+                *_read(names, i, "a", "None"),
                 f"    if a.__class__ is Decimal and (mk := F{i}.money_keys) is not None:",
                 *currency,
                 "        if cur.__class__ is str:",
@@ -554,7 +576,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
             # field's plan is known (the first object goes through ``value``).
             params.append(f"A{i}, D{i}")
             lines += [
-                f"    v = getattr(source, A{i}, D{i})",
+                *_read(names, i, "v", f"D{i}"),
                 f"    p = F{i}.direct_plan",
                 "    if (",
                 "        p is not None",
@@ -574,7 +596,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
             # with its page; ``None``: the resolver through ``_Walker.field``, as before).
             if kind == "objects":
                 params.append(f"A{i}, D{i}")
-                lines.append(f"    v = getattr(source, A{i}, D{i})")
+                lines += _read(names, i, "v", f"D{i}")
             else:
                 params.append(f"S{i}")
                 lines += [
@@ -615,7 +637,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
             params.append(f"A{i}")
             lines += [
                 "    try:",
-                f"        v = getattr(source, A{i})",
+                *("    " + line for line in _read(names, i, "v", None)),
                 "    except Exception as exc:",
                 "        raise Unsupported('resolver raised') from exc",
                 "    if v.__class__ is str:",
@@ -635,7 +657,7 @@ def _maker(kinds: tuple[str, ...]) -> Callable[..., Any]:
     exec(compile(text, f"<plan {'-'.join(kinds)}>", "exec"), namespace)
     maker = namespace["make"]
     if len(_MAKERS) < _MAX_MAKERS:  # clients choose selections
-        _MAKERS[kinds] = maker
+        _MAKERS[key] = maker
     return maker
 
 
@@ -673,7 +695,18 @@ def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
             args += (field.attname, field.default)
         elif kind == "shortcut-objects":
             args.append(field.shortcut)
-    return _maker(tuple(kinds))(*args)
+    # The attribute each field reads, written into the walk's text (``_read``).
+    names: list[str | None] = []
+    for (_, field), kind in zip(plan, kinds, strict=True):
+        if kind in ("attr", "convert", "object", "objects"):
+            names.append(field.attname)
+        elif kind.startswith("money"):
+            names.append(getattr(field.resolver, _MONEY)[0])
+        elif kind == "ornone":
+            names.append(getattr(field.resolver, _OR_NONE))
+        else:
+            names.append(None)
+    return _maker(tuple(kinds), tuple(names))(*args)
 
 
 class _Pending:
