@@ -860,3 +860,16 @@ def test_datetimes_are_answered_as_isoformat_writes_them() -> None:
         )
         assert _isoformat(value) == value.isoformat()
         assert _isoformat(value) == graphene.DateTime.serialize(value)
+
+
+def test_selection_memos_are_bounded_and_answer_as_worked_out() -> None:
+    """``selection._Memo``: answers kept until the memo is full, then it starts again."""
+    from saleor_crm_plugin.graphql.core.selection import _Memo
+
+    memo: _Memo[int, str] = _Memo(3)
+    for n in range(3):
+        memo.put(n, str(n))
+    assert memo.get(2) == "2" and len(memo) == 3
+    memo.put(3, "3")
+    assert dict(memo) == {3: "3"}
+    assert memo.get(0) is None
