@@ -5,7 +5,7 @@ sends against graphql-core (``tests/conftest.py``); these tests cover the corner
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -428,6 +428,9 @@ class Item:
         self.count = True if number == 5 else (2**40 if number == 7 else number)
         self.colour = "green" if number == 9 else ("red" if number % 2 else "blue")
         self.seen_at = datetime(2026, 1, 2, 3, 4, number, tzinfo=UTC)
+        if number in (57, 59):  # another offset, a naive datetime: not the inline case
+            zone = timezone(timedelta(hours=2)) if number == 57 else None
+            self.seen_at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=zone)
         self.day = date(2026, 1, 2) if number == 11 else None
         self.must = None if number == 13 else "here"
         # ``money_of`` fields: a Decimal (the inline case), else what leaves it.
@@ -603,7 +606,23 @@ ITEM_FIELDS = (
 
 @pytest.mark.parametrize(
     "numbers",
-    [[1, 2, 4], [3], [5], [7], [9], [11], [13], [15], [17], [19], [21], [23], [25], [2, 3, 4, 17]],
+    [
+        [1, 2, 4],
+        [3],
+        [5],
+        [7],
+        [9],
+        [11],
+        [13],
+        [15],
+        [17],
+        [19],
+        [21],
+        [23],
+        [25],
+        [2, 3, 4, 17],
+        [57, 59, 2],
+    ],
 )
 def test_compiled_walks_answer_as_graphql_core(numbers: list[int]) -> None:
     """Objects read by attribute take their plan's compiled walk: the same data as
@@ -840,7 +859,6 @@ def test_customer_360_takes_the_lean_path(
 def test_datetimes_are_answered_as_isoformat_writes_them() -> None:
     """``_isoformat`` (orjson for naive and UTC datetimes) against graphene's ``isoformat``."""
     import random
-    from datetime import timedelta, timezone
 
     from saleor_crm_plugin.graphql.core.executor import _isoformat
 

@@ -158,6 +158,11 @@ def _isoformat(value: datetime.datetime) -> str:
     return value.isoformat()
 
 
+# The ``fast`` maps of Int and graphene's DateTime, given their own compiled-walk kinds.
+_INT_LEAVES: dict[type, Any] = {int: _int32}
+_DATETIME_LEAVES: dict[type, Any] = {datetime.datetime: _isoformat}
+
+
 def _fast_leaves(leaf: Any) -> dict[type, Callable[[Any], Any] | None]:
     """What ``leaf.serialize`` does to the Python classes it meets most, as a map from the
     exact class to a converter (``None``: the value itself), so the walker can skip the call.
@@ -168,7 +173,7 @@ def _fast_leaves(leaf: Any) -> dict[type, Callable[[Any], Any] | None]:
     if leaf is GraphQLString or leaf is GraphQLID:
         return {str: None}  # coerce_string / coerce_str return a str as it is
     if leaf is GraphQLInt:
-        return {int: _int32}
+        return dict(_INT_LEAVES)
     if leaf is GraphQLFloat:
         return {float: None}  # coerce_float returns a float as it is
     if leaf is GraphQLBoolean:
@@ -177,7 +182,7 @@ def _fast_leaves(leaf: Any) -> dict[type, Callable[[Any], Any] | None]:
         serialize, "__module__", ""
     ).startswith("graphene."):
         # graphene's DateTime: an isinstance assertion, then ``isoformat()``.
-        return {datetime.datetime: _isoformat}
+        return dict(_DATETIME_LEAVES)
     if isinstance(leaf, GraphQLEnumType):
         # The enum's answer for each of its plain-string values, asked once (a value it does
         # not list still goes to ``serialize``).
@@ -415,7 +420,9 @@ class _Plan(list):  # type: ignore[type-arg]
 # The compiled walk of a plan inlines, per field, what ``_Walker.field`` and ``value`` do in
 # the common case, and calls them for anything else (so every case still ends where it did):
 #   "attr": a default-resolved field, whose value of the class ``same`` is the answer;
-#   "convert": a default-resolved leaf converted by ``fast`` (an Int, an enum, a DateTime);
+#   "convert": a default-resolved leaf converted by ``fast`` (an enum, say);
+#   "int", "datetime": the same for an Int (a 32-bit ``int`` is the answer) and a DateTime
+#     (a UTC datetime written by orjson, as ``_isoformat`` writes it), inline;
 #   "noinfo": a resolver marked ``ignores_info``, then a leaf of class ``same`` or a flat
 #     object (Money);
 #   "money": a ``money_of`` resolver (no arguments, ``ignores_info``) of a Money object whose
@@ -458,6 +465,10 @@ def _kind_of(field: _Field) -> str:
         return "objects"
     if field.shortcut is not None and field.list_type is not None:
         return "shortcut-objects"
+    if field.attname is not None and field.fast == _INT_LEAVES:
+        return "int"
+    if field.attname is not None and field.fast == _DATETIME_LEAVES:
+        return "datetime"
     if field.attname is not None and field.fast:
         return "convert"
     if field.no_info and (field.same is not None or field.direct is not None):
@@ -512,6 +523,26 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 f"        result[K{i}] = v",
                 "    elif c is not MISSING and (converted := c(v)) is not None:",
                 f"        result[K{i}] = converted",
+                "    else:",
+                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+            ]
+        elif kind == "int":
+            # ``convert`` with ``_int32`` inline: an ``int`` within 32 bits is the answer.
+            params.append(f"A{i}, D{i}")
+            lines += [
+                *_read(names, i, "v", f"D{i}"),
+                "    if v.__class__ is int and -2147483648 <= v <= 2147483647:",
+                f"        result[K{i}] = v",
+                "    else:",
+                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+            ]
+        elif kind == "datetime":
+            # ``convert`` with ``_isoformat`` inline for a UTC datetime.
+            params.append(f"A{i}, D{i}")
+            lines += [
+                *_read(names, i, "v", f"D{i}"),
+                "    if v.__class__ is DATETIME and v.tzinfo is UTC:",
+                f"        result[K{i}] = dumps(v)[1:-1].decode()",
                 "    else:",
                 f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
             ]
@@ -651,7 +682,10 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
         lines.insert(2, f"    {' = '.join(groups)} = MISSING")
     lines.append("    return result")
     body = "\n".join("    " + line for line in lines)
-    head = f"def make(flat, Unsupported, MISSING, Decimal, THENABLE, {', '.join(params)}):"
+    head = (
+        "def make(flat, Unsupported, MISSING, Decimal, THENABLE, DATETIME, UTC, dumps, "
+        f"{', '.join(params)}):"
+    )
     text = f"{head}\n{body}\n    return walk\n"
     namespace: dict[str, Any] = {}
     exec(compile(text, f"<plan {'-'.join(kinds)}>", "exec"), namespace)
@@ -678,7 +712,16 @@ def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
             if function not in shared:
                 shared.append(function)
             kinds[index] = f"money{shared.index(function)}"
-    args: list[Any] = [_flat, Unsupported, _MISSING, Decimal, _THENABLE_TYPES]
+    args: list[Any] = [
+        _flat,
+        Unsupported,
+        _MISSING,
+        Decimal,
+        _THENABLE_TYPES,
+        datetime.datetime,
+        _UTC,
+        orjson.dumps,
+    ]
     for (name, field), kind in zip(plan, kinds, strict=True):
         args += (name, field)
         if kind == "attr":
@@ -691,14 +734,14 @@ def _compile(plan: list[tuple[str, _Field]]) -> Callable[..., Any] | None:
             args += getattr(field.resolver, _MONEY)
         elif kind == "ornone":
             args.append(getattr(field.resolver, _OR_NONE))
-        elif kind == "object" or kind == "objects":
+        elif kind in ("object", "objects", "int", "datetime"):
             args += (field.attname, field.default)
         elif kind == "shortcut-objects":
             args.append(field.shortcut)
     # The attribute each field reads, written into the walk's text (``_read``).
     names: list[str | None] = []
     for (_, field), kind in zip(plan, kinds, strict=True):
-        if kind in ("attr", "convert", "object", "objects"):
+        if kind in ("attr", "convert", "object", "objects", "int", "datetime"):
             names.append(field.attname)
         elif kind.startswith("money"):
             names.append(getattr(field.resolver, _MONEY)[0])
