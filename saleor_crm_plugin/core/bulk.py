@@ -420,7 +420,7 @@ def insert_rows(
     with connection.cursor() as cursor, connection.wrap_database_errors:
         if set_ids:
             cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                _NEXT_IDS,
                 [meta.db_table, meta.pk.column, len(rows)],
             )
             for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
@@ -449,6 +449,17 @@ def _mark_saved(rows: Sequence[Any]) -> None:
         state = row._state
         state.adding = False
         state.db = alias
+
+
+# The ids of rows about to be copied, in order from the table's sequence. The sequence is
+# looked up by a scalar subquery, which PostgreSQL evaluates once (an InitPlan), cast to
+# ``regclass`` there: written as the argument of ``nextval`` the lookup and the text-to-regclass
+# cast ran for every row, ~3.4 us of backend CPU per id against ~0.25 (EXPLAIN ANALYZE of 3,000
+# ids on the bench database: 10.1 ms against 0.77 ms), and a batch takes ~1,500 ids (new
+# orders, customers, lots, ledger entries). Same sequence, same calls, same order.
+_NEXT_IDS = (
+    "SELECT nextval((SELECT pg_get_serial_sequence(%s, %s)::regclass)) FROM generate_series(1, %s)"
+)
 
 
 # COPY's text format: a backslash, the column delimiter and the row ends are escaped (the

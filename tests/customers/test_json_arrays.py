@@ -161,3 +161,20 @@ def test_requeue_writes_what_the_statement_per_row_wrote():
 
     assert stored("new") == stored("old")
     assert stored("new")[0][:4] == (merged[0], 2, True, 0)
+
+
+@pg_only
+@pytest.mark.django_db
+def test_copied_rows_take_consecutive_ids_from_the_tables_sequence():
+    """``insert_rows`` reads the ids from the sequence ``pg_get_serial_sequence`` names, now
+    looked up once per statement: the same ids, in order, as one ``nextval`` per row gave."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('saleor_crm_plugin_order', 'id'))")
+        (last,) = cursor.fetchone()
+    orders = [_order(n) for n in range(5)]
+    with CaptureQueriesContext(connection) as queries:
+        bulk.insert_rows(Order, orders)
+    assert [o.pk for o in orders] == list(range(last + 1, last + 6))
+    assert "(SELECT pg_get_serial_sequence(" in queries[0]["sql"]
+    stored = Order.objects.filter(pk__in=[o.pk for o in orders]).order_by("pk")
+    assert list(stored.values_list("saleor_order_id", flat=True)) == [f"O-{n}" for n in range(5)]
