@@ -9,6 +9,7 @@ inside the drain (``--toggle-collect`` on the ``exec`` that runs it), with a fix
 The count covers this Python process only, not PostgreSQL's backend.
 
     python -m bench.worker_instructions [--events 2000] [--batch-size 500] [--rebuild]
+        [--keep callgrind.out]
 
 To compare code versions, run it from each checkout with ``BENCH_DB_SUFFIX`` set alike: the
 template is shared (its state is the same whichever version built it) and only the drain
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=2000, help="drained under callgrind")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--rebuild", action="store_true", help="rebuild the template first")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="also copy callgrind's output file here (for callgrind_annotate)",
+    )
     args = parser.parse_args(argv)
 
     _cached_deliveries(WARM + args.events)  # made natively, outside valgrind
@@ -115,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             _env(url, args.batch_size),
             options=("--toggle-collect=builtin_exec",),
         )
+        if args.keep is not None:
+            shutil.copyfile(out, args.keep)
     drained = int(re.search(r"drained (\d+)", stdout).group(1))  # type: ignore[union-attr]
     print(
         f"code: {Path(__file__).resolve().parent.parent}; drained {drained} events "

@@ -58,6 +58,9 @@ def _serve(argv: Sequence[str]) -> int:
         "load: turn it off when the proxy in front already logs requests)",
     )
     args = parser.parse_args(argv)
+    # Written by the App's WSGI handler (``app/handler.py``), not by the server: the workers,
+    # gunicorn's forks and granian's spawned processes alike, read it from the environment.
+    os.environ["CRM_ACCESS_LOG"] = "1" if args.access_log else "0"
     _setup_django()
     if args.migrate:
         from django.core.management import call_command
@@ -86,7 +89,7 @@ def _serve_granian(args: argparse.Namespace) -> None:
         workers=args.workers,
         blocking_threads=args.threads,
         websockets=False,
-        log_access=args.access_log,
+        log_access=False,  # the App writes it (``app/handler.py``): see ``_serve``
         respawn_failed_workers=True,
     ).serve()
 
@@ -101,7 +104,7 @@ def _serve_gunicorn(args: argparse.Namespace) -> None:
             self.cfg.set("bind", args.bind)
             self.cfg.set("workers", args.workers)
             self.cfg.set("threads", args.threads)
-            self.cfg.set("accesslog", "-" if args.access_log else None)
+            self.cfg.set("accesslog", None)  # the App writes it: see ``_serve``
 
         def load(self):  # type: ignore[no-untyped-def]
             return application

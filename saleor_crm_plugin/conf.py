@@ -121,6 +121,13 @@ class CRMSettings:
         return bool(self._get("REQUEST_GATE", True))
 
     @property
+    def ACCESS_LOG(self) -> bool:
+        """The App's WSGI handler writes one line per request to the
+        ``saleor_crm_plugin.access`` logger (``saleor-crm serve`` turns it on by default).
+        Read once, when the WSGI handler is built."""
+        return bool(self._get("ACCESS_LOG", False))
+
+    @property
     def GC_YOUNG_THRESHOLD(self) -> int:
         """App processes (web and worker): freeze the start-up heap and let this many more
         container objects be allocated than freed before a young collection (Python: 700);

@@ -21,11 +21,20 @@ list every request goes through Django's handler unchanged.
 Every request, whichever chain it takes, runs holding the process's request gate
 (``core/gate.py``, ``CRM_REQUEST_GATE``): the request threads take turns per request rather
 than per SQL round trip, and a thread waiting on Saleor lets the next one in.
+
+The access log (``CRM_ACCESS_LOG``, on under ``saleor-crm serve``) is written here, by the
+request's own thread, which holds the GIL already. Granian's access log is a Python callback
+that its Rust I/O thread makes after the response: one more GIL hand-over per request, which
+cost ~0.08 ms of CPU per acknowledged webhook under load (14% of the web process's), where
+this line costs ~0.01 ms. The time logged runs from the handler's start to the response
+object being ready (the body is sent by the server afterwards).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +49,8 @@ from saleor_crm_plugin.core import gate
 
 WEBHOOK_PATH = "/api/webhooks/saleor"
 GRAPHQL_PATH = "/graphql/"
+
+access_logger = logging.getLogger("saleor_crm_plugin.access")
 
 
 class _ResolvedChain(BaseHandler):
@@ -68,6 +79,9 @@ class AppWSGIHandler(WSGIHandler):
     def __init__(self) -> None:
         super().__init__()
         self._gated = crm_settings.REQUEST_GATE
+        self._access: Callable[..., None] | None = (
+            access_logger.info if crm_settings.ACCESS_LOG else None
+        )
         if tuple(settings.MIDDLEWARE) != APP_MIDDLEWARE:
             return
         django_chain: Callable[[HttpRequest], Any] = self._middleware_chain
@@ -85,12 +99,27 @@ class AppWSGIHandler(WSGIHandler):
         return _ResolvedChain(match)._middleware_chain  # type: ignore[no-any-return]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        access = self._access
+        started = perf_counter() if access is not None else 0.0
         if not self._gated or not gate.enter():
-            return super().__call__(environ, start_response)
-        try:
-            return super().__call__(environ, start_response)
-        finally:
-            gate.leave()
+            response = super().__call__(environ, start_response)
+        else:
+            try:
+                response = super().__call__(environ, start_response)
+            finally:
+                gate.leave()
+        if access is not None:
+            access(
+                '%s - "%s %s%s %s" %s %.3f',
+                environ.get("REMOTE_ADDR") or "-",
+                environ.get("REQUEST_METHOD", "-"),
+                environ.get("SCRIPT_NAME", ""),
+                environ.get("PATH_INFO", ""),
+                environ.get("SERVER_PROTOCOL", "-"),
+                getattr(response, "status_code", "-"),
+                (perf_counter() - started) * 1000,
+            )
+        return response
 
     def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
         if request.method == "POST":

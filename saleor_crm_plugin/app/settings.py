@@ -132,13 +132,29 @@ for _name, _value in os.environ.items():
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # granian's and gunicorn's common-log-like line: [time] addr - "METHOD path proto"
+        # status milliseconds
+        "access": {"format": "[%(asctime)s] %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S %z"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "access": {
+            "class": "logging.StreamHandler",
+            "formatter": "access",
+            "stream": "ext://sys.stdout",
+        },
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
     # graphql-core logs every resolver exception with a traceback, permission denials
     # included; the GraphQL view logs the unexpected ones itself (as Saleor does).
     "loggers": {
         "graphql.execution.executor": {"level": "CRITICAL"},
         "graphql.execution.utils": {"level": "CRITICAL"},
+        "saleor_crm_plugin.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }
+# One access-log line per request, written by the App's WSGI handler (``app/handler.py``);
+# ``saleor-crm serve`` sets it from ``--access-log`` / ``--no-access-log`` (on by default).
+CRM_ACCESS_LOG = _bool("CRM_ACCESS_LOG")

@@ -106,7 +106,9 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def test_signed_delivery_is_stored_a_forged_one_refused_and_graphql_answers(server: str):
+def test_signed_delivery_is_stored_a_forged_one_refused_and_graphql_answers(
+    server: str, tmp_path: Path
+):
     signer = DemoSigner.generate()
     SaleorInstance.objects.create(saleor_api_url=CAPTURED_API_URL, jwks=signer.jwks)
     headers = {
@@ -135,6 +137,31 @@ def test_signed_delivery_is_stored_a_forged_one_refused_and_graphql_answers(serv
         {"Content-Type": "application/json"},
     )
     assert (status, answer) == (200, {"data": {"__typename": "Query"}})
+
+    # One access-log line per request, written by the App in the server's worker process.
+    log = _log_after(tmp_path, '"POST /graphql/ HTTP/1.1" 200')
+    assert '"POST /api/webhooks/saleor HTTP/1.1" 401' in log
+    assert log.count('"POST /api/webhooks/saleor HTTP/1.1" 200') == 2
+
+
+def _log_after(tmp_path: Path, line: str) -> str:
+    """The server's output once ``line`` is in it (the worker writes it as it answers)."""
+    deadline = time.monotonic() + 10
+    while True:
+        log = (tmp_path / "serve.log").read_text()
+        if line in log or time.monotonic() > deadline:
+            assert line in log, log
+            return log
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("name", ["granian", "gunicorn"])
+def test_no_access_log(name: str, transactional_db, tmp_path: Path) -> None:
+    with serving(name, tmp_path, "--no-access-log") as base:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+        time.sleep(0.2)
+    assert "/healthz" not in (tmp_path / "serve.log").read_text()
 
 
 def test_a_request_waiting_on_saleor_does_not_hold_up_its_process(

@@ -372,3 +372,39 @@ def test_other_graphql_methods_take_djangos_path(db, sent_signals, caplog, metho
         caplog,
         short_path=False,
     )
+
+
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "saleor_crm_plugin.access"]
+
+
+def test_access_log_line_per_request(registered, signer, sent_signals, caplog, settings):
+    """Written by the request's thread, one line per request whichever chain served it,
+    with the status Django answered and the time the handler took."""
+    settings.CRM_ACCESS_LOG = True
+    handler = AppWSGIHandler()
+    caplog.set_level(logging.INFO, logger="saleor_crm_plugin.access")
+    answers = []
+    for env in (
+        delivery(signer),
+        delivery(signer, saleor_signature="bad"),
+        environ(method="GET", path="/healthz"),
+    ):
+        result = handler(env, lambda status, headers, *exc: answers.append(status))
+        result.close()
+    lines = _access_lines(caplog)
+    assert [line.rsplit(" ", 1)[0] for line in lines] == [
+        '127.0.0.1 - "POST /api/webhooks/saleor HTTP/1.1" 200',
+        '127.0.0.1 - "POST /api/webhooks/saleor HTTP/1.1" 401',
+        '127.0.0.1 - "GET /healthz HTTP/1.1" 200',
+    ]
+    assert answers[:2] == ["200 OK", "401 Unauthorized"]
+    assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lines)
+
+
+def test_no_access_log_unless_asked(registered, signer, sent_signals, caplog, settings):
+    settings.CRM_ACCESS_LOG = False
+    handler = AppWSGIHandler()
+    caplog.set_level(logging.INFO, logger="saleor_crm_plugin.access")
+    handler(delivery(signer), lambda status, headers, *exc: None).close()
+    assert _access_lines(caplog) == []

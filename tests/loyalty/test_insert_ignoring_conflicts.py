@@ -1,6 +1,7 @@
 """``core.bulk.insert_ignoring_conflicts`` (the loyalty accounts a batch opens) stores what
 ``bulk_create(ignore_conflicts=True)`` stored: the same rows and defaults, conflicting rows
-skipped, a concurrent creator's row left as it was; JSON columns keep Django's INSERT."""
+skipped, a concurrent creator's row left as it was; JSON lists and dicts as ``jsonb[]``
+elements, other JSON values through Django's INSERT."""
 
 from __future__ import annotations
 
@@ -64,11 +65,42 @@ def test_rows_and_skipped_conflicts_are_what_bulk_create_gave():
     bulk.insert_ignoring_conflicts(LoyaltyAccount, [])
 
 
+WRITEBACK_FIELDS = ("items", "version", "pending", "claimed_until", "attempts", "last_error")
+AWKWARD_ITEMS = [
+    {"k": "v"},
+    {},
+    {"quote": 'say "hi"', "slash": "a\\b", "braces": "{x,y}", "null": "NULL", "é": "ü ☃"},
+    {"nested": {"list": [1, 2.5, None, True], "empty": []}, "n": None},
+]
+
+
 @pytest.mark.django_db
-def test_json_columns_keep_djangos_insert():
-    rows = [MetadataWriteback(object_id="U-1", items={"k": "v"})]
+def test_json_lists_and_dicts_go_in_one_statement_as_bulk_create_stored_them():
+    def rows(prefix: str) -> list[MetadataWriteback]:
+        made = [
+            MetadataWriteback(object_id=f"{prefix}-{n}", items=items)
+            for n, items in enumerate(AWKWARD_ITEMS)
+        ]
+        return [*made, MetadataWriteback(object_id=f"{prefix}-0", items={"conflict": "x"})]
+
+    def stored(prefix: str) -> list[tuple]:
+        found = MetadataWriteback.objects.filter(object_id__startswith=f"{prefix}-")
+        return list(found.order_by("object_id").values_list(*WRITEBACK_FIELDS))
+
+    with CaptureQueriesContext(connection) as queries:
+        bulk.insert_ignoring_conflicts(MetadataWriteback, rows("new"))
+    MetadataWriteback.objects.bulk_create(rows("old"), ignore_conflicts=True)
+    assert stored("new") == stored("old")
+    assert stored("new")[0][0] == {"k": "v"}
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1 and "unnest" in queries[0]["sql"]
+
+
+@pytest.mark.django_db
+def test_json_scalars_keep_djangos_insert():
+    rows = [MetadataWriteback(object_id="U-1", items="just text")]
     with CaptureQueriesContext(connection) as queries:
         bulk.insert_ignoring_conflicts(MetadataWriteback, rows)
-        bulk.insert_ignoring_conflicts(MetadataWriteback, [MetadataWriteback(object_id="U-1")])
-    assert all("unnest" not in q["sql"] for q in queries)
-    assert MetadataWriteback.objects.get(object_id="U-1").items == {"k": "v"}
+    assert all("unnest" not in q["sql"] for q in queries)  # Django's own (``UNNEST``)
+    bulk.insert_ignoring_conflicts(MetadataWriteback, [MetadataWriteback(object_id="U-1")])
+    assert MetadataWriteback.objects.get(object_id="U-1").items == "just text"
