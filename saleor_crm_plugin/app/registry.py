@@ -7,6 +7,7 @@ and instances change only at (un)installation.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import threading
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from saleor_crm_plugin.app.jws import (
+    SignatureError,
     UnknownKeyId,
     keys_from_jwks,
     parse_signature,
@@ -103,12 +105,16 @@ def get_instance(api_url: str) -> SaleorInstance | None:
     return instance_cache.get(normalized)[0]
 
 
+# Every delivery of one Saleor carries the same ``Saleor-Api-Url``: its normalisation (URL split
+# and joined again, ~6 calls) is remembered. Only results are cached (a ``ValueError`` is raised
+# again each time), and the cache is bounded because the header is the caller's choice.
+_normalized_header = functools.lru_cache(maxsize=64)(normalize_api_url)
+
+
 def verify_webhook_signature(api_url: str, signature: str, body: bytes) -> SaleorInstance:
     """Raise ``SignatureError`` unless ``body`` was signed by the registered instance."""
-    from saleor_crm_plugin.app.jws import SignatureError
-
     try:
-        normalized = normalize_api_url(api_url)
+        normalized = _normalized_header(api_url)
     except ValueError as exc:
         raise SignatureError("Invalid Saleor-Api-Url.") from exc
     parsed = parse_signature(signature)
@@ -123,8 +129,6 @@ def signing_key(normalized_api_url: str, kid: str) -> tuple[SaleorInstance, Any]
     Raises ``SignatureError`` for an unregistered instance and ``UnknownKeyId`` when the key is
     unknown even after one rate-limited JWKS refresh.
     """
-    from saleor_crm_plugin.app.jws import SignatureError
-
     instance, keys = instance_cache.get(normalized_api_url)
     if instance is None:
         raise SignatureError(f"{normalized_api_url} is not a registered Saleor instance.")

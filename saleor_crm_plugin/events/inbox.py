@@ -21,7 +21,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
-from django.db import IntegrityError, OperationalError, connection, connections, models, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    IntegrityError,
+    OperationalError,
+    connection,
+    connections,
+    models,
+    transaction,
+)
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -138,7 +146,9 @@ def store_webhook(
     input) wait for the worker, which has to read the row anyway. ``payload`` stays empty
     and the subject columns are filled when the row is translated. Returns ``False`` for a
     duplicate delivery."""
-    db = connections[connection.alias]
+    # ``connection`` is the default alias's proxy: asking it for ``alias`` and then
+    # ``transaction.on_commit`` each look the wrapper up again in the per-thread ``connections``.
+    db = connections[DEFAULT_DB_ALIAS]
     if db.vendor == "postgresql" and on_psycopg3():
         now = timezone.now()
         params = [dedupe_key, kind, saleor_api_url, raw_body, now, now]
@@ -157,7 +167,7 @@ def store_webhook(
     if not inserted:
         return False
     if kick:
-        transaction.on_commit(enqueue_processing)
+        db.on_commit(enqueue_processing)  # what ``transaction.on_commit`` calls, on this alias
     return True
 
 
@@ -221,10 +231,12 @@ def enqueue_processing() -> None:
     once more after clearing it at the end), so no committed row is ever left without a drain.
     The key's expiry (``_kick_ttl``) only matters if a worker dies holding it.
     """
-    from saleor_crm_plugin.tasks.ingest import process_inbox_task
-
     if crm_settings.INBOX_KICK_COALESCE_SECONDS > 0 and not _claim_kick(_kick_ttl()):
         return
+    # Imported here (the tasks import this module), and only once a kick is to be sent: most
+    # acknowledgements find a drain already queued.
+    from saleor_crm_plugin.tasks.ingest import process_inbox_task
+
     try:
         process_inbox_task.delay()
     except Exception:  # broad by design: Saleor's request must not fail because of us
