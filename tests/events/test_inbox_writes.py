@@ -10,7 +10,7 @@ queries still find their rows through the partial indexes of migration 0016.
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Q
 
 from saleor_crm_plugin.customers import batch
@@ -188,3 +188,30 @@ def test_a_subject_set_by_the_worker_is_found_for_erasure():
     )
     assert inbox.redact_for_subject(user_id="VXNlcjo0Ng==", email_hash="") == 1
     assert InboxEvent.objects.get().payload == inbox.REDACTED_PAYLOAD
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_acknowledgement_keeps_one_cursor_per_connection():
+    """The ack's INSERT runs on a psycopg cursor kept for the connection: the same rows and
+    answers as with a new cursor per call, and a new connection gets a new cursor."""
+
+    def store(key: str) -> bool:
+        return inbox.store_webhook(
+            dedupe_key=key,
+            kind="order_created",
+            saleor_api_url="https://x/",
+            raw_body="{}",
+            kick=False,
+        )
+
+    assert store("k1") and store("k2") and not store("k1")
+    raw, cursor = connections["default"].__dict__["_crm_ack_cursor"]
+    assert raw is connection.connection and not cursor.closed
+    assert store("k3") and connections["default"].__dict__["_crm_ack_cursor"][1] is cursor
+    connection.close()
+    assert store("k4") and not store("k3")
+    assert connections["default"].__dict__["_crm_ack_cursor"][1] is not cursor
+    rows = InboxEvent.objects.order_by("dedupe_key")
+    assert [(r.dedupe_key, r.status, r.source) for r in rows] == [
+        (k, InboxStatus.PENDING, inbox.WEBHOOK_SOURCE) for k in ("k1", "k2", "k3", "k4")
+    ]
