@@ -43,6 +43,10 @@ def _env(database_url: str) -> dict[str, str]:
         "CRM_INBOX_KICK_COALESCE_SECONDS": "3600",
         "SECRET_KEY": "bench-secret",
         "LOG_LEVEL": "ERROR",
+        # Django's set-up imports numpy, whose OpenBLAS threads spin waiting for work for a
+        # while: callgrind counts the spinning, which follows valgrind's wall clock (~120k
+        # instructions per ack in one run, none in another). The ack uses no BLAS.
+        "OPENBLAS_NUM_THREADS": "1",
     }
 
 
