@@ -65,6 +65,22 @@ def use_c_timestamptz_loader(raw_cursor: Any) -> bool:
     return True
 
 
+def c_timestamps(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    """A Django execute wrapper (``connection.execute_wrapper(c_timestamps)``) giving each
+    statement's cursor the C ``timestamptz`` loader where it reads the very same values
+    (``use_c_timestamptz_loader``), for the ORM's reads as ``RowReader`` does for its own.
+
+    Django registers its Python loader on every cursor it makes; an inbox batch's querysets
+    (order histories, channel stats, aggregates) read ~4 timestamps per event through it,
+    each a Python ``load``, an ISO parse in Python and a ``datetime.replace`` with keyword
+    parsing. Any other set-up (another session time zone, psycopg 2, SQLite) keeps Django's
+    loader, so values are unchanged either way."""
+    raw_cursor = getattr(context.get("cursor"), "cursor", None)
+    if raw_cursor is not None:
+        use_c_timestamptz_loader(raw_cursor)
+    return execute(sql, params, many, context)
+
+
 def init_receivers(model: type[models.Model]) -> bool:
     """Whether anything listens to ``pre_init``/``post_init`` for ``model`` (then instances
     must come from the real constructor).
