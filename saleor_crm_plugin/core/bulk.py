@@ -22,6 +22,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
+import orjson
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 from saleor_crm_plugin.core.compat import on_psycopg3
@@ -163,7 +164,33 @@ def json_value_text(value: list[Any] | dict[str, Any], field: models.JSONField) 
     (``json.dumps`` with the field's encoder), for COPY and ``jsonb[]`` arrays."""
     if not value:
         return "[]" if type(value) is list else "{}"
+    if field.encoder is None:
+        # orjson writes the same JSON value for what ``json.dumps`` accepts (the text goes to
+        # ``jsonb``, which keeps values, not spacing or escapes), for ~a tenth of the CPU:
+        # ~1.5 values per event, ~1% of a drain. What it would write differently falls back:
+        # it refuses integers beyond 64 bits, non-string keys, lone surrogates and (with the
+        # pass-through options and no ``default``) datetimes, dataclasses and subclasses of
+        # str, int, dict and list; it writes NaN and infinities as ``null`` (so any ``null``
+        # in its text sends the value to ``json.dumps``, which writes the tokens PostgreSQL
+        # refuses, as before). Left different: UUIDs and plain ``Enum`` members, which it
+        # writes and ``json.dumps`` refuses (no JSON column of this app holds them).
+        try:
+            text = orjson.dumps(value, option=_ORJSON_AS_JSON_DUMPS)
+        except TypeError:  # orjson.JSONEncodeError is one
+            pass
+        else:
+            if b"null" not in text:
+                return text.decode()
     return json.dumps(value, cls=field.encoder)
+
+
+# What makes ``orjson.dumps`` refuse rather than write its own form of what ``json.dumps``
+# (no encoder) refuses or writes through ``int.__repr__``/``str`` of a subclass.
+_ORJSON_AS_JSON_DUMPS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 
 def update_rows(model: type[models.Model], rows: Sequence[Any], names: Sequence[str]) -> None:

@@ -37,7 +37,7 @@ from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core.bulk import array_param
 from saleor_crm_plugin.core.compat import on_psycopg3
 from saleor_crm_plugin.core.privacy import email_hash
-from saleor_crm_plugin.core.rows import RowReader
+from saleor_crm_plugin.core.rows import RowReader, c_timestamps
 from saleor_crm_plugin.customers import batch, projection
 from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
 from saleor_crm_plugin.events.from_webhook import translate_stored_webhook
@@ -528,6 +528,13 @@ def _claim(size: int, now: datetime) -> list[InboxEvent]:
 
 
 def _process_batch(size: int) -> int:
+    # The batch's ORM reads load timestamps with psycopg's C loader when it gives the same
+    # values as Django's (``core.rows.c_timestamps``): ~4 per event in Python otherwise.
+    with connection.execute_wrapper(c_timestamps):
+        return _process_claimed_batch(size)
+
+
+def _process_claimed_batch(size: int) -> int:
     now = timezone.now()
     own_transaction = _own_transaction()
     with transaction.atomic():
