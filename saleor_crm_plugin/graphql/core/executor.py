@@ -495,6 +495,39 @@ def _read(names: tuple[str | None, ...], i: int, target: str, default: str | Non
     ]
 
 
+def _guarded(target: str, call: str, indent: str = "    ") -> list[str]:
+    """Generated lines calling a resolver (``target = call``) whose exception gives the
+    plan up (graphql-core then runs the document, and reports it as it does)."""
+    return [
+        f"{indent}try:",
+        f"{indent}    {target} = {call}",
+        f"{indent}except Exception as exc:",
+        f"{indent}    raise Unsupported('resolver raised') from exc",
+    ]
+
+
+def _value(i: int, indent: str = "        ") -> str:
+    """The generated fallback for field ``i``'s value ``v``: ``_Walker.value``'s full check."""
+    return f"{indent}walker.value(parent_type, K{i}, F{i}, path, result, v)"
+
+
+def _field(i: int, indent: str = "        ") -> str:
+    """The generated fallback for field ``i``: resolved and completed by ``_Walker.field``."""
+    return f"{indent}walker.field(parent_type, source, False, K{i}, F{i}, path, result)"
+
+
+def _answer_if(names: tuple[str | None, ...], i: int, test: str, answer: str = "v") -> list[str]:
+    """Generated lines reading field ``i`` into ``v`` and answering ``answer`` when ``test``
+    holds, else through ``_Walker.value``."""
+    return [
+        *_read(names, i, "v", f"D{i}"),
+        f"    if {test}:",
+        f"        result[K{i}] = {answer}",
+        "    else:",
+        _value(i),
+    ]
+
+
 def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..., Any]:
     key = (kinds, names)
     maker = _MAKERS.get(key)
@@ -507,13 +540,7 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
         params.append(f"K{i}, F{i}")
         if kind == "attr":
             params.append(f"A{i}, D{i}, S{i}")
-            lines += [
-                *_read(names, i, "v", f"D{i}"),
-                f"    if v.__class__ is S{i}:",
-                f"        result[K{i}] = v",
-                "    else:",
-                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
-            ]
+            lines += _answer_if(names, i, f"v.__class__ is S{i}")
         elif kind == "convert":
             params.append(f"A{i}, D{i}, C{i}")
             lines += [
@@ -524,35 +551,25 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 "    elif c is not MISSING and (converted := c(v)) is not None:",
                 f"        result[K{i}] = converted",
                 "    else:",
-                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+                _value(i),
             ]
         elif kind == "int":
             # ``convert`` with ``_int32`` inline: an ``int`` within 32 bits is the answer.
             params.append(f"A{i}, D{i}")
-            lines += [
-                *_read(names, i, "v", f"D{i}"),
-                "    if v.__class__ is int and -2147483648 <= v <= 2147483647:",
-                f"        result[K{i}] = v",
-                "    else:",
-                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
-            ]
+            lines += _answer_if(names, i, "v.__class__ is int and -2147483648 <= v <= 2147483647")
         elif kind == "datetime":
             # ``convert`` with ``_isoformat`` inline for a UTC datetime.
             params.append(f"A{i}, D{i}")
-            lines += [
-                *_read(names, i, "v", f"D{i}"),
-                "    if v.__class__ is DATETIME and v.tzinfo is UTC:",
-                f"        result[K{i}] = dumps(v)[1:-1].decode()",
-                "    else:",
-                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
-            ]
+            lines += _answer_if(
+                names,
+                i,
+                "v.__class__ is DATETIME and v.tzinfo is UTC",
+                "dumps(v)[1:-1].decode()",
+            )
         elif kind == "noinfo":
             params.append(f"R{i}, S{i}")
             lines += [
-                "    try:",
-                f"        v = R{i}(source, None)",
-                "    except Exception as exc:",
-                "        raise Unsupported('resolver raised') from exc",
+                *_guarded("v", f"R{i}(source, None)"),
                 f"    if v.__class__ is S{i}:",
                 f"        result[K{i}] = v",
                 f"    elif v.__class__ is dict and (fl := F{i}.flat) is not None:",
@@ -560,23 +577,18 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 "        for key, name, default, same in fl:",
                 "            leaf = v.get(name, default)",
                 "            if leaf.__class__ is not same:",
-                f"                walker.value(parent_type, K{i}, F{i}, path, result, v)",
+                _value(i, "                "),
                 "                break",
                 "            built[key] = leaf",
                 "        else:",
                 f"            result[K{i}] = built",
                 "    else:",
-                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+                _value(i),
             ]
         elif kind.startswith("money"):
             params.append(f"A{i}, C{i}")
             if kind == "money":
-                currency = [
-                    "        try:",
-                    f"            cur = C{i}(source)",
-                    "        except Exception as exc:",
-                    "            raise Unsupported('resolver raised') from exc",
-                ]
+                currency = _guarded("cur", f"C{i}(source)", "        ")
             else:
                 # "money<n>": the currency function of other Money fields of this plan
                 # (a line's prices): asked once per object, kept in G<n>.
@@ -585,10 +597,7 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                     groups.append(group)
                 currency = [
                     f"        if {group} is MISSING:",
-                    "            try:",
-                    f"                {group} = C{i}(source)",
-                    "            except Exception as exc:",
-                    "                raise Unsupported('resolver raised') from exc",
+                    *_guarded(group, f"C{i}(source)", "            "),
                     f"        cur = {group}",
                 ]
             lines += [
@@ -598,9 +607,9 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 "        if cur.__class__ is str:",
                 f"            result[K{i}] = {{k: float(a) if amt else cur for k, amt in mk}}",
                 "        else:",
-                f"            walker.field(parent_type, source, False, K{i}, F{i}, path, result)",
+                _field(i, "            "),
                 "    else:",
-                f"        walker.field(parent_type, source, False, K{i}, F{i}, path, result)",
+                _field(i),
             ]
         elif kind == "object":
             # ``_Walker.value``'s walk of a non-deferred object (``object``), once the
@@ -618,7 +627,7 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 "    ):",
                 f"        result[K{i}] = w(walker, v, [*path, K{i}], F{i}.direct)",
                 "    else:",
-                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
+                _value(i),
             ]
         elif kind == "objects" or kind == "shortcut-objects":
             # ``complete``'s walk of a list of one object type (a connection's edges), when
@@ -630,12 +639,7 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 lines += _read(names, i, "v", f"D{i}")
             else:
                 params.append(f"S{i}")
-                lines += [
-                    "    try:",
-                    f"        v = S{i}(source)",
-                    "    except Exception as exc:",
-                    "        raise Unsupported('resolver raised') from exc",
-                ]
+                lines += _guarded("v", f"S{i}(source)")
             # Every item is looked at before any is walked: a walk may queue promises.
             lines += [
                 f"    p = F{i}.item_plan",
@@ -646,7 +650,7 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 "                or item.__class__ is dict",
                 "                or THENABLE.get(item.__class__) is not False",
                 "            ):",
-                f"                walker.value(parent_type, K{i}, F{i}, path, result, v)",
+                _value(i, "                "),
                 "                break",
                 "        else:",
                 f"            t = F{i}.item_direct",
@@ -658,12 +662,9 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
             if kind == "shortcut-objects":
                 lines += [
                     "    elif v is None:",
-                    f"        walker.field(parent_type, source, False, K{i}, F{i}, path, result)",
+                    _field(i),
                 ]
-            lines += [
-                "    else:",
-                f"        walker.value(parent_type, K{i}, F{i}, path, result, v)",
-            ]
+            lines += ["    else:", _value(i)]
         elif kind == "ornone":
             params.append(f"A{i}")
             lines += [
@@ -674,10 +675,10 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 "    if v.__class__ is str:",
                 f"        result[K{i}] = v or None",
                 "    else:",
-                f"        walker.field(parent_type, source, False, K{i}, F{i}, path, result)",
+                _field(i),
             ]
         else:
-            lines.append(f"    walker.field(parent_type, source, False, K{i}, F{i}, path, result)")
+            lines.append(_field(i, "    "))
     if groups:
         lines.insert(2, f"    {' = '.join(groups)} = MISSING")
     lines.append("    return result")
