@@ -865,13 +865,12 @@ def test_orders_page_read_with_me_answers_as_its_loader(
 
 
 def test_remembered_limits_follow_setting_changes(saleor, mint, gql, shopper, settings):
-    """``graphql_limit`` remembers the limits between requests and forgets them when a setting
-    changes (``override_settings``, pytest-django's ``settings``): the answers are those of
-    reading ``crm_settings`` at every call."""
+    """The limits are remembered between requests (``crm_settings``) and forgotten when a
+    setting changes (``override_settings``, pytest-django's ``settings``): the answers are
+    those of reading Django's settings at every call."""
     from django.test import override_settings
 
-    from saleor_crm_plugin.conf import crm_settings
-    from saleor_crm_plugin.graphql.core.limits import graphql_limit
+    from saleor_crm_plugin.conf import CRMSettings, crm_settings
 
     token = mint(user_gid(1))
     query = "{ me { orders(first: 5) { edges { node { number } } } } }"
@@ -885,9 +884,9 @@ def test_remembered_limits_follow_setting_changes(saleor, mint, gql, shopper, se
 
     assert first_error() is None
     for name in ("GRAPHQL_MAX_DEPTH", "GRAPHQL_MAX_COMPLEXITY", "GRAPHQL_MAX_PAGE_SIZE"):
-        assert graphql_limit(name) == getattr(crm_settings, name)
+        assert getattr(crm_settings, name) == getattr(CRMSettings(), name)  # a fresh read
     with override_settings(CRM_GRAPHQL_MAX_DEPTH=3):
-        assert graphql_limit("GRAPHQL_MAX_DEPTH") == 3
+        assert crm_settings.GRAPHQL_MAX_DEPTH == 3
         assert first_error() == "The query exceeds the maximum depth of 3 (it has 5)."
     assert first_error() is None
     settings.CRM_GRAPHQL_MAX_PAGE_SIZE = 4
@@ -897,7 +896,7 @@ def test_remembered_limits_follow_setting_changes(saleor, mint, gql, shopper, se
     del settings.CRM_GRAPHQL_MAX_COMPLEXITY
     del settings.CRM_GRAPHQL_MAX_PAGE_SIZE
     assert first_error() is None
-    assert graphql_limit("GRAPHQL_MAX_PAGE_SIZE") == crm_settings.GRAPHQL_MAX_PAGE_SIZE == 100
+    assert crm_settings.GRAPHQL_MAX_PAGE_SIZE == CRMSettings().GRAPHQL_MAX_PAGE_SIZE == 100
 
 
 def test_me_reads_kept_by_shape_carry_each_requests_parameters(

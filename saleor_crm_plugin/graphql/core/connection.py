@@ -19,8 +19,8 @@ import graphene
 from django.db.models import Q, QuerySet
 from graphql.error import GraphQLError
 
+from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.graphql.core.executor import ignores_info
-from saleor_crm_plugin.graphql.core.limits import graphql_limit
 
 
 class CountableConnection(graphene.relay.Connection):
@@ -107,7 +107,7 @@ def validate_page_args(args: dict[str, Any], field_name: str) -> tuple[int | Non
         )
     if first is not None and last is not None:
         raise GraphQLError("Providing both `first` and `last` parameters is not supported.")
-    limit = graphql_limit("GRAPHQL_MAX_PAGE_SIZE")
+    limit = crm_settings.GRAPHQL_MAX_PAGE_SIZE
     for name, value in (("first", first), ("last", last)):
         if value is None:
             continue

@@ -12,43 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-from django.core.signals import setting_changed
 from graphql.error import GraphQLError
 from graphql.language import ast
 
 from saleor_crm_plugin.conf import crm_settings
-
-# ``crm_settings.GRAPHQL_MAX_*`` as last read, until the settings change. Each read of a
-# setting the project leaves to its default costs two AttributeErrors raised in Python
-# (``LazySettings.__getattribute__``, then ``Settings.__getattr__``) before ``getattr`` falls
-# back: ~1.5 us, read four times a customer 360. Forgotten when Django's settings object is
-# another (``override_settings`` swaps it, as pytest-django's ``settings`` does to set or
-# delete one) and on ``setting_changed``, as Django forgets its own setting caches; settings
-# are not meant to change otherwise at run time.
-_LIMITS: dict[str, int] = {}
-_SEEN: list[Any] = [None]  # the settings object ``_LIMITS`` was read from
-# ``settings._wrapped`` read in C: ``LazySettings.__getattribute__`` is Python.
-_raw_attribute = object.__getattribute__
-
-
-def graphql_limit(name: str) -> int:
-    """``getattr(crm_settings, name)`` for a ``GRAPHQL_MAX_*`` limit, remembered."""
-    wrapped = _raw_attribute(settings, "_wrapped")
-    if wrapped is not _SEEN[0]:
-        _LIMITS.clear()
-        _SEEN[0] = wrapped
-    value = _LIMITS.get(name)
-    if value is None:
-        value = _LIMITS[name] = getattr(crm_settings, name)
-    return value
-
-
-def _forget_limits(**kwargs: Any) -> None:
-    _LIMITS.clear()
-
-
-setting_changed.connect(_forget_limits, dispatch_uid="saleor_crm_plugin.graphql.limits")
 
 
 def _argument_value(node: ast.Field, name: str, variables: dict[str, Any]) -> int | None:
@@ -133,12 +100,12 @@ def check_limits(
 def limit_errors(depth: int, complexity: int) -> list[GraphQLError]:
     """The errors for a measured document under the current settings."""
     errors: list[GraphQLError] = []
-    max_depth = graphql_limit("GRAPHQL_MAX_DEPTH")
+    max_depth = crm_settings.GRAPHQL_MAX_DEPTH
     if depth > max_depth:
         errors.append(
             GraphQLError(f"The query exceeds the maximum depth of {max_depth} (it has {depth}).")
         )
-    max_complexity = graphql_limit("GRAPHQL_MAX_COMPLEXITY")
+    max_complexity = crm_settings.GRAPHQL_MAX_COMPLEXITY
     if complexity > max_complexity:
         errors.append(
             GraphQLError(
