@@ -140,7 +140,7 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
                 keys,
                 order_by=", ".join(f"s.{name}" for name in _STATS_ORDER),
                 only=only,
-                child_only=None if columns is None else columns.union(("customer_id",)),
+                child_only=_columns_with(columns, "customer_id"),
             )
             rows = []
             for customer, stats in joined:
@@ -178,9 +178,8 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
                 _WITH_ORDERS_READS[shape] = template
         customer_read, *others = template
         page_index = len(template) - (2 if orders.lines is not None else 1)
-        reads = [Read(*customer_read[:2], [user_id], *customer_read[3:]), *others]
-        page_read = reads[page_index]
-        reads[page_index] = Read(*page_read[:2], params, *page_read[3:])
+        reads = [customer_read._replace(params=[user_id]), *others]
+        reads[page_index] = reads[page_index]._replace(params=params)
         found = fetch_together(reads)
         if not found[0]:
             return None
@@ -219,7 +218,7 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
                     "s.customer_id = (SELECT customer.id FROM customer)",
                     (),
                     ", ".join(f"s.{name}" for name in _STATS_ORDER),
-                    None if columns is None else columns.union(("customer_id",)),
+                    _columns_with(columns, "customer_id"),
                 )
             )
         reads.append(
@@ -242,7 +241,7 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
                     among("l.order_id", f"SELECT page.id FROM page WHERE page._n <= {int(size)}"),
                     (),
                     "l.id",
-                    None if columns is None else columns.union(("order_id",)),
+                    _columns_with(columns, "order_id"),
                 )
             )
         return reads
@@ -437,7 +436,7 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
             f"t.order_id IN ({placeholders(ids)})",
             ids,
             order_by="t.id",
-            only=None if columns is None else columns.union(("order_id",)),
+            only=_columns_with(columns, "order_id"),
         )
         groups = group_by(rows, "order_id")
         links = self.context.links
@@ -540,7 +539,7 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
             child_order_by="l.id",
             extra=extra,
             only=only,
-            child_only=None if columns is None else columns.union(("order_id",)),
+            child_only=_columns_with(columns, "order_id"),
         )
         _attach_page_lines(self.context, rows[:size], lines)
         return rows
