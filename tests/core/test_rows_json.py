@@ -5,14 +5,13 @@ text PostgreSQL writes and for what orjson would read differently or refuse."""
 from __future__ import annotations
 
 import json
-import math
-from typing import Any
 
 import pytest
 from django.db import connection, models
 
 from saleor_crm_plugin.core.rows import RowReader, _faster, _json_from_db
 from saleor_crm_plugin.customers.models import Customer
+from tests.json_values import same_value
 
 FIELD = Customer._meta.get_field("metadata")
 COLUMN = FIELD.get_col("t")
@@ -42,26 +41,11 @@ TEXTS = [
 ]
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal values of equal types all the way down (1 == 1.0 and 0.0 == -0.0 are not)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        if math.isnan(a):
-            return math.isnan(b)
-        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-    return a == b
-
-
 @pytest.mark.parametrize("text", [*TEXTS, None], ids=range(len(TEXTS) + 1))
 def test_same_value_as_django(text: str | None) -> None:
     old = FIELD.from_db_value(text, COLUMN, connection)
     new = _json_from_db(text, COLUMN, connection)
-    assert _same(new, old), (new, old)
+    assert same_value(new, old), (new, old)
 
 
 def test_only_plain_json_fields_take_it() -> None:
@@ -90,5 +74,5 @@ def test_reader_reads_what_the_orm_reads() -> None:
         Customer.objects.filter(pk=customer.pk).update(metadata=value, field_versions=value)
         (read,) = RowReader(Customer).fetch("t.id = %s", [customer.pk])
         orm = Customer.objects.get(pk=customer.pk)
-        assert _same(read.metadata, orm.metadata)
-        assert _same(read.field_versions, orm.field_versions)
+        assert same_value(read.metadata, orm.metadata)
+        assert same_value(read.field_versions, orm.field_versions)

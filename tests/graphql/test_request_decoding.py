@@ -4,13 +4,13 @@ every body must give what ``json.loads`` gives (value and type), or fail as it f
 from __future__ import annotations
 
 import json
-import math
 import random
 from typing import Any
 
 import pytest
 
 from saleor_crm_plugin.graphql.views import _decode
+from tests.json_values import same_value
 
 BODIES = [
     b'{"query": "{ me { id } }", "variables": {"first": 10, "after": null}}',
@@ -76,20 +76,6 @@ def _outcome(decode: Any, body: bytes) -> tuple[str, Any]:
     return "value", value
 
 
-def _same(a: Any, b: Any) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)
-    if isinstance(a, float):
-        return a == b and math.copysign(1, a) == math.copysign(1, b)
-    return a == b
-
-
 def _random_value(rng: random.Random, depth: int = 0) -> Any:
     kind = rng.randrange(8 if depth < 3 else 5)
     if kind == 0:
@@ -113,7 +99,7 @@ def test_bodies_decode_as_json_loads_decodes_them(body: bytes) -> None:
     assert expected[0] == got[0]
     if expected[0] == "value":
         try:
-            assert _same(expected[1], got[1])
+            assert same_value(expected[1], got[1])
         except RecursionError:  # the deeply nested lists: nothing but lists to compare
             assert expected[1] == got[1]
 
@@ -122,4 +108,4 @@ def test_random_documents_decode_as_json_loads_decodes_them() -> None:
     rng = random.Random(5)
     for _ in range(3000):
         body = json.dumps(_random_value(rng), ensure_ascii=rng.random() < 0.5).encode()
-        assert _same(json.loads(body), _decode(body)), body
+        assert same_value(json.loads(body), _decode(body)), body
