@@ -105,7 +105,10 @@ class Customer(models.Model):
 class CustomerChannelStats(models.Model):
     """Lifetime figures per channel and currency, recomputed from the customer's orders."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="channel_stats")
+    # Indexed by ``crm_customer_channel_uniq``, which leads with it (migration 0017).
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="channel_stats", db_index=False
+    )
     channel_id = models.CharField(max_length=255)
     channel_slug = models.CharField(max_length=255, blank=True, default="")
     currency = models.CharField(max_length=3)
@@ -130,14 +133,22 @@ class CustomerChannelStats(models.Model):
 class Order(models.Model):
     saleor_order_id = models.CharField(max_length=255, unique=True)
     number = models.CharField(max_length=32, blank=True, default="")
+    # Indexed by ``crm_order_customer_idx``, which leads with it (migration 0017).
     customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="orders",
+        db_index=False,
     )
     customer_link = models.PositiveSmallIntegerField(
         choices=CustomerLink.choices, default=CustomerLink.NONE
     )
     saleor_user_id = models.CharField(max_length=255, blank=True, default="")
-    user_email = models.CharField(max_length=254, blank=True, default="", db_index=True)
+    # Not indexed: orders are linked to customers through the customer's e-mail, never
+    # looked up by their own (migration 0017).
+    user_email = models.CharField(max_length=254, blank=True, default="")
     channel_id = models.CharField(max_length=255)
     channel_slug = models.CharField(max_length=255, blank=True, default="")
     currency = models.CharField(max_length=3)
@@ -192,9 +203,11 @@ class Order(models.Model):
 
 
 class OrderLine(models.Model):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    # Indexed by ``crm_orderline_uniq``, which leads with it (migration 0017).
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
     saleor_line_id = models.CharField(max_length=255)
-    variant_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    # Not indexed: nothing looks lines up by variant (migration 0017); ``product_id`` is.
+    variant_id = models.CharField(max_length=255, blank=True, default="")
     product_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
     product_slug = models.CharField(max_length=255, blank=True, default="")
     category_id = models.CharField(max_length=255, blank=True, default="")

@@ -58,8 +58,9 @@ class NegativeBalancePolicy(models.TextChoices):
 class LoyaltyAccount(models.Model):
     """One customer's points in one channel (channels can have different currencies/rules)."""
 
+    # Indexed by ``crm_loyalty_account_uniq``, which leads with it (migration 0017).
     customer = models.ForeignKey(
-        Customer, on_delete=models.PROTECT, related_name="loyalty_accounts"
+        Customer, on_delete=models.PROTECT, related_name="loyalty_accounts", db_index=False
     )
     channel_id = models.CharField(max_length=255)
     channel_slug = models.CharField(max_length=255, blank=True, default="")
@@ -98,7 +99,10 @@ class PointLot(models.Model):
     a ledger entry. ``order_id`` ties order points (and the first-order bonus) to the order, so
     its refunds and return window apply to them."""
 
-    account = models.ForeignKey(LoyaltyAccount, on_delete=models.PROTECT, related_name="lots")
+    # Indexed by ``crm_lot_account_idx``, which leads with it (migration 0017).
+    account = models.ForeignKey(
+        LoyaltyAccount, on_delete=models.PROTECT, related_name="lots", db_index=False
+    )
     key = models.CharField(max_length=255, unique=True)
     source = models.CharField(max_length=32, choices=EntrySource.choices)
     source_id = models.CharField(max_length=255, blank=True, default="")
@@ -153,7 +157,11 @@ class LedgerEntry(models.Model):
     """An immutable line of the ledger. ``points`` moves the spendable balance, ``pending_points``
     the pending one; a confirmation moves points from one to the other in one entry."""
 
-    account = models.ForeignKey(LoyaltyAccount, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by ``crm_ledger_account_sum_idx`` and ``crm_ledger_history_idx``, which lead
+    # with it (migration 0017).
+    account = models.ForeignKey(
+        LoyaltyAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     lot = models.ForeignKey(
         PointLot, null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
     )

@@ -130,7 +130,10 @@ class PrecomputedRecommendation(models.Model):
     """Top candidates per active customer, ranked by the promoted run (before filters, which
     are applied when served so a blocklist or stock change takes effect at once)."""
 
-    run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="precomputed")
+    # Indexed by ``crm_recs_precomputed_uniq``, which leads with it (migration 0017).
+    run = models.ForeignKey(
+        ModelRun, on_delete=models.CASCADE, related_name="precomputed", db_index=False
+    )
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
     product_ids = models.JSONField(default=list)
     scores = models.JSONField(default=list)
@@ -243,8 +246,14 @@ class StorefrontEvent(models.Model):
 
     kind = models.CharField(max_length=32, choices=StorefrontEventKind.choices)
     client_event_id = models.CharField(max_length=64, blank=True, default="")
+    # Indexed by ``crm_recs_event_cust_idx``, which leads with it (migration 0017).
     customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     anonymous_id = models.CharField(max_length=64, blank=True, default="")
     channel_id = models.CharField(max_length=255, blank=True, default="")

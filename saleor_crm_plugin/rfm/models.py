@@ -58,8 +58,9 @@ class CustomerRfm(models.Model):
 
     # db_constraint=False: a full run inserts up to a row per customer, and a per-row FK
     # trigger roughly doubles that cost; deletes still cascade (Django's collector does it).
+    # Indexed by ``crm_customerrfm_uniq``, which leads with it (migration 0017).
     customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, related_name="rfm", db_constraint=False
+        Customer, on_delete=models.CASCADE, related_name="rfm", db_constraint=False, db_index=False
     )
     channel_id = models.CharField(max_length=255)
     channel_slug = models.CharField(max_length=255, blank=True, default="")
@@ -104,8 +105,13 @@ class RfmSegmentHistory(models.Model):
     nightly run over a million customers adds rows only for those who moved."""
 
     # No database FK constraints (see CustomerRfm.customer); Django still cascades deletes.
+    # Indexed by ``crm_rfmhist_customer_idx``, which leads with it (migration 0017).
     customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, related_name="rfm_history", db_constraint=False
+        Customer,
+        on_delete=models.CASCADE,
+        related_name="rfm_history",
+        db_constraint=False,
+        db_index=False,
     )
     channel_id = models.CharField(max_length=255)
     segment = models.CharField(max_length=64)
