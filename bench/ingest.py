@@ -141,17 +141,24 @@ def _pending() -> int:
     return InboxEvent.objects.filter(status=InboxStatus.PENDING).count()
 
 
+def _any_pending() -> bool:
+    from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
+
+    return InboxEvent.objects.filter(status=InboxStatus.PENDING).exists()
+
+
 def _wait_drained(expected: int, timeout: float = 900) -> float:
     """Seconds until every stored event is processed (and at least ``expected`` are stored)."""
     from saleor_crm_plugin.events.models import InboxEvent
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        # Pending rows are counted through a partial index (well under a millisecond); the
-        # whole table's count scans every row (7 ms at 20,000 rows): polled every 20 ms, it
-        # took a third of a core from the worker it measures. Count the table only once
-        # nothing is pending.
-        if _pending() == 0 and InboxEvent.objects.count() >= expected:
+        # Whether anything is pending is read through the partial pending index and stops at
+        # its first live entry; counting them all (1.7 ms with a few thousand pending, every
+        # 20 ms) was ~4% of PostgreSQL's time in the run it measures, and the whole table's
+        # count scans every row (7 ms at 20,000 rows). Count the table only once nothing is
+        # pending.
+        if not _any_pending() and InboxEvent.objects.count() >= expected:
             return time.perf_counter()
         time.sleep(0.02)
     raise SystemExit(f"inbox not drained after {timeout}s: {_pending()} pending")
