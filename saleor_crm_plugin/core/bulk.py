@@ -14,6 +14,8 @@ expressions, unknown field types) still takes Django's conversion.
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -76,6 +78,32 @@ Plan = tuple[str, type | None, Callable[[Any], bool] | None, models.Field]
 _NONE = type(None)
 
 
+@functools.cache
+def _text_kind(kind: type) -> type:
+    """``str`` for a string enum (``TextChoices`` members such as a point lot's status or a
+    ledger entry's kind), else ``kind`` itself.
+
+    Such a member is a ``str`` whose characters are its value: Django's ``get_db_prep_save``
+    of a ``CharField``/``TextField`` hands it on unchanged (``to_python`` keeps any ``str``),
+    psycopg dumps it with its ``str`` dumper (the characters, not the name), and ``str.join``
+    reads the same characters. So a column of members, or of members and plain strings, can
+    take the plain-string paths (kept as read, COPY text, ``text[]`` literals) and send the
+    same text; before, one member sent a whole set of point lots row by row."""
+    return str if issubclass(kind, str) and issubclass(kind, enum.Enum) else kind
+
+
+# The kinds met in nearly every column, none of them a string enum: their sets skip the
+# per-kind look-up.
+_COMMON_KINDS = frozenset({str, int, bool, Decimal, datetime, float, list, dict, _NONE})
+
+
+def _text_kinds(kinds: set[type]) -> set[type]:
+    """``kinds`` with string enums counted as ``str`` (``_text_kind``)."""
+    if kinds <= _COMMON_KINDS:
+        return kinds
+    return set(map(_text_kind, kinds))
+
+
 def _plan(columns: Sequence[models.Field], *, fast: bool) -> list[Plan]:
     plans: list[Plan] = []
     for column in columns:
@@ -121,6 +149,8 @@ def prepared_columns(
         column = out[index]
         if plain is not None:
             kinds = set(map(type, column))
+            if plain is str:
+                kinds = _text_kinds(kinds)  # members kept as they are, as Django keeps them
             if kinds <= {plain, _NONE}:
                 if check is None:
                     continue
@@ -246,7 +276,7 @@ def _array_type(values: list[Any], field: models.Field) -> str | None:
     if isinstance(field, models.JSONField):
         kinds = set(map(type, values))
         return "jsonb[]" if kinds and kinds <= {str, _NONE} and str in kinds else None
-    kinds = {type(value) for value in values if value is not None}
+    kinds = _text_kinds({type(value) for value in values if value is not None})
     if not kinds:  # only NULLs: the field's own plain type says which
         target = field.target_field if isinstance(field, models.ForeignKey) else field
         plain = _PLAIN_TYPES.get(type(target))
@@ -535,7 +565,7 @@ def _copy_text(by_column: list[Sequence[Any]]) -> bytes | None:
     sends, up to the spelling of values PostgreSQL reads back alike."""
     texts: list[Sequence[str]] = []
     for column in by_column:
-        kinds = set(map(type, column))
+        kinds = _text_kinds(set(map(type, column)))
         if _NONE not in kinds:
             if len(kinds) != 1:
                 if not column:
@@ -582,11 +612,12 @@ def array_param(values: Sequence[Any]) -> str | list[Any]:
     ``NULL``; ``array_in`` reads these back to the same values (an empty string, the string
     ``NULL``, spaces, commas and braces included, since every string is quoted). It is bound as
     text of unknown type, so the cast in the statement parses it, as it typed psycopg's array
-    before. Anything else (bools, NaN or infinite Decimals, naive datetimes, subclasses, mixed
-    types, a NUL character, which PostgreSQL text cannot hold) goes to psycopg as a list, as
-    before."""
+    before. String enums count as strings (``_text_kind``: their characters, which psycopg's
+    ``str`` dumper sends too). Anything else (bools, NaN or infinite Decimals, naive
+    datetimes, other subclasses, mixed types, a NUL character, which PostgreSQL text cannot
+    hold) goes to psycopg as a list, as before."""
     values = list(values)
-    kinds = set(map(type, values))
+    kinds = _text_kinds(set(map(type, values)))
     if kinds == {int}:
         return "{" + ",".join(map(str, values)) + "}"
     if kinds == {str}:
