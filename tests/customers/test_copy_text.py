@@ -155,3 +155,34 @@ def test_a_nul_is_refused_as_before():
     order.number = "a\x00b"
     with pytest.raises(DataError), transaction.atomic():
         bulk.insert_rows(Order, [order])
+
+
+def test_json_columns_of_empty_values_are_their_texts_without_a_call_each(monkeypatch):
+    field = OrderLine._meta.get_field("attributes")
+
+    class Row:
+        def __init__(self, attributes: object) -> None:
+            self.attributes = attributes
+
+    def prepared(values: list[object]) -> list[object]:
+        (column,) = bulk.prepared_columns([Row(v) for v in values], [field], json_text=True)
+        return list(column)
+
+    calls: list[object] = []
+    real = bulk.json_value_text
+    monkeypatch.setattr(bulk, "json_value_text", lambda v, f: calls.append(v) or real(v, f))
+    cases = [
+        [[], [], []],
+        [{}, {}],
+        [[], {}],
+        [[], ["a"]],
+        [None, []],
+        [{}, {"k": [1]}],
+    ]
+    for values in cases:
+        expected = [None if v is None else real(v, field) for v in values]  # type: ignore[arg-type]
+        if connection.vendor != "postgresql":  # only PostgreSQL's COPY takes JSON text
+            break
+        assert prepared(values) == expected, values
+    if connection.vendor == "postgresql":
+        assert calls == [[], {}, [], ["a"], [], {}, {"k": [1]}]  # the mixed cases only
