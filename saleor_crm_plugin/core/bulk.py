@@ -97,6 +97,12 @@ def _text_kind(kind: type) -> type:
 _COMMON_KINDS = frozenset({str, int, bool, Decimal, datetime, float, list, dict, _NONE})
 
 
+@functools.cache
+def _is_int_enum(kind: type) -> bool:
+    """An integer enum (``IntegerChoices`` members such as an order's customer link)."""
+    return issubclass(kind, int) and issubclass(kind, enum.Enum)
+
+
 def _text_kinds(kinds: set[type]) -> set[type]:
     """``kinds`` with string enums counted as ``str`` (``_text_kind``)."""
     if kinds <= _COMMON_KINDS:
@@ -151,6 +157,17 @@ def prepared_columns(
             kinds = set(map(type, column))
             if plain is str:
                 kinds = _text_kinds(kinds)  # members kept as they are, as Django keeps them
+            elif (
+                plain is int
+                and not kinds <= _COMMON_KINDS
+                and all(kind in (int, _NONE) or _is_int_enum(kind) for kind in kinds)
+            ):
+                # Integer enum members as ``int(member)``, which is what Django's conversion
+                # binds (wrapped in psycopg's ``Int2``/``Int4``/``Int8``, the type a plain int
+                # column here is bound as anyway): before, one new order's link to its
+                # customer sent the whole COPY of a batch's orders row by row.
+                out[index] = [value if value is None else int(value) for value in column]
+                continue
             if kinds <= {plain, _NONE}:
                 if check is None:
                     continue
