@@ -563,7 +563,7 @@ def _new_line(order: Order, snap: OrderLineSnapshot) -> OrderLine:
             values[name] = value
     attributes = snap.attributes
     values["attributes"] = list(attributes) if attributes else []  # a fresh list, as default
-    values["order_id"] = order.pk
+    values["order_id"] = _ORDER_PK(order)
     values["saleor_line_id"] = snap.saleor_line_id
     values["product_name"] = snap.product_name
     values["variant_name"] = snap.variant_name
@@ -636,6 +636,7 @@ _LINE_FACTS = (
     "sku",
 )
 _LINE_ORDER = OrderLine._meta.get_field("order")
+_ORDER_PK = attrgetter(Order._meta.pk.attname)  # ``order.pk`` without the property's call
 # A snapshot's or a line's facts, in ``_LINE_FACTS``'s order (a snapshot's attributes are a
 # tuple, a line's a list).
 _SNAP_FACTS = attrgetter(*_LINE_FACTS)

@@ -1,6 +1,6 @@
 """``projection._fill_line_facts`` fills in exactly what the per-fact loop filled in (a fact
 the snapshot knows and the line lacks), whichever facts either side has, and says whether it
-did: its shortcut for "nothing to fill" must never skip a fill."""
+did."""
 
 from __future__ import annotations
 
