@@ -14,6 +14,8 @@ expressions, unknown field types) still takes Django's conversion.
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -76,6 +78,38 @@ Plan = tuple[str, type | None, Callable[[Any], bool] | None, models.Field]
 _NONE = type(None)
 
 
+@functools.cache
+def _text_kind(kind: type) -> type:
+    """``str`` for a string enum (``TextChoices`` members such as a point lot's status or a
+    ledger entry's kind), else ``kind`` itself.
+
+    Such a member is a ``str`` whose characters are its value: Django's ``get_db_prep_save``
+    of a ``CharField``/``TextField`` hands it on unchanged (``to_python`` keeps any ``str``),
+    psycopg dumps it with its ``str`` dumper (the characters, not the name), and ``str.join``
+    reads the same characters. So a column of members, or of members and plain strings, can
+    take the plain-string paths (kept as read, COPY text, ``text[]`` literals) and send the
+    same text; before, one member sent a whole set of point lots row by row."""
+    return str if issubclass(kind, str) and issubclass(kind, enum.Enum) else kind
+
+
+# The kinds met in nearly every column, none of them a string enum: their sets skip the
+# per-kind look-up.
+_COMMON_KINDS = frozenset({str, int, bool, Decimal, datetime, float, list, dict, _NONE})
+
+
+@functools.cache
+def _is_int_enum(kind: type) -> bool:
+    """An integer enum (``IntegerChoices`` members such as an order's customer link)."""
+    return issubclass(kind, int) and issubclass(kind, enum.Enum)
+
+
+def _text_kinds(kinds: set[type]) -> set[type]:
+    """``kinds`` with string enums counted as ``str`` (``_text_kind``)."""
+    if kinds <= _COMMON_KINDS:
+        return kinds
+    return set(map(_text_kind, kinds))
+
+
 def _plan(columns: Sequence[models.Field], *, fast: bool) -> list[Plan]:
     plans: list[Plan] = []
     for column in columns:
@@ -121,6 +155,19 @@ def prepared_columns(
         column = out[index]
         if plain is not None:
             kinds = set(map(type, column))
+            if plain is str:
+                kinds = _text_kinds(kinds)  # members kept as they are, as Django keeps them
+            elif (
+                plain is int
+                and not kinds <= _COMMON_KINDS
+                and all(kind in (int, _NONE) or _is_int_enum(kind) for kind in kinds)
+            ):
+                # Integer enum members as ``int(member)``, which is what Django's conversion
+                # binds (wrapped in psycopg's ``Int2``/``Int4``/``Int8``, the type a plain int
+                # column here is bound as anyway): before, one new order's link to its
+                # customer sent the whole COPY of a batch's orders row by row.
+                out[index] = [value if value is None else int(value) for value in column]
+                continue
             if kinds <= {plain, _NONE}:
                 if check is None:
                     continue
@@ -128,6 +175,13 @@ def prepared_columns(
                 if _all_pass(plain, present):
                     continue
         as_text = json_text and fast and isinstance(field, models.JSONField)
+        if as_text and column and not any(column):
+            # Every value an empty list (a new line's attributes: ~8 per event) or every one
+            # an empty dict: ``json_value_text``'s answer for each, without a call per value.
+            kinds = set(map(type, column))
+            if kinds == {list} or kinds == {dict}:
+                out[index] = ["[]" if list in kinds else "{}"] * len(column)
+                continue
         converted = list(column)
         for position, value in enumerate(converted):
             if value is None or (
@@ -246,7 +300,7 @@ def _array_type(values: list[Any], field: models.Field) -> str | None:
     if isinstance(field, models.JSONField):
         kinds = set(map(type, values))
         return "jsonb[]" if kinds and kinds <= {str, _NONE} and str in kinds else None
-    kinds = {type(value) for value in values if value is not None}
+    kinds = _text_kinds({type(value) for value in values if value is not None})
     if not kinds:  # only NULLs: the field's own plain type says which
         target = field.target_field if isinstance(field, models.ForeignKey) else field
         plain = _PLAIN_TYPES.get(type(target))
@@ -496,6 +550,22 @@ _COPY_NULL = "\\N"
 _COPY_BOOL = {True: "t", False: "f"}.__getitem__
 
 
+# What COPY's text format and an array literal's quoted elements escape, backslash first.
+_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+_ARRAY_ESCAPES = (("\\", "\\\\"), ('"', '\\"'))
+
+
+def _escaped(text: str, escapes: tuple[tuple[str, str], ...]) -> str:
+    """``text.replace(old, new)`` for each pair in order, skipping the characters it does not
+    hold: ``in`` finds a character by ``memchr``, where ``replace`` (one character into two)
+    first counts it by a byte-at-a-time loop, and a batch's text columns (names, JSON field
+    versions) almost never hold any of them."""
+    for old, new in escapes:
+        if old in text:
+            text = text.replace(old, new)
+    return text
+
+
 def _copy_column(kind: type, values: list[Any]) -> list[str] | None:
     """Each of ``values`` (all of type ``kind``, no None) as a field of COPY's text format,
     as psycopg's text dumper writes it, or None when they are not of a type written here."""
@@ -503,13 +573,7 @@ def _copy_column(kind: type, values: list[Any]) -> list[str] | None:
         joined = "\x00".join(values)
         if joined.count("\x00") != len(values) - 1:
             return None  # a NUL: psycopg refuses it, and the row-by-row path says so
-        escaped = (
-            joined.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-        return escaped.split("\x00")
+        return _escaped(joined, _COPY_ESCAPES).split("\x00")
     if kind is int:
         return list(map(str, values))
     if kind is bool:
@@ -535,7 +599,7 @@ def _copy_text(by_column: list[Sequence[Any]]) -> bytes | None:
     sends, up to the spelling of values PostgreSQL reads back alike."""
     texts: list[Sequence[str]] = []
     for column in by_column:
-        kinds = set(map(type, column))
+        kinds = _text_kinds(set(map(type, column)))
         if _NONE not in kinds:
             if len(kinds) != 1:
                 if not column:
@@ -582,17 +646,18 @@ def array_param(values: Sequence[Any]) -> str | list[Any]:
     ``NULL``; ``array_in`` reads these back to the same values (an empty string, the string
     ``NULL``, spaces, commas and braces included, since every string is quoted). It is bound as
     text of unknown type, so the cast in the statement parses it, as it typed psycopg's array
-    before. Anything else (bools, NaN or infinite Decimals, naive datetimes, subclasses, mixed
-    types, a NUL character, which PostgreSQL text cannot hold) goes to psycopg as a list, as
-    before."""
+    before. String enums count as strings (``_text_kind``: their characters, which psycopg's
+    ``str`` dumper sends too). Anything else (bools, NaN or infinite Decimals, naive
+    datetimes, other subclasses, mixed types, a NUL character, which PostgreSQL text cannot
+    hold) goes to psycopg as a list, as before."""
     values = list(values)
-    kinds = set(map(type, values))
+    kinds = _text_kinds(set(map(type, values)))
     if kinds == {int}:
         return "{" + ",".join(map(str, values)) + "}"
     if kinds == {str}:
         joined = "\x00".join(values)
         if joined.count("\x00") == len(values) - 1:
-            escaped = joined.replace("\\", "\\\\").replace('"', '\\"')
+            escaped = _escaped(joined, _ARRAY_ESCAPES)
             return '{"' + escaped.replace("\x00", '","') + '"}'
         return values
     if not values:
@@ -622,7 +687,7 @@ def _element_texts(kind: type, values: list[Any]) -> list[str] | None:
         joined = "\x00".join(values)
         if joined.count("\x00") != len(values) - 1:
             return None
-        escaped = joined.replace("\\", "\\\\").replace('"', '\\"')
+        escaped = _escaped(joined, _ARRAY_ESCAPES)
         return ('"' + escaped.replace("\x00", '"\x00"') + '"').split("\x00")
     if kind is Decimal:
         return list(map(str, values)) if all(map(Decimal.is_finite, values)) else None

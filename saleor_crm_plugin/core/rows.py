@@ -173,7 +173,11 @@ def new_instance(model: type[M], /, **values: Any) -> M:
         if attname not in values:
             merged[attname] = default()
     merged.update(values)
-    row = bare_instance(model, merged)
+    # ``bare_instance(model, merged)``, with ``merged`` (made here, nobody else holds it)
+    # becoming the instance's dict instead of being copied into it key by key.
+    merged["_state"] = ModelState()
+    row = model.__new__(model)
+    row.__dict__ = merged
     if objects:
         for name, value in objects.items():
             setattr(row, name, value)  # the descriptor sets ``<name>_id`` and caches it

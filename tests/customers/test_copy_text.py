@@ -155,3 +155,69 @@ def test_a_nul_is_refused_as_before():
     order.number = "a\x00b"
     with pytest.raises(DataError), transaction.atomic():
         bulk.insert_rows(Order, [order])
+
+
+def test_json_columns_of_empty_values_are_their_texts_without_a_call_each(monkeypatch):
+    field = OrderLine._meta.get_field("attributes")
+
+    class Row:
+        def __init__(self, attributes: object) -> None:
+            self.attributes = attributes
+
+    def prepared(values: list[object]) -> list[object]:
+        (column,) = bulk.prepared_columns([Row(v) for v in values], [field], json_text=True)
+        return list(column)
+
+    calls: list[object] = []
+    real = bulk.json_value_text
+    monkeypatch.setattr(bulk, "json_value_text", lambda v, f: calls.append(v) or real(v, f))
+    cases = [
+        [[], [], []],
+        [{}, {}],
+        [[], {}],
+        [[], ["a"]],
+        [None, []],
+        [{}, {"k": [1]}],
+    ]
+    for values in cases:
+        expected = [None if v is None else real(v, field) for v in values]  # type: ignore[arg-type]
+        if connection.vendor != "postgresql":  # only PostgreSQL's COPY takes JSON text
+            break
+        assert prepared(values) == expected, values
+    if connection.vendor == "postgresql":
+        assert calls == [[], {}, [], ["a"], [], {}, {"k": [1]}]  # the mixed cases only
+
+
+@pg_only
+@pytest.mark.django_db
+def test_integer_enum_members_take_the_text_block_and_store_the_same(monkeypatch):
+    from saleor_crm_plugin.customers.models import CustomerLink
+
+    links = [CustomerLink.USER_ID, CustomerLink.EMAIL, 0, CustomerLink.NONE, 2]
+
+    def orders(prefix: str) -> list[Order]:
+        made = _orders(prefix)[: len(links)]
+        for order, link in zip(made, links, strict=True):
+            order.customer_link = link
+        return made
+
+    blocks: list[bytes | None] = []
+    real = bulk._copy_text
+    monkeypatch.setattr(bulk, "_copy_text", lambda columns: blocks.append(real(columns)))
+    bulk.insert_rows(Order, orders("rows"))  # the block is dropped: psycopg's write_row
+    assert blocks and blocks[0] is not None
+    monkeypatch.setattr(bulk, "_copy_text", real)
+    bulk.insert_rows(Order, orders("block"))
+    assert _stored(Order, "saleor_order_id", "block") == _stored(Order, "saleor_order_id", "rows")
+    stored = Order.objects.filter(saleor_order_id__startswith="block").order_by("pk")
+    assert [o.customer_link for o in stored] == [2, 1, 0, 0, 2]
+
+    field = Order._meta.get_field("customer_link")
+
+    class Row:
+        def __init__(self, link: object) -> None:
+            self.customer_link = link
+
+    (column,) = bulk.prepared_columns([Row(v) for v in links], [field])
+    assert list(column) == [int(field.get_db_prep_save(v, connection)) for v in links]
+    assert set(map(type, column)) == {int}
