@@ -147,8 +147,13 @@ def _decode(body: bytes) -> Any:
 
 def _json(data: Any, status: int = 200) -> HttpResponse:
     """What ``JsonResponse(data, status=status, safe=False)`` sends (same values, same
-    ``Content-Type``), minus its per-response set-up and encoded by ``_encode``."""
-    return HttpResponse(_encode(data), status=status, content_type="application/json")
+    ``Content-Type``), minus its per-response set-up and encoded by ``_encode``. The
+    content type comes as a header: given as ``content_type``, ``HttpResponseBase`` first
+    asks its empty headers for one, which raises and catches a ``KeyError`` in Python."""
+    return HttpResponse(_encode(data), status=status, headers={"Content-Type": _JSON})
+
+
+_JSON = "application/json"
 
 
 class _MetaHeaders:
