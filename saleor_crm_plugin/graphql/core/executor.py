@@ -440,8 +440,9 @@ class _Plan(list):  # type: ignore[type-arg]
 #   "noinfo": a resolver marked ``ignores_info``, then a leaf of class ``same`` or a flat
 #     object (Money);
 #   "money": a ``money_of`` resolver (no arguments, ``ignores_info``) of a Money object whose
-#     selection is ``money_keys``: the object built from the amount and the currency,
-#     else ``_Walker.field``;
+#     selection is ``money_keys``: the object built from the amount (a ``Decimal``, or a
+#     ``float`` as the customer 360's statement reads them) and the currency, else
+#     ``_Walker.field``;
 #   "money<n>": the same, the currency asked once per object for every such field whose
 #     ``currency_of`` is the plan's n-th shared one (a line's unit and total prices);
 #   "ornone": an ``or_none`` resolver of a nullable String or ID: a ``str`` attribute read
@@ -621,7 +622,9 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 "    ) is not None:",
                 *currency,
                 "        if cur.__class__ is str:",
-                f"            result[K{i}] = {{k: float(a) if amt else cur for k, amt in mk}}",
+                "            if a.__class__ is not float:",
+                "                a = float(a)",
+                f"            result[K{i}] = {{k: a if amt else cur for k, amt in mk}}",
                 "        else:",
                 _field(i, "            "),
                 "    else:",
