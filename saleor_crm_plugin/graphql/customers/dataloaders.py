@@ -155,7 +155,7 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
         the page's lines, each read as its own loader reads it, in one statement. (One
         customer at most: ``saleor_user_id`` is unique, so the others compare its id with
         ``=``, an index lookup, where ``IN (SELECT ...)`` plans a hash aggregate.)"""
-        first, last = validate_page_args(orders._asdict(), "orders")
+        first, last = validate_page_args({"first": orders.first, "last": orders.last}, "orders")
         size = first if first is not None else last
         assert size is not None
         where, params = _page_where(
@@ -179,8 +179,12 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
                 _WITH_ORDERS_READS[shape] = template
         customer_read, *others = template
         page_index = len(template) - (2 if orders.lines is not None else 1)
-        reads = [customer_read._replace(params=[user_id]), *others]
-        reads[page_index] = reads[page_index]._replace(params=params)
+        # ``Read(...)`` rather than ``_replace(params=...)``: the same tuple without
+        # ``_replace``'s Python-level ``_make`` and keyword checks.
+        reader, where, _, order_by, only, extra, limit, name = customer_read
+        reads = [Read(reader, where, [user_id], order_by, only, extra, limit, name), *others]
+        reader, where, _, order_by, only, extra, limit, name = reads[page_index]
+        reads[page_index] = Read(reader, where, params, order_by, only, extra, limit, name)
         found = fetch_together(reads)
         if not found[0]:
             return None
@@ -686,7 +690,8 @@ def _page_connection(key: OrdersPageKey, page: list[Order], size: int, connectio
     return build_connection(
         items,
         has_more=has_more,
-        args=key._asdict(),
+        # What ``build_connection`` reads of the page's arguments (``_asdict`` makes them all).
+        args={"last": key.last, "after": key.after, "before": key.before},
         ordering=ORDER_ORDERING,
         connection_type=connection_type,
         count_fn=_constant(page[0]._total if page else 0),
