@@ -147,8 +147,13 @@ def _decode(body: bytes) -> Any:
 
 def _json(data: Any, status: int = 200) -> HttpResponse:
     """What ``JsonResponse(data, status=status, safe=False)`` sends (same values, same
-    ``Content-Type``), minus its per-response set-up and encoded by ``_encode``."""
-    return HttpResponse(_encode(data), status=status, content_type="application/json")
+    ``Content-Type``), minus its per-response set-up and encoded by ``_encode``. The
+    content type comes as a header: given as ``content_type``, ``HttpResponseBase`` first
+    asks its empty headers for one, which raises and catches a ``KeyError`` in Python."""
+    return HttpResponse(_encode(data), status=status, headers={"Content-Type": _JSON})
+
+
+_JSON = "application/json"
 
 
 class _MetaHeaders:
@@ -252,10 +257,21 @@ def execute_operation(
     return (400 if result.invalid else 200), body
 
 
-def execute_request(request: HttpRequest) -> HttpResponse:
-    """Run the request body (one operation or a batch) against the CRM schema."""
+def _api_schema() -> Any:
+    """The CRM schema, imported at the first request (``api`` imports every domain's
+    types) and then kept: a function-level import costs an import-lock round per call."""
     from saleor_crm_plugin.graphql.api import schema
 
+    _SCHEMA.append(schema)
+    return schema
+
+
+_SCHEMA: list[Any] = []
+
+
+def execute_request(request: HttpRequest) -> HttpResponse:
+    """Run the request body (one operation or a batch) against the CRM schema."""
+    schema = _SCHEMA[0] if _SCHEMA else _api_schema()
     try:
         payload = _decode(request.body or b"null")
     except ValueError:

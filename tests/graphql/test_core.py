@@ -469,3 +469,60 @@ def test_failed_mutation_rolls_back_its_writes(db):
     result = run("mutation { toyAdjust(points: 13) { errors { code } } }", STAFF)
     assert result.data == {"toyAdjust": {"errors": [{"code": "INVALID"}]}}
     assert not Customer.objects.filter(saleor_user_id=user_gid(13)).exists()
+
+
+def _reference_cursor(values: list[Any]) -> str:
+    """``encode_cursor`` as it was written: base64 of ``json.dumps``."""
+    import base64
+
+    from saleor_crm_plugin.graphql.core.connection import _encode_value
+
+    return base64.b64encode(json.dumps([_encode_value(v) for v in values]).encode()).decode()
+
+
+def test_cursors_are_encoded_as_json_dumps_encodes_them():
+    """The cursor of strings and ints written without ``json.dumps`` is its text exactly,
+    and any other value still goes through it."""
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from saleor_crm_plugin.graphql.core.connection import decode_cursor, encode_cursor
+
+    rng = random.Random(5)
+    texts = [
+        "",
+        "a",
+        'quo"te',
+        "back\\slash",
+        "tab\tnew\nline",
+        "\x00\x1f\x7f",
+        "é",
+        "日本",
+        "\U0001f600",
+        "\ud800",
+        "</script>",
+        "2026-01-02T03:04:05+00:00",
+    ]
+    ints = [0, 1, -1, 2**31, -(2**63), 2**64 + 3, 10**40]
+    others = [
+        None,
+        True,
+        False,
+        1.5,
+        float("nan"),
+        float("inf"),
+        Decimal("1.230"),
+        datetime(2026, 1, 2, tzinfo=UTC),
+        datetime(2026, 1, 2, tzinfo=timezone(timedelta(hours=-3))),
+        [1, "x"],
+        {"a": 1},
+    ]
+    cases: list[list[Any]] = [[], [1], ["x"], *([t, n] for t in texts for n in ints)]
+    pool = texts + ints + others
+    for _ in range(2_000):
+        cases.append([rng.choice(pool) for _ in range(rng.randint(1, 4))])
+    for values in cases:
+        assert encode_cursor(values) == _reference_cursor(values), values
+    created = datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC)
+    assert decode_cursor(encode_cursor([created, 42]), 2) == [created.isoformat(), 42]

@@ -434,8 +434,8 @@ def test_selected_columns_follow_fragments_and_stop_at_unknown_resolvers(db):
     def marked(root, info):
         return root.email
 
-    assert selection._resolver_reads(marked) == {"email"}
-    assert selection._resolver_reads(lambda root, info: root.email) is None
+    assert selection.resolver_reads(marked) == {"email"}
+    assert selection.resolver_reads(lambda root, info: root.email) is None
 
 
 def test_row_reader_defers_what_it_leaves_out(shopper):

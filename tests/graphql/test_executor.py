@@ -689,6 +689,20 @@ def test_money_of_takes_the_inline_path() -> None:
     assert COST_CALLS == [1]
 
 
+def test_money_of_takes_the_inline_path_for_float_amounts() -> None:
+    """A ``float`` amount (the customer 360's statement reads money-only amounts as
+    ``float8``) is answered inline too, as the resolver answers it."""
+    document = parse("{ items(numbers: [31, 31, 31]) { cost { amount currency } } }")
+    plans = DocumentPlans(document)
+    answer = {"items": [{"cost": {"amount": 2.5, "currency": "EUR"}}] * 3}
+    COST_CALLS.clear()
+    assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == answer
+    assert execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans) == answer
+    assert COST_CALLS == [31]
+    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
+    assert result.data == answer
+
+
 def test_money_of_fields_sharing_a_currency_ask_it_once_per_object() -> None:
     """Two ``money_of`` fields with the same ``currency_of`` (a line's prices): one call
     per object once the plan is settled."""

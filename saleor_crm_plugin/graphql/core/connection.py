@@ -61,8 +61,28 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
+# What ``json.dumps`` writes a ``str`` with (``ensure_ascii``): its C encoder's function.
+_ENCODE_STR = json.encoder.encode_basestring_ascii
+
+
 def encode_cursor(values: Sequence[Any]) -> str:
-    return base64.b64encode(json.dumps([_encode_value(v) for v in values]).encode()).decode()
+    """base64 of ``json.dumps`` of the values. A cursor of strings and ``int``s (a
+    timestamp and a primary key) is written here as ``json.dumps`` writes it, without the
+    encoder it builds per call; anything else goes through ``json.dumps``."""
+    encoded = [_encode_value(v) for v in values]
+    parts = []
+    for value in encoded:
+        cls = value.__class__
+        if cls is str:
+            parts.append(_ENCODE_STR(value))
+        elif cls is int:
+            parts.append(int.__repr__(value))
+        else:
+            text = json.dumps(encoded)
+            break
+    else:
+        text = f"[{', '.join(parts)}]"
+    return base64.b64encode(text.encode()).decode()
 
 
 def decode_cursor(cursor: str, size: int) -> list[Any]:

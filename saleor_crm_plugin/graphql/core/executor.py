@@ -51,7 +51,15 @@ from graphql.type import (
 from promise import Promise, is_thenable
 from promise.promise import async_instance
 
-__all__ = ["Unsupported", "execute_query", "ignores_info", "money_of", "or_none", "shortcut"]
+__all__ = [
+    "Unsupported",
+    "execute_query",
+    "ignores_info",
+    "money_amount",
+    "money_of",
+    "or_none",
+    "shortcut",
+]
 
 _LEAF = (GraphQLScalarType, GraphQLEnumType)
 _ABSTRACT = (GraphQLInterfaceType, GraphQLUnionType)
@@ -118,6 +126,12 @@ def money_of(amount: str, currency_of: Callable[[Any], Any]) -> Callable[[_F], _
 
 
 _OR_NONE = "_crm_or_none"
+
+
+def money_amount(resolver: Any) -> str | None:
+    """The amount attribute of a ``money_of`` resolver, else ``None``."""
+    marked = getattr(resolver, _MONEY, None)
+    return None if marked is None else marked[0]
 
 
 def or_none(attname: str) -> Callable[[_F], _F]:
@@ -426,8 +440,9 @@ class _Plan(list):  # type: ignore[type-arg]
 #   "noinfo": a resolver marked ``ignores_info``, then a leaf of class ``same`` or a flat
 #     object (Money);
 #   "money": a ``money_of`` resolver (no arguments, ``ignores_info``) of a Money object whose
-#     selection is ``money_keys``: the object built from the amount and the currency,
-#     else ``_Walker.field``;
+#     selection is ``money_keys``: the object built from the amount (a ``Decimal``, or a
+#     ``float`` as the customer 360's statement reads them) and the currency, else
+#     ``_Walker.field``;
 #   "money<n>": the same, the currency asked once per object for every such field whose
 #     ``currency_of`` is the plan's n-th shared one (a line's unit and total prices);
 #   "ornone": an ``or_none`` resolver of a nullable String or ID: a ``str`` attribute read
@@ -602,10 +617,14 @@ def _maker(kinds: tuple[str, ...], names: tuple[str | None, ...]) -> Callable[..
                 ]
             lines += [
                 *_read(names, i, "a", "None"),
-                f"    if a.__class__ is Decimal and (mk := F{i}.money_keys) is not None:",
+                "    if (a.__class__ is Decimal or a.__class__ is float) and (",
+                f"        mk := F{i}.money_keys",
+                "    ) is not None:",
                 *currency,
                 "        if cur.__class__ is str:",
-                f"            result[K{i}] = {{k: float(a) if amt else cur for k, amt in mk}}",
+                "            if a.__class__ is not float:",
+                "                a = float(a)",
+                f"            result[K{i}] = {{k: a if amt else cur for k, amt in mk}}",
                 "        else:",
                 _field(i, "            "),
                 "    else:",
@@ -808,8 +827,10 @@ class _Walker:
 
     def subplan(self, field: _Field, object_type: GraphQLObjectType) -> list[tuple[str, _Field]]:
         plan = field.subplans.get(object_type)
-        if plan is None:
-            plan = field.subplans[object_type] = self.plan(object_type, field.field_asts)
+        if plan is not None:
+            # What follows ran when the plan was made (``subplans`` is only filled here).
+            return plan
+        plan = field.subplans[object_type] = self.plan(object_type, field.field_asts)
         if object_type is field.item_direct:
             field.item_plan = plan
         if object_type is field.direct:

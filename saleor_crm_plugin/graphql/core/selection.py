@@ -221,14 +221,14 @@ def _columns(
         field_def = object_type.fields.get(name)
         if field_def is None:
             return None
-        read = _resolver_reads(field_def.resolver)
+        read = resolver_reads(field_def.resolver)
         if read is None:
             return None
         columns.update(read)
     return frozenset(columns)
 
 
-def _resolver_reads(resolver: Any) -> Columns | None:
+def resolver_reads(resolver: Any) -> Columns | None:
     marked = getattr(resolver, _READS, None)
     if marked is not None:
         return marked
@@ -237,5 +237,5 @@ def _resolver_reads(resolver: Any) -> Columns | None:
             return frozenset((resolver.args[0],))
         if resolver.func is GlobalID.id_resolver and resolver.args:
             # A relay ``id``: the global ID of what the parent resolver (``root.id``) gives.
-            return _resolver_reads(resolver.args[0])
+            return resolver_reads(resolver.args[0])
     return None

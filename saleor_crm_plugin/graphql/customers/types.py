@@ -98,8 +98,10 @@ def _order_of(line: OrderLine) -> OrderModel:
 
 
 def _line_currency(line: OrderLine) -> str:
-    """A line's prices' currency (its order's), for ``money_of``."""
-    return _order_of(line).currency
+    """A line's prices' currency (its order's), for ``money_of``: ``_order_of`` inline (a
+    call fewer per line)."""
+    order = line._state.fields_cache.get("order")
+    return (order if order is not None else line.order).currency
 
 
 class CrmOrderLine(graphene.ObjectType):
