@@ -28,7 +28,7 @@ at nice 10). ``--pin-web 0 --pin-worker 1`` (``taskset``) keeps the web server a
 separate cores; PostgreSQL and Redis stay unpinned.
 
     python -m bench.ingest [--events 20000] [--latency-events 2000] [--rate 100] [--no-write]
-        [--web-workers 2] [--web-threads 1] [--keep-alive] [--pin-web 0] [--pin-worker 1]
+        [--web-workers 2] [--web-threads 4] [--keep-alive] [--pin-web 0] [--pin-worker 1]
 """
 
 from __future__ import annotations
@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--web-threads",
         type=int,
-        default=1,
+        # ``saleor-crm serve``'s default: the acknowledgement's insert opens the request gate
+        # while it waits for the WAL flush, so a process's other threads ack meanwhile.
+        default=4,
         help="request threads per web worker (gunicorn: 1 = sync worker, more = gthread)",
     )
     parser.add_argument(
@@ -505,7 +507,7 @@ def _layout(args: argparse.Namespace) -> str:
         text
         for text, on in (
             ("gunicorn", args.server == "gunicorn"),
-            (f"threads {args.web_workers}x{args.web_threads}", args.web_threads > 1),
+            (f"threads {args.web_workers}x{args.web_threads}", args.web_threads != 4),
             ("keep-alive", args.keep_alive),
             ("no access log", not args.access_log),
         )

@@ -152,3 +152,81 @@ def test_the_app_handler_holds_the_gate_for_each_request(
     response.close()
     assert seen == [enabled]
     assert not gate._gate.locked()
+
+
+def _observed_insert(
+    monkeypatch: pytest.MonkeyPatch, fail: bool = False
+) -> list[tuple[bool, bool]]:
+    """``(this thread holds the gate, anyone holds it)`` while the acknowledgement's insert
+    runs; the insert itself still runs (or fails, with ``fail``)."""
+    from saleor_crm_plugin.events import inbox
+
+    seen: list[tuple[bool, bool]] = []
+    real = inbox._execute_server_bound
+
+    def observed(*args: Any, **kwargs: Any) -> Any:
+        seen.append((gate.inside(), gate._gate.locked()))
+        if fail:
+            raise RuntimeError("PostgreSQL went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "_execute_server_bound", observed)
+    return seen
+
+
+def _store(key: str) -> bool:
+    from saleor_crm_plugin.events import inbox
+
+    return inbox.store_webhook(
+        dedupe_key=key,
+        kind="order_created",
+        saleor_api_url="https://gate.example/graphql/",
+        raw_body="{}",
+        kick=False,
+    )
+
+
+def test_the_acknowledgements_insert_lets_the_next_request_in(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In autocommit the insert waits for PostgreSQL's WAL flush: the gate is open meanwhile
+    and taken back before the acknowledgement goes on."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the server-bound insert is PostgreSQL's")
+    seen = _observed_insert(monkeypatch)
+    with held():
+        assert _store("gate-1") is True
+        assert gate.inside() and gate._gate.locked()
+    assert seen == [(False, False)]
+    assert not gate._gate.locked()
+
+
+def test_a_failed_insert_takes_the_gate_back_before_raising(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the server-bound insert is PostgreSQL's")
+    seen = _observed_insert(monkeypatch, fail=True)
+    with held():
+        with pytest.raises(RuntimeError):
+            _store("gate-2")
+        assert gate.inside() and gate._gate.locked()
+    assert seen == [(False, False)]
+    assert not gate._gate.locked()
+
+
+def test_an_insert_outside_a_request_takes_nothing(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the server-bound insert is PostgreSQL's")
+    seen = _observed_insert(monkeypatch)
+    assert _store("gate-3") is True
+    assert seen == [(False, False)]
+    assert not gate._gate.locked()
