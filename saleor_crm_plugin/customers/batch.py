@@ -406,7 +406,7 @@ class _Unit:
         if self.stale_lines:
             OrderLine.objects.filter(pk__in=self.stale_lines).delete()
         for line in self.new_lines:
-            line.order_id = _order_pk(line.order)
+            line.order_id = projection.order_pk(line.order)
         if self.new_lines:
             # Most of what a batch writes; nothing needs their ids afterwards (later events of
             # the batch already updated these objects in memory).
@@ -420,9 +420,9 @@ class _Unit:
 
 
 # ``row.pk`` as one C call (the ``pk`` property is a Python call of ``_get_pk_val``, which
-# reads the primary key's attname from ``_meta`` each time): ~20 per event here.
+# reads the primary key's attname from ``_meta`` each time): ~20 per event here. An order's
+# is ``projection.order_pk``.
 _line_pk = attrgetter(OrderLine._meta.pk.attname)
-_order_pk = attrgetter(Order._meta.pk.attname)
 
 _CUSTOMER_FIELDS = [*projection._PROFILE_FIELDS, "field_versions"]
 _ORDER_FIELDS = [

@@ -29,12 +29,11 @@ from operator import attrgetter
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Min, Sum
-from django.db.models.base import ModelState
 
 from saleor_crm_plugin.core.bulk import InArray, update_rows, upsert_rows
 from saleor_crm_plugin.core.heap import paused_gc
 from saleor_crm_plugin.core.privacy import email_hash
-from saleor_crm_plugin.core.rows import init_receivers, new_instance
+from saleor_crm_plugin.core.rows import adopted_instance, init_receivers, new_instance
 from saleor_crm_plugin.customers.models import (
     NON_SALE_STATUSES,
     Customer,
@@ -552,18 +551,15 @@ def _new_line(order: Order, snap: OrderLineSnapshot) -> OrderLine:
     defaults = _LINE_DEFAULTS or _line_defaults()
     if init_receivers(OrderLine) or defaults is _UNSUITED:
         return _new_line_constructed(order, snap)
-    row = _new_model(OrderLine)
-    # The defaults' copy becomes the instance's dict: ``dict.copy`` clones the table in one
-    # step, where ``update`` into the instance's own dict inserted its ~20 keys one by one.
+    # The defaults' copy (``dict.copy`` clones the table in one step) becomes the row's dict.
     values = defaults.copy()
-    values["_state"] = ModelState()
-    row.__dict__ = values
+    row = adopted_instance(OrderLine, values)
     for name, value in zip(_LINE_FACTS, _SNAP_FACTS(snap), strict=True):
         if value:
             values[name] = value
     attributes = snap.attributes
     values["attributes"] = list(attributes) if attributes else []  # a fresh list, as default
-    values["order_id"] = _ORDER_PK(order)
+    values["order_id"] = order_pk(order)
     values["saleor_line_id"] = snap.saleor_line_id
     values["product_name"] = snap.product_name
     values["variant_name"] = snap.variant_name
@@ -603,7 +599,6 @@ def _new_line_constructed(order: Order, snap: OrderLineSnapshot) -> OrderLine:
     return row
 
 
-_new_model = object.__new__
 _LINE_DEFAULTS: dict[str, object] = {}
 _UNSUITED: dict[str, object] = {}
 
@@ -636,7 +631,7 @@ _LINE_FACTS = (
     "sku",
 )
 _LINE_ORDER = OrderLine._meta.get_field("order")
-_ORDER_PK = attrgetter(Order._meta.pk.attname)  # ``order.pk`` without the property's call
+order_pk = attrgetter(Order._meta.pk.attname)  # ``order.pk`` without the property's call
 # A snapshot's or a line's facts, in ``_LINE_FACTS``'s order (a snapshot's attributes are a
 # tuple, a line's a list).
 _SNAP_FACTS = attrgetter(*_LINE_FACTS)
