@@ -604,6 +604,23 @@ ITEM_FIELDS = (
 )
 
 
+def _answers_as_graphql_core(query: str) -> None:
+    """The lean executor gives graphql-core's data for ``query`` on ``ITEM_SCHEMA`` (with
+    and without plans, twice each: the second run reuses the plans and their compiled
+    walks), or ``Unsupported`` where graphql-core reports an error."""
+    document = parse(query)
+    assert not validate(ITEM_SCHEMA, document)
+    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
+    if result.errors:
+        with pytest.raises(Unsupported):
+            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
+        return
+    for plans in (None, DocumentPlans(document)):
+        for _ in range(2):
+            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+            assert json.dumps(lean) == json.dumps(result.data)
+
+
 @pytest.mark.parametrize(
     "numbers",
     [
@@ -631,17 +648,7 @@ def test_compiled_walks_answer_as_graphql_core(numbers: list[int]) -> None:
         f"{{ items(numbers: {numbers}) {{ {ITEM_FIELDS} __typename kids {{ {ITEM_FIELDS} "
         f"kids {{ number }} }} }} }}"
     )
-    document = parse(query)
-    assert not validate(ITEM_SCHEMA, document)
-    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
-    if result.errors:
-        with pytest.raises(Unsupported):
-            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
-        return
-    for plans in (None, DocumentPlans(document)):
-        for _ in range(2):  # the second run reuses the plans (and their compiled walks)
-            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
-            assert json.dumps(lean) == json.dumps(result.data)
+    _answers_as_graphql_core(query)
 
 
 COST_SELECTIONS = (
@@ -663,17 +670,7 @@ def test_money_of_fields_answer_as_graphql_core(selection: str, numbers: list[in
     currency, a currency that raises): the same data as graphql-core, in the selection's
     key order, or ``Unsupported`` where graphql-core reports an error."""
     query = f"{{ items(numbers: {numbers}) {{ number {selection} kids {{ {selection} }} }} }}"
-    document = parse(query)
-    assert not validate(ITEM_SCHEMA, document)
-    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
-    if result.errors:
-        with pytest.raises(Unsupported):
-            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
-        return
-    for plans in (None, DocumentPlans(document)):
-        for _ in range(2):  # the second run reuses the plans (and their compiled walks)
-            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
-            assert json.dumps(lean) == json.dumps(result.data)
+    _answers_as_graphql_core(query)
 
 
 def test_money_of_takes_the_inline_path() -> None:
@@ -727,17 +724,7 @@ def test_or_none_fields_answer_as_graphql_core(selection: str, numbers: list[int
     resolver (null, an int, a ``StrEnum``, a missing attribute; a non-null field always):
     the same data as graphql-core, or ``Unsupported`` where graphql-core reports an error."""
     query = f"{{ items(numbers: {numbers}) {{ number {selection} kids {{ {selection} }} }} }}"
-    document = parse(query)
-    assert not validate(ITEM_SCHEMA, document)
-    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
-    if result.errors:
-        with pytest.raises(Unsupported):
-            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
-        return
-    for plans in (None, DocumentPlans(document)):
-        for _ in range(2):
-            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
-            assert json.dumps(lean) == json.dumps(result.data)
+    _answers_as_graphql_core(query)
 
 
 def test_or_none_takes_the_inline_path() -> None:
@@ -771,17 +758,7 @@ def test_default_resolved_objects_answer_as_graphql_core(
     "objects") or through ``_Walker.value`` (null, dicts, promises, null items, tuples): the
     same data as graphql-core, or ``Unsupported`` where graphql-core reports an error."""
     query = f"{{ items(numbers: {numbers}) {{ number {selection} }} }}"
-    document = parse(query)
-    assert not validate(ITEM_SCHEMA, document)
-    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
-    if result.errors:
-        with pytest.raises(Unsupported):
-            execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None)
-        return
-    for plans in (None, DocumentPlans(document)):
-        for _ in range(2):
-            lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
-            assert json.dumps(lean) == json.dumps(result.data)
+    _answers_as_graphql_core(query)
 
 
 def test_default_resolved_objects_take_the_inline_path(monkeypatch: Any) -> None:
