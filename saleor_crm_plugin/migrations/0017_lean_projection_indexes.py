@@ -67,79 +67,74 @@ LIKE_COPIES = [
     ("SaleorInstance", "saleor_api_url"),
 ]
 
+
+def _unindexed_foreign_key(model_name: str, name: str, to: str, **options: Any) -> Any:
+    """The ``AlterField`` that leaves a foreign key's own index out of the state."""
+    return migrations.AlterField(
+        model_name=model_name,
+        name=name,
+        field=models.ForeignKey(db_index=False, to=f"saleor_crm_plugin.{to}", **options),
+    )
+
+
+_CASCADE = django.db.models.deletion.CASCADE
+_PROTECT = django.db.models.deletion.PROTECT
+_SET_NULL = django.db.models.deletion.SET_NULL
+
 # (model, column) of each single-column index that goes, with the field's new state.
 PLAIN = [
     (
         "CustomerChannelStats",
         "customer_id",
-        migrations.AlterField(
-            model_name="customerchannelstats",
-            name="customer",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="channel_stats",
-                to="saleor_crm_plugin.customer",
-            ),
+        _unindexed_foreign_key(
+            "customerchannelstats",
+            "customer",
+            "customer",
+            on_delete=_CASCADE,
+            related_name="channel_stats",
         ),
     ),
     (
         "CustomerRfm",
         "customer_id",
-        migrations.AlterField(
-            model_name="customerrfm",
-            name="customer",
-            field=models.ForeignKey(
-                db_constraint=False,
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="rfm",
-                to="saleor_crm_plugin.customer",
-            ),
+        _unindexed_foreign_key(
+            "customerrfm",
+            "customer",
+            "customer",
+            db_constraint=False,
+            on_delete=_CASCADE,
+            related_name="rfm",
         ),
     ),
     (
         "LedgerEntry",
         "account_id",
-        migrations.AlterField(
-            model_name="ledgerentry",
-            name="account",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="entries",
-                to="saleor_crm_plugin.loyaltyaccount",
-            ),
+        _unindexed_foreign_key(
+            "ledgerentry", "account", "loyaltyaccount", on_delete=_PROTECT, related_name="entries"
         ),
     ),
     (
         "LoyaltyAccount",
         "customer_id",
-        migrations.AlterField(
-            model_name="loyaltyaccount",
-            name="customer",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="loyalty_accounts",
-                to="saleor_crm_plugin.customer",
-            ),
+        _unindexed_foreign_key(
+            "loyaltyaccount",
+            "customer",
+            "customer",
+            on_delete=_PROTECT,
+            related_name="loyalty_accounts",
         ),
     ),
     (
         "Order",
         "customer_id",
-        migrations.AlterField(
-            model_name="order",
-            name="customer",
-            field=models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="orders",
-                to="saleor_crm_plugin.customer",
-            ),
+        _unindexed_foreign_key(
+            "order",
+            "customer",
+            "customer",
+            blank=True,
+            null=True,
+            on_delete=_SET_NULL,
+            related_name="orders",
         ),
     ),
     (
@@ -154,15 +149,8 @@ PLAIN = [
     (
         "OrderLine",
         "order_id",
-        migrations.AlterField(
-            model_name="orderline",
-            name="order",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="lines",
-                to="saleor_crm_plugin.order",
-            ),
+        _unindexed_foreign_key(
+            "orderline", "order", "order", on_delete=_CASCADE, related_name="lines"
         ),
     ),
     (
@@ -177,60 +165,44 @@ PLAIN = [
     (
         "PointLot",
         "account_id",
-        migrations.AlterField(
-            model_name="pointlot",
-            name="account",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="lots",
-                to="saleor_crm_plugin.loyaltyaccount",
-            ),
+        _unindexed_foreign_key(
+            "pointlot", "account", "loyaltyaccount", on_delete=_PROTECT, related_name="lots"
         ),
     ),
     (
         "PrecomputedRecommendation",
         "run_id",
-        migrations.AlterField(
-            model_name="precomputedrecommendation",
-            name="run",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="precomputed",
-                to="saleor_crm_plugin.modelrun",
-            ),
+        _unindexed_foreign_key(
+            "precomputedrecommendation",
+            "run",
+            "modelrun",
+            on_delete=_CASCADE,
+            related_name="precomputed",
         ),
     ),
     (
         "RfmSegmentHistory",
         "customer_id",
-        migrations.AlterField(
-            model_name="rfmsegmenthistory",
-            name="customer",
-            field=models.ForeignKey(
-                db_constraint=False,
-                db_index=False,
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="rfm_history",
-                to="saleor_crm_plugin.customer",
-            ),
+        _unindexed_foreign_key(
+            "rfmsegmenthistory",
+            "customer",
+            "customer",
+            db_constraint=False,
+            on_delete=_CASCADE,
+            related_name="rfm_history",
         ),
     ),
     (
         "StorefrontEvent",
         "customer_id",
-        migrations.AlterField(
-            model_name="storefrontevent",
-            name="customer",
-            field=models.ForeignKey(
-                blank=True,
-                db_index=False,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="+",
-                to="saleor_crm_plugin.customer",
-            ),
+        _unindexed_foreign_key(
+            "storefrontevent",
+            "customer",
+            "customer",
+            blank=True,
+            null=True,
+            on_delete=_SET_NULL,
+            related_name="+",
         ),
     ),
 ]
