@@ -14,9 +14,8 @@ The gate gives both: a request holds it from the moment the WSGI handler takes i
 response is built, so the threads of one process take turns per request rather than per round
 trip; :func:`released` opens it for the length of a call to Saleor (``core/saleor_api.py`` is
 the only place that calls Saleor), so the other threads run while one waits. The webhook's
-acknowledgement opens it the same way (with :func:`leave` / :func:`enter`, cheaper than the
-context manager) while its insert waits for PostgreSQL's WAL flush, ~2 ms against ~0.5 ms of
-CPU for the whole ack (``events/inbox.py``, ``store_webhook``). Outside a gated
+acknowledgement opens it the same way while its insert waits for PostgreSQL's WAL flush, ~2 ms
+against ~0.5 ms of CPU for the whole ack (``events/inbox.py``, ``store_webhook``). Outside a gated
 request (Celery workers, plugin mode inside Saleor, tests calling views directly) it is never
 taken and :func:`released` does nothing.
 """
