@@ -135,8 +135,6 @@ def _execute_server_bound(
     ``reuse``: run it on a psycopg cursor kept for the connection (the acknowledgement's one
     INSERT per request) instead of a new one: a cursor and its adapters map cost ~1% of an
     ack. A new connection (Django reconnects after ``CONN_MAX_AGE``) gets a new cursor."""
-    import psycopg
-
     db.ensure_connection()
     db.validate_no_broken_transaction()
     if reuse:
@@ -145,12 +143,12 @@ def _execute_server_bound(
         if cached is not None and cached[0] is raw and not cached[1].closed:
             cursor = cached[1]
         else:
-            cursor = psycopg.Cursor(raw)
+            cursor = _psycopg_cursor(raw)
             db.__dict__["_crm_ack_cursor"] = (raw, cursor)
         with db.wrap_database_errors:
             cursor.execute(sql, params)
             return cursor.fetchone() if fetch else cursor.rowcount
-    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
+    with db.wrap_database_errors, _psycopg_cursor(db.connection) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() if fetch else cursor.rowcount
 
@@ -175,12 +173,20 @@ def store_webhook(
         # In autocommit the insert's round trip includes its commit, which waits for
         # PostgreSQL's WAL flush (1.5-2.5 ms on the benchmark machines, against ~0.5 ms of
         # CPU for the whole acknowledgement): the process's other request threads run
-        # meanwhile (``core/gate.py``), as they do while a request waits on Saleor.
-        with gate.released():
+        # meanwhile (``core/gate.py``), as they do while a request waits on Saleor. What
+        # ``gate.released()`` does, spelled out: its generator-based context manager cost
+        # more than the gate itself, once per acknowledgement.
+        held = gate.inside()
+        if held:
+            gate.leave()
+        try:
             inserted = (
                 _execute_server_bound(db, _raw_insert_statement(), params, fetch=False, reuse=True)
                 == 1
             )
+        finally:
+            if held:
+                gate.enter()
     else:
         row = InboxEvent(
             dedupe_key=dedupe_key,
@@ -195,6 +201,16 @@ def store_webhook(
     if kick:
         db.on_commit(enqueue_processing)  # what ``transaction.on_commit`` calls, on this alias
     return True
+
+
+def _psycopg_cursor(raw: Any) -> Any:
+    """A server-side-binding cursor on ``raw``. psycopg is imported here rather than at the
+    top (plugin mode may run on psycopg2, ``on_psycopg3``), and only when a cursor is made:
+    the acknowledgement reuses its cursor, and an import statement costs even when the
+    module is loaded (~1,000 instructions)."""
+    import psycopg
+
+    return psycopg.Cursor(raw)
 
 
 @functools.cache

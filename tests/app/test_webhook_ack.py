@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.db import DataError, transaction
 
-from saleor_crm_plugin.app import jws
+from saleor_crm_plugin.app import jws, views
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.demo.signing import DemoSigner
 from saleor_crm_plugin.events import inbox
@@ -244,6 +244,42 @@ def test_stored_delivery_answers_the_bytes_json_response_did(registered, signer,
         assert response.status_code == 200
         assert response.content == reference.content
         assert response["Content-Type"] == reference["Content-Type"]
+
+
+def _state(response) -> dict:
+    """Everything an ``HttpResponse`` holds, with headers and cookies as plain values."""
+    state = dict(vars(response))
+    state["headers"] = dict(response.headers._store)
+    state["cookies"] = {name: morsel.OutputString() for name, morsel in response.cookies.items()}
+    return state
+
+
+@pytest.mark.parametrize("body", [views._ACCEPTED, views._DUPLICATE])
+def test_copied_answer_is_the_response_init_would_build(body):
+    """The view copies a prebuilt answer: attribute for attribute (and byte for byte on the
+    wire) what ``HttpResponse(body, content_type=...)`` builds, sharing nothing mutable with
+    the template, so the middleware changing one answer changes no other."""
+    from django.http import HttpResponse
+
+    template = views._ACCEPTED_RESPONSE if body == views._ACCEPTED else views._DUPLICATE_RESPONSE
+
+    def fresh() -> HttpResponse:
+        return HttpResponse(body, content_type="application/json")
+
+    copy = views._copy_of(template)
+    assert type(copy) is HttpResponse
+    assert _state(copy) == _state(fresh())
+    assert copy.serialize() == fresh().serialize()
+
+    copy["X-Frame-Options"] = "DENY"
+    copy.set_cookie("seen", "1")
+    copy.write(b" more")
+    copy._resource_closers.append(lambda: None)
+    copy._handler_class = object
+    copy.close()
+    for other in (template, views._copy_of(template)):
+        assert _state(other) == _state(fresh())
+    assert copy.headers is not template.headers and copy.cookies is not template.cookies
 
 
 def test_delivery_is_stored_under_the_normalised_api_url(registered, signer, client):
