@@ -735,3 +735,29 @@ def test_add_flag_goes_to_the_parser_on_a_tls_socket():
 
     conn = _Connection(_Socket(b"+OK\r\n"))  # not a plain socket: no recv flags
     assert cache_module._send_packed(conn, b"SET") == "parsed"
+
+
+@pytest.mark.parametrize(
+    "api_url", [CAPTURED_API_URL, "https://other.example/graphql/", "https://bücher.example/g/"]
+)
+@pytest.mark.parametrize("event", ["ORDER_CREATED", "customer_updated", " Order_Paid "])
+def test_ack_dedupe_key_is_webhook_dedupe_key(api_url, event):
+    """Differential: the key the view computes from a remembered prefix is the one
+    ``webhook_dedupe_key`` computes (the key existing rows are stored under), repeatedly."""
+    from saleor_crm_plugin.events.from_webhook import event_kind_from_header, webhook_dedupe_key
+
+    kind = event_kind_from_header(event)
+    assert views._event_kind(event) is kind
+    for body in (BODY, b"", b"\x00", '{"name": "Zoë"}'.encode(), BODY + b" "):
+        for _ in range(2):
+            assert views._dedupe_key(api_url, kind, body) == webhook_dedupe_key(api_url, kind, body)
+
+
+def test_unsupported_event_names_are_refused_every_time():
+    from saleor_crm_plugin.events.exceptions import UnsupportedEvent
+
+    for _ in range(2):
+        with pytest.raises(UnsupportedEvent):
+            views._event_kind("PRODUCT_CREATED")
+        with pytest.raises(UnsupportedEvent):
+            views._event_kind("")
