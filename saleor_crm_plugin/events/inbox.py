@@ -170,7 +170,7 @@ def store_webhook(
     # ``connection`` is the default alias's proxy: asking it for ``alias`` and then
     # ``transaction.on_commit`` each look the wrapper up again in the per-thread ``connections``.
     db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor == "postgresql" and on_psycopg3():
+    if db.vendor == "postgresql" and _on_psycopg3():
         now = timezone.now()
         params = [dedupe_key, kind, saleor_api_url, raw_body, now, now]
         # ``ON CONFLICT DO NOTHING`` writes one row or, for a duplicate, none: the rowcount
@@ -204,8 +204,19 @@ def store_webhook(
     if not inserted:
         return False
     if kick:
-        db.on_commit(enqueue_processing)  # what ``transaction.on_commit`` calls, on this alias
+        if db.in_atomic_block or not db.autocommit:
+            # What ``transaction.on_commit`` calls, on this alias: queued for the commit (or
+            # Django's error for manual transaction management).
+            db.on_commit(enqueue_processing)
+        else:
+            # What ``on_commit`` does in autocommit, without its ``ensure_connection`` (and its
+            # event-loop check, an exception raised and caught), which the insert just made.
+            enqueue_processing()
     return True
+
+
+# The driver does not change while the process runs; ``on_psycopg3`` imports on each call.
+_on_psycopg3 = functools.cache(on_psycopg3)
 
 
 def _psycopg_cursor(raw: Any) -> Any:
