@@ -69,11 +69,12 @@ def _handed_over(response: Any) -> Any:
     (``response_bytes``); any other iterable it streams (``response_iter``): it hands over the
     headers first, waking the I/O thread, then each chunk through a channel, then calls
     ``close()``, so the request thread and the I/O thread wake each other several times per
-    response. Measured on the customer 360 under granian 2 x 4: 13.1-13.6 context switches of
-    the server per request at base, 9.4-9.6 with a list (1 client), 13.0-13.3 against 11.2-11.3
-    (20 clients). gunicorn writes a list the way it wrote Django's response. The bytes, status
-    and headers are Django's; a ``close()`` that raises is logged, as the servers did, and the
-    answer still goes out (granian ignored such errors, gunicorn logged them after sending)."""
+    response. Measured on the customer 360 under granian 2 x 4: 13.0-13.6 context switches of
+    the server per request at base, 9.4-11.7 with a list (1 client), 12.3-13.6 against
+    10.8-11.3 (20 clients). gunicorn writes a list the way it wrote Django's response. The
+    bytes, status and headers are Django's; a ``close()`` that raises is logged, as the servers
+    did, and the answer still goes out (granian ignored such errors, gunicorn logged them after
+    sending)."""
     if not isinstance(response, HttpResponse):
         return response
     body = [response.content]
