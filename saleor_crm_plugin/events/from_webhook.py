@@ -25,6 +25,7 @@ from saleor_crm_plugin.core.money import ZERO, amount, to_decimal
 from saleor_crm_plugin.core.timeutils import parse_datetime
 from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
 from saleor_crm_plugin.events.types import (
+    ORDER_EVENTS,
     CrmEvent,
     CustomerSnapshot,
     EventKind,
@@ -140,7 +141,7 @@ def _loads(raw_body: bytes | str) -> Any:
 
 
 def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> CrmEvent:
-    if kind.is_order:
+    if kind in ORDER_EVENTS:  # ``is_order`` reads ``value`` through the enum property
         event = _order_from_unscanned(kind, raw_body, saleor_api_url)
         if event is not None:
             return event
@@ -235,7 +236,7 @@ def _from_subscription(kind: EventKind, body: dict[str, Any], api_url: str) -> C
     issued_at = parse_datetime(body.get("issuedAt"))
     if issued_at is None:
         raise PayloadError("Subscription payload has no issuedAt.")
-    if kind.is_order:
+    if kind in ORDER_EVENTS:
         raw_order = body.get("order")
         if not isinstance(raw_order, dict):
             raise PayloadError(f"{kind.value} payload has no order.")
