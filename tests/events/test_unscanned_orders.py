@@ -127,3 +127,56 @@ def test_well_formed_orders_take_the_unscanned_tree() -> None:
 def test_unscanned_tree_flag_is_only_set_inside_the_fast_path() -> None:
     assert from_webhook._ON_UNSCANNED_TREE.get() is False
     from_webhook._exact(1e30)  # a no-op outside the fast path
+
+
+def test_every_order_and_line_field_is_checked_or_converted() -> None:
+    """A field added to the snapshots must be classified here (and, if raw, checked for
+    floats in ``_holds_float`` or ``_subscription_line``) for the fast path to stay exact."""
+    from dataclasses import fields
+
+    from saleor_crm_plugin.events.types import OrderLineSnapshot, OrderSnapshot
+
+    converted_order = {
+        "number",
+        "status",
+        "origin",
+        "created_at",
+        "updated_at",
+        "user_email",
+        "total_gross",
+        "total_net",
+        "total_tax",
+        "subtotal_gross",
+        "shipping_gross",
+        "lines",
+        "payment",
+        "paid_at",
+        "fulfilled_at",
+        "cancelled_at",
+    }
+    assert {f.name for f in fields(OrderSnapshot)} == converted_order | set(
+        from_webhook.RAW_ORDER_FIELDS
+    )
+    raw_line = {
+        "saleor_line_id",
+        "product_name",
+        "variant_name",
+        "variant_id",
+        "product_id",
+        "product_slug",
+        "category_id",
+        "category_slug",
+        "product_type_id",
+        "product_type_slug",
+        "sku",
+        "quantity_fulfilled",
+    }
+    converted_line = {
+        "quantity",
+        "unit_price_gross",
+        "unit_price_net",
+        "total_price_gross",
+        "attributes",
+        "quantity_refunded",
+    }
+    assert {f.name for f in fields(OrderLineSnapshot)} == raw_line | converted_line
