@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Min, Sum
@@ -554,9 +554,9 @@ def _new_line(order: Order, snap: OrderLineSnapshot) -> OrderLine:
     # The defaults' copy (``dict.copy`` clones the table in one step) becomes the row's dict.
     values = defaults.copy()
     row = adopted_instance(OrderLine, values)
-    # The snapshot's known facts (truthy values) over the defaults, in C calls: a Python
-    # loop of nine steps per new line before.
-    values.update(filter(_SECOND, zip(_LINE_FACTS, _SNAP_FACTS(snap), strict=True)))
+    for name, value in zip(_LINE_FACTS, _SNAP_FACTS(snap), strict=True):
+        if value:
+            values[name] = value
     attributes = snap.attributes
     values["attributes"] = list(attributes) if attributes else []  # a fresh list, as default
     values["order_id"] = order_pk(order)
@@ -635,7 +635,6 @@ order_pk = attrgetter(Order._meta.pk.attname)  # ``order.pk`` without the proper
 # A snapshot's or a line's facts, in ``_LINE_FACTS``'s order (a snapshot's attributes are a
 # tuple, a line's a list).
 _SNAP_FACTS = attrgetter(*_LINE_FACTS)
-_SECOND = itemgetter(1)
 
 
 def _fill_line_facts(row: OrderLine, snap: OrderLineSnapshot) -> bool:
