@@ -28,6 +28,10 @@ that its Rust I/O thread makes after the response: one more GIL hand-over per re
 cost ~0.08 ms of CPU per acknowledged webhook under load (14% of the web process's), where
 this line costs ~0.01 ms. The time logged runs from the handler's start to the response
 object being ready (the body is sent by the server afterwards).
+
+A buffered response goes back to the server as a list of its body, already closed
+(``_handed_over``), which granian sends in one piece instead of streaming it from an
+iterator: fewer wake-ups between the request thread and granian's I/O thread per request.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIHandler
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, resolve
 
 from saleor_crm_plugin.app import APP_MIDDLEWARE
@@ -51,6 +55,34 @@ WEBHOOK_PATH = "/api/webhooks/saleor"
 GRAPHQL_PATH = "/graphql/"
 
 access_logger = logging.getLogger("saleor_crm_plugin.access")
+logger = logging.getLogger(__name__)
+
+
+def _handed_over(response: Any) -> Any:
+    """What the server is given for Django's ``response``: a buffered ``HttpResponse`` as a
+    list of its one body, closed here (``request_finished``, and so ``close_old_connections``,
+    runs now, in this thread, before the server writes the body); anything else (streaming
+    responses, a ``wsgi.file_wrapper``) as Django returns it, for the server to iterate and
+    close.
+
+    Granian sends a list with its status and headers in one message to its I/O thread
+    (``response_bytes``); any other iterable it streams (``response_iter``): it hands over the
+    headers first, waking the I/O thread, then each chunk through a channel, then calls
+    ``close()``, so the request thread and the I/O thread wake each other several times per
+    response. Measured on the customer 360 under granian 2 x 4: 13.0-13.6 context switches of
+    the server per request at base, 9.4-11.7 with a list (1 client), 12.3-13.6 against
+    10.8-11.3 (20 clients). gunicorn writes a list the way it wrote Django's response. The
+    bytes, status and headers are Django's; a ``close()`` that raises is logged, as the servers
+    did, and the answer still goes out (granian ignored such errors, gunicorn logged them after
+    sending)."""
+    if not isinstance(response, HttpResponse):
+        return response
+    body = [response.content]
+    try:
+        response.close()
+    except Exception:  # the server's own guard, now ours: the answer is ready and correct
+        logger.exception("Error closing the response to %s", response)
+    return body
 
 
 class _ResolvedChain(BaseHandler):
@@ -103,9 +135,11 @@ class AppWSGIHandler(WSGIHandler):
         started = perf_counter() if access is not None else 0.0
         if not self._gated or not gate.enter():
             response = super().__call__(environ, start_response)
+            body = _handed_over(response)
         else:
             try:
                 response = super().__call__(environ, start_response)
+                body = _handed_over(response)
             finally:
                 gate.leave()
         if access is not None:
@@ -119,7 +153,7 @@ class AppWSGIHandler(WSGIHandler):
                 getattr(response, "status_code", "-"),
                 (perf_counter() - started) * 1000,
             )
-        return response
+        return body
 
     def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
         if request.method == "POST":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from math import copysign
@@ -22,6 +23,7 @@ from saleor_crm_plugin.core.money import ZERO, amount, to_decimal
 from saleor_crm_plugin.core.timeutils import parse_datetime
 from saleor_crm_plugin.events.exceptions import PayloadError, UnsupportedEvent
 from saleor_crm_plugin.events.types import (
+    ORDER_EVENTS,
     CrmEvent,
     CustomerSnapshot,
     EventKind,
@@ -137,6 +139,10 @@ def _loads(raw_body: bytes | str) -> Any:
 
 
 def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> CrmEvent:
+    if kind in ORDER_EVENTS:  # ``is_order`` reads ``value`` through the enum property
+        event = _order_from_unscanned(kind, raw_body, saleor_api_url)
+        if event is not None:
+            return event
     try:
         body = _loads(raw_body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -153,6 +159,89 @@ def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> C
         raise PayloadError(f"Unexpected {kind.value} payload shape: {exc!r}") from exc
 
 
+# An order body read by orjson without ``_loads``' 19-digit scan (a table lookup per byte,
+# ~150,000 instructions of a 16 kB body, more than a tenth of its translation). The scan
+# exists because orjson reads an integer literal beyond 64 bits as a float, where
+# ``json.loads`` gives the exact int; orjson's tree differs from ``json.loads``' in nothing
+# else. So the translation runs on orjson's tree and its event is kept unless such a float
+# may have reached it: a float in any field of the snapshots (where raw values pass through),
+# or a float of 2**63 or more, in magnitude, where the translation converts one (order
+# number, amounts, quantities, attribute slugs: ``_exact``). Anything else (a body orjson
+# refuses, a list, any error, a float found) translates again the usual way, so events and
+# errors stay those of ``json.loads``' tree.
+class _Inexact(Exception):
+    """orjson may have read an integer literal the translation uses as a float."""
+
+
+_ON_UNSCANNED_TREE: ContextVar[bool] = ContextVar("crm_on_unscanned_tree", default=False)
+# Integer literals orjson keeps as ints: -2**63 to 2**64 - 1. Past them it gives a float of
+# at least 2**64 or at most -2**63 (rounding), so a smaller magnitude is exact either way.
+_EXACT_LIMIT = 2.0**63
+
+
+def _exact(value: float) -> None:
+    """Stop a translation on orjson's unscanned tree that converts a float ``json.loads``
+    might have read as an int (``_Inexact``); no-op anywhere else."""
+    if -_EXACT_LIMIT < value < _EXACT_LIMIT or not _ON_UNSCANNED_TREE.get():
+        return
+    raise _Inexact
+
+
+# The order's fields taken from the body as they are; every other field is made by a
+# conversion ``_exact`` guards (amounts, number), one that refuses or drops a float (dates,
+# e-mail, upper-cased statuses) or is the lines and payment (checked as they are read).
+# ``tests/events/test_unscanned_orders.py`` holds the two lists to ``OrderSnapshot``'s fields.
+RAW_ORDER_FIELDS = (
+    "saleor_order_id",
+    "channel_id",
+    "channel_slug",
+    "currency",
+    "user_id",
+    "user_first_name",
+    "user_last_name",
+    "voucher_code",
+)
+
+
+def _holds_float(order: OrderSnapshot) -> bool:
+    """Any of ``RAW_ORDER_FIELDS`` a float (one slot read each: a C-level pass over every
+    field cost five times as much)."""
+    return (
+        type(order.saleor_order_id) is float
+        or type(order.channel_id) is float
+        or type(order.channel_slug) is float
+        or type(order.currency) is float
+        or type(order.user_id) is float
+        or type(order.user_first_name) is float
+        or type(order.user_last_name) is float
+        or type(order.voucher_code) is float
+    )
+
+
+def _order_from_unscanned(
+    kind: EventKind, raw_body: bytes | str, saleor_api_url: str
+) -> CrmEvent | None:
+    """The order event of a subscription body translated from orjson's tree without the scan,
+    or None where ``json.loads``' tree might give another event or error (see above)."""
+    try:
+        body = orjson.loads(raw_body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(body) is not dict:
+        return None
+    token = _ON_UNSCANNED_TREE.set(True)
+    try:
+        event = _from_subscription(kind, body, saleor_api_url)
+    except Exception:
+        return None
+    finally:
+        _ON_UNSCANNED_TREE.reset(token)
+    order = event.order
+    if order is None or _holds_float(order):
+        return None
+    return event
+
+
 # -- subscription style ----------------------------------------------------------------------
 
 
@@ -166,7 +255,7 @@ def _from_subscription(kind: EventKind, body: dict[str, Any], api_url: str) -> C
     issued_at = parse_datetime(body.get("issuedAt"))
     if issued_at is None:
         raise PayloadError("Subscription payload has no issuedAt.")
-    if kind.is_order:
+    if kind in ORDER_EVENTS:
         raw_order = body.get("order")
         if not isinstance(raw_order, dict):
             raise PayloadError(f"{kind.value} payload has no order.")
@@ -218,6 +307,9 @@ def _money(node: Mapping[str, Any] | None) -> Decimal | None:
     if known is None:
         known = to_decimal(value)
         assert known is not None
+        if not -_EXACT_LIMIT < value < _EXACT_LIMIT:
+            _exact(value)
+            return known  # not cached: ``_exact`` must see it every time
         if len(_FLOAT_AMOUNTS) >= _FLOAT_AMOUNTS_MAX:
             _FLOAT_AMOUNTS.clear()
         _FLOAT_AMOUNTS[value] = known
@@ -264,7 +356,8 @@ def parse_subscription_order(
     refunded_by_line = _refunded_quantities(data)
     lines = None
     if data.get("lines") is not None:
-        lines = tuple(_subscription_line(line, refunded_by_line) for line in data["lines"])
+        # A list comprehension (inlined, PEP 709), not a generator resumed per line.
+        lines = tuple([_subscription_line(line, refunded_by_line) for line in data["lines"]])
     payment = None
     if "totalCharged" in data:
         payment = new_payment(
@@ -295,7 +388,7 @@ def parse_subscription_order(
         fulfilled_at = issued_at
     return new_order(
         saleor_order_id=data["id"],
-        number=str(data.get("number") or ""),
+        number=_number(data.get("number")),
         channel_id=channel["id"],
         channel_slug=channel.get("slug"),
         currency=channel.get("currencyCode")
@@ -323,6 +416,19 @@ def parse_subscription_order(
     )
 
 
+def _number(value: Any) -> str:
+    if type(value) is float:
+        _exact(value)
+    return str(value or "")
+
+
+def _quantity(value: Any) -> int:
+    """``int(value)``, which of a float is exact only where ``_exact`` lets it through."""
+    if type(value) is float:
+        _exact(value)
+    return int(value)
+
+
 def _refunded_quantities(data: Mapping[str, Any]) -> dict[str, int] | None:
     """Refunded units per order line, or ``None`` when the payload does not say.
 
@@ -340,7 +446,9 @@ def _refunded_quantities(data: Mapping[str, Any]) -> dict[str, int] | None:
         for line in fulfillment.get("lines") or []:
             line_id = (line.get("orderLine") or {}).get("id")
             if line_id:
-                by_fulfillment[line_id] = by_fulfillment.get(line_id, 0) + int(line["quantity"])
+                by_fulfillment[line_id] = by_fulfillment.get(line_id, 0) + _quantity(
+                    line["quantity"]
+                )
     for grant in data.get("grantedRefunds") or []:
         if "lines" not in grant:
             continue
@@ -350,7 +458,7 @@ def _refunded_quantities(data: Mapping[str, Any]) -> dict[str, int] | None:
         for line in grant.get("lines") or []:
             line_id = (line.get("orderLine") or {}).get("id")
             if line_id:
-                by_grant[line_id] = by_grant.get(line_id, 0) + int(line["quantity"])
+                by_grant[line_id] = by_grant.get(line_id, 0) + _quantity(line["quantity"])
     if not known:
         return None
     keys = set(by_fulfillment) | set(by_grant)
@@ -370,6 +478,9 @@ def _attributes(product: dict[str, Any]) -> tuple[str, ...] | None:
             continue
         for value in item.get("values") or []:
             if value.get("slug"):
+                for part in (slug, value["slug"]):
+                    if type(part) is float:
+                        _exact(part)
                 pairs.add(f"{slug}:{value['slug']}")
     return tuple(sorted(pairs))
 
@@ -398,31 +509,80 @@ def _subscription_line(
     unit_net = (amounts.get(value) if type(value) is float else None) or _line_price(net_node)
     value = total_node.get("amount") if total_node else None
     total_gross = (amounts.get(value) if type(value) is float else None) or _line_price(total_node)
-    quantity = int(data["quantity"])
+    quantity = data["quantity"]
+    quantity = _quantity(quantity) if type(quantity) is float else int(quantity)
     line_id = data["id"]
     refunded = None
     if refunded_by_line is not None:
         refunded = min(quantity, refunded_by_line.get(line_id, 0))
+    product_name = get("productName") or ""
+    variant_name = get("variantName") or ""
+    variant_id = variant.get("id") or get("productVariantId")
+    product_id = product_get("id")
+    product_slug = product_get("slug")
+    category_id = category.get("id")
+    category_slug = category.get("slug")
+    type_id = product_type.get("id")
+    type_slug = product_type.get("slug")
+    attributes = None if product_get("attributes") is None else _attributes(product)
+    sku = get("productSku") or variant.get("sku")
+    fulfilled = get("quantityFulfilled")
+    # The values taken as they are: a float among them (never, from Saleor) may be an integer
+    # literal orjson rounded (``_order_from_unscanned``).
+    if (
+        type(line_id) is float
+        or type(product_name) is float
+        or type(variant_name) is float
+        or type(variant_id) is float
+        or type(product_id) is float
+        or type(product_slug) is float
+        or type(category_id) is float
+        or type(category_slug) is float
+        or type(type_id) is float
+        or type(type_slug) is float
+        or type(sku) is float
+        or type(fulfilled) is float
+    ):
+        _exact_all(
+            line_id,
+            product_name,
+            variant_name,
+            variant_id,
+            product_id,
+            product_slug,
+            category_id,
+            category_slug,
+            type_id,
+            type_slug,
+            sku,
+            fulfilled,
+        )
     return new_line(  # OrderLineSnapshot's fields in declaration order
         line_id,
-        get("productName") or "",
-        get("variantName") or "",
+        product_name,
+        variant_name,
         quantity,
         unit_gross,
         unit_net,
         total_gross,
-        variant.get("id") or get("productVariantId"),
-        product_get("id"),
-        product_get("slug"),
-        category.get("id"),
-        category.get("slug"),
-        product_type.get("id"),
-        product_type.get("slug"),
-        None if product_get("attributes") is None else _attributes(product),
-        get("productSku") or variant.get("sku"),
-        get("quantityFulfilled"),
+        variant_id,
+        product_id,
+        product_slug,
+        category_id,
+        category_slug,
+        type_id,
+        type_slug,
+        attributes,
+        sku,
+        fulfilled,
         refunded,
     )
+
+
+def _exact_all(*values: Any) -> None:
+    for value in values:
+        if type(value) is float:
+            _exact(value)
 
 
 def _line_price(node: Mapping[str, Any] | None) -> Decimal:

@@ -148,8 +148,7 @@ def test_the_app_handler_holds_the_gate_for_each_request(
         return HttpResponse(b"ok")
 
     handler.get_response = get_response  # type: ignore[method-assign]
-    response = handler(_environ(), lambda status, headers: None)
-    response.close()
+    assert handler(_environ(), lambda status, headers: None) == [b"ok"]
     assert seen == [enabled]
     assert not gate._gate.locked()
 

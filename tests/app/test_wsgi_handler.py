@@ -15,9 +15,11 @@ import pytest
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections
+from django.http import StreamingHttpResponse
 
 from saleor_crm_plugin.app.handler import GRAPHQL_PATH, WEBHOOK_PATH, AppWSGIHandler
 from saleor_crm_plugin.app.models import SaleorInstance
+from saleor_crm_plugin.core import gate
 from saleor_crm_plugin.demo.signing import DemoSigner
 from saleor_crm_plugin.events import inbox
 from saleor_crm_plugin.events.models import InboxEvent
@@ -140,7 +142,8 @@ def run(
         try:
             body = b"".join(result)
         finally:
-            result.close()
+            if hasattr(result, "close"):  # as a WSGI server does
+                result.close()
         ((status, headers),) = seen
         outcome.answers.append((status, headers, body))
     outcome.signals = list(sent_signals)
@@ -390,8 +393,7 @@ def test_access_log_line_per_request(registered, signer, sent_signals, caplog, s
         delivery(signer, saleor_signature="bad"),
         environ(method="GET", path="/healthz"),
     ):
-        result = handler(env, lambda status, headers, *exc: answers.append(status))
-        result.close()
+        handler(env, lambda status, headers, *exc: answers.append(status))
     lines = _access_lines(caplog)
     assert [line.rsplit(" ", 1)[0] for line in lines] == [
         '127.0.0.1 - "POST /api/webhooks/saleor HTTP/1.1" 200',
@@ -406,5 +408,63 @@ def test_no_access_log_unless_asked(registered, signer, sent_signals, caplog, se
     settings.CRM_ACCESS_LOG = False
     handler = AppWSGIHandler()
     caplog.set_level(logging.INFO, logger="saleor_crm_plugin.access")
-    handler(delivery(signer), lambda status, headers, *exc: None).close()
+    handler(delivery(signer), lambda status, headers, *exc: None)
     assert _access_lines(caplog) == []
+
+
+def _serving(response: Any) -> AppWSGIHandler:
+    """The App's handler answering every request with ``response``."""
+    handler = AppWSGIHandler()
+    handler.get_response = lambda request: response  # type: ignore[method-assign]
+    return handler
+
+
+def test_a_buffered_answer_is_handed_over_whole_and_closed(db, sent_signals):
+    """Granian sends a list in one piece: the body is Django's, and the response is closed
+    (``request_finished``) before the server gets it, inside the request gate."""
+    finished_inside_gate: list[bool] = []
+
+    def finished(**kwargs: Any) -> None:
+        finished_inside_gate.append(gate.inside())
+
+    signals.request_finished.connect(finished)
+    try:
+        handler = AppWSGIHandler()
+        result = handler(environ(method="GET", path="/healthz"), lambda *args: None)
+    finally:
+        signals.request_finished.disconnect(finished)
+
+    assert type(result) is list
+    assert b"".join(result) == b'{"status": "ok"}'
+    assert sent_signals == ["started", "finished"]
+    assert finished_inside_gate == [True]
+
+
+def test_a_streaming_answer_is_left_to_the_server(db, sent_signals):
+    response = StreamingHttpResponse(iter([b"a", b"b"]))
+    handler = _serving(response)
+
+    result = handler(environ(method="GET", path="/healthz"), lambda *args: None)
+
+    assert result is response
+    assert sent_signals == ["started"]  # closed by the server, after it sent the chunks
+    assert b"".join(result) == b"ab"
+    result.close()
+    assert sent_signals == ["started", "finished"]
+
+
+def test_a_failing_close_is_logged_and_the_answer_still_goes_out(db, sent_signals, caplog):
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("cache server gone")
+
+    signals.request_finished.connect(broken)
+    try:
+        result = AppWSGIHandler()(environ(method="GET", path="/healthz"), lambda *args: None)
+    finally:
+        signals.request_finished.disconnect(broken)
+
+    assert result == [b'{"status": "ok"}']
+    ((record,),) = [[r for r in caplog.records if r.name == "saleor_crm_plugin.app.handler"]]
+    assert record.levelname == "ERROR"
+    assert record.getMessage().startswith("Error closing the response to <JsonResponse")
+    assert record.exc_info is not None and str(record.exc_info[1]) == "cache server gone"
