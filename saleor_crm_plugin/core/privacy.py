@@ -21,7 +21,10 @@ _KEYS: dict[tuple[object, object], bytes] = {}
 
 
 def _key() -> bytes:
-    sources = (getattr(settings, "CRM_HASH_KEY", ""), settings.SECRET_KEY)
+    # ``CRM_HASH_KEY`` as ``crm_settings.HASH_KEY`` reads it (remembered per settings object):
+    # ``getattr(settings, "CRM_HASH_KEY", "")`` raised and caught an AttributeError on every
+    # call when the setting is left out, as it usually is.
+    sources = (crm_settings._get("HASH_KEY", ""), settings.SECRET_KEY)
     key = _KEYS.get(sources)
     if key is None:
         key = crm_settings.HASH_KEY

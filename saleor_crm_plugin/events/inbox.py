@@ -20,7 +20,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.signals import setting_changed
 from django.db import (
     DEFAULT_DB_ALIAS,
     IntegrityError,
@@ -51,6 +53,9 @@ from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
 from saleor_crm_plugin.events.types import CrmEvent
 
 logger = logging.getLogger(__name__)
+# ``settings._wrapped`` read in C, as ``conf.py`` reads it: ``LazySettings.__getattribute__``
+# is Python.
+_raw_attribute = object.__getattribute__
 
 KICK_CACHE_KEY = "saleor_crm_plugin:inbox-kick"
 REDACTED_PAYLOAD = {"redacted": True}
@@ -135,8 +140,6 @@ def _execute_server_bound(
     ``reuse``: run it on a psycopg cursor kept for the connection (the acknowledgement's one
     INSERT per request) instead of a new one: a cursor and its adapters map cost ~1% of an
     ack. A new connection (Django reconnects after ``CONN_MAX_AGE``) gets a new cursor."""
-    import psycopg
-
     db.ensure_connection()
     db.validate_no_broken_transaction()
     if reuse:
@@ -145,12 +148,12 @@ def _execute_server_bound(
         if cached is not None and cached[0] is raw and not cached[1].closed:
             cursor = cached[1]
         else:
-            cursor = psycopg.Cursor(raw)
+            cursor = _psycopg_cursor(raw)
             db.__dict__["_crm_ack_cursor"] = (raw, cursor)
         with db.wrap_database_errors:
             cursor.execute(sql, params)
             return cursor.fetchone() if fetch else cursor.rowcount
-    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
+    with db.wrap_database_errors, _psycopg_cursor(db.connection) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() if fetch else cursor.rowcount
 
@@ -167,7 +170,7 @@ def store_webhook(
     # ``connection`` is the default alias's proxy: asking it for ``alias`` and then
     # ``transaction.on_commit`` each look the wrapper up again in the per-thread ``connections``.
     db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor == "postgresql" and on_psycopg3():
+    if db.vendor == "postgresql" and _on_psycopg3():
         now = timezone.now()
         params = [dedupe_key, kind, saleor_api_url, raw_body, now, now]
         # ``ON CONFLICT DO NOTHING`` writes one row or, for a duplicate, none: the rowcount
@@ -175,12 +178,20 @@ def store_webhook(
         # In autocommit the insert's round trip includes its commit, which waits for
         # PostgreSQL's WAL flush (1.5-2.5 ms on the benchmark machines, against ~0.5 ms of
         # CPU for the whole acknowledgement): the process's other request threads run
-        # meanwhile (``core/gate.py``), as they do while a request waits on Saleor.
-        with gate.released():
+        # meanwhile (``core/gate.py``), as they do while a request waits on Saleor. What
+        # ``gate.released()`` does, spelled out: its generator-based context manager cost
+        # more than the gate itself, once per acknowledgement.
+        held = gate.inside()
+        if held:
+            gate.leave()
+        try:
             inserted = (
                 _execute_server_bound(db, _raw_insert_statement(), params, fetch=False, reuse=True)
                 == 1
             )
+        finally:
+            if held:
+                gate.enter()
     else:
         row = InboxEvent(
             dedupe_key=dedupe_key,
@@ -193,8 +204,29 @@ def store_webhook(
     if not inserted:
         return False
     if kick:
-        db.on_commit(enqueue_processing)  # what ``transaction.on_commit`` calls, on this alias
+        if db.in_atomic_block or not db.autocommit:
+            # What ``transaction.on_commit`` calls, on this alias: queued for the commit (or
+            # Django's error for manual transaction management).
+            db.on_commit(enqueue_processing)
+        else:
+            # What ``on_commit`` does in autocommit, without its ``ensure_connection`` (and its
+            # event-loop check, an exception raised and caught), which the insert just made.
+            enqueue_processing()
     return True
+
+
+# The driver does not change while the process runs; ``on_psycopg3`` imports on each call.
+_on_psycopg3 = functools.cache(on_psycopg3)
+
+
+def _psycopg_cursor(raw: Any) -> Any:
+    """A server-side-binding cursor on ``raw``. psycopg is imported here rather than at the
+    top (plugin mode may run on psycopg2, ``on_psycopg3``), and only when a cursor is made:
+    the acknowledgement reuses its cursor, and an import statement costs even when the
+    module is loaded (~1,000 instructions)."""
+    import psycopg
+
+    return psycopg.Cursor(raw)
 
 
 @functools.cache
@@ -257,7 +289,8 @@ def enqueue_processing() -> None:
     once more after clearing it at the end), so no committed row is ever left without a drain.
     The key's expiry (``_kick_ttl``) only matters if a worker dies holding it.
     """
-    if crm_settings.INBOX_KICK_COALESCE_SECONDS > 0 and not _claim_kick(_kick_ttl()):
+    coalesce, ttl = _kick_window()
+    if coalesce > 0 and not _claim_kick(ttl):
         return
     # Imported here (the tasks import this module), and only once a kick is to be sent: most
     # acknowledgements find a drain already queued.
@@ -276,6 +309,31 @@ def _kick_ttl() -> int:
     coalesce = crm_settings.INBOX_KICK_COALESCE_SECONDS
     linger = crm_settings.INBOX_LINGER_SECONDS
     return max(1, math.ceil(coalesce), math.ceil(linger) + 1)
+
+
+# ``(Django's settings object, INBOX_KICK_COALESCE_SECONDS, _kick_ttl())``: every acknowledged
+# delivery reads them, and four ``crm_settings`` reads, ``ceil`` and ``max`` were ~10,000
+# instructions of the ~90,000 its kick costs. Forgotten as ``crm_settings`` forgets its values:
+# when the settings object is another one (``override_settings``) and on ``setting_changed``.
+_kick_memo: tuple[Any, float, int] | None = None
+
+
+def _kick_window() -> tuple[float, int]:
+    """``(INBOX_KICK_COALESCE_SECONDS, _kick_ttl())`` for the current settings."""
+    global _kick_memo
+    wrapped = _raw_attribute(settings, "_wrapped")
+    memo = _kick_memo
+    if memo is None or memo[0] is not wrapped:
+        memo = _kick_memo = (wrapped, crm_settings.INBOX_KICK_COALESCE_SECONDS, _kick_ttl())
+    return memo[1], memo[2]
+
+
+def _forget_kick_window(**kwargs: Any) -> None:
+    global _kick_memo
+    _kick_memo = None
+
+
+setting_changed.connect(_forget_kick_window, dispatch_uid="saleor_crm_plugin.events.inbox")
 
 
 def _claim_kick(timeout: int) -> bool:

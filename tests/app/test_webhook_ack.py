@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.db import DataError, transaction
 
-from saleor_crm_plugin.app import jws
+from saleor_crm_plugin.app import jws, views
 from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.demo.signing import DemoSigner
 from saleor_crm_plugin.events import inbox
@@ -244,6 +244,42 @@ def test_stored_delivery_answers_the_bytes_json_response_did(registered, signer,
         assert response.status_code == 200
         assert response.content == reference.content
         assert response["Content-Type"] == reference["Content-Type"]
+
+
+def _state(response) -> dict:
+    """Everything an ``HttpResponse`` holds, with headers and cookies as plain values."""
+    state = dict(vars(response))
+    state["headers"] = dict(response.headers._store)
+    state["cookies"] = {name: morsel.OutputString() for name, morsel in response.cookies.items()}
+    return state
+
+
+@pytest.mark.parametrize("body", [views._ACCEPTED, views._DUPLICATE])
+def test_copied_answer_is_the_response_init_would_build(body):
+    """The view copies a prebuilt answer: attribute for attribute (and byte for byte on the
+    wire) what ``HttpResponse(body, content_type=...)`` builds, sharing nothing mutable with
+    the template, so the middleware changing one answer changes no other."""
+    from django.http import HttpResponse
+
+    template = views._ACCEPTED_RESPONSE if body == views._ACCEPTED else views._DUPLICATE_RESPONSE
+
+    def fresh() -> HttpResponse:
+        return HttpResponse(body, content_type="application/json")
+
+    copy = views._copy_of(template)
+    assert type(copy) is HttpResponse
+    assert _state(copy) == _state(fresh())
+    assert copy.serialize() == fresh().serialize()
+
+    copy["X-Frame-Options"] = "DENY"
+    copy.set_cookie("seen", "1")
+    copy.write(b" more")
+    copy._resource_closers.append(lambda: None)
+    copy._handler_class = object
+    copy.close()
+    for other in (template, views._copy_of(template)):
+        assert _state(other) == _state(fresh())
+    assert copy.headers is not template.headers and copy.cookies is not template.cookies
 
 
 def test_delivery_is_stored_under_the_normalised_api_url(registered, signer, client):
@@ -587,3 +623,141 @@ def test_leaner_inbox_indexes_again_changes_nothing():
         migration._forwards(apps, editor)
         executed = editor.collected_sql
     assert executed == []
+
+
+def test_redis_cache_add_flag_reads_both_replies_as_the_parser_does():
+    """Differential: the peeked reply is what redis-py's ``read_response`` returns for the
+    same command on the same Redis, for a stored flag and for one already set."""
+    from saleor_crm_plugin.app import cache as cache_module
+
+    cache = _redis_cache()
+    cache.delete("kick")
+    pool = cache._cache.get_client(write=True).connection_pool
+    conn = pool.get_connection("SET")
+    try:
+        packed = conn.pack_command("SET", cache.make_and_validate_key("kick"), 1, "EX", 5, "NX")
+        fast = [cache_module._send_packed(conn, packed), cache_module._send_packed(conn, packed)]
+        cache.delete("kick")
+        parsed = []
+        for _ in range(2):
+            conn.send_packed_command(packed)
+            parsed.append(conn.read_response())
+        assert fast == parsed == [b"OK", None]
+        assert not conn.can_read()  # nothing of either reply was left on the socket
+    finally:
+        pool.release(conn)
+        cache.delete("kick")
+
+
+def test_redis_cache_add_flag_leaves_an_error_reply_to_the_parser():
+    redis = pytest.importorskip("redis")
+    cache = _redis_cache()
+    cache.delete("kick")
+    pool = cache._cache.get_client(write=True).connection_pool
+
+    with pytest.raises(redis.ResponseError, match="invalid expire time"):
+        cache.add_flag("kick", 0)  # ``EX 0``: Redis answers with an error
+    assert not pool._in_use_connections
+    assert cache.add_flag("kick", 5) is True  # the connection was left clean
+    cache.delete("kick")
+
+
+class _Socket:
+    """Enough of a socket for ``_send_packed``'s reads: replies from a script."""
+
+    def __init__(self, peeked):
+        self.peeked = peeked
+        self.taken = []
+
+    def recv(self, size, flags=0):
+        if isinstance(self.peeked, BaseException):
+            raise self.peeked
+        if flags:
+            return self.peeked[:size]
+        self.taken.append(self.peeked[:size])
+        return self.peeked[:size]
+
+
+class _Connection:
+    health_check_interval = 0
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.parsed = 0
+        self.disconnected = False
+
+    def send_packed_command(self, packed):
+        pass
+
+    def read_response(self):
+        self.parsed += 1
+        return "parsed"
+
+    def disconnect(self):
+        self.disconnected = True
+
+    def _host_error(self):
+        return "redis.example:6379"
+
+
+@pytest.mark.parametrize(
+    ("peeked", "parsed"),
+    [(b"+O", 1), (b"$-", 1), (b"_\r\n", 1), (b"-ERR ", 1), (b"", 1), (ConnectionResetError(), 1)],
+)
+def test_add_flag_leaves_every_other_reply_to_the_parser(monkeypatch, peeked, parsed):
+    import socket
+
+    from saleor_crm_plugin.app import cache as cache_module
+
+    sock = _Socket(peeked)
+    monkeypatch.setattr(socket, "socket", _Socket)  # the plain-socket check
+    conn = _Connection(sock)
+    assert cache_module._send_packed(conn, b"SET") == "parsed"
+    assert (conn.parsed, sock.taken, conn.disconnected) == (parsed, [], False)
+
+
+def test_add_flag_times_out_as_read_response_does(monkeypatch):
+    import socket
+
+    redis = pytest.importorskip("redis")
+    from saleor_crm_plugin.app import cache as cache_module
+
+    sock = _Socket(TimeoutError("timed out"))
+    monkeypatch.setattr(socket, "socket", _Socket)
+    conn = _Connection(sock)
+    with pytest.raises(redis.TimeoutError, match=r"Timeout reading from redis\.example:6379"):
+        cache_module._send_packed(conn, b"SET")
+    assert conn.disconnected and conn.parsed == 0
+
+
+def test_add_flag_goes_to_the_parser_on_a_tls_socket():
+    from saleor_crm_plugin.app import cache as cache_module
+
+    conn = _Connection(_Socket(b"+OK\r\n"))  # not a plain socket: no recv flags
+    assert cache_module._send_packed(conn, b"SET") == "parsed"
+
+
+@pytest.mark.parametrize(
+    "api_url", [CAPTURED_API_URL, "https://other.example/graphql/", "https://bücher.example/g/"]
+)
+@pytest.mark.parametrize("event", ["ORDER_CREATED", "customer_updated", " Order_Paid "])
+def test_ack_dedupe_key_is_webhook_dedupe_key(api_url, event):
+    """Differential: the key the view computes from a remembered prefix is the one
+    ``webhook_dedupe_key`` computes (the key existing rows are stored under), repeatedly."""
+    from saleor_crm_plugin.events.from_webhook import event_kind_from_header, webhook_dedupe_key
+
+    kind = event_kind_from_header(event)
+    assert views._event_kind(event) is kind
+    for body in (BODY, b"", b"\x00", '{"name": "Zoë"}'.encode(), BODY + b" "):
+        for _ in range(2):
+            assert views._dedupe_key(api_url, kind, body) == webhook_dedupe_key(api_url, kind, body)
+
+
+def test_unsupported_event_names_are_refused_every_time():
+    from saleor_crm_plugin.events.exceptions import UnsupportedEvent
+
+    for _ in range(2):
+        with pytest.raises(UnsupportedEvent):
+            views._event_kind("PRODUCT_CREATED")
+        with pytest.raises(UnsupportedEvent):
+            views._event_kind("")

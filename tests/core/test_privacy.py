@@ -38,3 +38,12 @@ def test_email_hash_follows_the_settings_it_is_keyed_by():
         derived = email_hash("a@example.com")
         assert derived == _reference("a@example.com") not in (base, explicit)
     assert email_hash("a@example.com") == base
+
+
+def test_email_hash_follows_the_hash_key_set_on_the_running_settings(settings):
+    """The pytest-django fixture's way of changing a setting (and the signal it sends)."""
+    base = email_hash("a@example.com")
+    settings.CRM_HASH_KEY = "fixture-key"
+    assert email_hash("a@example.com") == _reference("a@example.com") != base
+    settings.CRM_HASH_KEY = ""
+    assert email_hash("a@example.com") == base
