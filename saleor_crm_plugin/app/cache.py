@@ -9,9 +9,6 @@ pool re-creates its connections after a fork, so keeping one per pool is safe.
 
 from __future__ import annotations
 
-import builtins
-import socket
-import time
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
@@ -66,43 +63,9 @@ class RedisCache(DjangoRedisCache):
             pool.release(conn)
 
 
-# The two replies ``SET ... NX`` has in RESP2: stored, or not (the key exists). RESP3 answers
-# "not" as ``_``: not in this table, so it goes through the parser.
-_REPLIES = {b"+OK\r\n": b"OK", b"$-1\r\n": None}
-_REPLY_BYTES = 5
-
-
 def _send_packed(conn: Any, packed: Any) -> Any:
-    """Send the command and read its reply as ``conn.read_response()`` would.
-
-    The reply is looked at first without being taken from the socket (``MSG_PEEK``): when it
-    is one of the two answers a ``SET NX`` gives, complete, it is taken and returned as
-    redis-py's parser returns it (undecoded: ``add_flag`` only asks whether it is true);
-    anything else (an error, a reply not yet complete, a closed
-    connection) is left on the socket for ``read_response``, which reads it as always. The
-    parser's buffer is empty here (the pool checks that before lending a connection), so
-    nothing the peek skips can be pending. redis-py's parser (a buffer, a ``readline`` and a
-    decoder in Python) was about a quarter of the kick's instructions."""
     conn.send_packed_command(packed)
-    sock = conn._sock
-    if type(sock) is not socket.socket:  # TLS (``rediss://``) sockets refuse recv flags
-        return conn.read_response()
-    try:
-        head = sock.recv(_REPLY_BYTES, socket.MSG_PEEK)
-    except builtins.TimeoutError as exc:
-        # What ``read_response`` raises for a reply that does not come in time.
-        from redis.exceptions import TimeoutError
-
-        conn.disconnect()
-        raise TimeoutError(f"Timeout reading from {conn._host_error()}") from exc
-    except OSError:
-        head = b""  # ``read_response`` reads the error itself and maps it as always
-    if head not in _REPLIES:
-        return conn.read_response()
-    sock.recv(_REPLY_BYTES)  # those bytes are on the socket already: no wait
-    if conn.health_check_interval:
-        conn.next_health_check = time.time() + conn.health_check_interval
-    return _REPLIES[head]
+    return conn.read_response()
 
 
 def _disconnect_raise(conn: Any, error: Exception) -> None:
