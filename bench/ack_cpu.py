@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     def one(event: str, body: bytes, signature: str) -> None:
         result = application(_environ(event, body, signature), start_response)
         b"".join(result)
-        result.close()
+        if hasattr(result, "close"):  # as a WSGI server does: a list has none
+            result.close()
 
     # Warm up: connections, the instance cache, imports.
     warm = [(e, b, signer.sign(b)) for e, b in raw[total:]]

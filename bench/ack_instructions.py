@@ -103,7 +103,8 @@ def _loop(count: int) -> None:
     for event, body, signature in deliveries:
         result = application(ack_cpu._environ(event, body, signature), start_response)
         b"".join(result)
-        result.close()
+        if hasattr(result, "close"):  # as a WSGI server does: a list has none
+            result.close()
     bad = [s for s in statuses if not s.startswith("200")]
     if bad:
         raise SystemExit(f"non-200 answers: {bad[:3]}")
