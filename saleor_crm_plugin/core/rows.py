@@ -9,6 +9,7 @@ converters, so resolvers and the rest of the code cannot tell the difference).
 
 from __future__ import annotations
 
+from asyncio import _get_running_loop
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -710,7 +711,11 @@ def _cursor_entry(connection: Any) -> _CursorEntry | None:
     if connection.vendor != "postgresql" or not on_psycopg3():
         return None
     connection.close_if_health_check_failed()
-    connection.ensure_connection()
+    if connection.connection is None or _get_running_loop() is not None:
+        # Connects, or refuses a thread running an event loop (Django's ``async_unsafe``).
+        # With a connection and no loop it does nothing, bar finding that out by raising
+        # and catching ``get_running_loop``'s RuntimeError at every read.
+        connection.ensure_connection()
     raw = connection.connection
     if raw.prepare_threshold is None:
         return None
