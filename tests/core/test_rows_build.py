@@ -54,3 +54,41 @@ def test_instances_are_those_of_the_orm() -> None:
     ]
     assert all(o._state.adding is False and o._state.db == "default" for o in read)
     assert [next(iter(o.__dict__)) for o in read] == ["_state"] * 3
+
+
+def test_extra_columns_are_set_as_setattr_sets_them(monkeypatch: Any) -> None:
+    """Extra columns go into the instance's ``__dict__`` in one update only where ``setattr``
+    would put them there: a data descriptor (a property with a setter, a foreign key's
+    attname) still receives its value through ``setattr``."""
+    from django.db import connection
+
+    from saleor_crm_plugin.core import rows as rows_module
+
+    customer = make_customer(1)
+    make_order(customer, 1)
+    reader = RowReader(Order)
+    prepared, found = _prepared_and_rows(reader)
+    seen: list[Any] = []
+    monkeypatch.setattr(
+        Order,
+        "tagged",
+        property(lambda self: "read", lambda self, v: seen.append(v)),
+        raising=False,
+    )
+    plain = reader._build(
+        prepared, [(*row, 7, "x") for row in found], ["_total", "label"], connection
+    )
+    assert (plain[0].__dict__["_total"], plain[0].__dict__["label"]) == (7, "x")
+    assert list(plain[0].__dict__)[-2:] == ["_total", "label"]
+    rows_module._NAMES_WITH.clear()
+    other = make_customer(2)
+    described = reader._build(
+        prepared,
+        [(*row, "v", other.pk) for row in found],
+        ["tagged", "customer_id"],
+        connection,
+    )
+    assert seen == ["v"] and "tagged" not in described[0].__dict__
+    assert described[0].customer_id == other.pk
+    assert rows_module._names_with(Order, prepared[1], ["tagged"]) is None
+    assert rows_module._names_with(Order, prepared[1], ["_total", "total_gross"]) is not None

@@ -23,7 +23,7 @@ from saleor_crm_plugin.graphql.core.connection import (
     paginate_queryset,
     validate_page_args,
 )
-from saleor_crm_plugin.graphql.core.dataloaders import DataLoader, group_by
+from saleor_crm_plugin.graphql.core.dataloaders import DataLoader, group_by_column
 
 ORDER_ORDERING = ("-created_at", "-pk")
 
@@ -278,7 +278,7 @@ class ChannelStatsByCustomerIdLoader(DataLoader[int, list[CustomerChannelStats]]
             order_by="t.customer_id, " + ", ".join(f"t.{name}" for name in _STATS_ORDER),
             only=self.columns_with("customer_id"),
         )
-        groups = group_by(rows, "customer_id")
+        groups = group_by_column(rows, "customer_id")
         return [groups.get(key, []) for key in keys]
 
 
@@ -332,7 +332,7 @@ class LinesByOrderIdLoader(DataLoader[int, list[OrderLine]]):
             order_by="t.id",
             only=self.columns_with("order_id"),
         )
-        groups = group_by(rows, "order_id")
+        groups = group_by_column(rows, "order_id")
         result = []
         for key in keys:
             lines = groups.get(key, [])
@@ -453,7 +453,7 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
             order_by="t.id",
             only=_columns_with(columns, "order_id"),
         )
-        groups = group_by(rows, "order_id")
+        groups = group_by_column(rows, "order_id")
         links = self.context.links
         for order in orders:
             lines = groups.get(order.id)
@@ -526,7 +526,7 @@ class OrdersPageByCustomerLoader(DataLoader[OrdersPageKey, Any]):
                 drafts,
                 self.columns_with("customer_id", "created_at"),
             )
-        groups = group_by(rows, "customer_id")
+        groups = group_by_column(rows, "customer_id")
         return {
             key: _page_connection(key, groups.get(key.customer_id, []), size, self.connection_type)
             for key in keys
@@ -672,7 +672,7 @@ def _as_floats(
 def _attach_page_lines(context: Any, orders: list[Order], lines: list[OrderLine]) -> None:
     """Leave on each order its lines among ``lines`` (``lines_loaded``), ``line.order``
     set to it; the request's ``context.release()`` cuts that cycle."""
-    groups = group_by(lines, "order_id")
+    groups = group_by_column(lines, "order_id")
     links = context.links
     for order in orders:
         found = groups.get(order.id)
