@@ -43,6 +43,9 @@ def _env(database_url: str, code: Path) -> dict[str, str]:
         # while: callgrind counts the spinning, which follows valgrind's wall clock (one run
         # of this bench gave a base 4% below its others). The 360 uses no BLAS.
         "OPENBLAS_NUM_THREADS": "1",
+        # String hashes decide dict probe lengths: with a random seed per process the same
+        # requests moved by ~75k instructions between the small and the large run (feat/g8).
+        "PYTHONHASHSEED": "0",
     }
 
 
@@ -72,6 +75,12 @@ def _loop(count: int, tokens_file: Path) -> None:
     from bench.graphql import QUERY
 
     tokens = pickle.loads(tokens_file.read_bytes())
+    # Under valgrind the large run outlives the 60 s a verified token is remembered, and its
+    # requests would pay RSA again part way through (~41k instructions per request, feat/g8):
+    # remembered until the tokens expire, each is verified once, in the warm-up.
+    from saleor_crm_plugin.core.auth import verified_tokens
+
+    verified_tokens.TTL = float("inf")
     factory = RequestFactory()
     data = json.dumps({"query": QUERY})
     for i in range(WARM_UP + count):
