@@ -8,6 +8,7 @@ setting is documented in ``docs/settings.md``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -46,6 +47,21 @@ class CRMSettings:
             return self._values[name]
         except KeyError:
             value = self._values[name] = getattr(settings, self.prefix + name, default)
+            return value
+
+    def derived(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered and forgotten with the settings it reads: for a value a hot
+        path derives from several settings (the kick's coalescing window and key expiry),
+        where the reads and the arithmetic cost more than the path's own work."""
+        wrapped = _raw_attribute(settings, "_wrapped")
+        if wrapped is not self._read_from:
+            self._values = {}
+            self._read_from = wrapped
+        key = ("derived", name)
+        try:
+            return self._values[key]
+        except KeyError:
+            value = self._values[key] = compute()
             return value
 
     def forget(self, **kwargs: Any) -> None:

@@ -20,9 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
-from django.core.signals import setting_changed
 from django.db import (
     DEFAULT_DB_ALIAS,
     IntegrityError,
@@ -53,9 +51,6 @@ from saleor_crm_plugin.events.models import InboxEvent, InboxStatus
 from saleor_crm_plugin.events.types import CrmEvent
 
 logger = logging.getLogger(__name__)
-# ``settings._wrapped`` read in C, as ``conf.py`` reads it: ``LazySettings.__getattribute__``
-# is Python.
-_raw_attribute = object.__getattribute__
 
 KICK_CACHE_KEY = "saleor_crm_plugin:inbox-kick"
 REDACTED_PAYLOAD = {"redacted": True}
@@ -303,29 +298,16 @@ def _kick_ttl() -> int:
     return max(1, math.ceil(coalesce), math.ceil(linger) + 1)
 
 
-# ``(Django's settings object, INBOX_KICK_COALESCE_SECONDS, _kick_ttl())``: every acknowledged
-# delivery reads them, and four ``crm_settings`` reads, ``ceil`` and ``max`` were ~10,000
-# instructions of the ~90,000 its kick costs. Forgotten as ``crm_settings`` forgets its values:
-# when the settings object is another one (``override_settings``) and on ``setting_changed``.
-_kick_memo: tuple[Any, float, int] | None = None
-
-
 def _kick_window() -> tuple[float, int]:
-    """``(INBOX_KICK_COALESCE_SECONDS, _kick_ttl())`` for the current settings."""
-    global _kick_memo
-    wrapped = _raw_attribute(settings, "_wrapped")
-    memo = _kick_memo
-    if memo is None or memo[0] is not wrapped:
-        memo = _kick_memo = (wrapped, crm_settings.INBOX_KICK_COALESCE_SECONDS, _kick_ttl())
-    return memo[1], memo[2]
+    """``(INBOX_KICK_COALESCE_SECONDS, _kick_ttl())`` for the current settings, remembered
+    with them (``crm_settings.derived``): every acknowledged delivery reads them, and four
+    setting reads, ``ceil`` and ``max`` were ~10,000 instructions of the ~90,000 its kick
+    costs."""
+    return crm_settings.derived("inbox_kick_window", _read_kick_window)
 
 
-def _forget_kick_window(**kwargs: Any) -> None:
-    global _kick_memo
-    _kick_memo = None
-
-
-setting_changed.connect(_forget_kick_window, dispatch_uid="saleor_crm_plugin.events.inbox")
+def _read_kick_window() -> tuple[float, int]:
+    return crm_settings.INBOX_KICK_COALESCE_SECONDS, _kick_ttl()
 
 
 def _claim_kick(timeout: int) -> bool:

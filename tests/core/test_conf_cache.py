@@ -64,3 +64,20 @@ def test_setting_changed_forgets():
         assert real == conf.INBOX_BATCH_SIZE
     finally:
         setting_changed.disconnect(conf.forget)
+
+
+def test_a_derived_value_is_computed_once_per_settings():
+    conf = CRMSettings()
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert conf.derived("n", compute) == conf.derived("n", compute) == 1
+    with override_settings(CRM_INBOX_BATCH_SIZE=7):
+        assert conf.derived("n", compute) == 2  # another settings object
+    assert conf.derived("n", compute) == 3
+    conf.forget()
+    assert conf.derived("n", compute) == 4
+    assert conf.derived("n", compute) == 4
