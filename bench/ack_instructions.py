@@ -47,6 +47,9 @@ def _env(database_url: str) -> dict[str, str]:
         # while: callgrind counts the spinning, which follows valgrind's wall clock (~120k
         # instructions per ack in one run, none in another). The ack uses no BLAS.
         "OPENBLAS_NUM_THREADS": "1",
+        # Dict and set probes follow the hash seed: without a fixed one the same tree moved by
+        # ~5k instructions per ack between runs (feat/a8's notes), as much as a change measures.
+        "PYTHONHASHSEED": "0",
     }
 
 
