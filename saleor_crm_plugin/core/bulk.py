@@ -639,8 +639,11 @@ def _distinct_texts(values: list[Any]) -> list[str]:
 
     Equal values share the first one's text: equal ints have one spelling; equal Decimals
     may not (``1.0``, ``1.00``; ``0``, ``-0``) and equal aware datetimes may carry other
-    offsets, but PostgreSQL reads those texts back as the same ``numeric`` value and the
-    same instant (``tests/customers/test_copy_text.py`` stores both ways and compares)."""
+    offsets, but COPY reads each text into the column's own type, and a ``DecimalField``'s is
+    ``numeric(max_digits, decimal_places)`` (one scale whatever the spelling) and a
+    ``DateTimeField``'s ``timestamptz`` (the instant): the same values are stored
+    (``tests/customers/test_copy_text.py`` stores both ways and compares). Not used for
+    ``array_param``: an unconstrained ``numeric[]`` keeps each spelling's scale."""
     distinct = dict.fromkeys(values)
     if len(distinct) == len(values):
         return list(map(str, values))
