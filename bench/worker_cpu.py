@@ -11,11 +11,19 @@ wrapper). Then, untimed by the drain, the pure cost of what each storage form ma
 do per event: translating the raw body, or decoding the stored JSON and ``from_dict``.
 
     python -m bench.worker_cpu [--events 8000] [--store raw|translated] [--batch-size 500]
-        [--profile | --phases]
+        [--profile | --phases | --statements]
 
 ``--phases`` splits the timed drain's CPU by step (translation, projection load/apply/flush,
 loyalty, aggregates, inbox bookkeeping) with a ``process_time`` wrapper per step: unlike
 cProfile, which inflates code made of many small calls, it leaves the code's own speed alone.
+
+``--statements`` splits PostgreSQL's side by statement: every ``execute``, ``executemany``,
+``COPY`` block and commit of psycopg's cursors and connection is wrapped, and the backend's
+CPU time around it is read from ``/proc/<pid>/schedstat`` (nanoseconds of the scheduler's
+own accounting, where ``/proc/<pid>/stat`` counts 10 ms ticks), then summed by statement
+text (its first words, numbers and literals blanked). Foreign key checks and triggers are in
+the statement that fires them. The wrappers add Python CPU, so the worker's figure is not
+comparable with a run without them; PostgreSQL's is.
 
 To compare code versions on the same machine, copy this file into the other checkout's
 ``bench/`` and run it there with that checkout on ``PYTHONPATH`` (it needs only
@@ -135,6 +143,76 @@ def _time_phases() -> dict[str, float]:
     return totals
 
 
+def _statement_costs(backend: int) -> dict[str, list[float]]:
+    """Wrap psycopg's statement entry points (``Cursor.execute``, ``executemany``, ``copy``
+    and ``Connection.commit``) to add up the backend's CPU (ns, ``schedstat``), wall time and
+    calls per statement text; see the module docstring."""
+    import contextlib
+    import re
+
+    import psycopg
+
+    totals: dict[str, list[float]] = {}
+    path = f"/proc/{backend}/schedstat"
+    blank = re.compile(r"'(?:[^']|'')*'|\b\d+\b")
+
+    def label(query: Any) -> str:
+        text = query if isinstance(query, str) else getattr(query, "as_string", lambda _: "")(None)
+        if isinstance(query, bytes):
+            text = query.decode()
+        return blank.sub("?", " ".join(str(text).split()))[:160]
+
+    def cpu() -> int:
+        with open(path) as stat:
+            return int(stat.read().split()[0])
+
+    def add(key: str, ns: int, wall: float) -> None:
+        entry = totals.setdefault(key, [0.0, 0.0, 0])
+        entry[0] += ns
+        entry[1] += wall
+        entry[2] += 1
+
+    def measured(fn: Any, kind: str) -> Any:
+        def wrapper(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            c0, w0 = cpu(), time.perf_counter()
+            try:
+                return fn(self, query, *args, **kwargs)
+            finally:
+                add(f"{kind}{label(query)}", cpu() - c0, time.perf_counter() - w0)
+
+        return wrapper
+
+    def measured_copy(fn: Any) -> Any:
+        @contextlib.contextmanager
+        def wrapper(self: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            c0, w0 = cpu(), time.perf_counter()
+            try:
+                with fn(self, statement, *args, **kwargs) as copy:
+                    yield copy
+            finally:
+                add(label(statement), cpu() - c0, time.perf_counter() - w0)
+
+        return wrapper
+
+    def measured_commit(fn: Any) -> Any:
+        def wrapper(self: Any) -> Any:
+            c0, w0 = cpu(), time.perf_counter()
+            try:
+                return fn(self)
+            finally:
+                add("COMMIT", cpu() - c0, time.perf_counter() - w0)
+
+        return wrapper
+
+    psycopg.Cursor.execute = measured(psycopg.Cursor.execute, "")  # type: ignore[method-assign]
+    psycopg.Cursor.executemany = measured(  # type: ignore[method-assign]
+        psycopg.Cursor.executemany, "(many) "
+    )
+    psycopg.Cursor.copy = measured_copy(psycopg.Cursor.copy)  # type: ignore[method-assign]
+    psycopg.Connection.commit = measured_commit(psycopg.Connection.commit)  # type: ignore[method-assign]
+    return totals
+
+
 def _histories_reader(earning: Any) -> str:
     return "_order_histories" if hasattr(earning, "_order_histories") else "order_histories"
 
@@ -157,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--profile", action="store_true", help="cProfile the timed drain")
     parser.add_argument("--phases", action="store_true", help="CPU of the drain by step")
+    parser.add_argument(
+        "--statements", action="store_true", help="PostgreSQL backend CPU by statement"
+    )
     args = parser.parse_args(argv)
 
     os.environ.update(
@@ -193,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
     queries = [0]
+    statements = _statement_costs(backend) if args.statements else None
 
     def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         queries[0] += 1
@@ -218,6 +300,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{(pg1 - pg0) / drained * 1000:.3f} ms/event, {queries[0] / drained:.3f} queries/event; "
         f"statuses {statuses}"
     )
+    if statements is not None:
+        known = sum(entry[0] for entry in statements.values()) / 1e9
+        print(
+            f"  statements: {known / drained * 1000:.3f} ms/event of backend CPU inside them "
+            f"({(pg1 - pg0) / drained * 1000:.3f} by /proc/stat)"
+        )
+        print("  backend µs/event  wall µs/event  calls  statement")
+        for text, (ns, wall, calls) in sorted(statements.items(), key=lambda kv: -kv[1][0]):
+            if ns / drained < 50:  # under 0.05 µs per event
+                continue
+            print(f"  {ns / drained / 1e3:16.1f}  {wall / drained * 1e6:13.1f}  {calls:5d}  {text}")
     if phases is not None:
         for label, seconds in phases.items():
             print(f"  {label:<32} {seconds / drained * 1e6:7.1f} µs/event")

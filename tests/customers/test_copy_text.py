@@ -221,3 +221,69 @@ def test_integer_enum_members_take_the_text_block_and_store_the_same(monkeypatch
     (column,) = bulk.prepared_columns([Row(v) for v in links], [field])
     assert list(column) == [int(field.get_db_prep_save(v, connection)) for v in links]
     assert set(map(type, column)) == {int}
+
+
+def test_distinct_values_are_converted_as_str_converts_them():
+    values = [3, 1, 3, 2, 1, 10**20, -5, 3]
+    assert bulk._distinct_texts(values) == list(map(str, values))
+    unique = [Decimal("2.95"), Decimal("0.001"), Decimal("1E+3")]
+    assert bulk._distinct_texts(unique) == list(map(str, unique))
+    # Equal values share the first one's spelling.
+    assert bulk._distinct_texts([Decimal("1.0"), Decimal("1.00"), Decimal("1.0")]) == ["1.0"] * 3
+
+
+@pg_only
+@pytest.mark.django_db
+def test_equal_values_spelled_differently_store_what_str_of_each_stored(monkeypatch):
+    """Decimals equal but spelled apart (``1.0``/``1.00``/``1E+0``, ``0``/``-0``/``0E-7``) and
+    one instant at several offsets: the text block made with one ``str`` per distinct value
+    stores the rows that ``str`` of every value stored."""
+    prices = [
+        Decimal("1.0"),
+        Decimal("1.00"),
+        Decimal("1"),
+        Decimal("1E+0"),
+        Decimal("-0"),
+        Decimal("0"),
+        Decimal("0E-7"),
+        Decimal("12.345"),
+        Decimal("12.3450"),
+        Decimal("-0.000"),
+    ]
+    noon = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    instants = [
+        noon,
+        noon.astimezone(timezone(timedelta(hours=1))),
+        noon.astimezone(ZoneInfo("America/New_York")),
+        noon.astimezone(timezone(timedelta(hours=-3, minutes=-30))),
+        noon + timedelta(microseconds=1),
+    ]
+
+    def orders(prefix: str) -> list[Order]:
+        made = _orders(prefix)[: len(instants)]
+        for n, (order, at) in enumerate(zip(made, instants, strict=True)):
+            order.created_at = order.paid_at = at
+            order.total_gross = order.total_charged = prices[n]
+        return made
+
+    def lines(order: Order, prefix: str) -> list[OrderLine]:
+        made = _lines(order, prefix)[: len(prices)]
+        for n, line in enumerate(made):
+            line.unit_price_gross = prices[n]
+            line.unit_price_net = prices[-1 - n]
+            line.total_price_gross = prices[(n * 3) % len(prices)]
+            line.quantity = n % 3
+        return made
+
+    bulk.insert_rows(Order, orders("new"))
+    bulk.insert_rows(OrderLine, lines(Order.objects.get(saleor_order_id="new-0"), "new"))
+    monkeypatch.setattr(bulk, "_distinct_texts", lambda values: list(map(str, values)))
+    bulk.insert_rows(Order, orders("old"))
+    bulk.insert_rows(OrderLine, lines(Order.objects.get(saleor_order_id="old-0"), "old"))
+
+    assert _stored(Order, "saleor_order_id", "new") == _stored(Order, "saleor_order_id", "old")
+    assert _stored(OrderLine, "saleor_line_id", "new") == _stored(
+        OrderLine, "saleor_line_id", "old"
+    )
+    stored = Order.objects.filter(saleor_order_id__startswith="new").order_by("pk")
+    assert [o.created_at for o in stored] == instants
