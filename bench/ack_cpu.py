@@ -10,6 +10,11 @@ PostgreSQL backend (read from ``/proc``), plus Redis commands per delivery. ``--
 prints where the Python time goes (cProfile, top functions by cumulative time).
 
     python -m bench.ack_cpu [--deliveries 3000] [--repeat 3] [--profile] [--kick-coalesce 0.05]
+                            [--explain]
+
+``--explain`` ends with PostgreSQL's side of one more acknowledgement's INSERT, the ack's own
+statement and parameters: ``EXPLAIN (ANALYZE, BUFFERS, WAL)`` (buffers touched, WAL records and
+bytes, which repeat to the digit where the backend's CPU time does not), rolled back.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds (fresh bodies each)")
     parser.add_argument("--duplicates", action="store_true", help="re-send round 1's bodies")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN one more INSERT")
     parser.add_argument(
         "--kick-coalesce",
         default="0.05",
@@ -179,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         f"py CPU ms/ack: best {ordered[0]:.3f}, median {ordered[len(ordered) // 2]:.3f} "
         f"over {len(ordered)} rounds; stored rows: {InboxEvent.objects.count()}"
     )
+    if args.explain:
+        _explain_insert(sorted((b for _, b in raw), key=len)[len(raw) // 2])  # a median body
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
@@ -187,6 +195,32 @@ def main(argv: list[str] | None = None) -> int:
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
         print(out.getvalue())
     return 0
+
+
+def _explain_insert(body: bytes) -> None:
+    """``EXPLAIN (ANALYZE, BUFFERS, WAL)`` of the acknowledgement's INSERT with a body not
+    stored yet, in a transaction rolled back (the WAL it wrote is counted all the same)."""
+    import hashlib
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from saleor_crm_plugin.events import inbox
+
+    now = timezone.now()
+    key = hashlib.sha256(b"bench-explain" + body).hexdigest()
+    params = [key, "order_created", API_URL, body.decode(), now, now]
+    with transaction.atomic():
+        connection.ensure_connection()
+        with inbox._psycopg_cursor(connection.connection) as cursor:
+            cursor.execute(
+                "EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) " + inbox._raw_insert_statement(),
+                params,
+            )
+            plan = [row[0] for row in cursor.fetchall()]
+        transaction.set_rollback(True)
+    print(f"INSERT of a {len(body):,}-byte body, rolled back:")
+    print("\n".join("  " + line for line in plan))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,14 @@ def _env(database_url: str) -> dict[str, str]:
         # while: callgrind counts the spinning, which follows valgrind's wall clock (~120k
         # instructions per ack in one run, none in another). The ack uses no BLAS.
         "OPENBLAS_NUM_THREADS": "1",
+        # Dict and set probes follow the hash seed: without a fixed one the same tree moved by
+        # ~5k instructions per ack between runs (feat/a8's notes), as much as a change measures.
+        "PYTHONHASHSEED": "0",
+        # The registered instance (and its parsed JWKS) is looked up again every 30 s by
+        # default: under valgrind that is one or more SELECTs and RSA key loads per run, and
+        # more of them the slower the machine runs (the same tree moved by ~23k instructions
+        # per ack between two runs). The bench measures the steady-state acknowledgement.
+        "CRM_INSTANCE_CACHE_SECONDS": "86400",
     }
 
 

@@ -396,8 +396,71 @@ def test_redis_cache_add_flag_is_add_of_one_with_its_key_and_expiry():
     assert cache.delete("kick") is True
     assert cache.add("kick", 1, timeout=7) is True
     assert cache.add_flag("kick", 7) is False
-    # Every borrowed connection went back to the pool.
-    assert not client.connection_pool._in_use_connections
+    # One connection is kept for the thread's flags; nothing else stays borrowed.
+    assert client.connection_pool._in_use_connections == {cache._flag_connection()}
+    cache.delete("kick")
+
+
+def test_redis_cache_add_flag_borrows_its_connection_once_per_thread(monkeypatch):
+    import threading
+
+    cache = _redis_cache()
+    cache.delete("kick")
+    pool = cache._cache.get_client(write=True).connection_pool
+    borrowed = []
+    get_connection = pool.get_connection
+
+    def counting(*args, **kwargs):
+        conn = get_connection(*args, **kwargs)
+        borrowed.append(conn)
+        return conn
+
+    monkeypatch.setattr(pool, "get_connection", counting)
+    answers = [cache.add_flag("kick", 5) for _ in range(3)]
+    assert answers == [True, False, False]
+    assert len(borrowed) == 1
+
+    other: list[bool] = []
+    thread = threading.Thread(target=lambda: other.append(cache.add_flag("kick", 5)))
+    thread.start()
+    thread.join()
+    assert other == [False]
+    assert len(borrowed) == 2 and borrowed[0] is not borrowed[1]  # a thread has its own
+    assert cache.delete("kick") is True
+
+
+def test_redis_cache_add_flag_sends_again_when_the_server_closed_the_kept_connection():
+    import redis
+
+    cache = _redis_cache()
+    cache.delete("kick")
+    assert cache.add_flag("kick", 5) is True
+    kept = cache._flag_connection()
+    kept.send_command("CLIENT", "ID")
+    client_id = kept.read_response()
+    # As a Redis restart or its idle ``timeout`` leaves it: the server closed the socket.
+    assert redis.Redis.from_url(REDIS_URL).client_kill_filter(_id=client_id) == 1
+
+    assert cache.add_flag("kick", 5) is False  # answered, on a new socket
+    assert cache._flag_connection() is kept
+    assert cache.delete("kick") is True
+    assert cache.add_flag("kick", 5) is True
+    cache.delete("kick")
+
+
+def test_redis_cache_add_flag_borrows_a_new_connection_after_a_fork():
+    from saleor_crm_plugin.app import cache as cache_module
+
+    cache = _redis_cache()
+    cache.delete("kick")
+    assert cache.add_flag("kick", 5) is True
+    parents = cache._flag_connection()
+    pool = cache._cache.get_client(write=True).connection_pool
+    cache_module._count_fork()  # what ``os.register_at_fork`` runs in a child
+
+    assert cache.add_flag("kick", 5) is False
+    assert cache._flag_connection() is not parents
+    assert parents in pool._in_use_connections  # never handed to anyone else
     cache.delete("kick")
 
 
@@ -406,7 +469,7 @@ def test_redis_cache_add_flag_reconnects_after_the_connection_dropped():
     cache.delete("kick")
     assert cache.add_flag("kick", 5) is True
     pool = cache._cache.get_client(write=True).connection_pool
-    for conn in pool._available_connections:
+    for conn in [*pool._available_connections, *pool._in_use_connections]:
         conn._sock.close()  # as a Redis restart would leave it; redis-py reconnects
 
     assert cache.add_flag("kick", 5) is False
