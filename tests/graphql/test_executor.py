@@ -882,3 +882,24 @@ def test_selection_memos_are_bounded_and_answer_as_worked_out() -> None:
     memo.put(3, "3")
     assert dict(memo) == {3: "3"}
     assert memo.get(0) is None
+
+
+def test_plans_ask_the_schema_for_its_query_type_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DocumentPlans`` keeps the query type: the second request of a document does not
+    ask the schema again, and answers the same."""
+    document = parse('{ greeting(name: "you") nodes(numbers: [1, 2]) { number } }')
+    plans = DocumentPlans(document)
+    asked: list[Any] = []
+    get_query_type = SCHEMA.get_query_type
+
+    def counting() -> Any:
+        asked.append(1)
+        return get_query_type()
+
+    monkeypatch.setattr(SCHEMA, "get_query_type", counting)
+    first = execute_query(SCHEMA, document, GraphQLContext(), {}, None, plans)
+    assert plans.root_type is get_query_type() and len(asked) == 1
+    assert execute_query(SCHEMA, document, GraphQLContext(), {}, None, plans) == first
+    assert len(asked) == 1
+    execute_query(SCHEMA, document, GraphQLContext(), {}, None)  # no plans: asked each time
+    assert len(asked) == 2

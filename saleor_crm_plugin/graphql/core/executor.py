@@ -267,11 +267,15 @@ class DocumentPlans:
     ``@include``/``@skip`` the selected fields depend on the variables. Arguments that use
     variables are coerced again for each request."""
 
-    __slots__ = ("roots", "shareable")
+    __slots__ = ("root_type", "roots", "shareable")
 
     def __init__(self, document: ast.Document) -> None:
         self.shareable = not _uses_directives(document)
         self.roots: dict[str | None, list[tuple[str, _Field]]] = {}
+        # The schema's query type, asked once (graphene's ``get_query_type`` looks it up
+        # in its type map through three Python calls per request). The caller keeps one
+        # ``DocumentPlans`` per schema and document.
+        self.root_type: GraphQLObjectType | None = None
 
 
 def _direct_object(graphql_type: Any) -> tuple[GraphQLObjectType | None, bool]:
@@ -1162,7 +1166,11 @@ def execute_query(
     operation = ctx.operation
     if operation.operation != "query":
         raise Unsupported(operation.operation)
-    root_type = schema.get_query_type()
+    root_type = plans.root_type if plans is not None else None
+    if root_type is None:
+        root_type = schema.get_query_type()
+        if plans is not None:
+            plans.root_type = root_type
     walker = _Walker(ctx)
     trampoline = async_instance
     if trampoline.is_tick_used:
