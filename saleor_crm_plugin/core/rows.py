@@ -544,7 +544,7 @@ class Read(NamedTuple):
     name: str | None = None
 
 
-def fetch_together(reads: Sequence[Read]) -> list[list[Any]]:
+def fetch_together(reads: Sequence[Read], statement: Together | None = None) -> list[list[Any]]:
     """The instances each ``Read`` gives, in one statement where a ``fetch`` each takes one
     round trip apiece (the customer 360: customer, channel stats, orders page, lines).
 
@@ -555,8 +555,37 @@ def fetch_together(reads: Sequence[Read]) -> list[list[Any]]:
     with no row (``WHERE 1 = 0``) selects every CTE's columns, so every column of the union
     has its CTE's type whichever branch comes next (a NULL literal would make it ``text``).
     The instances are the ones the ``fetch`` calls would build, same columns, converters
-    and deferral."""
+    and deferral.
+
+    ``statement`` is ``together(reads)`` kept by a caller that sends reads of one shape
+    (all but their parameters) again and again: the shape's key is then not built and
+    hashed at every call."""
     using = reads[0].reader.using
+    if statement is None:
+        statement = together(reads)
+    sql, parts, timestamps = statement
+    params: list[Any] = []
+    for read in reads:
+        params.extend(read.params)
+    connection = connections[using]
+    rows = _select(connection, sql, params, timestamps)
+    rows.sort(key=_READ_AND_NUMBER)  # a pass over rows already in order, as a rule
+    split: list[list[Any]] = [[] for _ in reads]
+    for row in rows:
+        index = row[0] >> _NUMBER_BITS
+        _, begin, end, _ = parts[index]
+        split[index].append(row[begin:end])
+    return [
+        read.reader._build(prepared, found, extra_names, connection)
+        # ``parts`` and ``split`` have one entry per read: no ``strict=True`` (its keyword
+        # parse costs more than the zip).
+        for read, (prepared, _, _, extra_names), found in zip(reads, parts, split)  # noqa: B905
+    ]
+
+
+def together(reads: Sequence[Read]) -> Together:
+    """``fetch_together``'s statement for reads of this shape (all but their parameters),
+    made once per shape."""
     key = tuple(
         (
             read.reader,
@@ -574,37 +603,22 @@ def fetch_together(reads: Sequence[Read]) -> list[list[Any]]:
         statement = _together(reads)
         if len(_TOGETHER) < _MAX_PREPARED:  # clients choose selections
             _TOGETHER[key] = statement
-    sql, parts, timestamps = statement
-    params: list[Any] = []
-    for read in reads:
-        params.extend(read.params)
-    connection = connections[using]
-    rows = _select(connection, sql, params, timestamps)
-    rows.sort(key=_READ_AND_NUMBER)  # a pass over rows already in order, as a rule
-    split: list[list[Any]] = [[] for _ in reads]
-    for row in rows:
-        index = row[0] >> _NUMBER_BITS
-        _, begin, end, _ = parts[index]
-        split[index].append(row[begin:end])
-    return [
-        read.reader._build(prepared, found, extra_names, connection)
-        for read, (prepared, _, _, extra_names), found in zip(reads, parts, split, strict=True)
-    ]
+    return statement
 
 
 # ``fetch_together``'s statements by the reads' shape (all but their parameters): the SQL, per
 # read (its reader's prepared columns, where its columns start and end in a row, its extra
 # columns' names), and whether any column is a timestamp.
-_Together = tuple[str, list[tuple[_Prepared, int, int, list[str]]], bool]
+Together = tuple[str, list[tuple[_Prepared, int, int, list[str]]], bool]
 # Each row starts with one integer, its read's index times 2**32 plus its number in the
 # read: one value for psycopg to parse where two were (~400 instructions each, ~45 rows a
 # customer 360). A read returns far fewer than 2**32 rows.
 _NUMBER_BITS = 32
 _READ_AND_NUMBER = itemgetter(0)
-_TOGETHER: dict[tuple[Any, ...], _Together] = {}
+_TOGETHER: dict[tuple[Any, ...], Together] = {}
 
 
-def _together(reads: Sequence[Read]) -> _Together:
+def _together(reads: Sequence[Read]) -> Together:
     using = reads[0].reader.using
     assert all(read.reader.using == using for read in reads)
     quote = connections[using].ops.quote_name

@@ -67,12 +67,17 @@ def parsed_document(schema: Any, query: str) -> _Parsed:
 
 
 def limit_errors_of(query: str, document: Any, variables: dict[str, Any]) -> list[GraphQLError]:
-    signature = tuple(
-        sorted(
-            (name, len(value) if isinstance(value, list) else value)
-            for name, value in variables.items()
-            if isinstance(value, int | list)
+    # Most documents come without variables: their signature is the empty one.
+    signature = (
+        tuple(
+            sorted(
+                (name, len(value) if isinstance(value, list) else value)
+                for name, value in variables.items()
+                if isinstance(value, int | list)
+            )
         )
+        if variables
+        else ()
     )
     measured = _measures.get((query, signature))
     if measured is None:

@@ -472,12 +472,15 @@ def test_failed_mutation_rolls_back_its_writes(db):
 
 
 def _reference_cursor(values: list[Any]) -> str:
-    """``encode_cursor`` as it was written: base64 of ``json.dumps``."""
+    """``encode_cursor`` as it was written: base64 of ``json.dumps``, datetimes as their
+    ``isoformat()``."""
     import base64
+    from datetime import datetime
 
     from saleor_crm_plugin.graphql.core.connection import _encode_value
 
-    return base64.b64encode(json.dumps([_encode_value(v) for v in values]).encode()).decode()
+    encoded = [v.isoformat() if isinstance(v, datetime) else _encode_value(v) for v in values]
+    return base64.b64encode(json.dumps(encoded).encode()).decode()
 
 
 def test_cursors_are_encoded_as_json_dumps_encodes_them():
@@ -518,11 +521,34 @@ def test_cursors_are_encoded_as_json_dumps_encodes_them():
         [1, "x"],
         {"a": 1},
     ]
+    # Naive and UTC datetimes (written by orjson) of every year width, with and without
+    # microseconds; another zone (``isoformat``).
+    datetimes = [
+        datetime(year, 1 + n % 12, 1 + n % 28, n % 24, n % 60, n % 60, micro, tzinfo=zone)
+        for n, year in enumerate((1, 9, 10, 99, 100, 999, 1000, 2026, 9999))
+        for micro in (0, 1, 600, 999_999)
+        for zone in (UTC, None, timezone(timedelta(hours=5, minutes=30)))
+    ]
     cases: list[list[Any]] = [[], [1], ["x"], *([t, n] for t in texts for n in ints)]
-    pool = texts + ints + others
+    cases += [[d, n] for d in datetimes for n in (1, 2**40)]
+    pool = texts + ints + others + datetimes
     for _ in range(2_000):
         cases.append([rng.choice(pool) for _ in range(rng.randint(1, 4))])
     for values in cases:
         assert encode_cursor(values) == _reference_cursor(values), values
     created = datetime(2026, 1, 2, 3, 4, 5, 600, tzinfo=UTC)
     assert decode_cursor(encode_cursor([created, 42]), 2) == [created.isoformat(), 42]
+
+
+def test_cursor_values_read_each_orderings_fields():
+    """``cursor_values`` remembers a tuple ordering's attribute names; a list ordering and
+    other orderings read theirs as before."""
+    from types import SimpleNamespace
+
+    from saleor_crm_plugin.graphql.core.connection import cursor_values
+
+    item = SimpleNamespace(created_at=1, pk=2, number="3")
+    assert cursor_values(item, ("-created_at", "-pk")) == [1, 2]
+    assert cursor_values(item, ("-created_at", "-pk")) == [1, 2]
+    assert cursor_values(item, ("number", "-pk")) == ["3", 2]
+    assert cursor_values(item, ["pk", "-number"]) == [2, "3"]

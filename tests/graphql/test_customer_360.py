@@ -914,9 +914,12 @@ def test_me_reads_kept_by_shape_carry_each_requests_parameters(
     seen: list[list[Any]] = []
     fetch_together = rows.fetch_together
 
-    def spy(reads: Any) -> Any:
+    statements: list[Any] = []
+
+    def spy(reads: Any, *statement: Any) -> Any:
         seen.append(list(reads))
-        return fetch_together(reads)
+        statements.append(statement)
+        return fetch_together(reads, *statement)
 
     monkeypatch.setattr(dataloaders, "fetch_together", spy)
     query = (
@@ -929,6 +932,8 @@ def test_me_reads_kept_by_shape_carry_each_requests_parameters(
     for user, channel in cases:
         warm.append(gql(query, {"channel": channel}, token=mint(user_gid(user))))
     warm_reads = list(seen)
+    # The statement kept with the reads is the one ``fetch_together`` makes for them.
+    assert statements == [(rows.together(reads),) for reads in warm_reads]
     seen.clear()
     cold = []
     for user, channel in cases:

@@ -657,6 +657,8 @@ COST_SELECTIONS = (
     "cost { a: amount c: currency amount } costRequired { currency }",
     "cost { amount __typename } costRequired { amount ... on Price { currency } }",
     "cost { amount } c2: cost { currency } costRequired { amount currency }",
+    "cost { a: amount c: currency } costRequired { x: amount }",
+    "cost { amount amount } costRequired { amount currency currency }",
 )
 
 
@@ -882,3 +884,47 @@ def test_selection_memos_are_bounded_and_answer_as_worked_out() -> None:
     memo.put(3, "3")
     assert dict(memo) == {3: "3"}
     assert memo.get(0) is None
+
+
+def test_plans_ask_the_schema_for_its_query_type_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DocumentPlans`` keeps the query type: the second request of a document does not
+    ask the schema again, and answers the same."""
+    document = parse('{ greeting(name: "you") nodes(numbers: [1, 2]) { number } }')
+    plans = DocumentPlans(document)
+    asked: list[Any] = []
+    get_query_type = SCHEMA.get_query_type
+
+    def counting() -> Any:
+        asked.append(1)
+        return get_query_type()
+
+    monkeypatch.setattr(SCHEMA, "get_query_type", counting)
+    first = execute_query(SCHEMA, document, GraphQLContext(), {}, None, plans)
+    assert plans.root_type is get_query_type() and len(asked) == 1
+    assert execute_query(SCHEMA, document, GraphQLContext(), {}, None, plans) == first
+    assert len(asked) == 1
+    execute_query(SCHEMA, document, GraphQLContext(), {}, None)  # no plans: asked each time
+    assert len(asked) == 2
+
+
+def test_money_of_amount_only_and_amount_currency_selections_are_known_to_the_plan() -> None:
+    """The selections the compiled walk writes as dict literals: the amount alone (its
+    key) and the amount then the currency (their keys); any other stays a comprehension
+    over ``money_keys`` (``test_money_of_fields_answer_as_graphql_core`` compares each
+    with graphql-core)."""
+    document = parse(
+        "{ items(numbers: [1, 2]) { cost { a: amount c: currency } costRequired { x: amount }"
+        " c3: cost { currency amount } } }"
+    )
+    plans = DocumentPlans(document)
+    lean = execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+    assert lean == execute_query(ITEM_SCHEMA, document, GraphQLContext(), {}, None, plans)
+    ((_, items),) = plans.roots[None]
+    assert items.item_plan is not None
+    fields = dict(items.item_plan)
+    assert (fields["cost"].money_one, fields["cost"].money_two) == (None, ("a", "c"))
+    assert (fields["costRequired"].money_one, fields["costRequired"].money_two) == ("x", None)
+    assert (fields["c3"].money_one, fields["c3"].money_two) == (None, None)
+    assert fields["c3"].money_keys == (("currency", False), ("amount", True))
+    result = execute(ITEM_SCHEMA, document, context_value=GraphQLContext())
+    assert json.dumps(lean) == json.dumps(result.data)

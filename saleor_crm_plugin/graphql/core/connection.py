@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import graphene
+import orjson
 from django.db.models import Q, QuerySet
 from graphql.error import GraphQLError
 
@@ -66,19 +67,24 @@ _ENCODE_STR = json.encoder.encode_basestring_ascii
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
-    """base64 of ``json.dumps`` of the values. A cursor of strings and ``int``s (a
-    timestamp and a primary key) is written here as ``json.dumps`` writes it, without the
-    encoder it builds per call; anything else goes through ``json.dumps``."""
-    encoded = [_encode_value(v) for v in values]
+    """base64 of ``json.dumps`` of the values. A cursor of strings, ``int``s and naive or
+    UTC datetimes (a page's ``created_at`` and primary key) is written here as
+    ``json.dumps`` writes it, without the encoder it builds per call; anything else goes
+    through ``json.dumps``. Such a datetime is written by orjson: the same text as
+    ``json.dumps`` of its ``isoformat()`` (RFC 3339, microseconds only when not zero,
+    ``+00:00``, ASCII), for a fraction of ``isoformat``'s instructions (the customer 360's
+    ``endCursor``; ``test_core.py`` compares both over every year width)."""
     parts = []
-    for value in encoded:
+    for value in values:
         cls = value.__class__
         if cls is str:
             parts.append(_ENCODE_STR(value))
         elif cls is int:
             parts.append(int.__repr__(value))
+        elif cls is datetime and ((zone := value.tzinfo) is UTC or zone is None):
+            parts.append(orjson.dumps(value).decode())
         else:
-            text = json.dumps(encoded)
+            text = json.dumps([_encode_value(v) for v in values])
             break
     else:
         text = f"[{', '.join(parts)}]"
@@ -142,7 +148,16 @@ def validate_page_args(args: dict[str, Any], field_name: str) -> tuple[int | Non
 
 
 def cursor_values(item: Any, ordering: Sequence[str]) -> list[Any]:
-    return [getattr(item, _field_name(o)[0]) for o in ordering]
+    names = _CURSOR_NAMES.get(ordering) if ordering.__class__ is tuple else None
+    if names is None:
+        names = tuple(_field_name(o)[0] for o in ordering)
+        if ordering.__class__ is tuple and len(_CURSOR_NAMES) < 64:  # orderings are few
+            _CURSOR_NAMES[ordering] = names  # type: ignore[index]
+    return [getattr(item, name) for name in names]
+
+
+# The attribute each field of an ordering (a tuple, ``ORDER_ORDERING``) reads, by ordering.
+_CURSOR_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 class _Edge:

@@ -10,7 +10,15 @@ from django.db import connections
 from django.db.models import Count, DecimalField, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
-from saleor_crm_plugin.core.rows import Read, RowReader, among, fetch_together, placeholders
+from saleor_crm_plugin.core.rows import (
+    Read,
+    RowReader,
+    Together,
+    among,
+    fetch_together,
+    placeholders,
+    together,
+)
 from saleor_crm_plugin.customers.models import (
     Customer,
     CustomerChannelStats,
@@ -172,11 +180,13 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
             orders.lines,
             size,
         )
-        template = _WITH_ORDERS_READS.get(shape)
-        if template is None:
+        known = _WITH_ORDERS_READS.get(shape)
+        if known is None:
             template = self._with_orders_reads(orders, where, size)
+            known = (template, together(template))
             if len(_WITH_ORDERS_READS) < _MAX_WITH_ORDERS_READS:  # clients choose selections
-                _WITH_ORDERS_READS[shape] = template
+                _WITH_ORDERS_READS[shape] = known
+        template, statement = known
         customer_read, *others = template
         page_index = len(template) - (2 if orders.lines is not None else 1)
         # ``Read(...)`` rather than ``_replace(params=...)``: the same tuple without
@@ -185,7 +195,7 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
         reads = [Read(reader, where, [user_id], order_by, only, extra, limit, name), *others]
         reader, where, _, order_by, only, extra, limit, name = reads[page_index]
         reads[page_index] = Read(reader, where, params, order_by, only, extra, limit, name)
-        found = fetch_together(reads)
+        found = fetch_together(reads, statement)
         if not found[0]:
             return None
         (customer,) = found[0]
@@ -263,8 +273,9 @@ class CustomerByUserIdLoader(DataLoader[str, Customer | None]):
 
 
 # ``CustomerByUserIdLoader._with_orders``'s reads by shape (the loader's columns, its stats
-# variant, the page's WHERE clause, direction, columns and lines variant, its size).
-_WITH_ORDERS_READS: dict[tuple[Any, ...], list[Read]] = {}
+# variant, the page's WHERE clause, direction, columns and lines variant, its size), with
+# their ``fetch_together`` statement.
+_WITH_ORDERS_READS: dict[tuple[Any, ...], tuple[list[Read], Together]] = {}
 _MAX_WITH_ORDERS_READS = 256
 
 
