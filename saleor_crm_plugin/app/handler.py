@@ -141,16 +141,17 @@ class AppWSGIHandler(WSGIHandler):
         access = self._access
         started = perf_counter() if access is not None else 0.0
         balance = self._balance
-        if balance is None:
-            response, body = self._gated_call(environ, start_response)
+        if balance is not None:
+            response, body = self._balanced_call(balance, environ, start_response)
+        elif not self._gated or not gate.enter():
+            response = super().__call__(environ, start_response)
+            body = _handed_over(response)
         else:
             try:
-                if balance.enter() and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
-                    response, body = self._closing_call(environ, start_response)
-                else:
-                    response, body = self._gated_call(environ, start_response)
+                response = super().__call__(environ, start_response)
+                body = _handed_over(response)
             finally:
-                balance.leave()
+                gate.leave()
         if access is not None:
             access(
                 '%s - "%s %s%s %s" %s %.3f',
@@ -163,6 +164,19 @@ class AppWSGIHandler(WSGIHandler):
                 (perf_counter() - started) * 1000,
             )
         return body
+
+    def _balanced_call(
+        self, balance: Balancer, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> tuple[Any, Any]:
+        """The request counted in this worker's load while it is handled (``core/balance.py``);
+        answered with ``Connection: close`` when the worker holds more than its share. Kept
+        apart so that a server without balancing runs the same instructions as before."""
+        try:
+            if balance.enter() and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+                return self._closing_call(environ, start_response)
+            return self._gated_call(environ, start_response)
+        finally:
+            balance.leave()
 
     def _gated_call(
         self, environ: dict[str, Any], start_response: Callable[..., Any]

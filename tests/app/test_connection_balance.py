@@ -122,7 +122,7 @@ def test_the_count_comes_back_when_the_view_raises(db, shared: Path, monkeypatch
     def broken(self: Any, environ: Any, start_response: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(AppWSGIHandler, "_gated_call", broken)
+    monkeypatch.setattr(AppWSGIHandler, "_gated_call", broken)  # inside the balanced call
     with pytest.raises(RuntimeError):
         _call(handler)
     assert struct.unpack("qq", shared.read_bytes()[SLOT_BYTES : 2 * SLOT_BYTES]) == (
