@@ -115,12 +115,7 @@ class AppWSGIHandler(WSGIHandler):
         self._access: Callable[..., None] | None = (
             access_logger.info if crm_settings.ACCESS_LOG else None
         )
-        path = getattr(settings, "CRM_CONNECTION_BALANCE_FILE", "")
-        self._balance: Balancer | None = (
-            Balancer(path, float(getattr(settings, "CRM_CONNECTION_BALANCE_INTERVAL", 0.05)))
-            if path
-            else None
-        )
+        self._balance = self._balancer()
         if tuple(settings.MIDDLEWARE) != APP_MIDDLEWARE:
             return
         django_chain: Callable[[HttpRequest], Any] = self._middleware_chain
@@ -128,6 +123,20 @@ class AppWSGIHandler(WSGIHandler):
         self._webhook_chain = self._resolved(WEBHOOK_PATH) or django_chain
         self._graphql_chain = self._resolved(GRAPHQL_PATH) or django_chain
         self._middleware_chain = self._dispatch
+
+    @staticmethod
+    def _balancer() -> Balancer | None:
+        """This worker's slot in the connection balance file ``saleor-crm serve`` made
+        (``core/balance.py``), or ``None``: no file, or no slot to be had (the worker then
+        serves unbalanced rather than not at all)."""
+        path = getattr(settings, "CRM_CONNECTION_BALANCE_FILE", "")
+        if not path:
+            return None
+        try:
+            return Balancer(path, float(getattr(settings, "CRM_CONNECTION_BALANCE_INTERVAL", 0.05)))
+        except (OSError, RuntimeError):
+            logger.warning("Serving without connection balance", exc_info=True)
+            return None
 
     @staticmethod
     def _resolved(path: str) -> Callable[[HttpRequest], Any] | None:

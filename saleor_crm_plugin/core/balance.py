@@ -9,8 +9,8 @@ times slower than its neighbour: the run's p95 is the busier worker's latency
 (docs/benchmarks.md, feat/bal).
 
 So the workers share, through a small file that ``saleor-crm serve`` creates (its path in
-``CRM_CONNECTION_BALANCE``), how many requests each has in its WSGI handler (running, or waiting
-at the gate). A request that finds its worker holding at least one more than the mean of all
+``CRM_CONNECTION_BALANCE_FILE``), how many requests each has in its WSGI handler (running, or
+waiting at the gate). A request that finds its worker holding at least one more than the mean of all
 workers (with two workers: two more than the other) is answered with ``Connection: close``, at
 most one such answer per worker per ``CRM_CONNECTION_BALANCE_INTERVAL``; the client opens a new
 connection for its next request and the kernel places that one afresh. This is what gRPC's
@@ -20,8 +20,10 @@ are fully buffered only (``app/handler.py``), never to HTTP/2 (one connection mu
 clients' requests there, and ``Connection`` is not allowed).
 
 The counts are what the handler sees: requests that granian still holds in its own queue because
-all ``--threads`` of the worker are busy are invisible, which is why ``saleor-crm serve`` runs
-more request threads per worker when it balances (the gate keeps them taking turns).
+all ``--threads`` of the worker are busy are invisible. Beyond that many connections per worker
+both counts sit at ``--threads`` and the balance acts only when a worker's queue runs dry (it
+holds fewer connections than the other); more threads would let it see every connection, but
+cost CPU per request (docs/benchmarks.md, feat/bal).
 
 Costs per request: a deque append and pop, two shared-memory writes, and, when its worker has
 more than one request in flight, a read of the few slots.
@@ -111,7 +113,7 @@ class Balancer:
         requests.append(None)
         mine = len(requests)
         self._cells[self._slot] = mine
-        if mine < 2:  # one request alone is never above the mean + 1 (nor is any under light load)
+        if mine < 2:  # one request is never above the mean + 1: no slots to read
             return False
         values = self._cells.tolist()
         workers = len(values) // 2 - values[0::2].count(0)

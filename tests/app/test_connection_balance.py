@@ -135,6 +135,17 @@ def test_no_balance_without_the_file(db) -> None:
     assert AppWSGIHandler()._balance is None
 
 
+def test_a_worker_without_a_slot_serves_unbalanced(db, shared: Path, caplog) -> None:
+    for index in range(4):
+        with shared.open("r+b") as file:
+            file.seek(index * SLOT_BYTES)
+            file.write(struct.pack("qq", os.getppid(), 0))
+    handler = _handler(shared)
+    assert handler._balance is None
+    assert _call(handler) == _call(AppWSGIHandler())
+    assert "Serving without connection balance" in caplog.text
+
+
 def _exchange(sock: socket.socket, port: int) -> bytes:
     sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
     answer = b""
