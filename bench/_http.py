@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +31,8 @@ class Sender:
         self.host = host
         self.port = port
         self.sock: socket.socket | None = None
+        self.connects = 0  # connections opened (a server's ``Connection: close`` makes one)
+        self.local_port = 0  # this side's port of the newest connection: who served it (``ss``)
 
     def post(self, request: bytes) -> tuple[int, float, bytes]:
         """Status, milliseconds from the first byte sent (connecting included) to the last
@@ -55,6 +58,8 @@ class Sender:
         if self.sock is None:
             self.sock = socket.create_connection((self.host, self.port), timeout=30)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connects += 1
+            self.local_port = self.sock.getsockname()[1]
         sock = self.sock
         try:
             sock.sendall(request)
@@ -130,6 +135,27 @@ def _parse_stat(text: str) -> tuple[int, str, float]:
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def connection_owners(port: int, owners: dict[int, int], stop: threading.Event) -> None:
+    """Until ``stop``: which server process holds each established connection to ``port``
+    (client port -> pid), read from ``ss`` four times a second (a connection the server
+    closes sooner may be missed)."""
+    pattern = re.compile(r"\S+:(\d+)\s+\S+:(\d+)\s+users:\(\(\"[^\"]*\",pid=(\d+)")
+    while not stop.is_set():
+        try:
+            out = subprocess.run(
+                ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                capture_output=True,
+                text=True,
+            ).stdout
+        except OSError:  # no ``ss``: nothing to break down
+            return
+        for line in out.splitlines():
+            match = pattern.search(line)
+            if match and int(match.group(1)) == port:
+                owners[int(match.group(2))] = int(match.group(3))
+        stop.wait(0.25)
 
 
 def free_port() -> int:

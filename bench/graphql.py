@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from bench._common import ROOT, percentile, recreate_database, write_section
-from bench._http import Sender, free_port, process_tree_cpu, serve_app
+from bench._http import Sender, connection_owners, free_port, process_tree_cpu, serve_app
 
 DATABASE = "crm_bench_graphql"
 ISSUER = "http://127.0.0.1:8000/graphql/"
@@ -286,6 +286,21 @@ class Load:
         self.duration = duration
         self.server_ms = server_ms  # server CPU (all server processes) per request
         self.client_ms = client_ms  # load generator CPU per request
+        # Latencies by the server process that answered (``None``: connection not seen by
+        # ``ss``), and connections opened beyond one per client (``Connection: close``).
+        self.per_worker: dict[int | None, list[float]] = {}
+        self.reconnects = 0
+
+    def worker_lines(self) -> list[str]:
+        """One line per server process: connections, requests, p50 / p95 / mean latency."""
+        lines = []
+        for pid, values in sorted(self.per_worker.items(), key=lambda item: item[0] or 0):
+            lines.append(
+                f"  worker {pid or 'unseen'}: {len(values)} requests, p50 "
+                f"{percentile(values, 50):.2f} / p95 {percentile(values, 95):.2f} / mean "
+                f"{statistics.mean(values):.2f} ms"
+            )
+        return lines
 
 
 def load(
@@ -328,6 +343,7 @@ def load(
         sender = Sender(True, int(port), host)
         rng = random.Random(index)
         mine: list[float] = []
+        by_port: list[tuple[int, float]] = []
         count = 0
         interval = clients / rate if rate else 0.0
         next_send = time.perf_counter() + rng.random() * interval
@@ -348,11 +364,20 @@ def load(
                 break
             if started >= warmup_until:
                 mine.append(elapsed)
+                by_port.append((sender.local_port, elapsed))
         sender.close()
         with lock:
             latencies.extend(mine)
             sent[0] += count
+            served.extend(by_port)
+            connects[0] += sender.connects
 
+    served: list[tuple[int, float]] = []
+    connects = [0]
+    owners: dict[int, int] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=connection_owners, args=(int(port), owners, stop))
+    watcher.start()
     server_cpu = process_tree_cpu(server_pid) if server_pid else 0.0
     client_cpu = time.process_time()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -360,6 +385,8 @@ def load(
         thread.start()
     for thread in threads:
         thread.join()
+    stop.set()
+    watcher.join()
     if errors:
         raise RuntimeError(f"requests failed: {errors[0]}")
     requests_done = max(sent[0], 1)
@@ -367,7 +394,11 @@ def load(
         (process_tree_cpu(server_pid) - server_cpu) * 1000 / requests_done if server_pid else 0.0
     )
     client_ms = (time.process_time() - client_cpu) * 1000 / requests_done
-    return Load(latencies, duration, server_ms, client_ms)
+    measured = Load(latencies, duration, server_ms, client_ms)
+    for local_port, elapsed in served:
+        measured.per_worker.setdefault(owners.get(local_port), []).append(elapsed)
+    measured.reconnects = connects[0] - clients
+    return measured
 
 
 def main() -> None:
@@ -456,6 +487,11 @@ def main() -> None:
                     f"{measured_load.client_ms:.2f}",
                 ]
             )
+        print(
+            f"{name}, {args.clients} clients, by server process "
+            f"({loaded.reconnects} connections reopened):"
+        )
+        print("\n".join(loaded.worker_lines()))
         table = format_table(
             [
                 "measure",

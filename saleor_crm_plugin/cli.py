@@ -57,20 +57,54 @@ def _serve(argv: Sequence[str]) -> int:
         help="One line per request on stdout (a measurable share of a webhook's CPU under "
         "load: turn it off when the proxy in front already logs requests)",
     )
+    parser.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("CRM_CONNECTION_BALANCE", "1").strip().lower()
+        not in {"0", "false", "no"},
+        help="granian with several workers: a worker holding more than its share of the "
+        "requests in flight answers one with 'Connection: close' so that the client's next "
+        "connection is placed afresh (core/balance.py)",
+    )
     args = parser.parse_args(argv)
     # Written by the App's WSGI handler (``app/handler.py``), not by the server: the workers,
     # gunicorn's forks and granian's spawned processes alike, read it from the environment.
     os.environ["CRM_ACCESS_LOG"] = "1" if args.access_log else "0"
-    _setup_django()
-    if args.migrate:
-        from django.core.management import call_command
+    balance_file = _balance_file(args)
+    try:
+        _setup_django()
+        if args.migrate:
+            from django.core.management import call_command
 
-        call_command("migrate", interactive=False)
-    if args.server == "granian":
-        _serve_granian(args)
-    else:
-        _serve_gunicorn(args)
+            call_command("migrate", interactive=False)
+        if args.server == "granian":
+            _serve_granian(args)
+        else:
+            _serve_gunicorn(args)
+    finally:
+        if balance_file is not None:
+            os.unlink(balance_file)
     return 0
+
+
+def _balance_file(args: argparse.Namespace) -> str | None:
+    """Granian with several workers and ``--balance``: the small file through which the
+    workers share their load (``core/balance.py``), created before anything else, its path in
+    ``CRM_CONNECTION_BALANCE_FILE`` (Django's settings are read in this process before granian
+    forks its workers from it), removed when the server stops. In ``/dev/shm`` where there
+    is one: it never needs to reach a disk. Not for gunicorn: it imports the application in
+    its master, which would take a worker's slot."""
+    os.environ.pop("CRM_CONNECTION_BALANCE_FILE", None)
+    if not (args.balance and args.server == "granian" and args.workers > 1):
+        return None
+    from saleor_crm_plugin.core import balance
+
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    fd, path = tempfile.mkstemp(prefix="saleor-crm-balance-", dir=shm)
+    os.close(fd)
+    balance.create(path, args.workers)
+    os.environ["CRM_CONNECTION_BALANCE_FILE"] = path
+    return path
 
 
 def _serve_granian(args: argparse.Namespace) -> None:

@@ -50,6 +50,7 @@ from django.urls import Resolver404, ResolverMatch, resolve
 from saleor_crm_plugin.app import APP_MIDDLEWARE
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core import gate
+from saleor_crm_plugin.core.balance import Balancer
 
 WEBHOOK_PATH = "/api/webhooks/saleor"
 GRAPHQL_PATH = "/graphql/"
@@ -114,6 +115,7 @@ class AppWSGIHandler(WSGIHandler):
         self._access: Callable[..., None] | None = (
             access_logger.info if crm_settings.ACCESS_LOG else None
         )
+        self._balance = self._balancer()
         if tuple(settings.MIDDLEWARE) != APP_MIDDLEWARE:
             return
         django_chain: Callable[[HttpRequest], Any] = self._middleware_chain
@@ -121,6 +123,20 @@ class AppWSGIHandler(WSGIHandler):
         self._webhook_chain = self._resolved(WEBHOOK_PATH) or django_chain
         self._graphql_chain = self._resolved(GRAPHQL_PATH) or django_chain
         self._middleware_chain = self._dispatch
+
+    @staticmethod
+    def _balancer() -> Balancer | None:
+        """This worker's slot in the connection balance file ``saleor-crm serve`` made
+        (``core/balance.py``), or ``None``: no file, or no slot to be had (the worker then
+        serves unbalanced rather than not at all)."""
+        path = getattr(settings, "CRM_CONNECTION_BALANCE_FILE", "")
+        if not path:
+            return None
+        try:
+            return Balancer(path, float(getattr(settings, "CRM_CONNECTION_BALANCE_INTERVAL", 0.05)))
+        except (OSError, RuntimeError):
+            logger.warning("Serving without connection balance", exc_info=True)
+            return None
 
     @staticmethod
     def _resolved(path: str) -> Callable[[HttpRequest], Any] | None:
@@ -133,7 +149,10 @@ class AppWSGIHandler(WSGIHandler):
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         access = self._access
         started = perf_counter() if access is not None else 0.0
-        if not self._gated or not gate.enter():
+        balance = self._balance
+        if balance is not None:
+            response, body = self._balanced_call(balance, environ, start_response)
+        elif not self._gated or not gate.enter():
             response = super().__call__(environ, start_response)
             body = _handed_over(response)
         else:
@@ -154,6 +173,51 @@ class AppWSGIHandler(WSGIHandler):
                 (perf_counter() - started) * 1000,
             )
         return body
+
+    def _balanced_call(
+        self, balance: Balancer, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> tuple[Any, Any]:
+        """The request counted in this worker's load while it is handled (``core/balance.py``);
+        answered with ``Connection: close`` when the worker holds more than its share. Kept
+        apart so that a server without balancing runs the same instructions as before."""
+        try:
+            if balance.enter() and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+                return self._closing_call(environ, start_response)
+            return self._gated_call(environ, start_response)
+        finally:
+            balance.leave()
+
+    def _gated_call(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> tuple[Any, Any]:
+        """Django's handling of the request, inside the gate; (response, what the server gets)."""
+        if not self._gated or not gate.enter():
+            response = super().__call__(environ, start_response)
+            return response, _handed_over(response)
+        try:
+            response = super().__call__(environ, start_response)
+            return response, _handed_over(response)
+        finally:
+            gate.leave()
+
+    def _closing_call(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> tuple[Any, Any]:
+        """:meth:`_gated_call` whose answer, when it is buffered (an ``HttpResponse``, sent in
+        one piece), tells the client to close the connection (``core/balance.py``): its next
+        request comes on a new connection, which the kernel places afresh. A streamed answer
+        goes out as Django made it."""
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def captured(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started.append((status, headers))
+
+        response, body = self._gated_call(environ, captured)
+        status, headers = started[-1]
+        if isinstance(response, HttpResponse) and not response.has_header("Connection"):
+            headers = [*headers, ("Connection", "close")]
+        start_response(status, headers)
+        return response, body
 
     def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
         if request.method == "POST":

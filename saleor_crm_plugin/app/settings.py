@@ -119,6 +119,11 @@ CRM_INBOX_KICK_COALESCE_SECONDS = float(
 CRM_SALEOR_API_URL = os.environ.get("CRM_SALEOR_API_URL", "")
 CRM_SALEOR_APP_TOKEN = os.environ.get("CRM_SALEOR_APP_TOKEN", "")
 CRM_GRAPHQL_ALLOWED_ORIGINS = _list("CRM_GRAPHQL_ALLOWED_ORIGINS")
+# Set by ``saleor-crm serve`` when it balances kept-alive connections over its workers
+# (``--balance``, the default with several workers): the file through which the worker
+# processes share their load (``core/balance.py``). Empty: no balancing.
+CRM_CONNECTION_BALANCE_FILE = os.environ.get("CRM_CONNECTION_BALANCE_FILE", "")
+CRM_CONNECTION_BALANCE_INTERVAL = float(os.environ.get("CRM_CONNECTION_BALANCE_INTERVAL", "0.05"))
 
 # Every other ``CRM_*`` setting of docs/settings.md may come from the environment as well;
 # values that parse as JSON (numbers, booleans, lists, objects) are used as such.
