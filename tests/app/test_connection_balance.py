@@ -182,7 +182,7 @@ def test_serve_closes_a_connection_of_its_busier_worker(transactional_db, tmp_pa
     before = set(glob.glob("/dev/shm/saleor-crm-balance-*"))
     os.environ["CRM_CONNECTION_BALANCE_INTERVAL"] = "0"
     try:
-        with serving("granian", tmp_path, "--workers", "2", "--threads", "2") as base:
+        with serving("granian", tmp_path, "--workers", "2", "--threads", "2", "--balance") as base:
             port = int(base.rsplit(":", 1)[1])
             path = _file_of_our_workers(before, port)
             staff = threading.Thread(
