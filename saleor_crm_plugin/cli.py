@@ -60,12 +60,12 @@ def _serve(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--balance",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("CRM_CONNECTION_BALANCE", "0").strip().lower()
-        in {"1", "true", "yes"},
+        default=os.environ.get("CRM_CONNECTION_BALANCE", "1").strip().lower()
+        not in {"0", "false", "no"},
         help="granian with several workers: a worker holding more than its share of the "
         "requests in flight answers one with 'Connection: close' so that the client's next "
-        "connection is placed afresh (core/balance.py; off by default: with 4 threads per "
-        "worker it did not lower the 360's p95 in quiet runs, docs/architecture.md)",
+        "connection is placed afresh (core/balance.py; the load is the worker's established "
+        "connections where /proc tells them, else its requests in flight)",
     )
     args = parser.parse_args(argv)
     # Written by the App's WSGI handler (``app/handler.py``), not by the server: the workers,

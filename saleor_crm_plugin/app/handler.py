@@ -133,7 +133,12 @@ class AppWSGIHandler(WSGIHandler):
         if not path:
             return None
         try:
-            return Balancer(path, float(getattr(settings, "CRM_CONNECTION_BALANCE_INTERVAL", 0.05)))
+            return Balancer(
+                path,
+                float(getattr(settings, "CRM_CONNECTION_BALANCE_INTERVAL", 0.05)),
+                by_connections=getattr(settings, "CRM_CONNECTION_BALANCE_COUNT", "connections")
+                == "connections",
+            )
         except (OSError, RuntimeError):
             logger.warning("Serving without connection balance", exc_info=True)
             return None
@@ -181,7 +186,10 @@ class AppWSGIHandler(WSGIHandler):
         answered with ``Connection: close`` when the worker holds more than its share. Kept
         apart so that a server without balancing runs the same instructions as before."""
         try:
-            if balance.enter() and environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+            if (
+                balance.enter(environ.get("SERVER_PORT"))
+                and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
+            ):
                 return self._closing_call(environ, start_response)
             return self._gated_call(environ, start_response)
         finally:

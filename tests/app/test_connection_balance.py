@@ -35,8 +35,12 @@ def shared(tmp_path: Path) -> Path:
 
 
 def _handler(shared: Path, response: Any = None) -> AppWSGIHandler:
+    # These tests drive the requests-in-flight count; counting connections is tested in
+    # tests/core/test_balance.py.
     with override_settings(
-        CRM_CONNECTION_BALANCE_FILE=str(shared), CRM_CONNECTION_BALANCE_INTERVAL=0
+        CRM_CONNECTION_BALANCE_FILE=str(shared),
+        CRM_CONNECTION_BALANCE_INTERVAL=0,
+        CRM_CONNECTION_BALANCE_COUNT="requests",
     ):
         handler = AppWSGIHandler()
     if response is not None:
@@ -181,6 +185,7 @@ def test_serve_closes_a_connection_of_its_busier_worker(transactional_db, tmp_pa
     token = Mint(saleor.api_url)(user_gid(900), is_staff=True)
     before = set(glob.glob("/dev/shm/saleor-crm-balance-*"))
     os.environ["CRM_CONNECTION_BALANCE_INTERVAL"] = "0"
+    os.environ["CRM_CONNECTION_BALANCE_COUNT"] = "requests"  # the waiting request is the load
     try:
         with serving("granian", tmp_path, "--workers", "2", "--threads", "2", "--balance") as base:
             port = int(base.rsplit(":", 1)[1])
@@ -215,6 +220,7 @@ def test_serve_closes_a_connection_of_its_busier_worker(transactional_db, tmp_pa
         release.set()
         saleor.close()
         del os.environ["CRM_CONNECTION_BALANCE_INTERVAL"]
+        del os.environ["CRM_CONNECTION_BALANCE_COUNT"]
     assert not os.path.exists(path)
 
 

@@ -127,3 +127,86 @@ def test_concurrent_requests_never_drift_the_count(shared: Path) -> None:
     assert _slots(shared)[0] == (os.getpid(), 1)
     balancer.leave()
     assert _slots(shared)[0] == (os.getpid(), 0)
+
+
+@pytest.fixture
+def listener():
+    """A listening socket on loopback with its port, and a way to connect N clients to it
+    (both ends in this process: only the server's side counts)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    port = server.getsockname()[1]
+    opened: list[socket.socket] = []
+
+    def connect(n: int) -> list[socket.socket]:
+        accepted = []
+        for _ in range(n):
+            opened.append(socket.create_connection(("127.0.0.1", port)))
+            accepted.append(server.accept()[0])
+        opened.extend(accepted)
+        return accepted
+
+    yield port, connect
+    for sock in opened:
+        sock.close()
+    server.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="Linux /proc")
+def test_established_counts_this_process_server_side_connections(listener) -> None:
+    import socket
+
+    from saleor_crm_plugin.core.balance import established
+
+    port, connect = listener
+    assert established(port) == 0  # the listening socket is not a connection
+    accepted = connect(5)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    try:
+        assert established(port) == 5  # the client sides (other local ports) do not count
+        assert established(str(port)) == 5  # as WSGI's SERVER_PORT gives it
+        accepted[0].close()
+        assert established(port) == 4
+    finally:
+        udp.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="Linux /proc")
+def test_with_the_port_the_load_is_the_workers_connections(
+    shared: Path, listener, monkeypatch
+) -> None:
+    """More kept-alive connections than request threads: the requests in flight (1 here) would
+    say nothing, the connections (6 against the other worker's 2) say this worker holds more
+    than its share; after the close the published count is one lower, and the next sample
+    comes only after ``CONNECTIONS_SAMPLE``."""
+    from saleor_crm_plugin.core import balance as module
+
+    monkeypatch.setattr(module, "CONNECTIONS_SAMPLE", 3600.0)  # one sample for the test
+    port, connect = listener
+    _write_slot(shared, 0, os.getppid(), 2)
+    balancer = Balancer(str(shared), interval=0)
+    connect(6)
+    assert balancer.enter(str(port)) is True  # 6 >= (6 + 2) / 2 + 1
+    assert _slots(shared)[1] == (os.getpid(), 5)  # the closed one already left
+    balancer.leave()
+    assert _slots(shared)[1] == (os.getpid(), 5)  # leave does not publish requests instead
+    # No new sample yet: 5 against 2 still closes (two more than the other), 4 too, 3 keeps.
+    assert [balancer.enter(str(port)) for _ in range(3)] == [True, True, False]
+    assert _slots(shared)[1] == (os.getpid(), 3)
+    for _ in range(3):
+        balancer.leave()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="Linux /proc")
+def test_a_balanced_split_of_connections_closes_nothing(shared: Path, listener) -> None:
+    port, connect = listener
+    _write_slot(shared, 0, os.getppid(), 6)
+    balancer = Balancer(str(shared), interval=0)
+    connect(6)
+    assert [balancer.enter(str(port)) for _ in range(4)] == [False] * 4
+    for _ in range(4):
+        balancer.leave()
