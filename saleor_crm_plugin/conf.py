@@ -174,6 +174,24 @@ class CRMSettings:
         return bool(self._get("ACCESS_LOG", False))
 
     @property
+    def CONNECTION_BALANCE_FILE(self) -> str:
+        """Set by ``saleor-crm serve --balance`` only: the file through which its worker
+        processes share their load (``core/balance.py``); empty, no balancing. Read once,
+        when the WSGI handler is built."""
+        return str(self._get("CONNECTION_BALANCE_FILE", ""))
+
+    @property
+    def CONNECTION_BALANCE_INTERVAL(self) -> float:
+        """Seconds: at most one ``Connection: close`` per worker per this interval."""
+        return float(self._get("CONNECTION_BALANCE_INTERVAL", 0.05))
+
+    @property
+    def CONNECTION_BALANCE_COUNT(self) -> str:
+        """What a worker's load is: its established ``connections`` (Linux ``/proc``, else
+        requests) or its ``requests`` in flight (which cannot exceed its threads)."""
+        return str(self._get("CONNECTION_BALANCE_COUNT", "connections"))
+
+    @property
     def GC_YOUNG_THRESHOLD(self) -> int:
         """App processes (web and worker): freeze the start-up heap and let this many more
         container objects be allocated than freed before a young collection (Python: 700);

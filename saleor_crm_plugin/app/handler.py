@@ -129,15 +129,14 @@ class AppWSGIHandler(WSGIHandler):
         """This worker's slot in the connection balance file ``saleor-crm serve`` made
         (``core/balance.py``), or ``None``: no file, or no slot to be had (the worker then
         serves unbalanced rather than not at all)."""
-        path = getattr(settings, "CRM_CONNECTION_BALANCE_FILE", "")
+        path = crm_settings.CONNECTION_BALANCE_FILE
         if not path:
             return None
         try:
             return Balancer(
                 path,
-                float(getattr(settings, "CRM_CONNECTION_BALANCE_INTERVAL", 0.05)),
-                by_connections=getattr(settings, "CRM_CONNECTION_BALANCE_COUNT", "connections")
-                == "connections",
+                crm_settings.CONNECTION_BALANCE_INTERVAL,
+                by_connections=crm_settings.CONNECTION_BALANCE_COUNT == "connections",
             )
         except (OSError, RuntimeError):
             logger.warning("Serving without connection balance", exc_info=True)

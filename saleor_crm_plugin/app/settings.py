@@ -123,10 +123,6 @@ CRM_GRAPHQL_ALLOWED_ORIGINS = _list("CRM_GRAPHQL_ALLOWED_ORIGINS")
 # (``--balance``, the default with several workers): the file through which the worker
 # processes share their load (``core/balance.py``). Empty: no balancing.
 CRM_CONNECTION_BALANCE_FILE = os.environ.get("CRM_CONNECTION_BALANCE_FILE", "")
-CRM_CONNECTION_BALANCE_INTERVAL = float(os.environ.get("CRM_CONNECTION_BALANCE_INTERVAL", "0.05"))
-# What a worker's load is: its established "connections" (Linux /proc; else requests) or its
-# "requests" in flight (which cannot exceed its threads).
-CRM_CONNECTION_BALANCE_COUNT = os.environ.get("CRM_CONNECTION_BALANCE_COUNT", "connections")
 
 # Every other ``CRM_*`` setting of docs/settings.md may come from the environment as well;
 # values that parse as JSON (numbers, booleans, lists, objects) are used as such.

@@ -148,7 +148,9 @@ class Balancer:
         workers' counts sat at the thread count and the split went unseen."""
         requests = self._requests
         requests.append(None)
-        if port is not None and self._by_connections:
+        if port is None:
+            self._by_connections = False  # no port to count connections on: requests, always
+        if self._by_connections:
             now = monotonic()
             if now >= self._next_sample:
                 self._next_sample = now + CONNECTIONS_SAMPLE
@@ -173,7 +175,7 @@ class Balancer:
         if now < self._next_close:
             return False
         self._next_close = now + self._interval
-        if self._connections:
+        if self._by_connections and self._connections:
             # The connection this answer closes is no longer this worker's.
             self._connections -= 1
             self._cells[self._slot] = self._connections
@@ -183,7 +185,7 @@ class Balancer:
         """Count a request out (its answer is built)."""
         requests = self._requests
         requests.pop()
-        if not self._connections:
+        if not self._by_connections:  # a connections sample is published by ``enter``
             self._cells[self._slot] = len(requests)
 
     def release(self) -> None:
