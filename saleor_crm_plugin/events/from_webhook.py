@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
@@ -140,6 +140,9 @@ def _loads(raw_body: bytes | str) -> Any:
 
 def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> CrmEvent:
     if kind in ORDER_EVENTS:  # ``is_order`` reads ``value`` through the enum property
+        event = _order_from_selected(kind, raw_body, saleor_api_url)
+        if event is not None:
+            return event
         event = _order_from_unscanned(kind, raw_body, saleor_api_url)
         if event is not None:
             return event
@@ -240,6 +243,46 @@ def _order_from_unscanned(
     if order is None or _holds_float(order):
         return None
     return event
+
+
+# An order body decoded by msgspec into only the keys the translation reads
+# (``events.order_schema``): what it skips is never built nor freed, and the keys it keeps are
+# the code's own interned strings. None without msgspec (an optional speed-up: the package
+# works without it, on the paths below).
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - msgspec is a dependency; the fallback stays correct
+    msgspec = None  # type: ignore[assignment]
+
+_SELECTIVE_DECODE: Callable[[bytes | str], Any] | None = None
+if msgspec is not None:
+    from saleor_crm_plugin.events.order_schema import OrderBody
+
+    _SELECTIVE_DECODE = msgspec.json.Decoder(OrderBody).decode
+
+
+def _order_from_selected(
+    kind: EventKind, raw_body: bytes | str, saleor_api_url: str
+) -> CrmEvent | None:
+    """The order event of a subscription body translated from msgspec's selective tree, or
+    None where that tree may not give ``json.loads``' event or error.
+
+    msgspec accepts a subset of what ``json.loads`` accepts (it refuses NaN and infinities,
+    a byte-order mark, escaped lone surrogates; every syntax error either refuses), checks
+    the text of the values it skips as well, and reads what it keeps to the same values
+    (integers beyond 64 bits exactly, floats correctly rounded, the last of duplicate keys);
+    a text body is valid Unicode already. So on any body it decodes, the translation sees the
+    values ``json.loads`` would give it under every key it reads; anything it refuses, and
+    any error of the translation, goes to the usual paths, which give ``json.loads``' event
+    or error. Bytes are not taken: msgspec does not check the UTF-8 of skipped strings, which
+    ``json.loads`` refuses (the worker's bodies are the inbox's text)."""
+    if _SELECTIVE_DECODE is None or type(raw_body) is not str:
+        return None
+    try:
+        body = _SELECTIVE_DECODE(raw_body)
+        return _from_subscription(kind, body, saleor_api_url)
+    except Exception:
+        return None
 
 
 # -- subscription style ----------------------------------------------------------------------
