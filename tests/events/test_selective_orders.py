@@ -18,6 +18,7 @@ import typing
 from functools import cache
 from typing import Any
 
+import msgspec
 import pytest
 
 from saleor_crm_plugin.demo.events import deliveries, read_rows
@@ -233,13 +234,17 @@ class _Reads(dict):  # type: ignore[type-arg]
         return super().__contains__(key)
 
 
+def _is_struct(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, msgspec.Struct)
+
+
 def _node_type(annotation: Any) -> tuple[str, Any]:
     """("node", TypedDict) / ("list", TypedDict) / ("any", None) for a schema annotation."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     inner = args[0]
     if typing.get_origin(inner) is list:
         return "list", typing.get_args(inner)[0]
-    if typing.is_typeddict(inner):
+    if typing.is_typeddict(inner) or _is_struct(inner):
         return "node", inner
     return "any", None
 
@@ -293,6 +298,8 @@ def test_every_key_the_translation_reads_is_declared() -> None:
     ]
     order["transactions"] = [{"events": [{"type": "CHARGE_SUCCESS", "createdAt": "2024-01-02"}]}]
     bodies.append(extra)
+    for kind in ORDER_KINDS:
+        assert _check(kind, json.dumps(extra))
     for body in bodies:
         for kind in ORDER_KINDS:
             tree = _recording(body, order_schema.OrderBody, reads)
@@ -300,34 +307,59 @@ def test_every_key_the_translation_reads_is_declared() -> None:
     schemas = {
         name: obj
         for name, obj in vars(order_schema).items()
-        if isinstance(obj, type) and typing.is_typeddict(obj)
+        if isinstance(obj, type) and (typing.is_typeddict(obj) or _is_struct(obj))
     }
     undeclared = sorted((name, key) for name, key in reads if not _declared(schemas[name], key))
     assert undeclared == []
     # and the recording saw the reads that matter (it is not vacuous)
     assert ("Line", "productName") in reads
-    assert ("Product", "attributes") in reads
+    assert ("LineProduct", "attributes") in reads
+    assert ("LineProduct", "productType") in reads
     assert ("MoneyWithCurrency", "currency") in reads
 
 
 def test_a_key_left_out_of_the_schema_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The differential checks above fail for a declared key removed (here ``productName``,
-    which every line has)."""
-    import msgspec
+    """The differential checks above fail for a declared key removed: here the order's
+    ``voucherCode`` (a dict key) and a line's ``productName`` (a struct field, which the
+    line translation reads by attribute: it then fails and takes the usual path, which the
+    checks also catch, since the captures must take the selective tree)."""
+    from tests.captures import all_captures as captures
 
-    hints = dict(typing.get_type_hints(order_schema.Line))
-    del hints["productName"]
-    narrowed = typing.TypedDict("Line", hints, total=False)  # type: ignore[operator]
-    order_hints = typing.get_type_hints(order_schema.Order)
-    order_hints["lines"] = list[narrowed] | None  # type: ignore[valid-type]
-    order = typing.TypedDict("Order", order_hints, total=False)  # type: ignore[operator]
-    body_hints = typing.get_type_hints(order_schema.OrderBody)
+    hints = dict(typing.get_type_hints(order_schema.Order))
+    del hints["voucherCode"]
+    order = typing.TypedDict("Order", hints, total=False)  # type: ignore[misc]
+    body_hints = dict(typing.get_type_hints(order_schema.OrderBody))
     body_hints["order"] = order | None
-    body = typing.TypedDict("OrderBody", body_hints, total=False)  # type: ignore[operator]
+    body = typing.TypedDict("OrderBody", body_hints, total=False)  # type: ignore[misc]
     monkeypatch.setattr(from_webhook, "_SELECTIVE_DECODE", msgspec.json.Decoder(body).decode)
-    kind, text = _uci_bodies()[0]
+    with_voucher = [c for c in captures(["subscription"]) if b'"voucherCode": "' in c.raw_body]
+    kind = EventKind.ORDER_CREATED
+    if with_voucher:
+        text = with_voucher[0].raw_body.decode()
+    else:
+        text = _uci_bodies()[0][1].replace('"voucherCode": null', '"voucherCode": "SPRING"')
     with pytest.raises(AssertionError):
         _check(kind, text)
+    monkeypatch.undo()
+
+    fields = [
+        (name, field_type, default)
+        for name, field_type, default in (
+            (f.name, f.type, f.default) for f in msgspec.structs.fields(order_schema.Line)
+        )
+        if name != "productName"
+    ]
+    line = msgspec.defstruct("Line", fields, gc=False)
+    hints = dict(typing.get_type_hints(order_schema.Order))
+    hints["lines"] = list[line] | None  # type: ignore[valid-type]
+    order = typing.TypedDict("Order", hints, total=False)  # type: ignore[misc]
+    body_hints["order"] = order | None
+    body = typing.TypedDict("OrderBody", body_hints, total=False)  # type: ignore[misc]
+    monkeypatch.setattr(from_webhook, "_SELECTIVE_DECODE", msgspec.json.Decoder(body).decode)
+    monkeypatch.setattr(from_webhook, "_LineStruct", line)
+    kind, text = _uci_bodies()[0]
+    with pytest.raises(AssertionError):
+        assert _check(kind, text)
 
 
 def test_replacement_values_cover_the_node_types() -> None:
