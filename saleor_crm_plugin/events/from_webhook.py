@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
@@ -140,6 +140,9 @@ def _loads(raw_body: bytes | str) -> Any:
 
 def _translate(kind: EventKind, raw_body: bytes | str, saleor_api_url: str) -> CrmEvent:
     if kind in ORDER_EVENTS:  # ``is_order`` reads ``value`` through the enum property
+        event = _order_from_selected(kind, raw_body, saleor_api_url)
+        if event is not None:
+            return event
         event = _order_from_unscanned(kind, raw_body, saleor_api_url)
         if event is not None:
             return event
@@ -240,6 +243,50 @@ def _order_from_unscanned(
     if order is None or _holds_float(order):
         return None
     return event
+
+
+# An order body decoded by msgspec into only the keys the translation reads
+# (``events.order_schema``): what it skips is never built nor freed, and the keys it keeps are
+# the code's own interned strings. None without msgspec (an optional speed-up: the package
+# works without it, on the paths below).
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - msgspec is a dependency; the fallback stays correct
+    msgspec = None  # type: ignore[assignment]
+
+_SELECTIVE_DECODE: Callable[[bytes | str], Any] | None = None
+_LineStruct: type | None = None
+_MISSING: Any = object()
+if msgspec is not None:
+    from saleor_crm_plugin.events import order_schema
+
+    _SELECTIVE_DECODE = msgspec.json.Decoder(order_schema.OrderBody).decode
+    _LineStruct = order_schema.Line
+    _MISSING = order_schema.MISSING
+
+
+def _order_from_selected(
+    kind: EventKind, raw_body: bytes | str, saleor_api_url: str
+) -> CrmEvent | None:
+    """The order event of a subscription body translated from msgspec's selective tree, or
+    None where that tree may not give ``json.loads``' event or error.
+
+    msgspec accepts a subset of what ``json.loads`` accepts (it refuses NaN and infinities,
+    a byte-order mark, escaped lone surrogates; every syntax error either refuses), checks
+    the text of the values it skips as well, and reads what it keeps to the same values
+    (integers beyond 64 bits exactly, floats correctly rounded, the last of duplicate keys);
+    a text body is valid Unicode already. So on any body it decodes, the translation sees the
+    values ``json.loads`` would give it under every key it reads; anything it refuses, and
+    any error of the translation, goes to the usual paths, which give ``json.loads``' event
+    or error. Bytes are not taken: msgspec does not check the UTF-8 of skipped strings, which
+    ``json.loads`` refuses (the worker's bodies are the inbox's text)."""
+    if _SELECTIVE_DECODE is None or type(raw_body) is not str:
+        return None
+    try:
+        body = _SELECTIVE_DECODE(raw_body)
+        return _from_subscription(kind, body, saleor_api_url)
+    except Exception:
+        return None
 
 
 # -- subscription style ----------------------------------------------------------------------
@@ -357,7 +404,14 @@ def parse_subscription_order(
     lines = None
     if data.get("lines") is not None:
         # A list comprehension (inlined, PEP 709), not a generator resumed per line.
-        lines = tuple([_subscription_line(line, refunded_by_line) for line in data["lines"]])
+        lines = tuple(
+            [
+                _struct_line(line, refunded_by_line)
+                if type(line) is _LineStruct
+                else _subscription_line(line, refunded_by_line)
+                for line in data["lines"]
+            ]
+        )
     payment = None
     if "totalCharged" in data:
         payment = new_payment(
@@ -468,7 +522,10 @@ def _refunded_quantities(data: Mapping[str, Any]) -> dict[str, int] | None:
 def _attributes(product: dict[str, Any]) -> tuple[str, ...] | None:
     """Saleor's selected attributes as sorted "attribute:value" strings; None when the payload
     did not ask for them (older subscriptions), so a fill-in never overwrites with nothing."""
-    selected = product.get("attributes")
+    return _selected_attributes(product.get("attributes"))
+
+
+def _selected_attributes(selected: Any) -> tuple[str, ...] | None:
     if selected is None:
         return None
     pairs = set()
@@ -577,6 +634,77 @@ def _subscription_line(
         fulfilled,
         refunded,
     )
+
+
+def _struct_line(data: Any, refunded_by_line: dict[str, int] | None) -> OrderLineSnapshot:
+    """``_subscription_line`` for a line msgspec decoded (``order_schema.Line``): the same
+    snapshot from the same values, read from slots. A node is None where the dict path had
+    a missing, null or empty node, and a missing field None where its ``.get`` gave None;
+    the floats ``_subscription_line`` checks are exact here (msgspec reads integer literals
+    beyond 64 bits as ints), so there is nothing to check."""
+    variant = data.variant
+    product = variant.product if variant is not None else None
+    category = product.category if product is not None else None
+    product_type = product.productType if product is not None else None
+    unit_price = data.unitPrice
+    total_price = data.totalPrice
+    amounts = _FLOAT_AMOUNTS
+    if unit_price is not None:
+        node = unit_price.gross
+        value = node.amount if node is not None else None
+        unit_gross = (amounts.get(value) if type(value) is float else None) or _line_amount(value)
+        node = unit_price.net
+        value = node.amount if node is not None else None
+        unit_net = (amounts.get(value) if type(value) is float else None) or _line_amount(value)
+    else:
+        unit_gross = unit_net = ZERO
+    if total_price is not None:
+        node = total_price.gross
+        value = node.amount if node is not None else None
+        total_gross = (amounts.get(value) if type(value) is float else None) or _line_amount(value)
+    else:
+        total_gross = ZERO
+    quantity = data.quantity
+    line_id = data.id
+    if quantity is _MISSING or line_id is _MISSING:
+        raise KeyError("quantity" if quantity is _MISSING else "id")
+    quantity = _quantity(quantity) if type(quantity) is float else int(quantity)
+    refunded = None
+    if refunded_by_line is not None:
+        refunded = min(quantity, refunded_by_line.get(line_id, 0))
+    if product is not None:
+        product_id = product.id
+        product_slug = product.slug
+        attributes = (
+            None if product.attributes is None else _selected_attributes(product.attributes)
+        )
+    else:
+        product_id = product_slug = attributes = None
+    return new_line(  # OrderLineSnapshot's fields in declaration order
+        line_id,
+        data.productName or "",
+        data.variantName or "",
+        quantity,
+        unit_gross,
+        unit_net,
+        total_gross,
+        (variant.id if variant is not None else None) or data.productVariantId,
+        product_id,
+        product_slug,
+        category.id if category is not None else None,
+        category.slug if category is not None else None,
+        product_type.id if product_type is not None else None,
+        product_type.slug if product_type is not None else None,
+        attributes,
+        data.productSku or (variant.sku if variant is not None else None),
+        data.quantityFulfilled,
+        refunded,
+    )
+
+
+def _line_amount(value: Any) -> Decimal:
+    """``_line_price`` of a node whose amount is ``value`` (None: no node, or no amount)."""
+    return _money(_NO_NODE if value is None else {"amount": value}) or ZERO
 
 
 def _exact_all(*values: Any) -> None:
