@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ from bench._http import (
 
 
 def _request(event: str, body: bytes, signature: str, port: int) -> bytes:
+    """The whole request as ``bench.ingest`` builds it (one connection, closed after it)."""
     head = (
         "POST /api/webhooks/saleor HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\n"
@@ -100,6 +102,7 @@ def _backends_cpu(database_url: str) -> float:
 def _send(
     port: int, part: list[bytes], latencies: list[float], bad: list[int], lock: threading.Lock
 ) -> None:
+    """One sender thread: each request on a new connection, in turn (a closed loop)."""
     mine: list[float] = []
     wrong: list[int] = []
     for request in part:
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         redis.Redis.from_url(url).flushdb()
     port = free_port()
     requests = [_request(e, b, s, port) for e, b, s in signed["deliveries"]]
-    server = serve_app("granian", port, args.workers, args.threads, env)
+    # Granian's log lines go to standard output: kept out of the table.
+    server = serve_app("granian", port, args.workers, args.threads, env, stdout=subprocess.DEVNULL)
     try:
         # Every request thread's first insert connects, prepares and warms up.
         warm = requests[: ack_instructions.WARM_UP]
