@@ -39,6 +39,18 @@ query Customer360($first: Int, $after: String) {
 
 
 @pytest.fixture
+def executors_only() -> Any:
+    """For tests of the executors' own reads (loaders, columns, statements): the customer
+    360 documents they send are otherwise answered by ``sql_render`` (tested, against
+    these executors, in ``test_sql_render.py``)."""
+    from saleor_crm_plugin.graphql.customers import sql_render
+
+    sql_render.SQL_RENDER["enabled"] = False
+    yield
+    sql_render.SQL_RENDER["enabled"] = True
+
+
+@pytest.fixture
 def shopper(db):
     customer = make_customer(1, order_count=3, first_order_at=datetime(2026, 1, 2, tzinfo=UTC))
     for n in range(1, 4):
@@ -197,6 +209,7 @@ def test_customer_360_costs_a_constant_number_of_queries(saleor, mint, gql, shop
     assert len(small.captured_queries) == len(large.captured_queries) == 1
 
 
+@pytest.mark.usefixtures("executors_only")
 def test_unexpected_failures_are_masked(saleor, mint, gql, shopper, monkeypatch):
     from saleor_crm_plugin.graphql.customers import dataloaders
 
@@ -271,6 +284,7 @@ def test_batched_pages_match_single_pages(saleor, mint, gql, shopper):
     assert singles[1]["crm"]["orders"]["totalCount"] == 4
 
 
+@pytest.mark.usefixtures("executors_only")
 def test_cursors_are_encoded_only_when_read(saleor, mint, gql, shopper, monkeypatch):
     from saleor_crm_plugin.graphql.core import connection as relay
 
@@ -347,6 +361,7 @@ def _selects(queries: CaptureQueriesContext, table: str) -> str:
     return sql.split(f' FROM "{table}"')[0].rsplit("SELECT ", 1)[1]
 
 
+@pytest.mark.usefixtures("executors_only")
 def test_customer_360_reads_only_the_columns_its_selection_needs(
     saleor, mint, gql, shopper, monkeypatch
 ):
@@ -377,6 +392,7 @@ def test_customer_360_reads_only_the_columns_its_selection_needs(
     assert narrow == wide
 
 
+@pytest.mark.usefixtures("executors_only")
 def test_two_selections_of_one_type_get_the_columns_each_reads(saleor, mint, gql, shopper):
     """Aliased ``me`` fields with different selections load with different columns; each
     answer is complete, none loads a left-out column afterwards."""
@@ -477,6 +493,7 @@ PAGE_LINES_DOCUMENTS = {
 
 
 @pytest.mark.parametrize("name", PAGE_LINES_DOCUMENTS)
+@pytest.mark.usefixtures("executors_only")
 def test_lines_read_with_their_page_answer_as_the_lines_loader(
     saleor, mint, gql, shopper, monkeypatch, name
 ):
@@ -585,6 +602,7 @@ STATS_DOCUMENTS = {
 
 @pytest.mark.parametrize("user", [1, 2])
 @pytest.mark.parametrize("name", STATS_DOCUMENTS)
+@pytest.mark.usefixtures("executors_only")
 def test_channel_stats_read_with_the_customer_answer_as_the_stats_loader(
     saleor, mint, gql, shopper, monkeypatch, name, user
 ):
@@ -800,6 +818,7 @@ ME_ORDERS_DOCUMENTS: dict[str, tuple[str, dict[str, Any] | None]] = {
 
 @pytest.mark.parametrize("user", [1, 2, 3])
 @pytest.mark.parametrize("name", ME_ORDERS_DOCUMENTS)
+@pytest.mark.usefixtures("executors_only")
 def test_orders_page_read_with_me_answers_as_its_loader(
     saleor, mint, gql, shopper, monkeypatch, name, user
 ):

@@ -435,3 +435,34 @@ def test_anonymous_and_unknown_callers(saleor, mint, client):
 
 def test_renderer_off_fixture_switches_back(renderer_off):
     assert not sql_render.SQL_RENDER["enabled"]
+
+
+def _existing_documents() -> dict[str, tuple[str, dict[str, Any] | None]]:
+    """The customer 360 documents ``test_customer_360.py`` sends its loaders."""
+    from tests.graphql import test_customer_360 as existing
+
+    found = {f"orders: {name}": value for name, value in existing.ME_ORDERS_DOCUMENTS.items()}
+    for group in ("STATS_DOCUMENTS", "PAGE_LINES_DOCUMENTS"):
+        for name, query in getattr(existing, group).items():
+            found[f"{group}: {name}"] = (query, None)
+    return found
+
+
+@pytest.mark.parametrize("name", _existing_documents())
+def test_same_bytes_for_the_loaders_documents(saleor, mint, client, name):
+    """Every document the loaders' tests send (rendered or left to the executors, errors
+    included) answers the same bytes either way, for customers with 0, 1 and many orders
+    and for staff who see drafts."""
+    query, variables = _existing_documents()[name]
+    rng = random.Random(11)
+    customers = [seed(rng, n, orders) for n, orders in enumerate([0, 1, 12], start=1)]
+    Order.objects.filter(number="3").update(status=OrderStatus.DRAFT)
+    cursor = to_global_id("x", "y")
+    query = query.replace("%(cursor)s", cursor)
+    for customer in customers:
+        for token in (
+            mint(customer.saleor_user_id),
+            mint.thirdparty(customer.saleor_user_id, ["MANAGE_ORDERS"]),
+        ):
+            rendered, executed, _ = both(client, query, token, variables)
+            assert rendered == executed

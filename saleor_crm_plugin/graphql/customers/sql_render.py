@@ -496,9 +496,11 @@ def _orders(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
             parts.append((key, _edges(scope, field_nodes, size)))
         else:
             raise Unsupported(f"connection.{name}")
+    connection = _object(parts)
+    # A cursor per row only when a cursor is selected (two ``to_char`` and a base64 each).
+    cursor = f"{_cursor('o.created_at', 'o.id')} AS _cursor, " if "p._cursor" in connection else ""
     return (
-        f"(SELECT {_object(parts)} FROM (SELECT o.*, "
-        f"{_cursor('o.created_at', 'o.id')} AS _cursor, "
+        f"(SELECT {connection} FROM (SELECT o.*, {cursor}"
         "row_number() OVER (ORDER BY o.created_at DESC, o.id DESC) AS _n, "
         f"count(*) OVER () AS _total FROM {_ORDERS} o WHERE {' AND '.join(where)} "
         # ``GROUP BY ()``: one row even when the selection holds no aggregate.
