@@ -466,3 +466,35 @@ def test_same_bytes_for_the_loaders_documents(saleor, mint, client, name):
         ):
             rendered, executed, _ = both(client, query, token, variables)
             assert rendered == executed
+
+
+def test_batches_mix_rendered_and_executed_answers(saleor, mint, client):
+    from bench.graphql import QUERY
+
+    seed(random.Random(6), 1, 4)
+    token = mint(user_gid(1))
+    batch = [
+        {"query": QUERY},
+        {"query": "{ me { orders(last: 1) { totalCount } } }"},
+        {"query": "{ me { email } }"},
+    ]
+
+    def send() -> bytes:
+        return client.post(
+            "/graphql/",
+            data=json.dumps(batch),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        ).content
+
+    rendered = send()
+    sql_render.SQL_RENDER["enabled"] = False
+    try:
+        assert rendered == send()
+    finally:
+        sql_render.SQL_RENDER["enabled"] = True
+
+
+def test_other_databases_are_left_to_the_executors(monkeypatch):
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    assert not rendered_by_sql("{ me { id } }")

@@ -13,7 +13,8 @@ view then runs the executors as before: unknown fields (other domains' ``Custome
 extensions, ``user``, ``product``, ``customer``), arguments but the supported ones
 (``orders(first:, channel:)``; ``after``/``before``/``last`` only when null), directives,
 fragments on another type (an interface, a union), variables other than those arguments,
-introspection but ``__typename``, mutations, root fields but ``me`` and ``__typename``. At
+introspection but ``__typename``, mutations, root fields but ``me`` and ``__typename``, and
+any database but PostgreSQL (the demo's SQLite). At
 each request ``render`` also gives up (``None``) before touching the database for an
 anonymous caller (the executors answer ``me: null`` and any error), a variable of an
 unexpected type, or a page size outside ``0..GRAPHQL_MAX_PAGE_SIZE`` (the executors report
@@ -613,6 +614,8 @@ def compile_operation(
     else:
         operation = operations[0] if len(operations) == 1 else None
     if operation is None or operation.operation != "query" or operation.directives:
+        return None
+    if connections["default"].vendor != "postgresql":  # the demo's SQLite: the executors
         return None
     query_type = schema.get_query_type()
     if not _schema_matches(schema, query_type):
