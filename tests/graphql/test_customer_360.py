@@ -39,18 +39,6 @@ query Customer360($first: Int, $after: String) {
 
 
 @pytest.fixture
-def executors_only() -> Any:
-    """For tests of the executors' own reads (loaders, columns, statements): the customer
-    360 documents they send are otherwise answered by ``sql_render`` (tested, against
-    these executors, in ``test_sql_render.py``)."""
-    from saleor_crm_plugin.graphql.customers import sql_render
-
-    sql_render.SQL_RENDER["enabled"] = False
-    yield
-    sql_render.SQL_RENDER["enabled"] = True
-
-
-@pytest.fixture
 def shopper(db):
     customer = make_customer(1, order_count=3, first_order_at=datetime(2026, 1, 2, tzinfo=UTC))
     for n in range(1, 4):

@@ -176,6 +176,8 @@ AMOUNTS = [
     Decimal("1.1"),
     Decimal("0.3"),
     Decimal("33.333"),
+    Decimal("293331960594306.992"),
+    Decimal("8000000000000.5"),
 ]
 
 
@@ -318,6 +320,11 @@ def test_same_bytes_for_the_bench_document_and_staff_drafts(saleor, mint, client
 
     rng = random.Random(5)
     customer = seed(rng, 1, 12)
+    # Amounts the statement writes itself (none from 999,999,999,999,999 on): one statement.
+    OrderLine.objects.filter(unit_price_gross__gte=10**14).update(unit_price_gross=1)
+    OrderLine.objects.filter(total_price_gross__gte=10**14).update(total_price_gross=2)
+    Order.objects.filter(total_gross__gte=10**14).update(total_gross=3)
+    CustomerChannelStats.objects.filter(total_spent__gte=10**14).update(total_spent=4)
     Order.objects.filter(customer=customer).update(status=OrderStatus.DRAFT)
     Order.objects.filter(customer=customer, number__in=["1", "2"]).update(
         status=OrderStatus.FULFILLED
@@ -498,3 +505,65 @@ def test_batches_mix_rendered_and_executed_answers(saleor, mint, client):
 def test_other_databases_are_left_to_the_executors(monkeypatch):
     monkeypatch.setattr(connection, "vendor", "sqlite")
     assert not rendered_by_sql("{ me { id } }")
+
+
+def _values_of(expression: str, cast: str, values: list[Any]) -> list[str | None]:
+    """``expression`` (SQL over ``v``) for each of ``values`` bound as ``cast``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {expression} FROM unnest(%s::{cast}[]) WITH ORDINALITY AS u(v, n) ORDER BY n",
+            [values],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_amounts_are_written_as_orjson_writes_their_floats(db):
+    """``_amount`` against ``orjson.dumps(float(Decimal))`` (the executors' answer of a
+    ``float8`` read) over 20,000 ``numeric(20, 3)`` values of every width; only values from
+    999,999,999,999,999 on are handed to the executors."""
+    import orjson
+
+    from tests.graphql.test_float_amounts import _awkward
+
+    values = [*_awkward(random.Random(8), 20_000), "999999999999998.999", "0.000", "-0.000"]
+    written = _values_of(sql_render._amount("v::numeric(20, 3)"), "text", values)
+    exotic = 0
+    for text, answer in zip(values, written, strict=True):
+        # PostgreSQL's numeric has no negative zero: "-0.000" is stored (and read) as 0.
+        amount = Decimal(text).quantize(Decimal("0.001")) + 0
+        if answer == sql_render._EXOTIC:
+            assert abs(amount) >= Decimal("999999999999999"), text
+            exotic += 1
+        else:
+            assert answer == orjson.dumps(float(amount)).decode(), text
+    assert exotic < len(values) / 2
+
+
+def test_datetimes_are_written_as_isoformat_writes_them(db):
+    """``_datetime`` against ``executor._isoformat`` (graphene's DateTime) over years 1 to
+    9999, with and without microseconds, through the UTC session Django sets."""
+    from saleor_crm_plugin.graphql.core.executor import _isoformat
+
+    rng = random.Random(4)
+    moments = [
+        datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28), tzinfo=UTC)
+        + timedelta(
+            seconds=rng.randint(0, 86399),
+            microseconds=rng.choice([0, 0, 1, 10, 500000, rng.randint(1, 999999)]),
+        )
+        for _ in range(3000)
+    ]
+    written = _values_of(sql_render._datetime("v"), "timestamptz", moments)
+    for moment, answer in zip(moments, written, strict=True):
+        assert answer == f'"{_isoformat(moment)}"', moment
+
+
+def test_strings_are_escaped_as_orjson_escapes_them(db):
+    import orjson
+
+    rng = random.Random(5)
+    alphabet = [chr(c) for c in range(1, 0x80)] + ["é", "€", "😀", "\u2028", "\u2029", "\ufeff"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    written = _values_of(sql_render._string("v"), "text", texts)
+    for text, answer in zip(texts, written, strict=True):
+        assert answer == orjson.dumps(text).decode(), repr(text)

@@ -67,6 +67,9 @@ _EXOTIC = "\x01"
 # is 1e15 as a float8), where PostgreSQL's ``float8`` text switches to an exponent (orjson
 # only from 1e16, and spells it differently); amounts are ``numeric(20, 3)``, up to 1e17.
 _POSITIONAL_LIMIT = "999999999999999"
+# Below 2**43 doubles are less than 0.002 apart, so an amount 0.001 or more away from an
+# integer (``numeric(20, 3)``) never rounds to an integral double.
+_EXACT_LIMIT = "8000000000000"
 
 
 def _literal(text: str) -> str:
@@ -119,17 +122,20 @@ def _datetime(column: str) -> str:
 
 def _amount(column: str) -> str:
     """``float(amount)`` as orjson writes it, for the ``float8`` the executors read
-    (``dataloaders._as_floats``): PostgreSQL's shortest ``float8`` text of a fractional
-    amount (the same digits as orjson's, positional below 1e15), the integer's own digits
-    and ``.0`` for an integral one (orjson writes ``12.0``, PostgreSQL ``12``; below 2**53
-    the double is the integer itself). From 999999999999999 on, where the double may be
-    1e15 or more and the two spell it differently: ``_EXOTIC``. Tested on the numeric,
-    not its double: half the CPU of three casts (measured over 200k values, 0.45 against
-    1 us a value)."""
+    (``dataloaders._as_floats``): PostgreSQL's shortest ``float8`` text (the same digits as
+    orjson's, positional below 1e15), with ``.0`` when the double is integral (orjson
+    writes ``12.0``, PostgreSQL ``12``). Below ``_EXACT_LIMIT`` the double of an amount is
+    integral exactly when the amount is, so the numeric is tested (half the CPU of three
+    casts: 0.45 against 1 us a value over 200k values); above it a fraction may round
+    away (293331960594306.992 is the double 293331960594307), so the double is. From
+    ``_POSITIONAL_LIMIT`` on: ``_EXOTIC``."""
+    as_float = f"({column})::float8"
     return (
-        f"CASE WHEN abs({column}) >= {_POSITIONAL_LIMIT} THEN {_literal(_EXOTIC)} "
-        f"WHEN {column} = trunc({column}) THEN trunc({column})::text || '.0' "
-        f"ELSE ({column})::float8::text END"
+        f"CASE WHEN abs({column}) < {_EXACT_LIMIT} THEN CASE WHEN {column} = trunc({column}) "
+        f"THEN trunc({column})::text || '.0' ELSE {as_float}::text END "
+        f"WHEN abs({column}) >= {_POSITIONAL_LIMIT} THEN {_literal(_EXOTIC)} "
+        f"WHEN {as_float} = trunc({as_float}) THEN {as_float}::text || '.0' "
+        f"ELSE {as_float}::text END"
     )
 
 
