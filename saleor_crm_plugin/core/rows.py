@@ -807,3 +807,12 @@ def among(column: str, select: str, using: str = "default") -> str:
 def placeholders(values: Sequence[Any]) -> str:
     """``%s, %s, ...`` for an IN list (portable, unlike PostgreSQL's ``= ANY(%s)``)."""
     return ", ".join(["%s"] * len(values))
+
+
+def select_rows(sql: str, params: Any, using: str = "default") -> list[Any]:
+    """The rows of one ``SELECT`` of ``sql`` (``%s`` or ``%(name)s`` placeholders), read
+    as ``fetch_together`` reads its statement: bound on the server and prepared after
+    ``DATABASE_PREPARE_THRESHOLD`` runs where the connection may, through Django's
+    cursor checks and query logging (``_select``). For statements that compute their
+    answer in PostgreSQL (``graphql/customers/sql_render.py``)."""
+    return _select(connections[using], sql, params, False)

@@ -45,6 +45,80 @@ def jwks_of(*kids: str) -> dict[str, Any]:
     return {"keys": keys}
 
 
+@pytest.fixture
+def executors_only() -> Iterator[None]:
+    """For tests of the executors' own reads (loaders, columns, statements): the customer
+    360 documents they send are otherwise answered by ``sql_render`` (tested, against
+    these executors, in ``test_sql_render.py``)."""
+    from saleor_crm_plugin.graphql.customers import sql_render
+
+    sql_render.SQL_RENDER["enabled"] = False
+    yield
+    sql_render.SQL_RENDER["enabled"] = True
+
+
+RENDERER_USES: list[int] = [0]
+
+
+@pytest.fixture(autouse=True)
+def _rendered_answers_match_the_executors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer ``sql_render`` gives in these tests is also worked out by the executors
+    (the lean one, else graphql-core, on a fresh context) and the two response bodies must
+    be the same bytes: the GraphQL tests are a differential test of the renderer, as the
+    root conftest makes the suite one of the lean executor. The second run's SQL is dropped
+    from the captured queries, so query counts still measure what a request costs."""
+    import orjson
+    from django.db import connection
+    from graphql.execution import execute
+
+    from saleor_crm_plugin.graphql import views
+    from saleor_crm_plugin.graphql.core import executor
+    from saleor_crm_plugin.graphql.core.context import GraphQLContext
+
+    rendered = views._rendered
+
+    def checked(
+        schema: Any, document: Any, plans: Any, name: Any, context: Any, variables: Any
+    ) -> Any:
+        text = rendered(schema, document, plans, name, context, variables)
+        if text is None:
+            return None
+        logged = len(connection.queries_log)
+        fresh = GraphQLContext(request=context.request, requester=context.requester)
+        try:
+            data = executor.execute_query(schema, document, fresh, variables, name, plans)
+        except executor.Unsupported:
+            fresh.release()
+            fresh = GraphQLContext(request=context.request, requester=context.requester)
+            result = execute(
+                schema,
+                document,
+                context_value=fresh,
+                variable_values=variables,
+                operation_name=name,
+            )
+            assert not result.errors, f"the executors report errors: {result.errors}"
+            data = result.data
+        finally:
+            fresh.release()
+        while len(connection.queries_log) > logged:
+            connection.queries_log.pop()
+        assert views._encode({"data": orjson.Fragment(text)}) == views._encode({"data": data}), (
+            "sql_render differs from the executors"
+        )
+        RENDERER_USES[0] += 1
+        return text
+
+    monkeypatch.setattr(views, "_rendered", checked)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if RENDERER_USES[0]:
+        terminalreporter.write_line(
+            f"sql_render answered (and matched the executors) {RENDERER_USES[0]} queries"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _clear_django_cache() -> Iterator[None]:
     django_cache.clear()

@@ -197,6 +197,7 @@ def test_customer_360_costs_a_constant_number_of_queries(saleor, mint, gql, shop
     assert len(small.captured_queries) == len(large.captured_queries) == 1
 
 
+@pytest.mark.usefixtures("executors_only")
 def test_unexpected_failures_are_masked(saleor, mint, gql, shopper, monkeypatch):
     from saleor_crm_plugin.graphql.customers import dataloaders
 
@@ -271,6 +272,7 @@ def test_batched_pages_match_single_pages(saleor, mint, gql, shopper):
     assert singles[1]["crm"]["orders"]["totalCount"] == 4
 
 
+@pytest.mark.usefixtures("executors_only")
 def test_cursors_are_encoded_only_when_read(saleor, mint, gql, shopper, monkeypatch):
     from saleor_crm_plugin.graphql.core import connection as relay
 
@@ -347,6 +349,7 @@ def _selects(queries: CaptureQueriesContext, table: str) -> str:
     return sql.split(f' FROM "{table}"')[0].rsplit("SELECT ", 1)[1]
 
 
+@pytest.mark.usefixtures("executors_only")
 def test_customer_360_reads_only_the_columns_its_selection_needs(
     saleor, mint, gql, shopper, monkeypatch
 ):
@@ -377,6 +380,7 @@ def test_customer_360_reads_only_the_columns_its_selection_needs(
     assert narrow == wide
 
 
+@pytest.mark.usefixtures("executors_only")
 def test_two_selections_of_one_type_get_the_columns_each_reads(saleor, mint, gql, shopper):
     """Aliased ``me`` fields with different selections load with different columns; each
     answer is complete, none loads a left-out column afterwards."""
@@ -477,6 +481,7 @@ PAGE_LINES_DOCUMENTS = {
 
 
 @pytest.mark.parametrize("name", PAGE_LINES_DOCUMENTS)
+@pytest.mark.usefixtures("executors_only")
 def test_lines_read_with_their_page_answer_as_the_lines_loader(
     saleor, mint, gql, shopper, monkeypatch, name
 ):
@@ -585,6 +590,7 @@ STATS_DOCUMENTS = {
 
 @pytest.mark.parametrize("user", [1, 2])
 @pytest.mark.parametrize("name", STATS_DOCUMENTS)
+@pytest.mark.usefixtures("executors_only")
 def test_channel_stats_read_with_the_customer_answer_as_the_stats_loader(
     saleor, mint, gql, shopper, monkeypatch, name, user
 ):
@@ -800,6 +806,7 @@ ME_ORDERS_DOCUMENTS: dict[str, tuple[str, dict[str, Any] | None]] = {
 
 @pytest.mark.parametrize("user", [1, 2, 3])
 @pytest.mark.parametrize("name", ME_ORDERS_DOCUMENTS)
+@pytest.mark.usefixtures("executors_only")
 def test_orders_page_read_with_me_answers_as_its_loader(
     saleor, mint, gql, shopper, monkeypatch, name, user
 ):

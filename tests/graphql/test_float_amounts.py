@@ -152,6 +152,7 @@ def awkward_shopper(db):
     return customer
 
 
+@pytest.mark.usefixtures("executors_only")  # the executors' own statement is checked
 def test_amounts_read_as_floats_answer_as_decimals(
     saleor, mint, client, awkward_shopper, monkeypatch
 ):

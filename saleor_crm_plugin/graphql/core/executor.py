@@ -267,7 +267,7 @@ class DocumentPlans:
     ``@include``/``@skip`` the selected fields depend on the variables. Arguments that use
     variables are coerced again for each request."""
 
-    __slots__ = ("root_type", "roots", "shareable")
+    __slots__ = ("root_type", "roots", "shareable", "sql")
 
     def __init__(self, document: ast.Document) -> None:
         self.shareable = not _uses_directives(document)
@@ -276,6 +276,9 @@ class DocumentPlans:
         # in its type map through three Python calls per request). The caller keeps one
         # ``DocumentPlans`` per schema and document.
         self.root_type: GraphQLObjectType | None = None
+        # The statement that renders each operation's ``data`` in PostgreSQL, or ``None``
+        # where it cannot (``graphql/customers/sql_render.py``), by operation name.
+        self.sql: dict[str | None, Any] = {}
 
 
 def _direct_object(graphql_type: Any) -> tuple[GraphQLObjectType | None, bool]:

@@ -668,11 +668,17 @@ def _as_floats(
     back as the same double. PostgreSQL only (SQLite stores decimals as floats already)."""
     if only is None or connections[reader.using].vendor != "postgresql":
         return only, extra
+    model_fields = reader.model._meta
+    if not only <= {f.attname for f in model_fields.concrete_fields}:
+        # Not only columns (``isSale`` reads the ``is_sale`` property): ``RowReader`` then
+        # reads every column, and an amount cast under its own name as well would be an
+        # ambiguous column of the statement (``column reference "total_refunded" is
+        # ambiguous``, found by ``test_sql_render.py``).
+        return only, extra
     floats = sorted(only & float_amounts(type_name, reader.model))
     if not floats:
         return only, extra
     quote = connections[reader.using].ops.quote_name
-    model_fields = reader.model._meta
     cast = tuple(
         (name, f"{reader.alias}.{quote(model_fields.get_field(name).column)}::float8")
         for name in floats
