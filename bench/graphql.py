@@ -32,7 +32,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from bench._common import ROOT, percentile, recreate_database, write_section
-from bench._http import Sender, connection_owners, free_port, process_tree_cpu, serve_app
+from bench._http import (
+    Sender,
+    connection_owners,
+    free_port,
+    process_tree_cpu,
+    processes_cpu,
+    serve_app,
+)
 
 DATABASE = "crm_bench_graphql"
 ISSUER = "http://127.0.0.1:8000/graphql/"
@@ -281,11 +288,21 @@ def serve(
 class Load:
     """What one load phase measured."""
 
-    def __init__(self, latencies: list[float], duration: float, server_ms: float, client_ms: float):
+    def __init__(
+        self,
+        latencies: list[float],
+        duration: float,
+        server_ms: float,
+        client_ms: float,
+        postgres_ms: float = 0.0,
+    ):
         self.latencies = latencies
         self.duration = duration
         self.server_ms = server_ms  # server CPU (all server processes) per request
         self.client_ms = client_ms  # load generator CPU per request
+        # Every PostgreSQL process's CPU per request: since the 360 renders its JSON in its
+        # statement (``sql_render``), PostgreSQL's share of a request is no longer small.
+        self.postgres_ms = postgres_ms
         # Latencies by the server process that answered (``None``: connection not seen by
         # ``ss``), and connections opened beyond one per client (``Connection: close``).
         self.per_worker: dict[int | None, list[float]] = {}
@@ -379,6 +396,7 @@ def load(
     watcher = threading.Thread(target=connection_owners, args=(int(port), owners, stop))
     watcher.start()
     server_cpu = process_tree_cpu(server_pid) if server_pid else 0.0
+    postgres_cpu = processes_cpu("postgres")
     client_cpu = time.process_time()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
@@ -394,7 +412,8 @@ def load(
         (process_tree_cpu(server_pid) - server_cpu) * 1000 / requests_done if server_pid else 0.0
     )
     client_ms = (time.process_time() - client_cpu) * 1000 / requests_done
-    measured = Load(latencies, duration, server_ms, client_ms)
+    postgres_ms = (processes_cpu("postgres") - postgres_cpu) * 1000 / requests_done
+    measured = Load(latencies, duration, server_ms, client_ms, postgres_ms)
     for local_port, elapsed in served:
         measured.per_worker.setdefault(owners.get(local_port), []).append(elapsed)
     measured.reconnects = connects[0] - clients
@@ -466,9 +485,10 @@ def main() -> None:
                 "",
                 "",
                 "",
+                "",
             ],
-            ["view CPU per request, token seen before (mean)", f"{cpu_ms:.2f}", "", "", "", "", ""],
-            ["view CPU, a token's first request (mean)", f"{first_cpu_ms:.2f}", "", "", "", "", ""],
+            ["view CPU per request, token seen before (mean)", f"{cpu_ms:.2f}", *[""] * 6],
+            ["view CPU, a token's first request (mean)", f"{first_cpu_ms:.2f}", *[""] * 6],
         ]
         for label, measured_load in (
             ("HTTP, 1 client", single),
@@ -484,6 +504,7 @@ def main() -> None:
                     f"{percentile(values, 99):.2f}",
                     f"{len(values) / measured_load.duration:.0f}",
                     f"{measured_load.server_ms:.2f}",
+                    f"{measured_load.postgres_ms:.2f}",
                     f"{measured_load.client_ms:.2f}",
                 ]
             )
@@ -500,6 +521,7 @@ def main() -> None:
                 "p99 ms",
                 "req/s",
                 "server CPU ms/req",
+                "PostgreSQL CPU ms/req",
                 "client CPU ms/req",
             ],
             rows,
@@ -526,8 +548,8 @@ per process for up to 60 s, as in production: see docs/graphql.md).
 Server: `saleor-crm serve --server {args.server}`, {args.workers} workers x {args.threads}
 threads, persistent DB connections; the {args.clients} closed-loop clients (no think time,
 requests built before timing and sent on raw keep-alive sockets, `bench/_http.py`) run on the same
-machine; the last two columns are the CPU the server (all its processes, from `/proc`) and the load
-generator spent per request. {args.duration:.0f} s of measurement per row after a 2 s
+machine; the last three columns are the CPU the server (all its processes, from `/proc`),
+PostgreSQL (every `postgres` process) and the load generator spent per request. {args.duration:.0f} s of measurement per row after a 2 s
 warm-up. Seeding took {seed_seconds:.1f} s, training the served model (run {run_id})
 {train_seconds:.1f} s.
 The load average in the heading counts the benchmark's own server, PostgreSQL and clients.
