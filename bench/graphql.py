@@ -549,9 +549,9 @@ Server: `saleor-crm serve --server {args.server}`, {args.workers} workers x {arg
 threads, persistent DB connections; the {args.clients} closed-loop clients (no think time,
 requests built before timing and sent on raw keep-alive sockets, `bench/_http.py`) run on the same
 machine; the last three columns are the CPU the server (all its processes, from `/proc`),
-PostgreSQL (every `postgres` process) and the load generator spent per request. {args.duration:.0f} s of measurement per row after a 2 s
-warm-up. Seeding took {seed_seconds:.1f} s, training the served model (run {run_id})
-{train_seconds:.1f} s.
+PostgreSQL (every `postgres` process) and the load generator spent per request.
+{args.duration:.0f} s of measurement per row after a 2 s warm-up. Seeding took
+{seed_seconds:.1f} s, training the served model (run {run_id}) {train_seconds:.1f} s.
 The load average in the heading counts the benchmark's own server, PostgreSQL and clients.
 
 - **customer 360**: `me` with channel stats and the first 10 orders with their lines (~350
