@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from django.db import connections
+from django.db.models import Model
 from graphql.language import ast
 
 from saleor_crm_plugin.conf import crm_settings
@@ -86,7 +87,12 @@ def _key(name: str) -> str:
 def _string(column: str) -> str:
     # ``to_json`` escapes exactly as orjson does (``"``, ``\\``, controls as ``\\uXXXX``
     # or their short forms; other characters as UTF-8): compared in the tests.
-    return f"coalesce(to_json({column})::text, 'null')"
+    return f"coalesce({_string_not_null(column)}, 'null')"
+
+
+def _string_not_null(column: str) -> str:
+    # ``_string`` of a NOT NULL column (``_c``): no ``coalesce`` to set up and run.
+    return f"to_json({column})::text"
 
 
 def _string_or_null(column: str) -> str:
@@ -96,7 +102,11 @@ def _string_or_null(column: str) -> str:
 
 def _int(column: str) -> str:
     # ``_int32``: the columns are ``integer`` (always 32-bit) or counts of a customer's rows.
-    return f"coalesce(({column})::text, 'null')"
+    return f"coalesce({_int_not_null(column)}, 'null')"
+
+
+def _int_not_null(column: str) -> str:
+    return f"({column})::text"
 
 
 def _bool(expression: str) -> str:
@@ -120,7 +130,17 @@ def _datetime_text(column: str) -> str:
 
 
 def _datetime(column: str) -> str:
-    return f"coalesce('\"' || {_datetime_text(column)} || '\"', 'null')"
+    return f"coalesce({_datetime_not_null(column)}, 'null')"
+
+
+def _datetime_not_null(column: str) -> str:
+    """``_datetime_text`` in JSON quotes, which ``to_char`` writes itself (``\\"``: a
+    double quote in its format), instead of two concatenations."""
+    utc = f"({column} AT TIME ZONE INTERVAL '00:00')"
+    return (
+        f'replace(to_char({utc}, \'\\"YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\\"\'), '
+        "'.000000+', '+')"
+    )
 
 
 def _amount(column: str) -> str:
@@ -345,19 +365,33 @@ def _column(alias: str, name: str) -> str:
     return f"{alias}.{connections['default'].ops.quote_name(name)}"
 
 
-def _c(name: str, render: Callable[[str], str]) -> _Leaf:
+# The forms of column leaves for a NOT NULL column: the same text, no ``coalesce``.
+_NOT_NULL_FORMS: dict[Callable[[str], str], Callable[[str], str]] = {
+    _string: _string_not_null,
+    _int: _int_not_null,
+    _datetime: _datetime_not_null,
+}
+
+
+def _c(model: type[Model], name: str, render: Callable[[str], str]) -> _Leaf:
+    """The leaf of ``model``'s column ``name``; for a NOT NULL one (``null=False``, which
+    Django's migrations make NOT NULL) its form without ``coalesce``: a coalesce per value
+    and two expression nodes per field set up at each execution, ~1% of the statement."""
+    field = next(f for f in model._meta.concrete_fields if f.column == name)
+    if not field.null:
+        render = _NOT_NULL_FORMS.get(render, render)
     return lambda alias: render(_column(alias, name))
 
 
 # ``CrmCustomerChannelStats`` (no resolvers but ``resolve_total_spent`` and
 # ``resolve_total_refunded``: money in the stats' currency).
 _STATS_LEAVES: dict[str, _Leaf] = {
-    "channelId": _c("channel_id", _string),
-    "channelSlug": _c("channel_slug", _string),
-    "currency": _c("currency", _string),
-    "orderCount": _c("order_count", _int),
-    "firstOrderAt": _c("first_order_at", _datetime),
-    "lastOrderAt": _c("last_order_at", _datetime),
+    "channelId": _c(CustomerChannelStats, "channel_id", _string),
+    "channelSlug": _c(CustomerChannelStats, "channel_slug", _string),
+    "currency": _c(CustomerChannelStats, "currency", _string),
+    "orderCount": _c(CustomerChannelStats, "order_count", _int),
+    "firstOrderAt": _c(CustomerChannelStats, "first_order_at", _datetime),
+    "lastOrderAt": _c(CustomerChannelStats, "last_order_at", _datetime),
 }
 _STATS_OBJECTS = {
     "totalSpent": _money("{a}.total_spent", "{a}.currency"),
@@ -367,15 +401,15 @@ _STATS_OBJECTS = {
 # ``CrmOrderLine``: ``resolve_line_id``, ``resolve_product_id`` and ``resolve_variant_id``
 # (``or_none``), prices in the line's order's currency (``_line_currency``; ``{o}`` below).
 _LINE_LEAVES: dict[str, _Leaf] = {
-    "lineId": _c("saleor_line_id", _string),
-    "productId": _c("product_id", _string_or_null),
-    "variantId": _c("variant_id", _string_or_null),
-    "productName": _c("product_name", _string),
-    "variantName": _c("variant_name", _string),
-    "sku": _c("sku", _string),
-    "quantity": _c("quantity", _int),
-    "quantityFulfilled": _c("quantity_fulfilled", _int),
-    "quantityRefunded": _c("quantity_refunded", _int),
+    "lineId": _c(OrderLine, "saleor_line_id", _string),
+    "productId": _c(OrderLine, "product_id", _string_or_null),
+    "variantId": _c(OrderLine, "variant_id", _string_or_null),
+    "productName": _c(OrderLine, "product_name", _string),
+    "variantName": _c(OrderLine, "variant_name", _string),
+    "sku": _c(OrderLine, "sku", _string),
+    "quantity": _c(OrderLine, "quantity", _int),
+    "quantityFulfilled": _c(OrderLine, "quantity_fulfilled", _int),
+    "quantityRefunded": _c(OrderLine, "quantity_refunded", _int),
 }
 _LINE_MONEY = {
     "unitPrice": "unit_price_gross",
@@ -405,19 +439,19 @@ def _is_sale(column: str) -> str:
 # ``_order_money`` fields (money in the order's currency), ``id`` (Node).
 _ORDER_LEAVES: dict[str, _Leaf] = {
     "id": lambda alias: _global_id("CrmOrder", f"{alias}.id"),
-    "orderId": _c("saleor_order_id", _string),
-    "number": _c("number", _string),
-    "status": _c("status", _status),
-    "chargeStatus": _c("charge_status", _string),
-    "channelId": _c("channel_id", _string),
-    "channelSlug": _c("channel_slug", _string),
-    "currency": _c("currency", _string),
-    "isSale": _c("status", _is_sale),
-    "voucherCode": _c("voucher_code", _string_or_null),
-    "createdAt": _c("created_at", _datetime),
-    "paidAt": _c("paid_at", _datetime),
-    "fulfilledAt": _c("fulfilled_at", _datetime),
-    "cancelledAt": _c("cancelled_at", _datetime),
+    "orderId": _c(Order, "saleor_order_id", _string),
+    "number": _c(Order, "number", _string),
+    "status": _c(Order, "status", _status),
+    "chargeStatus": _c(Order, "charge_status", _string),
+    "channelId": _c(Order, "channel_id", _string),
+    "channelSlug": _c(Order, "channel_slug", _string),
+    "currency": _c(Order, "currency", _string),
+    "isSale": _c(Order, "status", _is_sale),
+    "voucherCode": _c(Order, "voucher_code", _string_or_null),
+    "createdAt": _c(Order, "created_at", _datetime),
+    "paidAt": _c(Order, "paid_at", _datetime),
+    "fulfilledAt": _c(Order, "fulfilled_at", _datetime),
+    "cancelledAt": _c(Order, "cancelled_at", _datetime),
 }
 _ORDER_MONEY = {
     "total": "total_gross",
@@ -429,6 +463,15 @@ _ORDER_MONEY = {
 }
 
 
+def _array(element: str, rest: str) -> str:
+    """The JSON array of ``element`` over the rows of ``SELECT element FROM <rest>``, in
+    its ``ORDER BY``: ``ARRAY(subquery)`` keeps the subquery's row order, and its Sort
+    costs less than a ``string_agg(... ORDER BY ...)``'s own sort (~1% of the statement).
+    Elements are never NULL (texts built of non-null parts), so ``array_to_string``
+    drops none; an empty array gives ``[]``."""
+    return f"('[' || array_to_string(ARRAY(SELECT {element} FROM {rest}), ',') || ']')"
+
+
 def _lines(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
     """``resolve_lines``: every line of the order, by ``id`` (``lines_loaded``)."""
     _no_arguments(nodes)
@@ -436,10 +479,7 @@ def _lines(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
         name: _money(f"{{a}}.{column}", f"{alias}.currency") for name, column in _LINE_MONEY.items()
     }
     line = _leaves(scope, "CrmOrderLine", _merged(nodes), _LINE_LEAVES, objects, "l")
-    return (
-        f"(SELECT '[' || coalesce(string_agg({line}, ',' ORDER BY l.id), '') || ']' "
-        f"FROM {_LINES} l WHERE l.order_id = {alias}.id)"
-    )
+    return _array(line, f"{_LINES} l WHERE l.order_id = {alias}.id ORDER BY l.id")
 
 
 _ORDER_OBJECTS: dict[str, Callable[[_Scope, list[ast.Field], str], str]] = {
@@ -455,9 +495,9 @@ def _channel_stats(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
     stat = _leaves(
         scope, "CrmCustomerChannelStats", _merged(nodes), _STATS_LEAVES, _STATS_OBJECTS, "s"
     )
-    return (
-        f"(SELECT '[' || coalesce(string_agg({stat}, ',' ORDER BY s.channel_slug, s.currency, "
-        f"s.id), '') || ']' FROM {_STATS} s WHERE s.customer_id = {alias}.id)"
+    return _array(
+        stat,
+        f"{_STATS} s WHERE s.customer_id = {alias}.id ORDER BY s.channel_slug, s.currency, s.id",
     )
 
 
@@ -579,19 +619,19 @@ def _edges(scope: _Scope, nodes: list[ast.Field], size: str) -> str:
 # ``id`` (Node), the columns of the same names.
 _CUSTOMER_LEAVES: dict[str, _Leaf] = {
     "id": lambda alias: _global_id("CrmCustomer", f"{alias}.id"),
-    "userId": _c("saleor_user_id", _string),
-    "email": _c("email", _string),
-    "firstName": _c("first_name", _string),
-    "lastName": _c("last_name", _string),
+    "userId": _c(Customer, "saleor_user_id", _string),
+    "email": _c(Customer, "email", _string),
+    "firstName": _c(Customer, "first_name", _string),
+    "lastName": _c(Customer, "last_name", _string),
     "isGuest": lambda alias: _bool(f"{alias}.saleor_user_id IS NULL"),
-    "isActive": _c("is_active", _bool),
-    "languageCode": _c("language_code", _string),
-    "countryCode": _c("country_code", _string),
-    "dateJoined": _c("date_joined", _datetime),
-    "erasedAt": _c("erased_at", _datetime),
-    "orderCount": _c("order_count", _int),
-    "firstOrderAt": _c("first_order_at", _datetime),
-    "lastOrderAt": _c("last_order_at", _datetime),
+    "isActive": _c(Customer, "is_active", _bool),
+    "languageCode": _c(Customer, "language_code", _string),
+    "countryCode": _c(Customer, "country_code", _string),
+    "dateJoined": _c(Customer, "date_joined", _datetime),
+    "erasedAt": _c(Customer, "erased_at", _datetime),
+    "orderCount": _c(Customer, "order_count", _int),
+    "firstOrderAt": _c(Customer, "first_order_at", _datetime),
+    "lastOrderAt": _c(Customer, "last_order_at", _datetime),
 }
 _CUSTOMER_OBJECTS: dict[str, Callable[[_Scope, list[ast.Field], str], str]] = {
     "channelStats": _channel_stats,
