@@ -229,7 +229,11 @@ class _Scope:
                 default = self.argument(definition.default_value, kind)({})
 
             def read(variables: dict[str, Any]) -> Any:
-                found = variables.get(name, default) if variables else default
+                # graphql-core 2 (``get_variable_values``) gives a variable sent as null
+                # its default too, as if absent (found by feat/g11's generated data).
+                found = variables.get(name) if variables else None
+                if found is None:
+                    found = default
                 if found is None or found.__class__ is kind:
                     return found
                 raise _Bad(name)
