@@ -178,6 +178,13 @@ AMOUNTS = [
     Decimal("33.333"),
     Decimal("293331960594306.992"),
     Decimal("8000000000000.5"),
+    # ``_amount``'s numeric branch and its limit (feat/g11).
+    Decimal("999999999999.999"),
+    Decimal("-999999999999.990"),
+    Decimal("1000000000000"),
+    Decimal("-1000000000000.5"),
+    Decimal("12.100"),
+    Decimal("7.010"),
 ]
 
 
@@ -349,6 +356,21 @@ def test_first_as_a_variable_and_null_cursors(saleor, mint, client):
     for variables in ({"first": 2}, {"first": 0, "c": None}, {"first": 9, "c": ""}):
         rendered, executed, queries = both(client, query, token, variables)
         assert rendered == executed
+        assert queries == 1
+
+
+def test_a_variable_sent_as_null_takes_its_default(saleor, mint, client):
+    """graphql-core 2 gives a variable sent as null its default (as if absent): the
+    statement binds the default too (g10 bound null and counted every channel)."""
+    customer = seed(random.Random(9), 1, 4)
+    orders = Order.objects.filter(customer=customer)
+    orders.update(channel_slug="default-channel", status=OrderStatus.FULFILLED)
+    orders.filter(pk=orders.order_by("pk")[0].pk).update(channel_slug="eu")
+    token = mint(customer.saleor_user_id)
+    query = 'query Q($c: String = "eu") { me { orders(first: 5, channel: $c) { totalCount } } }'
+    for variables in ({"c": None}, {}):
+        rendered, executed, queries = both(client, query, token, variables)
+        assert rendered == executed == b'{"data":{"me":{"orders":{"totalCount":1}}}}'
         assert queries == 1
 
 
@@ -556,6 +578,9 @@ def test_datetimes_are_written_as_isoformat_writes_them(db):
     written = _values_of(sql_render._datetime("v"), "timestamptz", moments)
     for moment, answer in zip(moments, written, strict=True):
         assert answer == f'"{_isoformat(moment)}"', moment
+    # The NOT NULL columns' form (no ``coalesce``) writes the same text; NULL is null.
+    assert _values_of(sql_render._datetime_not_null("v"), "timestamptz", moments) == written
+    assert _values_of(sql_render._datetime("v"), "timestamptz", [None]) == ["null"]
 
 
 def test_strings_are_escaped_as_orjson_escapes_them(db):
@@ -567,3 +592,61 @@ def test_strings_are_escaped_as_orjson_escapes_them(db):
     written = _values_of(sql_render._string("v"), "text", texts)
     for text, answer in zip(texts, written, strict=True):
         assert answer == orjson.dumps(text).decode(), repr(text)
+    assert _values_of(sql_render._string_not_null("v"), "text", texts) == written
+    assert _values_of(sql_render._string("v"), "text", [None]) == ["null"]
+
+
+def test_amounts_of_every_width_scale_and_trailing_zero(db):
+    """``_amount`` against orjson where its branches meet: every width of integral part up
+    to 10**14, fractions with trailing zeros (``12.100``), integral amounts (``min_scale``
+    0, written through ``int8``), both signs, around ``_DIGITS_LIMIT`` (10**12)."""
+    import orjson
+
+    rng = random.Random(11)
+    values = ["0.000", "0.001", "-0.001", "0.100", "0.010"]
+    for digits in range(1, 15):
+        for whole in (10 ** (digits - 1), 10**digits - 1, rng.randrange(10**digits)):
+            for fraction in ("000", "001", "010", "100", "500", "990", "999", "250"):
+                for sign in ("", "-"):
+                    values.append(f"{sign}{whole}.{fraction}")
+    values += ["999999999999.999", "1000000000000.000", "-1000000000000.001"]
+    written = _values_of(sql_render._amount("v::numeric(20, 3)"), "text", values)
+    for text, answer in zip(values, written, strict=True):
+        amount = Decimal(text) + 0
+        assert answer == orjson.dumps(float(amount)).decode(), text
+
+
+def test_statuses_are_quoted_as_orjson_quotes_them(db):
+    """``_status`` quotes a listed status itself (no ``to_json``): right only while every
+    status is plain ASCII without quotes or backslashes; anything else is ``_EXOTIC``."""
+    import orjson
+
+    statuses = [status.value for status in OrderStatus]
+    written = _values_of(sql_render._status("v"), "text", [*statuses, "other", None])
+    assert written == [
+        *(orjson.dumps(status).decode() for status in statuses),
+        sql_render._EXOTIC,
+        sql_render._EXOTIC,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("leaves", "model"),
+    [
+        (sql_render._CUSTOMER_LEAVES, Customer),
+        (sql_render._STATS_LEAVES, CustomerChannelStats),
+        (sql_render._ORDER_LEAVES, Order),
+        (sql_render._LINE_LEAVES, OrderLine),
+    ],
+)
+def test_only_not_null_columns_skip_the_coalesce(leaves, model):
+    """``_c`` drops the ``coalesce`` to null only for a column its model declares NOT NULL
+    (a nullable one would turn the whole object's text NULL)."""
+    columns = {field.column: field for field in model._meta.concrete_fields}
+    for name, leaf in leaves.items():
+        sql = leaf("x")
+        column = next((c for c in columns if f'x."{c}"' in sql), None)
+        if column is None:  # ``id`` and ``isGuest``: expressions of their own
+            continue
+        if columns[column].null:
+            assert "coalesce" in sql or "CASE" in sql, name
