@@ -18,6 +18,12 @@ acknowledgement opens it the same way while its insert waits for PostgreSQL's WA
 against ~0.5 ms of CPU for the whole ack (``events/inbox.py``, ``store_webhook``). Outside a gated
 request (Celery workers, plugin mode inside Saleor, tests calling views directly) it is never
 taken and :func:`released` does nothing.
+
+The customer 360 keeps the gate while PostgreSQL renders its JSON (``graphql/customers/
+sql_render.py``, ~0.4 ms of PostgreSQL's CPU per request): opening it there let another thread
+of the process run meanwhile, but the returning thread then waited for that neighbour's whole
+request, and p95/p99 at 20 clients rose (26.1 / 23.8 and 45 / 39 ms against 17.2 / 24.0 and
+26 / 32 ms, alternated runs, docs/benchmarks.md, eighth session).
 """
 
 from __future__ import annotations
