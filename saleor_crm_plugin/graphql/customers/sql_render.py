@@ -544,23 +544,20 @@ def _orders(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
     drafts = scope.bind("drafts", lambda requester, variables: requester.has_perm(ORDER_READ))
     where.append(f"({drafts}::bool OR o.status <> {_literal(OrderStatus.DRAFT.value)})")
 
-    parts: list[tuple[str, str]] = []
-    for key, field_nodes in scope.collect(_merged(nodes), "CrmOrderCountableConnection").items():
-        name = field_nodes[0].name.value
-        _no_arguments(field_nodes)
-        if name == "__typename":
-            parts.append((key, _literal(_key("CrmOrderCountableConnection"))))
-        elif name == "totalCount":
-            # ``COUNT(*) OVER ()`` before the LIMIT (``_PAGE_EXTRA``); 0 without rows.
-            parts.append((key, "coalesce(max(p._total), 0)::text"))
-        elif name == "pageInfo":
-            parts.append((key, _page_info(scope, field_nodes, size)))
-        elif name == "edges":
-            parts.append((key, _edges(scope, field_nodes, size)))
-        else:
-            raise Unsupported(f"connection.{name}")
+    connection = _leaves(
+        scope,
+        "CrmOrderCountableConnection",
+        _merged(nodes),
+        # ``COUNT(*) OVER ()`` before the LIMIT (``_PAGE_EXTRA``); 0 without rows.
+        {"totalCount": lambda _: "coalesce(max(p._total), 0)::text"},
+        {
+            "pageInfo": lambda scope, nodes, _: _page_info(scope, nodes, size),
+            "edges": lambda scope, nodes, _: _edges(scope, nodes, size),
+        },
+        "p",
+    )
     return (
-        f"(SELECT {_object(parts)} FROM (SELECT o.*, "
+        f"(SELECT {connection} FROM (SELECT o.*, "
         "row_number() OVER (ORDER BY o.created_at DESC, o.id DESC) AS _n, "
         f"count(*) OVER () AS _total FROM {_ORDERS} o WHERE {' AND '.join(where)} "
         # ``GROUP BY ()``: one row even when the selection holds no aggregate.
@@ -571,52 +568,55 @@ def _orders(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
 def _page_info(scope: _Scope, nodes: list[ast.Field], size: str) -> str:
     """``_PageInfo`` of a first page: a previous page never, a next one when the row
     beyond the page came, the cursors of its first and last edges (null without edges)."""
-    parts = []
-    for key, field_nodes in scope.collect(_merged(nodes), "PageInfo").items():
-        name = field_nodes[0].name.value
-        _no_arguments(field_nodes)
-        if name == "__typename":
-            parts.append((key, _literal(_key("PageInfo"))))
-        elif name == "hasPreviousPage":
-            parts.append((key, "'false'"))
-        elif name == "hasNextPage":
-            parts.append((key, f"CASE WHEN count(*) > {size}::int8 THEN 'true' ELSE 'false' END"))
-        elif name in ("startCursor", "endCursor"):
-            # The first edge's row, or the last's (``least``: a page shorter than ``first``),
-            # its cursor written for that row alone (``FILTER`` comes before the argument).
-            row = (
-                f"p._n = 1 AND {size}::int8 > 0"
-                if name == "startCursor"
-                else f"p._n = least(p._total, {size}::int8)"
-            )
-            cursor = f"max({_cursor('p.created_at', 'p.id')}) FILTER (WHERE {row})"
-            parts.append((key, f"coalesce('\"' || {cursor} || '\"', 'null')"))
-        else:
-            raise Unsupported(f"PageInfo.{name}")
-    return _object(parts)
+    _no_arguments(nodes)
+
+    def cursor(row: str) -> str:
+        # The first edge's row, or the last's (``least``: a page shorter than ``first``),
+        # its cursor written for that row alone (``FILTER`` comes before the argument).
+        value = f"max({_cursor('p.created_at', 'p.id')}) FILTER (WHERE {row})"
+        return f"coalesce('\"' || {value} || '\"', 'null')"
+
+    return _leaves(
+        scope,
+        "PageInfo",
+        _merged(nodes),
+        {
+            "hasPreviousPage": lambda _: "'false'",
+            "hasNextPage": lambda _: (
+                f"CASE WHEN count(*) > {size}::int8 THEN 'true' ELSE 'false' END"
+            ),
+            "startCursor": lambda _: cursor(f"p._n = 1 AND {size}::int8 > 0"),
+            "endCursor": lambda _: cursor(f"p._n = least(p._total, {size}::int8)"),
+        },
+        {},
+        "p",
+    )
 
 
 def _edges(scope: _Scope, nodes: list[ast.Field], size: str) -> str:
     """The page's edges (``_Edge``): its first ``first`` rows, newest first."""
-    parts = []
-    for key, field_nodes in scope.collect(_merged(nodes), "CrmOrderCountableEdge").items():
-        name = field_nodes[0].name.value
-        _no_arguments(field_nodes)
-        if name == "__typename":
-            parts.append((key, _literal(_key("CrmOrderCountableEdge"))))
-        elif name == "cursor":
-            parts.append((key, f"'\"' || {_cursor('p.created_at', 'p.id')} || '\"'"))
-        elif name == "node":
-            node = _leaves(
-                scope, "CrmOrder", _merged(field_nodes), _ORDER_LEAVES, _ORDER_OBJECTS, "p"
+    _no_arguments(nodes)
+    edge = _leaves(
+        scope,
+        "CrmOrderCountableEdge",
+        _merged(nodes),
+        {
+            "cursor": lambda alias: (
+                f"'\"' || {_cursor(f'{alias}.created_at', f'{alias}.id')} || '\"'"
             )
-            parts.append((key, node))
-        else:
-            raise Unsupported(f"edge.{name}")
+        },
+        {"node": _order_node},
+        "p",
+    )
     return (
-        f"'[' || coalesce(string_agg({_object(parts)}, ',' ORDER BY p._n) "
+        f"'[' || coalesce(string_agg({edge}, ',' ORDER BY p._n) "
         f"FILTER (WHERE p._n <= {size}::int8), '') || ']'"
     )
+
+
+def _order_node(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
+    _no_arguments(nodes)
+    return _leaves(scope, "CrmOrder", _merged(nodes), _ORDER_LEAVES, _ORDER_OBJECTS, alias)
 
 
 # ``CrmCustomer``: ``resolve_user_id``, ``resolve_is_guest`` (``Customer.is_guest``),
