@@ -49,6 +49,14 @@ def _serve(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     parser.add_argument("--threads", type=int, default=4, help="request threads per worker")
+    parser.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=int(os.environ.get("CRM_GRACEFUL_TIMEOUT", "30")),
+        help="seconds a worker may take to finish its requests after SIGTERM before it is "
+        "killed (gunicorn's graceful timeout; granian's workers kill timeout, without which a "
+        "granian worker that deadlocks in its shutdown keeps the server from ever exiting)",
+    )
     parser.add_argument("--migrate", action="store_true", help="Apply migrations first")
     parser.add_argument(
         "--access-log",
@@ -126,6 +134,7 @@ def _serve_granian(args: argparse.Namespace) -> None:
         websockets=False,
         log_access=False,  # the App writes it (``app/handler.py``): see ``_serve``
         respawn_failed_workers=True,
+        workers_kill_timeout=max(args.graceful_timeout, 1),
     ).serve()
 
 
@@ -139,6 +148,7 @@ def _serve_gunicorn(args: argparse.Namespace) -> None:
             self.cfg.set("bind", args.bind)
             self.cfg.set("workers", args.workers)
             self.cfg.set("threads", args.threads)
+            self.cfg.set("graceful_timeout", args.graceful_timeout)
             self.cfg.set("accesslog", None)  # the App writes it: see ``_serve``
 
         def load(self):  # type: ignore[no-untyped-def]

@@ -6,9 +6,11 @@ webhook signature check reads there must be exactly the bytes Saleor signed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +64,8 @@ def serving(server: str, tmp_path: Path, *options: str) -> Iterator[str]:
         "CACHE_URL": "",
     }
     log = (tmp_path / "serve.log").open("w")
+    if "--graceful-timeout" not in options:
+        options = ("--graceful-timeout", "5", *options)
     process = subprocess.Popen(
         [executable, "serve", "--server", server, "--bind", f"127.0.0.1:{port}", *options],
         env=env,
@@ -87,8 +91,20 @@ def serving(server: str, tmp_path: Path, *options: str) -> Iterator[str]:
         yield base
     finally:
         process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        try:
+            # The graceful timeout (5 s here) bounds the stop: a worker still alive then is
+            # killed by the server itself, so a server still running after 30 s is a bug.
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # no server left behind for later tests
+            process.wait(timeout=10)
+            pytest.fail(f"the server did not stop within 30 s of SIGTERM: {_tail(tmp_path)}")
+        finally:
+            log.close()
+
+
+def _tail(tmp_path: Path) -> str:
+    return (tmp_path / "serve.log").read_text()[-2000:]
 
 
 @pytest.fixture(params=["granian", "gunicorn"])
@@ -213,3 +229,52 @@ def test_a_request_waiting_on_saleor_does_not_hold_up_its_process(
     assert status == 200 and body["errors"][0]["extensions"]["exception"]["code"] == (
         "PermissionDenied"
     ), body
+
+
+@pytest.mark.parametrize("name", ["granian", "gunicorn"])
+def test_a_stop_waits_for_requests_in_flight_no_longer_than_the_graceful_timeout(
+    name: str, transactional_db, tmp_path: Path
+) -> None:
+    """SIGTERM while a request waits on Saleor: the server stops within ``--graceful-timeout``
+    (2 s here) rather than after the request (held by Saleor up to 25 s), and never hangs (granian's workers
+    could deadlock in their shutdown, emmett-framework/granian#875: only a kill timeout bounds
+    that)."""
+    from tests.conftest import FakeSaleor
+    from tests.graphql.conftest import KID, Mint, jwks_of, user_gid
+
+    saleor = FakeSaleor()
+    saleor.jwks = jwks_of(KID)
+    SaleorInstance.objects.create(saleor_api_url=saleor.api_url, jwks=jwks_of(KID))
+    asked = threading.Event()
+    release = threading.Event()
+
+    def permissions(query: str, variables: dict, headers: dict) -> dict:
+        asked.set()
+        release.wait(25)
+        return {"me": {"id": user_gid(900), "userPermissions": []}}
+
+    saleor.respond(permissions)
+    token = Mint(saleor.api_url)(user_gid(900), is_staff=True)
+    body = json.dumps({"query": "{ crmCustomers(first: 1) { totalCount } }"}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    try:
+        with serving(name, tmp_path, "--workers", "1", "--graceful-timeout", "2") as base:
+            request = threading.Thread(
+                target=lambda: _post_ignoring_errors(f"{base}/graphql/", body, headers),
+                daemon=True,
+            )
+            request.start()
+            assert asked.wait(10), "the staff request never asked Saleor"
+            stopping = time.monotonic()
+        stopped_after = time.monotonic() - stopping
+    finally:
+        release.set()
+        saleor.close()
+    # Without the timeout both servers waited for the request, i.e. for our client's 10 s
+    # timeout on Saleor (measured 10.5 s).
+    assert stopped_after < 8, stopped_after
+
+
+def _post_ignoring_errors(url: str, body: bytes, headers: dict[str, str]) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the connection the stopping server drops
+        _post(url, body, headers)
