@@ -256,12 +256,14 @@ except ImportError:  # pragma: no cover - msgspec is a dependency; the fallback 
 
 _SELECTIVE_DECODE: Callable[[bytes | str], Any] | None = None
 _LineStruct: type | None = None
+_QuantityStruct: type | None = None
 _MISSING: Any = object()
 if msgspec is not None:
     from saleor_crm_plugin.events import order_schema
 
     _SELECTIVE_DECODE = msgspec.json.Decoder(order_schema.OrderBody).decode
     _LineStruct = order_schema.Line
+    _QuantityStruct = order_schema.QuantityLine
     _MISSING = order_schema.MISSING
 
 
@@ -497,26 +499,38 @@ def _refunded_quantities(data: Mapping[str, Any]) -> dict[str, int] | None:
         known = True
         if _upper(fulfillment.get("status")) not in REFUNDED_FULFILLMENT_STATUSES:
             continue
-        for line in fulfillment.get("lines") or []:
-            line_id = (line.get("orderLine") or {}).get("id")
-            if line_id:
-                by_fulfillment[line_id] = by_fulfillment.get(line_id, 0) + _quantity(
-                    line["quantity"]
-                )
+        _add_quantities(by_fulfillment, fulfillment.get("lines") or ())
     for grant in data.get("grantedRefunds") or []:
         if "lines" not in grant:
             continue
         known = True
         if _upper(grant.get("status")) != "SUCCESS":
             continue
-        for line in grant.get("lines") or []:
-            line_id = (line.get("orderLine") or {}).get("id")
-            if line_id:
-                by_grant[line_id] = by_grant.get(line_id, 0) + _quantity(line["quantity"])
+        _add_quantities(by_grant, grant.get("lines") or ())
     if not known:
         return None
     keys = set(by_fulfillment) | set(by_grant)
     return {k: max(by_fulfillment.get(k, 0), by_grant.get(k, 0)) for k in keys}
+
+
+def _add_quantities(totals: dict[str, int], lines: Iterable[Any]) -> None:
+    """Add each line's quantity to ``totals`` under its order line's id (lines without one are
+    skipped). A line is a dict of a parsed tree or msgspec's ``order_schema.QuantityLine``,
+    read alike: a missing or null ``orderLine`` and a missing ``id`` give no id, a missing
+    ``quantity`` of a counted line is the dict's ``KeyError``."""
+    for line in lines:
+        if type(line) is _QuantityStruct:
+            node = line.orderLine
+            line_id = node.id if node is not None else None
+            if line_id:
+                quantity = line.quantity
+                if quantity is _MISSING:
+                    raise KeyError("quantity")
+                totals[line_id] = totals.get(line_id, 0) + _quantity(quantity)
+            continue
+        line_id = (line.get("orderLine") or {}).get("id")
+        if line_id:
+            totals[line_id] = totals.get(line_id, 0) + _quantity(line["quantity"])
 
 
 def _attributes(product: dict[str, Any]) -> tuple[str, ...] | None:
