@@ -82,10 +82,12 @@ def translate_stored_webhook(
     The body comes back as the text the inbox holds and the key as stored: hashing the body
     again would only reproduce it, and the key must be the ack's for the version order to be
     what it was when the ack translated."""
-    try:
-        kind = EventKind(kind_value)
-    except ValueError as exc:
-        raise UnsupportedEvent(f"Event {kind_value!r} is not consumed by the CRM.") from exc
+    kind = _KINDS.get(kind_value) if type(kind_value) is str else None
+    if kind is None:  # anything else is refused (or taken) by the enum itself, as before
+        try:
+            kind = EventKind(kind_value)
+        except ValueError as exc:
+            raise UnsupportedEvent(f"Event {kind_value!r} is not consumed by the CRM.") from exc
     # ``json.loads`` skips a UTF-8 byte-order mark in bytes but refuses it in text.
     text = raw_body[1:] if raw_body.startswith("\ufeff") else raw_body
     # The parsed body (~1,000 dicts and lists) is dropped by reference counting when the
@@ -99,6 +101,10 @@ def translate_stored_webhook(
     finally:
         gc.enable()
 
+
+# ``EventKind(value)`` for each member's value: the enum's call runs Python (``EnumType.__call__``
+# and ``Enum.__new__``) for every stored delivery; a plain str is looked up here first.
+_KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
 
 # ``CrmEvent.dedupe_key``'s slot, written once by ``_keyed``.
 _SET_DEDUPE_KEY = CrmEvent.__dict__["dedupe_key"].__set__
