@@ -23,7 +23,13 @@ from operator import attrgetter
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from saleor_crm_plugin.core.bulk import any_of, array_param, insert_rows, update_rows
+from saleor_crm_plugin.core.bulk import (
+    any_of,
+    array_param,
+    insert_rows,
+    row_values,
+    update_rows,
+)
 from saleor_crm_plugin.core.heap import paused_gc
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import RowReader, new_instance
@@ -236,10 +242,14 @@ class _Unit:
                 self.order_customer[id(order)] = by_pk[order.customer_id]
         by_order_pk = {order.pk: order for order in orders}
         self.lines = {order.saleor_order_id: {} for order in orders}
-        for line in _load_lines(list(by_order_pk)):
+        loaded = _load_lines(list(by_order_pk))
+        # Every loaded line's ``line_state`` in one pass from the rows' ``__dict__``
+        # (``core.bulk.row_values``: 17 columns a line, ~10 lines per event).
+        states = row_values(loaded, projection.LINE_UPDATE_FIELDS)
+        for line, state in zip(loaded, states, strict=True):
             owner = by_order_pk[line.order_id]
             self.lines[owner.saleor_order_id][line.saleor_line_id] = line
-            self.loaded_lines[id(line)] = projection.line_state(line)
+            self.loaded_lines[id(line)] = state
 
     def _track(self, customer: Customer) -> None:
         self.customers.append(customer)
@@ -341,7 +351,7 @@ class _Unit:
             )
             assert customer is not None
             version = f"{projection.PROFILE_FROM_ORDER}|{event_version}"
-            if projection.merge_profile(customer, projection.embedded_profile(snapshot), version):
+            if projection.merge_embedded_profile(customer, snapshot, version):
                 self._dirty(customer)
             self._absorb_guests(customer)
             previous = self.order_customer.get(id(order))  # absorption may have moved it

@@ -82,10 +82,12 @@ def translate_stored_webhook(
     The body comes back as the text the inbox holds and the key as stored: hashing the body
     again would only reproduce it, and the key must be the ack's for the version order to be
     what it was when the ack translated."""
-    try:
-        kind = EventKind(kind_value)
-    except ValueError as exc:
-        raise UnsupportedEvent(f"Event {kind_value!r} is not consumed by the CRM.") from exc
+    kind = _KINDS.get(kind_value) if type(kind_value) is str else None
+    if kind is None:  # anything else is refused (or taken) by the enum itself, as before
+        try:
+            kind = EventKind(kind_value)
+        except ValueError as exc:
+            raise UnsupportedEvent(f"Event {kind_value!r} is not consumed by the CRM.") from exc
     # ``json.loads`` skips a UTF-8 byte-order mark in bytes but refuses it in text.
     text = raw_body[1:] if raw_body.startswith("\ufeff") else raw_body
     # The parsed body (~1,000 dicts and lists) is dropped by reference counting when the
@@ -99,6 +101,10 @@ def translate_stored_webhook(
     finally:
         gc.enable()
 
+
+# ``EventKind(value)`` for each member's value: the enum's call runs Python (``EnumType.__call__``
+# and ``Enum.__new__``) for every stored delivery; a plain str is looked up here first.
+_KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
 
 # ``CrmEvent.dedupe_key``'s slot, written once by ``_keyed``.
 _SET_DEDUPE_KEY = CrmEvent.__dict__["dedupe_key"].__set__
@@ -256,12 +262,14 @@ except ImportError:  # pragma: no cover - msgspec is a dependency; the fallback 
 
 _SELECTIVE_DECODE: Callable[[bytes | str], Any] | None = None
 _LineStruct: type | None = None
+_QuantityStruct: type | None = None
 _MISSING: Any = object()
 if msgspec is not None:
     from saleor_crm_plugin.events import order_schema
 
     _SELECTIVE_DECODE = msgspec.json.Decoder(order_schema.OrderBody).decode
     _LineStruct = order_schema.Line
+    _QuantityStruct = order_schema.QuantityLine
     _MISSING = order_schema.MISSING
 
 
@@ -497,26 +505,38 @@ def _refunded_quantities(data: Mapping[str, Any]) -> dict[str, int] | None:
         known = True
         if _upper(fulfillment.get("status")) not in REFUNDED_FULFILLMENT_STATUSES:
             continue
-        for line in fulfillment.get("lines") or []:
-            line_id = (line.get("orderLine") or {}).get("id")
-            if line_id:
-                by_fulfillment[line_id] = by_fulfillment.get(line_id, 0) + _quantity(
-                    line["quantity"]
-                )
+        _add_quantities(by_fulfillment, fulfillment.get("lines") or ())
     for grant in data.get("grantedRefunds") or []:
         if "lines" not in grant:
             continue
         known = True
         if _upper(grant.get("status")) != "SUCCESS":
             continue
-        for line in grant.get("lines") or []:
-            line_id = (line.get("orderLine") or {}).get("id")
-            if line_id:
-                by_grant[line_id] = by_grant.get(line_id, 0) + _quantity(line["quantity"])
+        _add_quantities(by_grant, grant.get("lines") or ())
     if not known:
         return None
     keys = set(by_fulfillment) | set(by_grant)
     return {k: max(by_fulfillment.get(k, 0), by_grant.get(k, 0)) for k in keys}
+
+
+def _add_quantities(totals: dict[str, int], lines: Iterable[Any]) -> None:
+    """Add each line's quantity to ``totals`` under its order line's id (lines without one are
+    skipped). A line is a dict of a parsed tree or msgspec's ``order_schema.QuantityLine``,
+    read alike: a missing or null ``orderLine`` and a missing ``id`` give no id, a missing
+    ``quantity`` of a counted line is the dict's ``KeyError``."""
+    for line in lines:
+        if type(line) is _QuantityStruct:
+            node = line.orderLine
+            line_id = node.id if node is not None else None
+            if line_id:
+                quantity = line.quantity
+                if quantity is _MISSING:
+                    raise KeyError("quantity")
+                totals[line_id] = totals.get(line_id, 0) + _quantity(quantity)
+            continue
+        line_id = (line.get("orderLine") or {}).get("id")
+        if line_id:
+            totals[line_id] = totals.get(line_id, 0) + _quantity(line["quantity"])
 
 
 def _attributes(product: dict[str, Any]) -> tuple[str, ...] | None:

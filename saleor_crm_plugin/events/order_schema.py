@@ -110,13 +110,18 @@ class Line(msgspec.Struct, gc=False):
     totalPrice: LinePrice | None = None
 
 
-class LineRef(TypedDict, total=False):
-    id: Any
+# A fulfilment's or granted refund's lines (one per order line a fulfilment ships: ~20 per
+# fulfilled order) as slotted structs too, for the same reasons as an order's lines; only a
+# refunded fulfilment's or a successful grant's are read (``from_webhook._refunded_quantities``
+# and ``_struct_quantities``), but every one is decoded. ``quantity`` is subscripted by the
+# dict path, so a missing one is ``MISSING`` (the dict's ``KeyError``).
+class LineRef(msgspec.Struct, gc=False):
+    id: Any = None
 
 
-class QuantityLine(TypedDict, total=False):
-    quantity: Any
-    orderLine: LineRef | None
+class QuantityLine(msgspec.Struct, gc=False):
+    quantity: Any = MISSING
+    orderLine: LineRef | None = None
 
 
 class Fulfillment(TypedDict, total=False):
