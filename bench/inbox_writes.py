@@ -23,18 +23,32 @@ buried in the projection's statements; this isolates it. On a fresh database (th
 
 CPU times come from ``/proc`` in clock ticks and move with the machine's load; the buffer and
 WAL counts do not, so compare checkouts on those first and on CPU over alternated runs.
+
+``--callgrind`` instead counts PostgreSQL's instructions for the two statements every event
+runs against the inbox, deterministically: the table's DDL as the code on ``PYTHONPATH``
+migrates it is loaded into a private cluster (``initdb`` in a temporary directory), and
+``postgres --single`` runs under ``valgrind --tool=callgrind --toggle-collect=ExecuteQuery``
+(the prepared statement's execution only: not the parsing of the literal parameters, not
+the commit) a script of ``PREPARE`` of the code's own SQL (``_raw_insert_statement`` and
+``_translated_done_statement``) and ``EXECUTE`` with UCI deliveries and their translations:
+20 and 120 inserts (the difference / 100 is one acknowledgement's INSERT), then 220 inserts
+followed by one and by two ``done`` UPDATEs of ``--batch-size`` rows (the difference / the
+batch size is one row's share of the outcome update, its statement's set-up included).
+Needs ``valgrind`` and PostgreSQL's server binaries (``pg_config --bindir``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from bench._common import recreate_database
+from bench._common import pg_url, recreate_database
 from bench._http import process_cpu
 from bench.ack_cpu import API_URL, BROKER, CACHE, _cached_deliveries
 
@@ -201,11 +215,205 @@ def _looks(deliveries: list[tuple[str, bytes]], count: int, size: int) -> tuple[
     return (pg1 - pg0) / count * 1e6, (t1 - t0) / count * 1e6
 
 
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _array_literal(values: list[Any]) -> str:
+    """A PostgreSQL array's text form (elements double-quoted, ``NULL`` for ``None``)."""
+    items = []
+    for value in values:
+        if value is None:
+            items.append("NULL")
+            continue
+        text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+        items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return _sql_literal("{" + ",".join(items) + "}")
+
+
+def _numbered(sql: str) -> str:
+    """``%s`` placeholders as ``$1``, ``$2``, ... for ``PREPARE``."""
+    parts = sql.split("%s")
+    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+def _single_script(
+    deliveries: list[tuple[str, bytes]],
+    events: dict[str, Any],
+    inserts: int,
+    updates: int,
+    size: int,
+) -> str:
+    """``postgres --single -j`` input: ``inserts`` acknowledgement INSERTs, then ``updates``
+    ``done`` UPDATEs of ``size`` rows each (ids 1, 2, ... in insertion order)."""
+    from datetime import UTC, datetime, timedelta
+
+    from saleor_crm_plugin.events import inbox
+    from saleor_crm_plugin.events.from_webhook import event_kind_from_header, webhook_dedupe_key
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    statements = [
+        "SET TIME ZONE 'UTC'",
+        f"PREPARE ins AS {_numbered(inbox._raw_insert_statement())}",
+        f"PREPARE upd AS {_numbered(inbox._translated_done_statement())}",
+    ]
+    keys = []
+    for i, (name, body) in enumerate(deliveries[:inserts]):
+        kind = event_kind_from_header(name)
+        key = webhook_dedupe_key(API_URL, kind, body)
+        keys.append(key)
+        at = now + timedelta(microseconds=i)
+        values = [key, kind.value, API_URL, body.decode(), at, at]
+        statements.append(f"EXECUTE ins({', '.join(_sql_literal(v) for v in values)})")
+    for b in range(updates):
+        ids = list(range(b * size + 1, (b + 1) * size + 1))
+        rows = []
+        for key in keys[b * size : (b + 1) * size]:
+            event = events[key]
+            rows.append(
+                (
+                    event.source.value,
+                    event.object_id[:255],
+                    event.issued_at,
+                    (event.subject_user_id or "")[:255],
+                    inbox.email_hash(event.subject_email),
+                )
+            )
+        columns = [_array_literal([row[c] for row in rows]) for c in range(5)]
+        args = [_sql_literal(now + timedelta(seconds=1)), _array_literal(ids), *columns]
+        statements.append(f"EXECUTE upd({', '.join(args)})")
+    script = "".join(f"{statement};\n\n" for statement in statements)
+    assert script.count(";\n\n") == len(statements), "a literal holds the -j terminator"
+    return script
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL's server refuses to run as root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _callgrind(
+    dump_url: str,
+    deliveries: list[tuple[str, bytes]],
+    size: int,
+    keep: str = "",
+    extra_ddl: str = "",
+) -> dict[str, float]:
+    """Instructions of one acknowledgement INSERT and of one row's ``done`` UPDATE, counted in
+    a private cluster by ``postgres --single`` under callgrind (see the module's docstring)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from saleor_crm_plugin.events.models import InboxEvent
+
+    bindir = subprocess.run(
+        ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    ddl = subprocess.run(
+        ["pg_dump", "--schema-only", "--no-owner", "-t", InboxEvent._meta.db_table, dump_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    events = _translations(deliveries)
+    work = Path(tempfile.mkdtemp(prefix="crm-pgsingle-"))
+    try:
+        os.chmod(work, 0o777)
+        data = work / "data"
+        run = functools.partial(subprocess.run, check=True, capture_output=True)
+        run(
+            _as_postgres(
+                [
+                    f"{bindir}/initdb",
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
+        )
+        port = str(56000 + os.getpid() % 1000)
+        options = f"-k {work} -p {port} -c listen_addresses='' -c fsync=off"
+        # With a log file: the server would otherwise hold the captured pipes open.
+        log = str(work / "server.log")
+        run(
+            _as_postgres(
+                [f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start"]
+            )
+        )
+        try:
+            psql = ["psql", "-h", str(work), "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
+            run(_as_postgres([*psql, "-c", "CREATE DATABASE bench"]))
+            run(_as_postgres([*psql, "-d", "bench"]), input=ddl.encode())
+            if extra_ddl:  # a variant of the schema to count, e.g. an index dropped
+                run(_as_postgres([*psql, "-d", "bench", "-c", extra_ddl]))
+        finally:
+            run(_as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-w", "stop"]))
+        counts = {}
+        for inserts, updates in ((20, 0), (120, 0), (2 * size + 20, 1), (2 * size + 20, 2)):
+            copy = work / f"run-{inserts}-{updates}"
+            run(["cp", "-a", str(data), str(copy)])
+            out = work / f"callgrind-{inserts}-{updates}.out"
+            script = _single_script(deliveries, events, inserts, updates, size)
+            run(
+                _as_postgres(
+                    [
+                        "valgrind",
+                        "--tool=callgrind",
+                        "--toggle-collect=ExecuteQuery",
+                        f"--callgrind-out-file={out}",
+                        f"{bindir}/postgres",
+                        "--single",
+                        "-j",
+                        "-D",
+                        str(copy),
+                        "-c",
+                        "fsync=off",
+                        "bench",
+                    ]
+                ),
+                input=script.encode(),
+            )
+            text = out.read_text()
+            errors = [line for line in text.splitlines() if line.startswith("ERROR")]
+            assert not errors, errors
+            totals = [line for line in text.splitlines() if line.startswith("totals:")]
+            counts[inserts, updates] = int(totals[0].split()[1])
+            if keep:
+                shutil.copy(out, Path(keep) / out.name)
+            shutil.rmtree(copy)
+        return {
+            "INSERT (acknowledgement), instructions per event": (counts[120, 0] - counts[20, 0])
+            / 100,
+            f"done UPDATE, instructions per row (batches of {size})": (
+                counts[2 * size + 20, 2] - counts[2 * size + 20, 1]
+            )
+            / size,
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--looks", type=int, default=1000, help="linger looks to time")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="count PostgreSQL's instructions instead"
+    )
+    parser.add_argument("--keep", default="", help="with --callgrind: copy its outputs here")
+    parser.add_argument(
+        "--extra-ddl", default="", help="with --callgrind: SQL run on the table before counting"
+    )
     args = parser.parse_args(argv)
     os.environ.update(
         {
@@ -226,6 +434,17 @@ def main(argv: list[str] | None = None) -> int:
     import saleor_crm_plugin
 
     call_command("migrate", verbosity=0)
+    if args.callgrind:
+        from django.db import connection
+
+        url = pg_url(connection.settings_dict["NAME"])
+        deliveries = _cached_deliveries(2 * args.batch_size + 20)
+        print(f"code: {os.path.dirname(os.path.dirname(saleor_crm_plugin.__file__))}")
+        for label, value in _callgrind(
+            url, deliveries, args.batch_size, args.keep, args.extra_ddl
+        ).items():
+            print(f"  {label}: {value:,.0f}")
+        return 0
     deliveries = _cached_deliveries(args.events + WAL_SAMPLE + LOOK_ROWS)
     timed = deliveries[: args.events]
     sample = deliveries[args.events : args.events + WAL_SAMPLE]

@@ -33,7 +33,10 @@ class InboxEvent(models.Model):
     status = models.CharField(
         max_length=16, choices=InboxStatus.choices, default=InboxStatus.PENDING
     )
-    attempts = models.PositiveIntegerField(default=0)
+    # Not a ``PositiveIntegerField``: its ``CHECK (attempts >= 0)`` was prepared and evaluated
+    # by every insert and outcome update, and only this app writes the column (0, +1 per
+    # claim, 0 again on requeue), which can never make it negative (migration 0019).
+    attempts = models.IntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     received_at = models.DateTimeField(default=timezone.now)
     # Failed attempts back off: the row is not claimed again before this time.
