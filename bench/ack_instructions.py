@@ -9,7 +9,7 @@ starts (natively, RSA signing is no part of the ack), so only the loop differs b
 runs. The count covers this Python process only, not PostgreSQL's backend, and no Celery
 publish (one per drain under load, amortised over its batch).
 
-    python -m bench.ack_instructions [--small 50] [--large 350]
+    python -m bench.ack_instructions [--small 50] [--large 350] [--keep large.out]
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=50)
     parser.add_argument("--large", type=int, default=350)
+    parser.add_argument("--keep", type=Path, help="keep the large run's callgrind file here")
     parser.add_argument("--loop", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.loop is not None:
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     database = os.environ.get("BENCH_ACK_DB", "crm_bench_ack_cpu") + "_callgrind"
     with tempfile.TemporaryDirectory() as tmp:
         small = _instructions(args.small, database, jwks, Path(tmp) / "small.out")
-        large = _instructions(args.large, database, jwks, Path(tmp) / "large.out")
+        large_out = args.keep or Path(tmp) / "large.out"
+        large = _instructions(args.large, database, jwks, large_out)
     per_ack = (large - small) / (args.large - args.small)
     print(
         f"instructions: {small:,} ({args.small} acks), {large:,} ({args.large} acks); "
