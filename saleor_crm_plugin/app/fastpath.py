@@ -251,7 +251,8 @@ class FastPost:
         start_response: Callable[..., Any],
     ) -> tuple[Any, Any, bool]:
         """A response with closers of its own (streaming, a file, an overridden ``close``),
-        which neither view gives today: handed to the server to iterate and close, set up
+        which neither view gives today: handed over as the handler hands Django's over
+        (``_handed_over``: buffered as a closed one-item list, streamed as itself), set up
         as ``get_response`` and ``WSGIHandler.__call__`` set it up (the request's close
         among its closers, ``request_finished`` sent by the handler's class). Django has no
         public way to do either, hence its two attributes here, on a path no request takes
@@ -267,7 +268,16 @@ class FastPost:
             )
         response._handler_class = self._handler_class
         start_response(f"{response.status_code} {response.reason_phrase}", headers)
-        return response.status_code, response, False
+        if not isinstance(response, HttpResponse):  # streamed: the server iterates, closes
+            return response.status_code, response, False
+        # buffered, with a close() of its own: as the handler's ``_handed_over`` hands it over
+        closable = not response.has_header("Connection")
+        body = [response.content]
+        try:
+            response.close()
+        except Exception:
+            logger.exception("Error closing the response to %s", response)
+        return response.status_code, body, closable
 
     def _finish(
         self,

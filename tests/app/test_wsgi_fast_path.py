@@ -270,6 +270,14 @@ def _with_cookie_and_header() -> HttpResponse:
     return response
 
 
+class _OwnClose(HttpResponse):
+    """A buffered response with a ``close()`` of its own."""
+
+    def close(self) -> None:
+        logging.getLogger("tests.own_close").warning("closing %s", self.status_code)
+        super().close()
+
+
 def _raising() -> HttpResponse:
     raise RuntimeError("database on fire")
 
@@ -280,10 +288,11 @@ def _raising() -> HttpResponse:
         _with_cookie_and_header,
         lambda: HttpResponse(b"nothing here", status=404),
         lambda: StreamingHttpResponse(iter([b"a", b"b"])),
+        lambda: _OwnClose(b"own", status=201),
         _raising,
         lambda: None,
     ],
-    ids=["cookie-and-header", "404", "streaming", "raises", "none"],
+    ids=["cookie-and-header", "404", "streaming", "own-close", "raises", "none"],
 )
 def test_other_answers(registered, signer, sent_signals, caplog, monkeypatch, settings, answer):
     settings.SECURE_HSTS_SECONDS = 10
