@@ -12,6 +12,12 @@ Django from ``settings.MIDDLEWARE``, with its exception-to-response wrapping: th
 ``django.request`` log lines), only the view is called directly: the URL resolver, the view
 middleware and the template-response step it does not need are skipped.
 
+With the App's own middleware list and neither ``SECURE_SSL_REDIRECT`` nor ``PREPEND_WWW``
+set (the usual case), those two POSTs go further: ``app/fastpath.py`` answers them at the WSGI
+level, doing Django's steps inline (same order, same exception boundaries, same bytes) without
+the middleware wrappers, and the acknowledgement's two stored answers come prepared; the
+short path below then serves them only under those two settings.
+
 That is equivalent only while no middleware has ``process_view``,
 ``process_template_response`` or ``process_exception`` hooks, or reads
 ``request.resolver_match`` before the view: so the short path is taken only when
