@@ -167,9 +167,11 @@ class FastPost:
         return response
 
     def chain(self, request: HttpRequest) -> tuple[HttpResponseBase, bool]:
-        """``CommonMiddleware`` around the view, inside its ``convert_exception_to_response``;
-        ``(response, whether CommonMiddleware returned it)`` (its ``Content-Length`` is then
-        still to add)."""
+        """``CommonMiddleware`` around the view, inside its ``convert_exception_to_response``:
+        ``(response, True)`` when the response is plain and neither its ``Content-Length``
+        nor the security headers are applied yet (the inline header list does both);
+        ``(response, False)`` when the real hook already ran or an exception was turned into
+        a response at this boundary (``SecurityMiddleware`` itself then follows)."""
         try:
             user_agent = request.META.get("HTTP_USER_AGENT")
             if user_agent is not None:
