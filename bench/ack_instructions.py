@@ -9,7 +9,10 @@ starts (natively, RSA signing is no part of the ack), so only the loop differs b
 runs. The count covers this Python process only, not PostgreSQL's backend, and no Celery
 publish (one per drain under load, amortised over its batch).
 
-    python -m bench.ack_instructions [--small 50] [--large 350]
+    python -m bench.ack_instructions [--small 50] [--large 350] [--keep large.out] [--view]
+
+``--view`` calls the webhook view alone on a ``WSGIRequest`` instead of the App's handler, so
+the difference between the two counts is Django's pipeline around the view.
 """
 
 from __future__ import annotations
@@ -91,7 +94,20 @@ def _prepare(database_url: str, jwks: dict[str, Any]) -> None:
     )
 
 
-def _loop(count: int) -> None:
+def _view_application(environ: dict[str, Any], start_response: Any) -> Any:
+    """``--view``: the webhook view alone on a ``WSGIRequest`` (no request signals, no
+    middleware, no headers list, no close), to split the handler's count into Django's
+    pipeline and the acknowledgement's own work."""
+    from django.core.handlers.wsgi import WSGIRequest
+
+    from saleor_crm_plugin.app.views import saleor_webhook
+
+    response = saleor_webhook(WSGIRequest(environ))
+    start_response(f"{response.status_code} {response.reason_phrase}", [])
+    return [response.content]
+
+
+def _loop(count: int, view: bool = False) -> None:
     """The measured process: warm up, then acknowledge ``count`` fresh deliveries."""
     import django
 
@@ -99,6 +115,9 @@ def _loop(count: int) -> None:
     import redis
 
     from saleor_crm_plugin.app.wsgi import application
+
+    if view:
+        application = _view_application  # type: ignore[assignment]
 
     redis.Redis.from_url(ack_cpu.CACHE).flushdb()
     deliveries = pickle.loads(SIGNED.read_bytes())["deliveries"][: WARM_UP + count]
@@ -118,11 +137,14 @@ def _loop(count: int) -> None:
         raise SystemExit(f"non-200 answers: {bad[:3]}")
 
 
-def _instructions(count: int, database: str, jwks: dict[str, Any], out: Path) -> int:
+def _instructions(
+    count: int, database: str, jwks: dict[str, Any], out: Path, view: bool = False
+) -> int:
     database_url = recreate_database(database)
     _prepare(database_url, jwks)
     env = {**os.environ, **_env(database_url)}
     command = [sys.executable, "-m", "bench.ack_instructions", "--loop", str(count)]
+    command += ["--view"] if view else []
     return callgrind_total(command, out, env)[0]
 
 
@@ -130,16 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=50)
     parser.add_argument("--large", type=int, default=350)
+    parser.add_argument("--keep", type=Path, help="keep the large run's callgrind file here")
+    parser.add_argument(
+        "--view", action="store_true", help="the view alone on a WSGIRequest (no pipeline)"
+    )
     parser.add_argument("--loop", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.loop is not None:
-        _loop(args.loop)
+        _loop(args.loop, args.view)
         return 0
     jwks = _signed(WARM_UP + args.large)["jwks"]
     database = os.environ.get("BENCH_ACK_DB", "crm_bench_ack_cpu") + "_callgrind"
     with tempfile.TemporaryDirectory() as tmp:
-        small = _instructions(args.small, database, jwks, Path(tmp) / "small.out")
-        large = _instructions(args.large, database, jwks, Path(tmp) / "large.out")
+        small = _instructions(args.small, database, jwks, Path(tmp) / "small.out", args.view)
+        large_out = args.keep or Path(tmp) / "large.out"
+        large = _instructions(args.large, database, jwks, large_out, args.view)
     per_ack = (large - small) / (args.large - args.small)
     print(
         f"instructions: {small:,} ({args.small} acks), {large:,} ({args.large} acks); "

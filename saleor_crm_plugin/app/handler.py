@@ -12,6 +12,12 @@ Django from ``settings.MIDDLEWARE``, with its exception-to-response wrapping: th
 ``django.request`` log lines), only the view is called directly: the URL resolver, the view
 middleware and the template-response step it does not need are skipped.
 
+With the App's own middleware list and neither ``SECURE_SSL_REDIRECT`` nor ``PREPEND_WWW``
+set (the usual case), those two POSTs go further: ``app/fastpath.py`` answers them at the WSGI
+level, doing Django's steps inline (same order, same exception boundaries, same bytes) without
+the middleware wrappers, and the acknowledgement's two stored answers come prepared; the
+short path below then serves them only under those two settings.
+
 That is equivalent only while no middleware has ``process_view``,
 ``process_template_response`` or ``process_exception`` hooks, or reads
 ``request.resolver_match`` before the view: so the short path is taken only when
@@ -47,7 +53,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, resolve
 
-from saleor_crm_plugin.app import APP_MIDDLEWARE
+from saleor_crm_plugin.app import APP_MIDDLEWARE, fastpath, views
 from saleor_crm_plugin.conf import crm_settings
 from saleor_crm_plugin.core import gate
 from saleor_crm_plugin.core.balance import Balancer
@@ -109,6 +115,9 @@ class AppWSGIHandler(WSGIHandler):
     ``_ResolvedChain`` (when the middleware list allows it) and every other request to
     Django's own chain."""
 
+    _fast_webhook: fastpath.FastPost | None = None
+    _fast_graphql: fastpath.FastPost | None = None
+
     def __init__(self) -> None:
         super().__init__()
         self._gated = crm_settings.REQUEST_GATE
@@ -120,9 +129,32 @@ class AppWSGIHandler(WSGIHandler):
             return
         django_chain: Callable[[HttpRequest], Any] = self._middleware_chain
         self._django_chain = django_chain
+        if fastpath.usable():
+            self._fast_webhook = self._inline(WEBHOOK_PATH)
+            self._fast_graphql = self._inline(GRAPHQL_PATH)
+            if self._fast_webhook is not None:
+                self._webhook_chain = self._fast_webhook.chain
+            if self._fast_graphql is not None:
+                self._graphql_chain = self._fast_graphql.chain
+            if self._fast_webhook is not None and self._fast_graphql is not None:
+                return  # both answered inline; every other request is Django's
         self._webhook_chain = self._resolved(WEBHOOK_PATH) or django_chain
         self._graphql_chain = self._resolved(GRAPHQL_PATH) or django_chain
+        self._fast_webhook = self._fast_graphql = None
         self._middleware_chain = self._dispatch
+
+    def _inline(self, path: str) -> fastpath.FastPost | None:
+        """The inline chain (``app/fastpath.py``) for the view at ``path``; the webhook's
+        through :func:`views.acknowledge`, whose stored-delivery answers are prepared once."""
+        try:
+            match = resolve(path, urlconf=settings.ROOT_URLCONF)
+        except Resolver404:  # a URLconf without that view
+            return None
+        if match.func is views.saleor_webhook:
+            return fastpath.FastPost(
+                self, match, views.acknowledge, views.STORED_ANSWERS, views._copy_of
+            )
+        return fastpath.FastPost(self, match, match.func)
 
     @staticmethod
     def _balancer() -> Balancer | None:
@@ -155,14 +187,12 @@ class AppWSGIHandler(WSGIHandler):
         started = perf_counter() if access is not None else 0.0
         balance = self._balance
         if balance is not None:
-            response, body = self._balanced_call(balance, environ, start_response)
+            status, body = self._balanced_call(balance, environ, start_response)
         elif not self._gated or not gate.enter():
-            response = super().__call__(environ, start_response)
-            body = _handed_over(response)
+            status, body, _ = self._handle(environ, start_response)
         else:
             try:
-                response = super().__call__(environ, start_response)
-                body = _handed_over(response)
+                status, body, _ = self._handle(environ, start_response)
             finally:
                 gate.leave()
         if access is not None:
@@ -173,10 +203,26 @@ class AppWSGIHandler(WSGIHandler):
                 environ.get("SCRIPT_NAME", ""),
                 environ.get("PATH_INFO", ""),
                 environ.get("SERVER_PROTOCOL", "-"),
-                getattr(response, "status_code", "-"),
+                status,
                 (perf_counter() - started) * 1000,
             )
         return body
+
+    def _handle(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> tuple[Any, Any, bool]:
+        """``(status code, what the server gets, whether the answer is buffered without a
+        Connection header)``: the webhook's and GraphQL's POSTs through their inline chain
+        (``app/fastpath.py``) when there is one, everything else through Django's handler."""
+        if environ.get("REQUEST_METHOD", "").upper() == "POST":
+            path = environ.get("PATH_INFO")
+            if path == WEBHOOK_PATH and self._fast_webhook is not None:
+                return self._fast_webhook(environ, start_response, self._webhook_chain)
+            if path == GRAPHQL_PATH and self._fast_graphql is not None:
+                return self._fast_graphql(environ, start_response, self._graphql_chain)
+        response = super().__call__(environ, start_response)
+        closable = isinstance(response, HttpResponse) and not response.has_header("Connection")
+        return getattr(response, "status_code", "-"), _handed_over(response), closable
 
     def _balanced_call(
         self, balance: Balancer, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -190,20 +236,19 @@ class AppWSGIHandler(WSGIHandler):
                 and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
             ):
                 return self._closing_call(environ, start_response)
-            return self._gated_call(environ, start_response)
+            status, body, _ = self._gated_call(environ, start_response)
+            return status, body
         finally:
             balance.leave()
 
     def _gated_call(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> tuple[Any, Any]:
-        """Django's handling of the request, inside the gate; (response, what the server gets)."""
+    ) -> tuple[Any, Any, bool]:
+        """:meth:`_handle`, inside the gate."""
         if not self._gated or not gate.enter():
-            response = super().__call__(environ, start_response)
-            return response, _handed_over(response)
+            return self._handle(environ, start_response)
         try:
-            response = super().__call__(environ, start_response)
-            return response, _handed_over(response)
+            return self._handle(environ, start_response)
         finally:
             gate.leave()
 
@@ -219,12 +264,12 @@ class AppWSGIHandler(WSGIHandler):
         def captured(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             started.append((status, headers))
 
-        response, body = self._gated_call(environ, captured)
+        status_code, body, closable = self._gated_call(environ, captured)
         status, headers = started[-1]
-        if isinstance(response, HttpResponse) and not response.has_header("Connection"):
+        if closable:
             headers = [*headers, ("Connection", "close")]
         start_response(status, headers)
-        return response, body
+        return status_code, body
 
     def _dispatch(self, request: HttpRequest) -> HttpResponseBase:
         if request.method == "POST":

@@ -79,6 +79,20 @@ def register(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def saleor_webhook(request: HttpRequest) -> HttpResponse:
+    """The acknowledgement as a Django view: :func:`acknowledge`, whose two stored-delivery
+    answers are shared templates, handed out as copies."""
+    response = acknowledge(request)
+    if response is _ACCEPTED_RESPONSE or response is _DUPLICATE_RESPONSE:
+        return _copy_of(response)
+    return response
+
+
+def acknowledge(request: HttpRequest) -> HttpResponse:
+    """The acknowledgement of a POSTed delivery: a new response for a refusal, an ignored
+    event or an unreadable body, and for a stored delivery one of ``STORED_ANSWERS``
+    itself, a shared template that must not be changed. The App's WSGI handler
+    (``app/handler.py``) answers those from status, headers and body it prepared once;
+    :func:`saleor_webhook` copies them for Django's chain."""
     # ``request.META`` rather than ``request.headers``: the latter builds a case-insensitive
     # copy of every header on first use (about 3% of the acknowledgement's CPU) to read three.
     meta = request.META
@@ -114,7 +128,7 @@ def saleor_webhook(request: HttpRequest) -> HttpResponse:
     stored = inbox.store_webhook(
         dedupe_key=dedupe_key, kind=kind.value, saleor_api_url=normalized_url, raw_body=text
     )
-    return _copy_of(_ACCEPTED_RESPONSE if stored else _DUPLICATE_RESPONSE)
+    return _ACCEPTED_RESPONSE if stored else _DUPLICATE_RESPONSE
 
 
 # A Saleor sends a handful of event names, each spelled the same way every time: the enum
@@ -154,6 +168,8 @@ _DUPLICATE = json.dumps({"status": "duplicate"}, cls=DjangoJSONEncoder).encode()
 # on every call, ~2% of an acknowledgement's instructions, for the same two answers each time.
 _ACCEPTED_RESPONSE = HttpResponse(_ACCEPTED, content_type="application/json")
 _DUPLICATE_RESPONSE = HttpResponse(_DUPLICATE, content_type="application/json")
+# What :func:`acknowledge` may answer as a shared template (never changed, only copied).
+STORED_ANSWERS = (_ACCEPTED_RESPONSE, _DUPLICATE_RESPONSE)
 
 
 def _copy_of(template: HttpResponse) -> HttpResponse:
