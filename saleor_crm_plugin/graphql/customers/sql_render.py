@@ -79,6 +79,34 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+class _Lit(str):
+    """The text of an SQL string literal not yet written: in a concatenation adjacent ones
+    are written as one literal (``_chain``), so ``'{"node":' || '{"orderId":'`` costs no
+    ``textcat`` node to set up at each execution, nor a copy per row."""
+
+
+# The SQL of a JSON text: one SQL expression, or the pieces of a concatenation (SQL
+# expressions and ``_Lit``) that an enclosing object or array can merge its literals with.
+_Text = str | list[str]
+
+
+def _pieces(text: _Text) -> list[str]:
+    return text if isinstance(text, list) else [text]
+
+
+def _chain(text: _Text) -> str:
+    """The SQL of ``text``: its pieces joined by ``||``, adjacent literals merged."""
+    merged: list[str] = []
+    for piece in _pieces(text):
+        if isinstance(piece, _Lit) and merged and isinstance(merged[-1], _Lit):
+            merged[-1] = _Lit(merged[-1] + piece)
+        else:
+            merged.append(piece)
+    if not merged:
+        return "''"
+    return " || ".join(_literal(piece) if isinstance(piece, _Lit) else piece for piece in merged)
+
+
 def _key(name: str) -> str:
     """The JSON text of an object key (a GraphQL name or alias)."""
     return orjson.dumps(name).decode()
@@ -143,34 +171,38 @@ def _datetime_not_null(column: str) -> str:
     )
 
 
-def _amount(column: str) -> str:
-    """``float(amount)`` as orjson writes it, for the ``float8`` the executors read
-    (``dataloaders._as_floats``): PostgreSQL's shortest ``float8`` text (the same digits as
-    orjson's, positional below 1e15), with ``.0`` when the double is integral (orjson
-    writes ``12.0``, PostgreSQL ``12``).
+def _amount_written(column: str) -> str:
+    """Whether the statement writes the amount in ``column`` itself: below
+    ``_DIGITS_LIMIT`` (NULL for NULL)."""
+    return f"abs({column}) < {_DIGITS_LIMIT}"
 
-    Branches, the common one first: below ``_DIGITS_LIMIT`` that text is the numeric's
-    (``trim_scale``; ``min_scale`` 0: integral, written through ``int8``), with no
-    ``numeric -> float8`` cast (PostgreSQL 15 makes it through the numeric's text and
-    ``strtod``): about half the CPU of a fractional value, and fewer expression nodes to
-    set up per execution than the three-way test it replaces. Above, the double is tested
-    (a fraction may round away: 293331960594306.992 is the double 293331960594307). From
-    ``_POSITIONAL_LIMIT`` on: ``_EXOTIC``."""
-    as_float = f"({column})::float8"
+
+def _amount_digits(column: str) -> str:
+    """``float(amount)`` as orjson writes it, for an amount below ``_DIGITS_LIMIT``: the
+    numeric's own digits, its scale's trailing zeros dropped (``trim_scale``), and at
+    least one decimal (``+ 0.0``: a sum's scale is the larger of the two), so ``12.000``
+    is ``12.0`` as orjson writes the float 12, ``42.490`` is ``42.49``. Three function
+    nodes, no ``float8``, no branch (feat/g11's form tested ``min_scale`` and wrote
+    integral amounts through ``int8``: eight)."""
+    return f"(trim_scale({column}) + 0.0)::text"
+
+
+def _amount(column: str) -> str:
+    """``float(amount)`` as orjson writes it (the ``float8`` the executors read,
+    ``dataloaders._as_floats``), or ``_EXOTIC`` from ``_DIGITS_LIMIT`` on: there a
+    ``numeric(20, 3)`` may hold more digits than a double keeps, and the executors answer
+    (``_money`` writes this test once around a whole money object)."""
     return (
-        f"CASE WHEN {column} < {_DIGITS_LIMIT} AND {column} > -{_DIGITS_LIMIT} "
-        f"THEN CASE WHEN min_scale({column}) = 0 THEN ({column})::int8::text || '.0' "
-        f"ELSE trim_scale({column})::text END "
-        f"WHEN abs({column}) >= {_POSITIONAL_LIMIT} THEN {_literal(_EXOTIC)} "
-        f"WHEN {as_float} = trunc({as_float}) THEN {as_float}::text || '.0' "
-        f"ELSE {as_float}::text END"
+        f"CASE WHEN {_amount_written(column)} THEN {_amount_digits(column)} "
+        f"ELSE {_literal(_EXOTIC)} END"
     )
 
 
-def _global_id(type_name: str, column: str) -> str:
+def _global_id(type_name: str, column: str) -> _Text:
     """graphene's Node ``id``: base64 of ``Type:pk``. At most 12 + 19 bytes, so
     PostgreSQL's base64 (a line break every 76 characters) is one line."""
-    return f"'\"' || encode(convert_to('{type_name}:' || {column}::text, 'UTF8'), 'base64') || '\"'"
+    encoded = f"encode(convert_to('{type_name}:' || {column}::text, 'UTF8'), 'base64')"
+    return [_Lit('"'), encoded, _Lit('"')]
 
 
 def _cursor(created_at: str, pk: str) -> str:
@@ -300,19 +332,22 @@ def _merged(nodes: list[ast.Field]) -> ast.SelectionSet:
     )
 
 
-def _object(parts: list[tuple[str, str]]) -> str:
-    """The SQL of a JSON object's text from ``(key, SQL of the value's JSON text)``."""
+def _object(parts: list[tuple[str, _Text]]) -> _Text:
+    """The pieces of a JSON object's text from ``(key, the value's JSON text)``."""
     if not parts:
-        return "'{}'"
-    pieces = []
+        return [_Lit("{}")]
+    pieces: list[str] = []
     for index, (key, value) in enumerate(parts):
-        prefix = ("{" if index == 0 else ",") + _key(key) + ":"
-        pieces.append(f"{_literal(prefix)} || {value}")
-    return " || ".join(pieces) + " || '}'"
+        pieces.append(_Lit(("{" if index == 0 else ",") + _key(key) + ":"))
+        pieces.extend(_pieces(value))
+    pieces.append(_Lit("}"))
+    return pieces
 
 
 # A leaf: the SQL of its JSON text given the row's alias.
-_Leaf = Callable[[str], str]
+_Leaf = Callable[[str], _Text]
+# An object field: its JSON text given the scope, its field nodes and the row's alias.
+_Build = Callable[["_Scope", list[ast.Field], str], _Text]
 
 
 def _leaves(
@@ -320,14 +355,14 @@ def _leaves(
     type_name: str,
     selection: ast.SelectionSet,
     leaves: dict[str, _Leaf],
-    objects: dict[str, Callable[[_Scope, list[ast.Field], str], str]],
+    objects: dict[str, _Build],
     alias: str,
-) -> str:
-    parts = []
+) -> _Text:
+    parts: list[tuple[str, _Text]] = []
     for key, nodes in scope.collect(selection, type_name).items():
         name = nodes[0].name.value
         if name == "__typename":
-            parts.append((key, _literal(_key(type_name))))
+            parts.append((key, [_Lit(_key(type_name))]))
             continue
         leaf = leaves.get(name)
         if leaf is not None:
@@ -341,26 +376,43 @@ def _leaves(
     return _object(parts)
 
 
-def _money(amount: str, currency: str) -> Callable[[_Scope, list[ast.Field], str], str]:
-    """A ``CrmMoney`` field (``money(amount, currency)``: null for a null amount), its
-    columns given relative to the row's alias (``{a}``)."""
+def _money(model: type[Model], amount: str, currency: str) -> _Build:
+    """A ``CrmMoney`` field (``money(amount, currency)``: null for a null amount) of
+    ``model``'s amount column ``amount``, in the currency of ``currency`` (the SQL of a NOT
+    NULL column given relative to the row's alias, ``{a}``).
 
-    def build(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
+    Only a nullable amount is tested for NULL; when the selection holds ``amount``, the
+    object is written only for an amount below ``_DIGITS_LIMIT``, ``_EXOTIC`` otherwise
+    (``_amount``'s one test, around the whole object: one ``CASE`` per money)."""
+    nullable = _field(model, amount).null
+
+    def build(scope: _Scope, nodes: list[ast.Field], alias: str) -> _Text:
         _no_arguments(nodes)
-        amount_column = amount.format(a=alias)
+        amount_column = _column(alias, amount)
         currency_column = currency.format(a=alias)
+        written: list[bool] = []
+
+        def amount_leaf(_: str) -> str:
+            written.append(True)
+            return _amount_digits(amount_column)
+
         inner = _leaves(
             scope,
             "CrmMoney",
             _merged(nodes),
-            {
-                "amount": lambda _: _amount(amount_column),
-                "currency": lambda _: _string(currency_column),
-            },
+            {"amount": amount_leaf, "currency": lambda _: _string_not_null(currency_column)},
             {},
             alias,
         )
-        return f"CASE WHEN {amount_column} IS NULL THEN 'null' ELSE {inner} END"
+        if written:
+            null = f"WHEN {amount_column} IS NULL THEN 'null' " if nullable else ""
+            return (
+                f"CASE WHEN {_amount_written(amount_column)} THEN {_chain(inner)} "
+                f"{null}ELSE {_literal(_EXOTIC)} END"
+            )
+        if nullable:
+            return f"CASE WHEN {amount_column} IS NULL THEN 'null' ELSE {_chain(inner)} END"
+        return inner
 
     return build
 
@@ -377,12 +429,15 @@ _NOT_NULL_FORMS: dict[Callable[[str], str], Callable[[str], str]] = {
 }
 
 
+def _field(model: type[Model], name: str) -> Any:
+    return next(f for f in model._meta.concrete_fields if f.column == name)
+
+
 def _c(model: type[Model], name: str, render: Callable[[str], str]) -> _Leaf:
     """The leaf of ``model``'s column ``name``; for a NOT NULL one (``null=False``, which
     Django's migrations make NOT NULL) its form without ``coalesce``: a coalesce per value
     and two expression nodes per field set up at each execution, ~1% of the statement."""
-    field = next(f for f in model._meta.concrete_fields if f.column == name)
-    if not field.null:
+    if not _field(model, name).null:
         render = _NOT_NULL_FORMS.get(render, render)
     return lambda alias: render(_column(alias, name))
 
@@ -398,8 +453,8 @@ _STATS_LEAVES: dict[str, _Leaf] = {
     "lastOrderAt": _c(CustomerChannelStats, "last_order_at", _datetime),
 }
 _STATS_OBJECTS = {
-    "totalSpent": _money("{a}.total_spent", "{a}.currency"),
-    "totalRefunded": _money("{a}.total_refunded", "{a}.currency"),
+    "totalSpent": _money(CustomerChannelStats, "total_spent", "{a}.currency"),
+    "totalRefunded": _money(CustomerChannelStats, "total_refunded", "{a}.currency"),
 }
 
 # ``CrmOrderLine``: ``resolve_line_id``, ``resolve_product_id`` and ``resolve_variant_id``
@@ -467,32 +522,33 @@ _ORDER_MONEY = {
 }
 
 
-def _array(element: str, rest: str) -> str:
+def _array(element: _Text, rest: str) -> _Text:
     """The JSON array of ``element`` over the rows of ``SELECT element FROM <rest>``, in
     its ``ORDER BY``: ``ARRAY(subquery)`` keeps the subquery's row order, and its Sort
     costs less than a ``string_agg(... ORDER BY ...)``'s own sort (~1% of the statement).
     Elements are never NULL (texts built of non-null parts), so ``array_to_string``
     drops none; an empty array gives ``[]``."""
-    return f"('[' || array_to_string(ARRAY(SELECT {element} FROM {rest}), ',') || ']')"
+    items = f"array_to_string(ARRAY(SELECT {_chain(element)} FROM {rest}), ',')"
+    return [_Lit("["), items, _Lit("]")]
 
 
-def _lines(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
+def _lines(scope: _Scope, nodes: list[ast.Field], alias: str) -> _Text:
     """``resolve_lines``: every line of the order, by ``id`` (``lines_loaded``)."""
     _no_arguments(nodes)
     objects = {
-        name: _money(f"{{a}}.{column}", f"{alias}.currency") for name, column in _LINE_MONEY.items()
+        name: _money(OrderLine, column, f"{alias}.currency") for name, column in _LINE_MONEY.items()
     }
     line = _leaves(scope, "CrmOrderLine", _merged(nodes), _LINE_LEAVES, objects, "l")
     return _array(line, f"{_LINES} l WHERE l.order_id = {alias}.id ORDER BY l.id")
 
 
-_ORDER_OBJECTS: dict[str, Callable[[_Scope, list[ast.Field], str], str]] = {
-    **{name: _money(f"{{a}}.{column}", "{a}.currency") for name, column in _ORDER_MONEY.items()},
+_ORDER_OBJECTS: dict[str, _Build] = {
+    **{name: _money(Order, column, "{a}.currency") for name, column in _ORDER_MONEY.items()},
     "lines": _lines,
 }
 
 
-def _channel_stats(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
+def _channel_stats(scope: _Scope, nodes: list[ast.Field], alias: str) -> _Text:
     """``resolve_channel_stats``: the customer's stats by channel slug, currency, id
     (``_STATS_ORDER``)."""
     _no_arguments(nodes)
@@ -557,7 +613,7 @@ def _orders(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
         "p",
     )
     return (
-        f"(SELECT {connection} FROM (SELECT o.*, "
+        f"(SELECT {_chain(connection)} FROM (SELECT o.*, "
         "row_number() OVER (ORDER BY o.created_at DESC, o.id DESC) AS _n, "
         f"count(*) OVER () AS _total FROM {_ORDERS} o WHERE {' AND '.join(where)} "
         # ``GROUP BY ()``: one row even when the selection holds no aggregate.
@@ -565,7 +621,7 @@ def _orders(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
     )
 
 
-def _page_info(scope: _Scope, nodes: list[ast.Field], size: str) -> str:
+def _page_info(scope: _Scope, nodes: list[ast.Field], size: str) -> _Text:
     """``_PageInfo`` of a first page: a previous page never, a next one when the row
     beyond the page came, the cursors of its first and last edges (null without edges)."""
     _no_arguments(nodes)
@@ -593,7 +649,7 @@ def _page_info(scope: _Scope, nodes: list[ast.Field], size: str) -> str:
     )
 
 
-def _edges(scope: _Scope, nodes: list[ast.Field], size: str) -> str:
+def _edges(scope: _Scope, nodes: list[ast.Field], size: str) -> _Text:
     """The page's edges (``_Edge``): its first ``first`` rows, newest first."""
     _no_arguments(nodes)
     edge = _leaves(
@@ -601,20 +657,23 @@ def _edges(scope: _Scope, nodes: list[ast.Field], size: str) -> str:
         "CrmOrderCountableEdge",
         _merged(nodes),
         {
-            "cursor": lambda alias: (
-                f"'\"' || {_cursor(f'{alias}.created_at', f'{alias}.id')} || '\"'"
-            )
+            "cursor": lambda alias: [
+                _Lit('"'),
+                _cursor(f"{alias}.created_at", f"{alias}.id"),
+                _Lit('"'),
+            ]
         },
         {"node": _order_node},
         "p",
     )
-    return (
-        f"'[' || coalesce(string_agg({edge}, ',' ORDER BY p._n) "
-        f"FILTER (WHERE p._n <= {size}::int8), '') || ']'"
+    items = (
+        f"coalesce(string_agg({_chain(edge)}, ',' ORDER BY p._n) "
+        f"FILTER (WHERE p._n <= {size}::int8), '')"
     )
+    return [_Lit("["), items, _Lit("]")]
 
 
-def _order_node(scope: _Scope, nodes: list[ast.Field], alias: str) -> str:
+def _order_node(scope: _Scope, nodes: list[ast.Field], alias: str) -> _Text:
     _no_arguments(nodes)
     return _leaves(scope, "CrmOrder", _merged(nodes), _ORDER_LEAVES, _ORDER_OBJECTS, alias)
 
@@ -637,7 +696,7 @@ _CUSTOMER_LEAVES: dict[str, _Leaf] = {
     "firstOrderAt": _c(Customer, "first_order_at", _datetime),
     "lastOrderAt": _c(Customer, "last_order_at", _datetime),
 }
-_CUSTOMER_OBJECTS: dict[str, Callable[[_Scope, list[ast.Field], str], str]] = {
+_CUSTOMER_OBJECTS: dict[str, _Build] = {
     "channelStats": _channel_stats,
     "orders": _orders,
 }
@@ -652,7 +711,7 @@ def _me(scope: _Scope, nodes: list[ast.Field]) -> str:
         scope, "CrmCustomer", _merged(nodes), _CUSTOMER_LEAVES, _CUSTOMER_OBJECTS, "c"
     )
     return (
-        f"coalesce((SELECT {customer} FROM {_CUSTOMERS} c "
+        f"coalesce((SELECT {_chain(customer)} FROM {_CUSTOMERS} c "
         f"WHERE c.saleor_user_id = {user}::text), 'null')"
     )
 
@@ -684,11 +743,11 @@ def compile_operation(
         return None
     scope = _Scope(document, operation)
     try:
-        parts = []
+        parts: list[tuple[str, _Text]] = []
         for key, nodes in scope.collect(operation.selection_set, query_type.name).items():
             name = nodes[0].name.value
             if name == "__typename":
-                parts.append((key, _literal(_key(query_type.name))))
+                parts.append((key, [_Lit(_key(query_type.name))]))
             elif name == "me":
                 parts.append((key, _me(scope, nodes)))
             else:
@@ -697,7 +756,9 @@ def compile_operation(
         return None
     if "user" not in scope.params:  # no ``me``: nothing worth a statement
         return None
-    return Compiled(f"SELECT {_object(parts)}", tuple(scope.params.items()), tuple(scope.checks))
+    return Compiled(
+        f"SELECT {_chain(_object(parts))}", tuple(scope.params.items()), tuple(scope.checks)
+    )
 
 
 def _schema_matches(schema: Any, query_type: Any) -> bool:
