@@ -203,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fractional", action="store_true")
     parser.add_argument("--small", type=int, default=20)
     parser.add_argument("--large", type=int, default=120)
-    parser.add_argument("--keep", type=Path, help="keep the large run's callgrind file here")
+    parser.add_argument("--keep", type=Path, help="keep both runs' callgrind files in this folder")
     parser.add_argument("--print-sql", action="store_true")
+    parser.add_argument(
+        "--sql-file", type=Path, help="measure this (hand-edited) statement, $n as compiled"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from bench._common import db_name, pg_url
@@ -212,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
 
     database_url = pg_url(db_name(DATABASE))
     sql, names = _compile(args.code.resolve(), database_url)
+    if args.sql_file:
+        sql = args.sql_file.read_text().strip()
     if args.print_sql:
         print(sql)
     data = _cluster(database_url, args.fractional)
@@ -219,9 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=CLUSTER) as tmp:
         if _AS:
             shutil.chown(tmp, "postgres")
-        small, _ = _run(data, sql, names, users, args.small, Path(tmp) / "small.out")
-        large_out = args.keep or Path(tmp) / "large.out"
-        large, digest = _run(data, sql, names, users, args.large, large_out)
+        out = Path(tmp)
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            if _AS:
+                shutil.chown(args.keep, "postgres")
+            out = args.keep
+        small, _ = _run(data, sql, names, users, args.small, out / "small.out")
+        large, digest = _run(data, sql, names, users, args.large, out / "large.out")
     per = (large - small) / (args.large - args.small)
     print(
         f"{args.code}{' (fractional)' if args.fractional else ''}: {len(sql):,} characters of "
