@@ -32,6 +32,7 @@ generated documents and data.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -413,8 +414,24 @@ def _money(model: type[Model], amount: str, currency: str) -> _Build:
     return build
 
 
+def _quote(name: str) -> str:
+    return connections["default"].ops.quote_name(name)
+
+
 def _column(alias: str, name: str) -> str:
-    return f"{alias}.{connections['default'].ops.quote_name(name)}"
+    return f"{alias}.{_quote(name)}"
+
+
+def _columns_of(sql: str, alias: str, model: type[Model]) -> list[str]:
+    """The columns of ``model`` that ``sql`` reads through ``alias`` (``p.id``,
+    ``p."number"``), in first-use order: the page's subquery passes only these up through
+    its WindowAgg, Limit and Aggregate, where ``o.*`` made each of them copy and deform
+    every column of the order's wide row (-2.8% of the statement's instructions). A name
+    that is not a column of ``model`` (``p._n``, a word in a literal) is left out; one
+    missed would be an SQL error, which the generated-document tests would show."""
+    known = {field.column for field in model._meta.concrete_fields}
+    used = (match.group(2) for match in re.finditer(rf'\b{alias}\.("?)(\w+)\1', sql))
+    return [column for column in dict.fromkeys(used) if column in known]
 
 
 # The forms of column leaves for a NOT NULL column: the same text, no ``coalesce``.
@@ -619,8 +636,10 @@ def _orders(scope: _Scope, nodes: list[ast.Field], alias: str) -> _Text:
         },
         "p",
     )
+    sql = _chain(connection)
+    columns = "".join(f"o.{_quote(column)}, " for column in _columns_of(sql, "p", Order))
     return (
-        f"(SELECT {_chain(connection)} FROM (SELECT o.*, "
+        f"(SELECT {sql} FROM (SELECT {columns}"
         f"row_number() OVER w AS _n, count(*) OVER w AS _total FROM {_ORDERS} o "
         f"WHERE {' AND '.join(where)} WINDOW w AS {_PAGE_WINDOW} "
         # ``GROUP BY ()``: one row even when the selection holds no aggregate.
