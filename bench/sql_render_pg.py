@@ -52,7 +52,7 @@ def _compile(code: Path, database_url: str) -> tuple[str, list[str]]:
     script = (
         "import django, json, sys\n"
         "django.setup()\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        f"sys.path.append({str(ROOT)!r})\n"
         "from graphql import parse\n"
         "from bench.graphql import QUERY\n"
         "from saleor_crm_plugin.graphql.api import schema\n"
@@ -71,7 +71,12 @@ def _compile(code: Path, database_url: str) -> tuple[str, list[str]]:
     import json
 
     out = subprocess.run(
-        [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=code,  # ``-c`` puts the working directory first on ``sys.path``
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     sql, names = json.loads(out.strip().splitlines()[-1])
     for number, name in enumerate(names, 1):

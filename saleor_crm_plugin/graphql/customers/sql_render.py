@@ -663,7 +663,7 @@ def _page_info(scope: _Scope, nodes: list[ast.Field], size: str) -> _Text:
         "PageInfo",
         _merged(nodes),
         {
-            "hasPreviousPage": lambda _: "'false'",
+            "hasPreviousPage": lambda _: [_Lit("false")],
             "hasNextPage": lambda _: (
                 f"CASE WHEN count(*) > {size}::int8 THEN 'true' ELSE 'false' END"
             ),
