@@ -160,12 +160,23 @@ def _users(data: Path) -> list[str]:
 
 
 def _run(
-    data: Path, sql: str, names: list[str], users: list[str], count: int, out: Path
+    data: Path,
+    sql: str,
+    names: list[str],
+    users: list[str],
+    count: int,
+    out: Path,
+    settings: tuple[str, ...] = (),
 ) -> tuple[int, str]:
     types = {"user": "text", "drafts": "bool"}
     declared = ", ".join(types.get(name, "int8") for name in names)
     values = {"drafts": "false"}
-    lines = ["SET TIME ZONE 'UTC';", "SET jit = off;", f"PREPARE s({declared}) AS {sql};"]
+    lines = [
+        "SET TIME ZONE 'UTC';",
+        "SET jit = off;",
+        *settings,
+        f"PREPARE s({declared}) AS {sql};",
+    ]
     for n in range(count):
         args = []
         for name in names:
@@ -211,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep both runs' callgrind files in this folder")
     parser.add_argument("--print-sql", action="store_true")
     parser.add_argument(
+        "--index-scans",
+        action="store_true",
+        help="enable_seqscan off: the plan of a shop larger than the bench's 200 customers",
+    )
+    parser.add_argument(
         "--sql-file", type=Path, help="measure this (hand-edited) statement, $n as compiled"
     )
     args = parser.parse_args(argv)
@@ -235,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             if _AS:
                 shutil.chown(args.keep, "postgres")
             out = args.keep
-        small, _ = _run(data, sql, names, users, args.small, out / "small.out")
-        large, digest = _run(data, sql, names, users, args.large, out / "large.out")
+        settings = ("SET enable_seqscan = off;",) if args.index_scans else ()
+        small, _ = _run(data, sql, names, users, args.small, out / "small.out", settings)
+        large, digest = _run(data, sql, names, users, args.large, out / "large.out", settings)
     per = (large - small) / (args.large - args.small)
     print(
         f"{args.code}{' (fractional)' if args.fractional else ''}: {len(sql):,} characters of "
