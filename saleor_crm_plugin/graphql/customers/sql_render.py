@@ -173,8 +173,8 @@ def _datetime_not_null(column: str) -> str:
 
 
 def _amount_written(column: str) -> str:
-    """Whether the statement writes the amount in ``column`` itself: below
-    ``_DIGITS_LIMIT`` (NULL for NULL)."""
+    """Whether the amount in ``column`` is below ``_DIGITS_LIMIT`` (``_amount_digits``'
+    range): one comparison of its absolute value instead of two."""
     return f"abs({column}) < {_DIGITS_LIMIT}"
 
 
@@ -387,9 +387,9 @@ def _money(model: type[Model], amount: str, currency: str) -> _Build:
     ``model``'s amount column ``amount``, in the currency of ``currency`` (the SQL of a NOT
     NULL column given relative to the row's alias, ``{a}``).
 
-    Only a nullable amount is tested for NULL; when the selection holds ``amount``, the
-    object is written only for an amount below ``_DIGITS_LIMIT``, ``_EXOTIC`` otherwise
-    (``_amount``'s one test, around the whole object: one ``CASE`` per money)."""
+    Only a nullable amount is tested for NULL (line prices, stats' and orders' charged and
+    refunded amounts are NOT NULL): a ``CASE`` and a null test fewer to set up per money
+    field at each execution."""
     nullable = _field(model, amount).null
 
     def build(scope: _Scope, nodes: list[ast.Field], alias: str) -> _Text:
