@@ -200,7 +200,6 @@ class Driver:
         self._sequence = 0
         self._in_flight = 0
         self._stop_at = math.inf
-        self._polled = 0.0  # ``perf_counter()`` when the latest ``epoll.poll`` returned
 
     def run(self, clients: Iterable[Client], stop_at: float = math.inf) -> None:
         """Drive ``clients`` until each has returned, or has a request due at or after
@@ -241,17 +240,16 @@ class Driver:
                     if time.perf_counter() - progress >= self.timeout:
                         raise TimeoutError(f"no answer for {self.timeout:g} s")
                     continue
-                # Every answer in this batch was in the kernel's buffers by now: it ended no
-                # later than this, whatever the loop then spends on the batch's other answers.
-                self._polled = progress = time.perf_counter()
+                progress = time.perf_counter()
                 for fd, _ in events:
                     slot = by_fd[fd]
-                    if slot.request is None:
+                    request = slot.request
+                    if request is None:
                         # An idle kept-alive connection the server closed (or wrote to,
                         # unasked): drop it, the client's next request opens a new one.
                         self._disconnect(slot)
-                    elif slot.sent < len(slot.request):
-                        self._send(slot)
+                    elif slot.sent < len(request):
+                        self._send_more(slot)
                     else:
                         self._receive(slot)
         finally:
@@ -271,6 +269,9 @@ class Driver:
             heapq.heappush(self._timers, (not_before, self._sequence, slot, request))
 
     def _begin(self, slot: _Slot, request: bytes) -> None:
+        """Start a request: time it from here, before its connection if it needs one, and send
+        as much as the socket takes (all of it, but for a connection still under way or a
+        request larger than the send buffer)."""
         started = time.perf_counter()
         if started >= self._stop_at:
             slot.client.close()
@@ -278,25 +279,35 @@ class Driver:
             return
         slot.request = request
         slot.started = slot.first = started
-        slot.buffer = b""
         slot.head_end = -1
         slot.length = None
         self._in_flight += 1
-        self._start(slot)
+        # The hot path (a kept connection, or a new one whose handshake loopback finished
+        # inside connect(), and a request the send buffer takes whole) is inlined: it runs once
+        # per request, on the cores being measured.
+        sock = slot.sock
+        slot.reused = sock is not None
+        if sock is None:
+            sock = self._connect(slot)
+        try:
+            sent = sock.send(request)
+        except BlockingIOError:
+            sent = 0  # connecting: EPOLLOUT says when to go on
+        except (BrokenPipeError, ConnectionResetError):
+            if not slot.reused:
+                raise
+            self._resend(slot)
+            return
+        slot.sent = sent
+        mask = _IN if sent == len(request) else _OUT
+        if slot.mask != mask:
+            self._watch(slot, mask)
 
-    def _start(self, slot: _Slot) -> None:
-        """Send the slot's request from its first byte, on its kept connection or a new one."""
-        slot.sent = 0
-        slot.reused = slot.sock is not None
-        if slot.sock is None:
-            self._connect(slot)
-        self._send(slot)
-
-    def _connect(self, slot: _Slot) -> None:
+    def _connect(self, slot: _Slot) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # On loopback the handshake completes inside connect(); the send below then goes
-        # out at once, and only a connection still under way waits for EPOLLOUT.
+        # On loopback the handshake completes inside connect(); the send that follows then
+        # goes out at once, and only a connection still under way waits for EPOLLOUT.
         code = sock.connect_ex((self.host, self.port))
         if code not in (0, errno.EINPROGRESS):
             sock.close()
@@ -309,37 +320,45 @@ class Driver:
         if self.track_ports:
             slot.local_port = sock.getsockname()[1]
             self.opened_ports.append(slot.local_port)
+        return sock
 
-    def _send(self, slot: _Slot) -> None:
+    def _send_more(self, slot: _Slot) -> None:
+        """The rest of a request the socket could not take at once."""
         request = slot.request
         assert request is not None and slot.sock is not None
         try:
-            slot.sent += slot.sock.send(request[slot.sent :] if slot.sent else request)
+            slot.sent += slot.sock.send(request[slot.sent :])
         except BlockingIOError:
-            pass  # connecting, or the send buffer is full: EPOLLOUT says when to go on
+            return
         except (BrokenPipeError, ConnectionResetError):
             if not slot.reused:
                 raise
             self._resend(slot)
             return
-        self._watch(slot, _IN if slot.sent == len(request) else _OUT)
+        if slot.sent == len(request):
+            self._watch(slot, _IN)
 
     def _watch(self, slot: _Slot, mask: int) -> None:
-        if slot.mask != mask:
-            if slot.mask:
-                self._epoll.modify(slot.fd, mask)
-            else:
-                self._epoll.register(slot.fd, mask)
-            slot.mask = mask
+        if slot.mask:
+            self._epoll.modify(slot.fd, mask)
+        else:
+            self._epoll.register(slot.fd, mask)
+        slot.mask = mask
 
     def _resend(self, slot: _Slot) -> None:
         """The server closed a kept-alive connection before reading the request: it was not
         seen, so send it once more on a new connection, timed from then."""
+        request = slot.request
+        assert request is not None
+        first = slot.first
         self._disconnect(slot)
-        slot.started = time.perf_counter()
-        self._start(slot)
+        self._in_flight -= 1
+        self._begin(slot, request)
+        slot.first = first
 
     def _receive(self, slot: _Slot) -> None:
+        """Read what arrived; once the answer is whole, hand it to its client and start the
+        client's next request."""
         assert slot.sock is not None
         try:
             data = slot.sock.recv(65536)
@@ -350,40 +369,49 @@ class Driver:
                 raise
             self._resend(slot)
             return
-        if not data:
-            if not slot.buffer:
-                if not slot.reused:
-                    raise StaleConnection
-                self._resend(slot)
-                return
-            if slot.head_end < 0:
-                raise ConnectionError("connection closed inside the response head")
-            if slot.length is not None:
-                raise ConnectionError("connection closed inside the response body")
-            self._answered(slot, closed=True)
-            return
-        buffer = slot.buffer + data if slot.buffer else data
-        slot.buffer = buffer
-        if slot.head_end < 0:
-            head_end = buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            slot.head_end = head_end
-            match = _CONTENT_LENGTH.search(buffer, 0, head_end)
-            slot.length = int(match.group(1)) if match else None
-        if slot.length is not None and len(buffer) - slot.head_end - 4 >= slot.length:
-            self._answered(slot, closed=False)
-
-    def _answered(self, slot: _Slot, closed: bool) -> None:
-        ended = self._polled
         buffer = slot.buffer
-        head_end = slot.head_end
-        answer = Answer(
-            int(buffer[9:12]),
-            slot.first,
-            (ended - slot.started) * 1000,
-            buffer[head_end + 4 :],
-            slot.local_port,
+        if data:
+            if buffer:
+                buffer += data
+            else:
+                buffer = data
+            head_end = slot.head_end
+            if head_end < 0:
+                head_end = buffer.find(b"\r\n\r\n")
+                if head_end < 0:
+                    slot.buffer = buffer
+                    return
+                slot.head_end = head_end
+                match = _CONTENT_LENGTH.search(buffer, 0, head_end)
+                slot.length = int(match.group(1)) if match else None
+            length = slot.length
+            if length is None or len(buffer) - head_end - 4 < length:
+                slot.buffer = buffer
+                return
+            closed = False
+        elif not buffer:
+            if not slot.reused:
+                raise StaleConnection
+            self._resend(slot)
+            return
+        elif slot.head_end < 0:
+            raise ConnectionError("connection closed inside the response head")
+        elif slot.length is not None:
+            raise ConnectionError("connection closed inside the response body")
+        else:
+            head_end = slot.head_end
+            closed = True
+        slot.buffer = b""
+        answer = _new_answer(
+            Answer,
+            (
+                int(buffer[9:12]),
+                slot.first,
+                # Read after the last recv: bytes may arrive between a poll and the recv.
+                (time.perf_counter() - slot.started) * 1000,
+                buffer[head_end + 4 :],
+                slot.local_port,
+            ),
         )
         if (
             closed
@@ -392,14 +420,16 @@ class Driver:
         ):
             self._disconnect(slot)
         slot.request = None
-        slot.buffer = b""
         self._in_flight -= 1
         try:
             request, not_before = slot.client.send(answer)
         except StopIteration:
             self._disconnect(slot)
             return
-        self._schedule(slot, request, not_before)
+        if not_before <= 0:
+            self._begin(slot, request)
+        else:
+            self._schedule(slot, request, not_before)
 
     def _disconnect(self, slot: _Slot) -> None:
         if slot.sock is not None:
@@ -409,6 +439,11 @@ class Driver:
             slot.sock = None
             slot.fd = -1
             slot.mask = 0
+
+
+#: ``Answer``s are built by ``tuple.__new__`` directly: a NamedTuple's own ``__new__`` is a
+#: Python function, one more frame per request on the cores being measured.
+_new_answer = tuple.__new__
 
 
 def process_cpu(pid: int) -> float:

@@ -62,7 +62,8 @@ def spec_for(rid: int) -> Spec:
 class ScriptedServer:
     """A threaded raw-socket HTTP/1.1 server answering each request as ``spec_for`` its id
     (the request body starts with ``id=<n>;``) says; it records when each request's first
-    byte arrived and its answer's last byte left, and how many were in progress at once."""
+    byte arrived and its answer's last write started, and how many were in progress at
+    once."""
 
     def __init__(self, spec: Callable[[int], Spec] = spec_for, hold: float = 0.0) -> None:
         self.spec = spec
@@ -132,12 +133,13 @@ class ScriptedServer:
                 start = 0
                 for cut in (*spec.cuts, len(answer)):
                     if cut > start:
+                        if cut >= len(answer):  # the last write starts
+                            with self.lock:
+                                self.answered[rid] = time.perf_counter()
                         conn.sendall(answer[start:cut])
                         start = cut
                         if cut < len(answer):
                             time.sleep(0.001)
-                with self.lock:
-                    self.answered[rid] = time.perf_counter()
                 if closing:
                     return
         except OSError:
