@@ -189,7 +189,8 @@ class Driver:
         self.port = port
         self.keep_alive = keep_alive
         self.track_ports = track_ports
-        self.timeout = timeout  # seconds without any answer progress before giving up
+        # Seconds without any socket event, requests in flight, before giving up.
+        self.timeout = timeout
         self.connects = 0  # connections opened (a server's ``Connection: close`` makes one)
         #: Local ports of the connections opened, in order (only with ``track_ports``), so a
         #: watcher can look up which server process holds each (``connection_owners``).
@@ -218,7 +219,6 @@ class Driver:
                 self._schedule(slot, request, not_before)
             timers = self._timers
             by_fd = self._by_fd
-            progress = time.perf_counter()
             while self._in_flight or timers:
                 wait = self.timeout
                 if timers:
@@ -231,16 +231,14 @@ class Driver:
                         if not self._in_flight:
                             if wait > 0:
                                 time.sleep(wait)  # nothing to read meanwhile: a precise wait
-                            progress = time.perf_counter()
                             continue
                     if not self._in_flight:
                         continue  # the due clients were past ``stop_at``
                 events = epoll.poll(max(wait, 0.0))
                 if not events:
-                    if time.perf_counter() - progress >= self.timeout:
+                    if wait >= self.timeout:  # a whole timeout without a socket event
                         raise TimeoutError(f"no answer for {self.timeout:g} s")
                     continue
-                progress = time.perf_counter()
                 for fd, _ in events:
                     slot = by_fd[fd]
                     request = slot.request
@@ -353,7 +351,11 @@ class Driver:
         first = slot.first
         self._disconnect(slot)
         self._in_flight -= 1
-        self._begin(slot, request)
+        stop_at, self._stop_at = self._stop_at, math.inf  # a request started is seen through
+        try:
+            self._begin(slot, request)
+        finally:
+            self._stop_at = stop_at
         slot.first = first
 
     def _receive(self, slot: _Slot) -> None:
