@@ -111,7 +111,8 @@ class ScriptedServer:
                         return
                     rest += data
                 body, buffer = rest[:length], rest[length:]
-                rid = int(body[3 : body.index(b";")])
+                # ``id=<n>;...``; any other body (a GraphQL query) is request 0.
+                rid = int(body[3 : body.index(b";")]) if body.startswith(b"id=") else 0
                 with self.lock:
                     self.seen[rid] += 1
                     self.first_byte[rid] = first
@@ -431,3 +432,22 @@ def test_owner_watcher_runs_ss_only_for_new_connections(
         watcher.join()
         for sock in (client, accepted, listener):
             sock.close()
+
+
+@pytest.mark.parametrize("rate", [0.0, 40.0])
+def test_graphql_load_closed_loop_and_paced(server: ScriptedServer, rate: float) -> None:
+    """``bench.graphql.load`` on the driver: every request answered, latencies kept after the
+    warm-up only, each attributed to the process holding its connection (this one, here)."""
+    from bench import graphql
+
+    server.spec = lambda rid: Spec(200, b'{"data": {"me": null}}', "length", False, False, 0, ())
+    measured = graphql.load(f"http://127.0.0.1:{server.port}/graphql/", ["a", "b"], 3, 1.0, rate)
+    assert measured.reconnects == 0 and server.accepted == 3
+    assert measured.latencies and all(ms > 0 for ms in measured.latencies)
+    # Requests during the 2 s warm-up were sent but not kept.
+    assert sum(server.seen.values()) > len(measured.latencies)
+    if rate:
+        assert 25 <= len(measured.latencies) <= 45  # 40 req/s in all for 1 s
+    if shutil.which("ss"):
+        assert set(measured.per_worker) == {os.getpid()}
+    assert sum(len(v) for v in measured.per_worker.values()) == len(measured.latencies)
