@@ -219,6 +219,9 @@ class Driver:
                 self._schedule(slot, request, not_before)
             timers = self._timers
             by_fd = self._by_fd
+            # At most one connection per client: without a bound, every poll allocates room
+            # for 1,023 events (12 KB through malloc).
+            most = max(len(slots), 1)
             while self._in_flight or timers:
                 wait = self.timeout
                 if timers:
@@ -234,7 +237,7 @@ class Driver:
                             continue
                     if not self._in_flight:
                         continue  # the due clients were past ``stop_at``
-                events = epoll.poll(max(wait, 0.0))
+                events = epoll.poll(max(wait, 0.0), most)
                 if not events:
                     if wait >= self.timeout:  # a whole timeout without a socket event
                         raise TimeoutError(f"no answer for {self.timeout:g} s")
