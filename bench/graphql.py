@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import signal
 import statistics
 import subprocess
@@ -33,7 +34,8 @@ from decimal import Decimal
 
 from bench._common import ROOT, percentile, recreate_database, write_section
 from bench._http import (
-    Sender,
+    Client,
+    Driver,
     connection_owners,
     free_port,
     process_tree_cpu,
@@ -307,6 +309,7 @@ class Load:
         # ``ss``), and connections opened beyond one per client (``Connection: close``).
         self.per_worker: dict[int | None, list[float]] = {}
         self.reconnects = 0
+        self.client_switches = 0.0  # the load generator's context switches per request
 
     def worker_lines(self) -> list[str]:
         """One line per server process: connections, requests, p50 / p95 / mean latency."""
@@ -333,9 +336,7 @@ def load(
     clients together send ``rate`` requests per second, each on its own fixed schedule."""
 
     latencies: list[float] = []
-    lock = threading.Lock()
     errors: list[str] = []
-    sent = [0]
     warmup_until = time.perf_counter() + 2
     stop_at = warmup_until + duration
 
@@ -343,8 +344,9 @@ def load(
     path = "/" + url.split("//", 1)[1].split("/", 1)[1]
     body = json.dumps({"query": query}).encode()
     # Every request is built before timing (one per customer token) and sent over a raw
-    # keep-alive socket: the clients share the 2 cores with the server, so the lighter they
-    # are, the more the figures measure the server (see bench/_http.py).
+    # keep-alive socket, every client's from one thread (``Driver``): the clients share the 2
+    # cores with the server, so the lighter they are, the more the figures measure the server
+    # (see bench/_http.py).
     requests = [
         (
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -356,55 +358,45 @@ def load(
         for token in tokens
     ]
 
-    def client(index: int) -> None:
-        sender = Sender(True, int(port), host)
+    latencies_by_port: list[tuple[int, float]] = []
+    sent = [0]
+
+    def client(index: int) -> Client:
+        """One closed-loop client (or, with ``rate``, one on its own fixed schedule); the
+        driver stops it at ``stop_at``."""
         rng = random.Random(index)
-        mine: list[float] = []
-        by_port: list[tuple[int, float]] = []
-        count = 0
         interval = clients / rate if rate else 0.0
         next_send = time.perf_counter() + rng.random() * interval
         while True:
             request = requests[rng.randrange(len(requests))]
-            if interval:
-                pause = next_send - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                next_send += interval
-            started = time.perf_counter()
-            if started >= stop_at:
-                break
-            status, elapsed, payload = sender.post(request)
-            count += 1
-            if status != 200 or b'"errors"' in payload:
-                errors.append(payload[:200].decode(errors="replace"))
-                break
-            if started >= warmup_until:
-                mine.append(elapsed)
-                by_port.append((sender.local_port, elapsed))
-        sender.close()
-        with lock:
-            latencies.extend(mine)
-            sent[0] += count
-            served.extend(by_port)
-            connects[0] += sender.connects
+            not_before = next_send if interval else 0.0
+            next_send += interval
+            answer = yield request, not_before
+            sent[0] += 1
+            if answer.status != 200 or b'"errors"' in answer.body:
+                errors.append(answer.body[:200].decode(errors="replace"))
+                return
+            if answer.started >= warmup_until:
+                latencies.append(answer.ms)
+                latencies_by_port.append((answer.local_port, answer.ms))
 
-    served: list[tuple[int, float]] = []
-    connects = [0]
+    driver = Driver(int(port), host, keep_alive=True, track_ports=True)
     owners: dict[int, int] = {}
     stop = threading.Event()
-    watcher = threading.Thread(target=connection_owners, args=(int(port), owners, stop))
+    watcher = threading.Thread(
+        target=connection_owners, args=(int(port), owners, stop, driver.opened_ports)
+    )
     watcher.start()
     server_cpu = process_tree_cpu(server_pid) if server_pid else 0.0
     postgres_cpu = processes_cpu("postgres")
     client_cpu = time.process_time()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    stop.set()
-    watcher.join()
+    switches = _context_switches()
+    try:
+        driver.run([client(i) for i in range(clients)], stop_at=stop_at)
+    finally:
+        stop.set()
+        watcher.join()
+    client_switches = _context_switches() - switches
     if errors:
         raise RuntimeError(f"requests failed: {errors[0]}")
     requests_done = max(sent[0], 1)
@@ -414,10 +406,17 @@ def load(
     client_ms = (time.process_time() - client_cpu) * 1000 / requests_done
     postgres_ms = (processes_cpu("postgres") - postgres_cpu) * 1000 / requests_done
     measured = Load(latencies, duration, server_ms, client_ms, postgres_ms)
-    for local_port, elapsed in served:
+    for local_port, elapsed in latencies_by_port:
         measured.per_worker.setdefault(owners.get(local_port), []).append(elapsed)
-    measured.reconnects = connects[0] - clients
+    measured.reconnects = driver.connects - clients
+    measured.client_switches = client_switches / requests_done
     return measured
+
+
+def _context_switches() -> int:
+    """Context switches of this process so far, every thread's (ended ones included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_nvcsw + usage.ru_nivcsw
 
 
 def main() -> None:
@@ -510,7 +509,9 @@ def main() -> None:
             )
         print(
             f"{name}, {args.clients} clients, by server process "
-            f"({loaded.reconnects} connections reopened):"
+            f"({loaded.reconnects} connections reopened; load generator context switches per "
+            f"request: 1 client {single.client_switches:.2f}, {args.clients} clients "
+            f"{loaded.client_switches:.2f}, paced {paced.client_switches:.2f}):"
         )
         print("\n".join(loaded.worker_lines()))
         table = format_table(
@@ -547,9 +548,10 @@ each request carrying that customer's RS256 Saleor access token (verified, then 
 per process for up to 60 s, as in production: see docs/graphql.md).
 Server: `saleor-crm serve --server {args.server}`, {args.workers} workers x {args.threads}
 threads, persistent DB connections; the {args.clients} closed-loop clients (no think time,
-requests built before timing and sent on raw keep-alive sockets, `bench/_http.py`) run on the same
-machine; the last three columns are the CPU the server (all its processes, from `/proc`),
-PostgreSQL (every `postgres` process) and the load generator spent per request.
+requests built before timing and sent on raw keep-alive sockets, all driven by one thread,
+`bench/_http.py`) run on the same machine; the last three columns are the CPU the server (all
+its processes, from `/proc`), PostgreSQL (every `postgres` process) and the load generator
+spent per request.
 {args.duration:.0f} s of measurement per row after a 2 s warm-up. Seeding took
 {seed_seconds:.1f} s, training the served model (run {run_id}) {train_seconds:.1f} s.
 The load average in the heading counts the benchmark's own server, PostgreSQL and clients.
