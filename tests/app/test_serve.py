@@ -236,9 +236,9 @@ def test_a_stop_waits_for_requests_in_flight_no_longer_than_the_graceful_timeout
     name: str, transactional_db, tmp_path: Path
 ) -> None:
     """SIGTERM while a request waits on Saleor: the server stops within ``--graceful-timeout``
-    (2 s here) rather than after the request (held by Saleor up to 25 s), and never hangs (granian's workers
-    could deadlock in their shutdown, emmett-framework/granian#875: only a kill timeout bounds
-    that)."""
+    (2 s here) rather than after the request (held by Saleor up to 25 s), and never hangs
+    (granian's workers could deadlock in their shutdown, emmett-framework/granian#875: only a
+    kill timeout bounds that)."""
     from tests.conftest import FakeSaleor
     from tests.graphql.conftest import KID, Mint, jwks_of, user_gid
 
