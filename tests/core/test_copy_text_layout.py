@@ -115,6 +115,9 @@ def _value(rng: random.Random, kind: str) -> Any:
         if rng.random() < 0.03:
             return moment.replace(tzinfo=None)  # naive: written row by row
         return moment.astimezone(rng.choice(_ZONES))
+    if kind == "utc":  # a few instants, repeated, some with ``fold`` set
+        moment = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=rng.randrange(20))
+        return moment.replace(fold=rng.randrange(2), microsecond=rng.choice([0, 5]))
     if kind == "text_enum":
         return rng.choice([*LotStatus, *EntryKind, "plain"])
     if kind == "int_enum":
@@ -129,8 +132,8 @@ def _value(rng: random.Random, kind: str) -> Any:
 
 
 _KINDS = [
-    "str", "plain", "plain", "int", "bool", "decimal", "datetime", "text_enum", "int_enum",
-    "json", "list", "float",
+    "str", "plain", "plain", "int", "bool", "decimal", "datetime", "utc", "utc", "text_enum",
+    "int_enum", "json", "list", "float",
 ]  # fmt: skip
 
 
@@ -238,3 +241,34 @@ def test_prepared_columns_is_still_a_list_of_the_same_columns():
     for index, (column, kinds) in prepared.known.items():
         assert column is prepared[index]
         assert kinds == bulk._text_kinds(set(map(type, column)))
+
+
+def _reference_datetime_elements(values: list[Any]) -> list[str] | None:
+    """``_element_texts``' datetime branch as it was before (``str`` of every value)."""
+    if None in set(map(bulk._TZINFO, values)):
+        return None
+    return ('"' + '"\x00"'.join(map(str, values)) + '"').split("\x00")
+
+
+def test_utc_texts_are_str_of_each_value_through_memo_replacements(monkeypatch):
+    """The UTC memo (``_utc_texts``) against ``str``: generated columns of UTC datetimes, some
+    equal, some with ``fold`` set, mixed with other offsets and naive values (which take the
+    previous paths), COPY text and array literals both, with the memo replaced every few
+    calls (a small ``_UTC_TEXTS_MAX``)."""
+    monkeypatch.setattr(bulk, "_UTC_TEXTS_MAX", 50)
+    monkeypatch.setattr(bulk, "_UTC_TEXTS", {})
+    rng = random.Random(15015)
+    memo_hits = 0
+    for _ in range(3000):
+        values = [_value(rng, "utc") for _ in range(rng.choice([1, 3, 10, 40]))]
+        if rng.random() < 0.3:
+            values[rng.randrange(len(values))] = _value(rng, "datetime")
+        if rng.random() < 0.1:  # an equal instant at another offset
+            values.append(values[0].astimezone(_ZONES[1]))
+        memo_hits += len(set(values) & set(bulk._UTC_TEXTS))
+        assert bulk._element_texts(datetime, values) == _reference_datetime_elements(values)
+        assert bulk._copy_column(datetime, values) == _reference_copy_column(datetime, values)
+        assert bulk._copy_text([values]) == _reference_copy_text([values])
+        assert len(bulk._UTC_TEXTS) <= 50
+        assert all(str(key) == text for key, text in bulk._UTC_TEXTS.items())
+    assert memo_hits > 1000
