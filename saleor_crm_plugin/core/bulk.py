@@ -723,8 +723,10 @@ def _copy_text(by_column: list[Sequence[Any]]) -> bytes | None:
     dumper per value: for the ~10 rows a batch inserts per event (order lines, ledger
     entries, lots) that was about as much as the rest of the write. Here each column is
     converted by a few C-level passes (``map(str)``, one ``str.replace`` per escape over the
-    joined column) and the rows are joined by ``zip`` and ``str.join``: the same text psycopg
-    sends, up to the spelling of values PostgreSQL reads back alike."""
+    joined column, none for text with nothing to escape) and the rows are laid out and joined
+    once (``_rows_text``): the same text psycopg sends, up to the spelling of values
+    PostgreSQL reads back alike. Columns ``prepared_columns`` kept as read come with their
+    kinds (``_Prepared``)."""
     texts: list[Sequence[str]] = []
     known = by_column.known if type(by_column) is _Prepared else {}
     for index, column in enumerate(by_column):
