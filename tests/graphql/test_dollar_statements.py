@@ -73,8 +73,13 @@ def test_rows_equal_psycopgs_own_conversion(seed: int) -> None:
         assert [[(type(v), v) for v in row] for row in got] == [
             [(type(v), v) for v in row] for row in expected
         ]
-    assert rows._dollar_statement(sql) is not None
+    converted = rows._dollar_statement(sql)
+    assert converted is not None
     assert _raw_cursor() is not None  # the raw path answered
+    # The very text psycopg's conversion sends (Django logs it): the same prepared statement.
+    with CaptureQueriesContext(connection) as queries:
+        rows._select(connection, sql, dict(params), False)
+    assert [q["sql"] for q in queries] == [converted[0]]
 
 
 def test_conversion_numbers_names_in_order_of_first_use() -> None:
