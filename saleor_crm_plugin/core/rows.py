@@ -10,6 +10,7 @@ converters, so resolvers and the rest of the code cannot tell the difference).
 from __future__ import annotations
 
 import inspect
+import re
 from asyncio import _get_running_loop
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
@@ -815,4 +816,96 @@ def select_rows(sql: str, params: Any, using: str = "default") -> list[Any]:
     ``DATABASE_PREPARE_THRESHOLD`` runs where the connection may, through Django's
     cursor checks and query logging (``_select``). For statements that compute their
     answer in PostgreSQL (``graphql/customers/sql_render.py``)."""
-    return _select(connections[using], sql, params, False)
+    connection = connections[using]
+    raw = _dollar_statement(sql) if params.__class__ is dict else None
+    if raw is not None:
+        rows = _select_dollar(connection, raw, params)
+        if rows is not None:
+            return rows
+    return _select(connection, sql, params, False)
+
+
+# ``%`` and what follows it as psycopg reads a statement's placeholders (its documented
+# ``%(name)s`` and ``%%``): a ``%(`` name ``)`` and one character, or any one character.
+_PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\)(.)|(.))")
+# Statements rewritten with ``$n`` placeholders, by their ``%(name)s`` text: ``None`` for a
+# statement whose placeholders are anything else (psycopg converts and reports those).
+_dollar_statements: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+
+
+def _dollar_statement(sql: str) -> tuple[str, tuple[str, ...]] | None:
+    """``sql`` with its ``%(name)s`` placeholders numbered ``$1``, ``$2``, ... in order of
+    first use (a repeated name keeps its number) and ``%%`` read as ``%``, as psycopg
+    converts it, with the names in parameter order; ``None`` for any other placeholder.
+
+    Why: psycopg converts a statement's placeholders at every ``execute`` and keeps the
+    conversion only for statements of at most 4,096 bytes. The customer 360's statement is
+    longer: its regular-expression split was ~200k instructions a request, a third of the
+    GraphQL view's (feat/g13). Converted once here, the statement goes through a
+    ``psycopg.RawCursor``, which sends ``$n`` statements as they are."""
+    try:
+        return _dollar_statements[sql]
+    except KeyError:
+        pass
+    chunks: list[str] = []
+    numbers: dict[str, str] = {}
+    converted: tuple[str, tuple[str, ...]] | None = None
+    end = 0
+    for match in _PLACEHOLDER.finditer(sql):
+        chunks.append(sql[end : match.start()])
+        end = match.end()
+        name, style, other = match.groups()
+        if other == "%":
+            chunks.append("%")
+        elif name is not None and style == "s":
+            chunks.append(numbers.setdefault(name, f"${len(numbers) + 1}"))
+        else:
+            break
+    else:
+        chunks.append(sql[end:])
+        if numbers:
+            converted = ("".join(chunks), tuple(numbers))
+    if len(_dollar_statements) < _MAX_PREPARED:  # clients choose selections
+        _dollar_statements[sql] = converted
+    return converted
+
+
+def _select_dollar(
+    connection: Any, statement: tuple[str, tuple[str, ...]], params: dict[str, Any]
+) -> list[Any] | None:
+    """``_select``'s read of a converted statement through the connection's kept
+    ``RawCursor`` (same checks, error translation and per-statement result format), or
+    ``None`` where ``_select`` must answer: not psycopg 3 with a prepare threshold, a
+    wrapper to run or queries to log (Django's cursor wrapper then sees the original
+    text), apps not ready, or a parameter missing (psycopg reports it)."""
+    entry = _cursor_entry(connection)
+    if entry is None or connection.execute_wrappers or connection.queries_logged:
+        return None
+    if not apps.ready:
+        return None
+    sql, names = statement
+    try:
+        values = [params[name] for name in names]
+    except KeyError:
+        return None
+    raw, zone = entry[0], entry[1]
+    kept = connection.__dict__.get("_crm_raw_cursor")
+    if kept is None or kept[0] is not raw or kept[1] is not zone or kept[2].closed:
+        import psycopg
+
+        cursor = psycopg.RawCursor(raw)
+        use_c_timestamptz_loader(cursor)
+        kept = (raw, zone, cursor, {})
+        connection.__dict__["_crm_raw_cursor"] = kept
+    raw_cursor = kept[2]
+    binary_by_sql = kept[3]
+    binary = binary_by_sql.get(sql)
+    raw_cursor.format = _BINARY if binary else _TEXT
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        raw_cursor.execute(sql, values)
+        rows = raw_cursor.fetchall()
+    if binary is None and len(binary_by_sql) < _MAX_PREPARED:
+        binary_by_sql[sql] = binary_reads_the_same(raw_cursor)
+    return rows
