@@ -4,8 +4,10 @@ The GraphQL and webhook targets (p95 <= 15 ms at 20 concurrent clients, ack p95 
 are set on a 2-core machine where the server, PostgreSQL and the load generator share the
 cores. Before blaming a resolver, this measures what the stack costs with nothing of ours in
 it: ``GET /healthz`` (a ``JsonResponse``, no database) through ``saleor-crm serve`` with
-granian and with gunicorn, the same closed-loop raw-socket clients as ``bench.graphql``, and
-the server CPU per request read from ``/proc``. Whatever a real request costs comes on top.
+granian and with gunicorn, closed-loop raw-socket clients (one thread each, ``Sender``: the
+figures stay comparable with its earlier tables; ``bench.graphql`` drives its clients from one
+epoll thread since feat/lg, which costs the cores less per request), and the server CPU per
+request read from ``/proc``. Whatever a real request costs comes on top.
 
     python -m bench.http_floor [--clients 20] [--duration 8] [--workers 2] [--threads 4]
         [--no-write]
