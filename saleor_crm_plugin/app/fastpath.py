@@ -102,6 +102,11 @@ def _plain(response: Any) -> bool:
     return isinstance(response, HttpResponse) and type(response).close is HttpResponseBase.close
 
 
+def _log_error(request: HttpRequest, response: HttpResponseBase) -> None:
+    """``get_response``'s ``django.request`` line for an answer of 400 or more."""
+    log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+
+
 class FastPost:
     """One resolved view's POSTs through the inline chain (module docstring)."""
 
@@ -261,13 +266,7 @@ class FastPost:
         unless a view changes."""
         response._resource_closers.append(request.close)
         if response.status_code >= 400:
-            log_response(
-                "%s: %s",
-                response.reason_phrase,
-                request.path,
-                response=response,
-                request=request,
-            )
+            _log_error(request, response)
         response._handler_class = self._handler_class
         start_response(f"{response.status_code} {response.reason_phrase}", headers)
         if not isinstance(response, HttpResponse):  # streamed: the server iterates, closes
@@ -291,13 +290,7 @@ class FastPost:
         """``get_response``'s log line, ``start_response``, the body, the close."""
         status_code = response.status_code
         if status_code >= 400:
-            log_response(
-                "%s: %s",
-                response.reason_phrase,
-                request.path,
-                response=response,
-                request=request,
-            )
+            _log_error(request, response)
         start_response(f"{status_code} {response.reason_phrase}", headers)
         body = [response.content]  # type: ignore[attr-defined]
         self._close(request, response, None)

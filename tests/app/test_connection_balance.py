@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import socket
 import struct
@@ -18,9 +17,8 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.test import override_settings
 
 from saleor_crm_plugin.app.handler import AppWSGIHandler
-from saleor_crm_plugin.app.models import SaleorInstance
 from saleor_crm_plugin.core.balance import SLOT_BYTES, create
-from tests.app.test_serve import _post, serving
+from tests.app.test_serve import STAFF_QUERY, _post, saleor_holding_staff, serving
 from tests.app.test_wsgi_handler import environ
 
 
@@ -167,39 +165,21 @@ def test_serve_closes_a_connection_of_its_busier_worker(transactional_db, tmp_pa
     closes that socket, while one reaching the idle worker keeps its connection. Once the
     staff request is answered the server is balanced and closes nothing. The file is gone
     once ``serve`` stops."""
-    from tests.conftest import FakeSaleor
-    from tests.graphql.conftest import KID, Mint, jwks_of, user_gid
-
-    saleor = FakeSaleor()
-    saleor.jwks = jwks_of(KID)
-    SaleorInstance.objects.create(saleor_api_url=saleor.api_url, jwks=jwks_of(KID))
-    asked = threading.Event()
-    release = threading.Event()
-
-    def permissions(query: str, variables: dict, headers: dict) -> dict:
-        asked.set()
-        release.wait(20)
-        return {"me": {"id": user_gid(900), "userPermissions": []}}
-
-    saleor.respond(permissions)
-    token = Mint(saleor.api_url)(user_gid(900), is_staff=True)
     before = set(glob.glob("/dev/shm/saleor-crm-balance-*"))
     os.environ["CRM_CONNECTION_BALANCE_INTERVAL"] = "0"
     os.environ["CRM_CONNECTION_BALANCE_COUNT"] = "requests"  # the waiting request is the load
     try:
-        with serving("granian", tmp_path, "--workers", "2", "--threads", "2", "--balance") as base:
+        with (
+            saleor_holding_staff(20) as held,
+            serving("granian", tmp_path, "--workers", "2", "--threads", "2", "--balance") as base,
+        ):
             port = int(base.rsplit(":", 1)[1])
             path = _file_of_our_workers(before, port)
             staff = threading.Thread(
-                target=_post,
-                args=(
-                    f"{base}/graphql/",
-                    json.dumps({"query": "{ crmCustomers(first: 1) { totalCount } }"}).encode(),
-                    {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-                ),
+                target=_post, args=(f"{base}/graphql/", STAFF_QUERY, held.headers)
             )
             staff.start()
-            assert asked.wait(10), "the staff request never asked Saleor"
+            assert held.asked.wait(10), "the staff request never asked Saleor"
             answers = []
             for _ in range(40):  # each new connection goes to either worker
                 with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -211,14 +191,12 @@ def test_serve_closes_a_connection_of_its_busier_worker(transactional_db, tmp_pa
                         assert b"connection: close" not in _exchange(sock, port).lower()
                     answers.append(closing)
             assert True in answers and False in answers, answers
-            release.set()
+            held.release.set()
             staff.join(15)
             for _ in range(10):
                 with socket.create_connection(("127.0.0.1", port)) as sock:
                     assert b"connection: close" not in _exchange(sock, port).lower()
     finally:
-        release.set()
-        saleor.close()
         del os.environ["CRM_CONNECTION_BALANCE_INTERVAL"]
         del os.environ["CRM_CONNECTION_BALANCE_COUNT"]
     assert not os.path.exists(path)

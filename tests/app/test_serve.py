@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,53 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
+STAFF_QUERY = json.dumps({"query": "{ crmCustomers(first: 1) { totalCount } }"}).encode()
+
+
+@dataclass
+class HeldStaffRequest:
+    """A staff member's token of a registered fake Saleor that holds the permission query
+    (``me { userPermissions }``) until ``release`` is set, at most ``hold`` seconds; ``asked``
+    is set when the query arrives, ``waits`` records whether ``release`` came in time."""
+
+    token: str
+    asked: threading.Event
+    release: threading.Event
+    waits: list[bool]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+
+
+@contextmanager
+def saleor_holding_staff(hold: float) -> Iterator[HeldStaffRequest]:
+    from tests.conftest import FakeSaleor
+    from tests.graphql.conftest import KID, Mint, jwks_of, user_gid
+
+    saleor = FakeSaleor()
+    saleor.jwks = jwks_of(KID)
+    SaleorInstance.objects.create(saleor_api_url=saleor.api_url, jwks=jwks_of(KID))
+    held = HeldStaffRequest(
+        token=Mint(saleor.api_url)(user_gid(900), is_staff=True),
+        asked=threading.Event(),
+        release=threading.Event(),
+        waits=[],
+    )
+
+    def permissions(query: str, variables: dict, headers: dict) -> dict:
+        held.asked.set()
+        held.waits.append(held.release.wait(hold))
+        return {"me": {"id": user_gid(900), "userPermissions": []}}
+
+    saleor.respond(permissions)
+    try:
+        yield held
+    finally:
+        held.release.set()
+        saleor.close()
+
+
 def test_signed_delivery_is_stored_a_forged_one_refused_and_graphql_answers(
     server: str, tmp_path: Path
 ):
@@ -186,44 +234,21 @@ def test_a_request_waiting_on_saleor_does_not_hold_up_its_process(
     """One granian worker with two request threads and the request gate on (the default): a
     staff request waits on Saleor for the staff member's permissions, and Saleor answers only
     once a second request to the same process got its answer (or after 5 s, which fails)."""
-    from tests.conftest import FakeSaleor
-    from tests.graphql.conftest import KID, Mint, jwks_of, user_gid
-
-    saleor = FakeSaleor()
-    saleor.jwks = jwks_of(KID)
-    SaleorInstance.objects.create(saleor_api_url=saleor.api_url, jwks=jwks_of(KID))
-    asked = threading.Event()
-    second_answered = threading.Event()
-    answered_after_second: list[bool] = []
-
-    def permissions(query: str, variables: dict, headers: dict) -> dict:
-        asked.set()
-        answered_after_second.append(second_answered.wait(5))
-        return {"me": {"id": user_gid(900), "userPermissions": []}}
-
-    saleor.respond(permissions)
-    token = Mint(saleor.api_url)(user_gid(900), is_staff=True)
     staff: list[tuple[int, dict]] = []
-    try:
-        with serving("granian", tmp_path, "--workers", "1", "--threads", "2") as base:
-            request = threading.Thread(
-                target=lambda: staff.append(
-                    _post(
-                        f"{base}/graphql/",
-                        json.dumps({"query": "{ crmCustomers(first: 1) { totalCount } }"}).encode(),
-                        {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-                    )
-                )
-            )
-            request.start()
-            assert asked.wait(10), "the staff request never asked Saleor"
-            with urllib.request.urlopen(f"{base}/healthz", timeout=10) as answer:
-                assert answer.status == 200
-            second_answered.set()
-            request.join(15)
-    finally:
-        saleor.close()
-    assert answered_after_second == [True]
+    with (
+        saleor_holding_staff(5) as held,
+        serving("granian", tmp_path, "--workers", "1", "--threads", "2") as base,
+    ):
+        request = threading.Thread(
+            target=lambda: staff.append(_post(f"{base}/graphql/", STAFF_QUERY, held.headers))
+        )
+        request.start()
+        assert held.asked.wait(10), "the staff request never asked Saleor"
+        with urllib.request.urlopen(f"{base}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+        held.release.set()
+        request.join(15)
+    assert held.waits == [True]
     status, body = staff[0]
     # No permission was granted, so the staff member is refused, after Saleor answered.
     assert status == 200 and body["errors"][0]["extensions"]["exception"]["code"] == (
@@ -239,37 +264,16 @@ def test_a_stop_waits_for_requests_in_flight_no_longer_than_the_graceful_timeout
     (2 s here) rather than after the request (held by Saleor up to 25 s), and never hangs
     (granian's workers could deadlock in their shutdown, emmett-framework/granian#875: only a
     kill timeout bounds that)."""
-    from tests.conftest import FakeSaleor
-    from tests.graphql.conftest import KID, Mint, jwks_of, user_gid
-
-    saleor = FakeSaleor()
-    saleor.jwks = jwks_of(KID)
-    SaleorInstance.objects.create(saleor_api_url=saleor.api_url, jwks=jwks_of(KID))
-    asked = threading.Event()
-    release = threading.Event()
-
-    def permissions(query: str, variables: dict, headers: dict) -> dict:
-        asked.set()
-        release.wait(25)
-        return {"me": {"id": user_gid(900), "userPermissions": []}}
-
-    saleor.respond(permissions)
-    token = Mint(saleor.api_url)(user_gid(900), is_staff=True)
-    body = json.dumps({"query": "{ crmCustomers(first: 1) { totalCount } }"}).encode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    try:
+    with saleor_holding_staff(25) as held:
         with serving(name, tmp_path, "--workers", "1", "--graceful-timeout", "2") as base:
             request = threading.Thread(
-                target=lambda: _post_ignoring_errors(f"{base}/graphql/", body, headers),
+                target=lambda: _post_ignoring_errors(f"{base}/graphql/", STAFF_QUERY, held.headers),
                 daemon=True,
             )
             request.start()
-            assert asked.wait(10), "the staff request never asked Saleor"
+            assert held.asked.wait(10), "the staff request never asked Saleor"
             stopping = time.monotonic()
         stopped_after = time.monotonic() - stopping
-    finally:
-        release.set()
-        saleor.close()
     # Without the timeout both servers waited for the request, i.e. for our client's 10 s
     # timeout on Saleor (measured 10.5 s).
     assert stopped_after < 8, stopped_after
