@@ -99,15 +99,30 @@ Speed, memory and model-quality targets are checked here, not by timed tests. Ev
 """
 
 
+def as_postgres(command: list[str]) -> list[str]:
+    """``command`` run as the ``postgres`` user when this process is root: PostgreSQL's
+    server programs (``initdb``, ``pg_ctl``, ``postgres --single``) refuse to run as root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
 def callgrind_total(
-    command: list[str], out: Path, env: dict[str, str], *, options: tuple[str, ...] = ()
+    command: list[str],
+    out: Path,
+    env: dict[str, str] | None,
+    *,
+    options: tuple[str, ...] = (),
+    input: str | None = None,
+    postgres_user: bool = False,
 ) -> tuple[int, str]:
     """Run ``command`` under ``valgrind --tool=callgrind`` (instruction counts repeat whatever
     else the machine does, where CPU times move by 10-20%) and return the instruction total
-    from ``out`` with the command's standard output."""
+    from ``out`` with the command's standard output. ``input`` is its standard input;
+    ``postgres_user`` runs valgrind and the command through :func:`as_postgres`."""
+    valgrind = ["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}", *command]
     result = subprocess.run(
-        ["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={out}", *command],
+        as_postgres(valgrind) if postgres_user else valgrind,
         env=env,
+        input=input,
         check=True,
         capture_output=True,
         text=True,

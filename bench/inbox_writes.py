@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import pg_url, recreate_database
+from bench._common import as_postgres, pg_url, recreate_database
 from bench._http import process_cpu
 from bench.ack_cpu import API_URL, BROKER, CACHE, _cached_deliveries
 
@@ -290,11 +290,6 @@ def _single_script(
     return script
 
 
-def _as_postgres(command: list[str]) -> list[str]:
-    """PostgreSQL's server refuses to run as root."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
 def _callgrind(
     dump_url: str,
     deliveries: list[tuple[str, bytes]],
@@ -326,7 +321,7 @@ def _callgrind(
         data = work / "data"
         run = functools.partial(subprocess.run, check=True, capture_output=True)
         run(
-            _as_postgres(
+            as_postgres(
                 [
                     f"{bindir}/initdb",
                     "-D",
@@ -345,18 +340,18 @@ def _callgrind(
         # With a log file: the server would otherwise hold the captured pipes open.
         log = str(work / "server.log")
         run(
-            _as_postgres(
+            as_postgres(
                 [f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start"]
             )
         )
         try:
             psql = ["psql", "-h", str(work), "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
-            run(_as_postgres([*psql, "-c", "CREATE DATABASE bench"]))
-            run(_as_postgres([*psql, "-d", "bench"]), input=ddl.encode())
+            run(as_postgres([*psql, "-c", "CREATE DATABASE bench"]))
+            run(as_postgres([*psql, "-d", "bench"]), input=ddl.encode())
             if extra_ddl:  # a variant of the schema to count, e.g. an index dropped
-                run(_as_postgres([*psql, "-d", "bench", "-c", extra_ddl]))
+                run(as_postgres([*psql, "-d", "bench", "-c", extra_ddl]))
         finally:
-            run(_as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-w", "stop"]))
+            run(as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-w", "stop"]))
         counts = {}
         for inserts, updates in ((20, 0), (120, 0), (2 * size + 20, 1), (2 * size + 20, 2)):
             copy = work / f"run-{inserts}-{updates}"
@@ -364,7 +359,7 @@ def _callgrind(
             out = work / f"callgrind-{inserts}-{updates}.out"
             script = _single_script(deliveries, events, inserts, updates, size)
             run(
-                _as_postgres(
+                as_postgres(
                     [
                         "valgrind",
                         "--tool=callgrind",

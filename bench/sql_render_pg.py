@@ -29,11 +29,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench._common import as_postgres, callgrind_total
+
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = Path(tempfile.gettempdir()) / "crm-sql-render-pg"
 USERS = 20
 # PostgreSQL refuses to run as root: the cluster and its backends run as ``postgres`` then.
-_AS = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+_AS = as_postgres([])
 
 # Gives some amounts three decimals, some trailing zeros, and timestamps microseconds.
 _FRACTIONAL = """
@@ -186,31 +188,18 @@ def _run(
                 args.append(values.get(name, "10"))
         lines.append(f"EXECUTE s({', '.join(args)});")
     script = "\n".join(line.replace("\n", " ") for line in lines) + "\n"
-    result = subprocess.run(
-        [
-            *_AS,
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            "postgres",
-            "--single",
-            "-D",
-            str(data),
-            "bench",
-        ],
+    total, stdout = callgrind_total(
+        ["postgres", "--single", "-D", str(data), "bench"],
+        out,
+        None,
         input=script,
-        check=True,
-        capture_output=True,
-        text=True,
+        postgres_user=True,
     )
-    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-    if match is None:
-        raise SystemExit(f"no instruction total in {out}")
-    answers = [line for line in result.stdout.splitlines() if "?column? = " in line]
+    answers = [line for line in stdout.splitlines() if "?column? = " in line]
     body = "\n".join(answers)
     if len(answers) != count:
-        raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
-    return int(match.group(1)), hashlib.md5(body.encode()).hexdigest()
+        raise SystemExit(stdout[-4000:])
+    return total, hashlib.md5(body.encode()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
