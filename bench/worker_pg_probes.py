@@ -19,16 +19,19 @@ runs):
 * ``--callgrind``: PostgreSQL's *instructions* for a statement of the drain instead of its
   CPU time, in a private cluster (``initdb`` in /tmp) loaded with the drained database's
   tables (``pg_dump``), by ``postgres --single`` under ``valgrind --tool=callgrind
-  --toggle-collect=exec_simple_query`` (every statement, its commit and the commit's
-  deferred foreign key checks; the start-up and the load are outside). Each case runs twice,
-  with one and with two measured batches after the same set-up, and the difference is one
-  batch: deterministic to ~0.1% where CPU times move by 10-20%. Cases (``CALLGRIND_CASES``):
-  the inbox's ``done`` UPDATE (500 rows set back to pending, as the claim leaves them) by
-  its statement as shipped, with its ids also bound as ``= ANY`` (``ANY``) and as a generic
-  plan; and the ledger entries' INSERT with its commit, as shipped, without the ``lot_id``
-  index and without the two foreign keys.
+  --toggle-collect=PortalRun --toggle-collect=CommitTransactionCommand`` (every statement's
+  execution, every commit with its deferred foreign key checks; the start-up and the load
+  are outside). Each case runs twice, with one and with two measured batches after the same
+  set-up, and the difference is one batch, per row: instruction counts, which do not move
+  with the machine's load as CPU times do. Cases (``_done_cases``, ``_ledger_cases``;
+  ``--case`` keeps those whose name contains it): the inbox's ``done`` UPDATE (500 rows set
+  back to pending, as the claim leaves them) as shipped before feat/p14, with its ids also
+  bound as ``= ANY``, and with its arrays as sub-selects (feat/p14's), each as a custom and
+  as a generic plan; and the ledger entries' INSERT with its commit, as the schema is,
+  without the ``lot_id`` index and without the foreign keys.
 
-    python -m bench.worker_pg_probes [--rounds 4] [--only lines|bodies] [--callgrind]
+    python -m bench.worker_pg_probes [--rounds 4] [--only lines|bodies]
+    python -m bench.worker_pg_probes --callgrind [--batch-size 500] [--case TEXT]
 
 The scratch tables (``w12_probe_*``) are dropped at the end. Nothing here changes the code's
 behaviour; docs/benchmarks.md ("PostgreSQL's CPU per event in the drain") has the figures.
@@ -184,8 +187,9 @@ def probe_bodies(url: str, rounds: int) -> dict[str, dict[str, list[float]]]:
     return results
 
 
-# The inbox's ``done`` UPDATE of ``_save_translated_done`` as shipped on main before feat/p14
-# (``{extra}`` empty), and with the batch's ids also bound as ``= ANY`` (feat/p14).
+# The inbox's ``done`` UPDATE of ``_save_translated_done`` as shipped before feat/p14
+# (``{extra}`` empty), or with the batch's ids also bound as ``= ANY``; ``_done_cases``
+# derives feat/p14's form (the arrays as sub-selects) from it.
 DONE_UPDATE = (
     'UPDATE "saleor_crm_plugin_inboxevent" AS t SET "status" = \'done\', '
     '"attempts" = t."attempts" + 1, "last_error" = \'\', "processed_at" = $1, '
