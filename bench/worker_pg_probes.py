@@ -16,7 +16,22 @@ runs):
   table per TOAST storage (``extended`` with lz4 as shipped, ``external``, ``main``), with the
   WAL bytes of the update.
 
+* ``--callgrind``: PostgreSQL's *instructions* for a statement of the drain instead of its
+  CPU time, in a private cluster (``initdb`` in /tmp) loaded with the drained database's
+  tables (``pg_dump``), by ``postgres --single`` under ``valgrind --tool=callgrind
+  --toggle-collect=PortalRun --toggle-collect=CommitTransactionCommand`` (every statement's
+  execution, every commit with its deferred foreign key checks; the start-up and the load
+  are outside). Each case runs twice, with one and with two measured batches after the same
+  set-up, and the difference is one batch, per row: instruction counts, which do not move
+  with the machine's load as CPU times do. Cases (``_done_cases``, ``_ledger_cases``;
+  ``--case`` keeps those whose name contains it): the inbox's ``done`` UPDATE (500 rows set
+  back to pending, as the claim leaves them) as shipped before feat/p14, with its ids also
+  bound as ``= ANY``, and with its arrays as sub-selects (feat/p14's), each as a custom and
+  as a generic plan; and the ledger entries' INSERT with its commit, as the schema is,
+  without the ``lot_id`` index and without the foreign keys.
+
     python -m bench.worker_pg_probes [--rounds 4] [--only lines|bodies]
+    python -m bench.worker_pg_probes --callgrind [--batch-size 500] [--case TEXT]
 
 The scratch tables (``w12_probe_*``) are dropped at the end. Nothing here changes the code's
 behaviour; docs/benchmarks.md ("PostgreSQL's CPU per event in the drain") has the figures.
@@ -25,13 +40,17 @@ behaviour; docs/benchmarks.md ("PostgreSQL's CPU per event in the drain") has th
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import shutil
 import statistics
+import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg
 
-from bench._common import db_name, pg_url
+from bench._common import as_postgres, db_name, pg_url
 
 DB_NAME = os.environ.get("BENCH_WORKER_DB", "crm_bench_worker_cpu")
 LINES = "saleor_crm_plugin_orderline"
@@ -168,6 +187,207 @@ def probe_bodies(url: str, rounds: int) -> dict[str, dict[str, list[float]]]:
     return results
 
 
+# The inbox's ``done`` UPDATE of ``_save_translated_done`` as shipped before feat/p14
+# (``{extra}`` empty), or with the batch's ids also bound as ``= ANY``; ``_done_cases``
+# derives feat/p14's form (the arrays as sub-selects) from it.
+DONE_UPDATE = (
+    'UPDATE "saleor_crm_plugin_inboxevent" AS t SET "status" = \'done\', '
+    '"attempts" = t."attempts" + 1, "last_error" = \'\', "processed_at" = $1, '
+    '"source" = v.source, "object_id" = v.object_id, "issued_at" = v.issued_at, '
+    '"subject_user_id" = v.subject_user_id, "subject_email_hash" = v.subject_email_hash '
+    "FROM unnest($2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], "
+    "$7::text[]) AS v(id, source, object_id, issued_at, subject_user_id, subject_email_hash) "
+    'WHERE t."id" = v.id{extra}'
+)
+LEDGER = "saleor_crm_plugin_ledgerentry"
+_LOCALE = ("-E", "UTF8", "--locale=C.UTF-8")  # the benchmark database's
+# Tables a case loads into the private cluster (with what their foreign keys reference).
+CALLGRIND_TABLES = (
+    INBOX,
+    "saleor_crm_plugin_customer",
+    "saleor_crm_plugin_loyaltyaccount",
+    "saleor_crm_plugin_pointlot",
+    LEDGER,
+)
+
+
+def _literal(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _array(values: list[object]) -> str:
+    items = []
+    for value in values:
+        text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+        items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return _literal("{" + ",".join(items) + "}")
+
+
+def _done_cases(url: str, size: int) -> dict[str, tuple[str, list[str]]]:
+    """(set-up, [batch 1, batch 2]) per variant of the ``done`` UPDATE: the newest
+    ``2 * size`` rows set back to pending without subject (as the acknowledgement stored them
+    and the claim leaves them), vacuumed, then updated with their own translation columns."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id, source, object_id, issued_at, subject_user_id, subject_email_hash"
+            f" FROM {INBOX} ORDER BY id DESC LIMIT %s",
+            [2 * size],
+        ).fetchall()
+    rows.sort()
+    first = rows[0][0]
+    setup = (
+        f"UPDATE {INBOX} SET status = 'pending', source = '', object_id = '', issued_at = NULL,"
+        f" subject_user_id = '', subject_email_hash = '' WHERE id >= {first};\n\n"
+        f"VACUUM (ANALYZE) {INBOX};\n\nCHECKPOINT;\n\n"
+    )
+    batches = []
+    for b in range(2):
+        part = rows[b * size : (b + 1) * size]
+        args = [_literal("2026-12-02T00:00:00+00:00")] + [
+            _array([row[c] for row in part]) for c in range(6)
+        ]
+        batches.append(", ".join(args))
+    any_ = ' AND t."id" = ANY($2::bigint[])'
+    shipped = DONE_UPDATE.format(extra="")
+    # The arrays as sub-selects: unknown to the planner, so it estimates 10 rows for any batch.
+    hidden = shipped
+    for n, kind in enumerate(("bigint", "text", "text", "timestamptz", "text", "text"), 2):
+        hidden = hidden.replace(f"${n}::{kind}[]", f"(SELECT ${n}::{kind}[])")
+    cases = {}
+    for name, sql, generic in (
+        ("done UPDATE as shipped (custom plan)", shipped, False),
+        ("done UPDATE, ids also = ANY (custom plan)", DONE_UPDATE.format(extra=any_), False),
+        ("done UPDATE, arrays as sub-selects (custom plan)", hidden, False),
+        ("done UPDATE as shipped, generic plan", shipped, True),
+        ("done UPDATE, ids also = ANY, generic plan", DONE_UPDATE.format(extra=any_), True),
+        ("done UPDATE, arrays as sub-selects, generic plan", hidden, True),
+    ):
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        prepare = f"SET plan_cache_mode = {mode};\n\nPREPARE upd AS {sql};\n\n"
+        cases[name] = (
+            setup + prepare,
+            [f"BEGIN;\n\nEXECUTE upd({args});\n\nCOMMIT;\n\n" for args in batches],
+        )
+    return cases
+
+
+def _ledger_cases(url: str, size: int) -> dict[str, tuple[str, list[str]]]:
+    """(set-up, [batch 1, batch 2]) per schema variant of the ledger entries' insert: the
+    newest ``2 * size`` entries moved to a side table, then inserted back with the commit
+    that checks their deferred foreign keys."""
+    with psycopg.connect(url) as conn:
+        first = conn.execute(
+            f"SELECT min(id) FROM (SELECT id FROM {LEDGER} ORDER BY id DESC LIMIT %s) s",
+            [2 * size],
+        ).fetchone()[0]
+        keys = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+            [LEDGER],
+        ).fetchall()
+        lot_index = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%(lot_id)'",
+            [LEDGER],
+        ).fetchone()[0]
+    setup = (
+        f"CREATE TABLE side AS SELECT * FROM {LEDGER} WHERE id >= {first};\n\n"
+        f"DELETE FROM {LEDGER} WHERE id >= {first};\n\n"
+        f"VACUUM (ANALYZE) {LEDGER};\n\nCHECKPOINT;\n\n"
+    )
+    batches = [
+        f"BEGIN;\n\nINSERT INTO {LEDGER} SELECT * FROM side WHERE id >= {first + b * size}"
+        f" AND id < {first + (b + 1) * size} ORDER BY id;\n\nCOMMIT;\n\n"
+        for b in range(2)
+    ]
+    drop_keys = "".join(f'ALTER TABLE {LEDGER} DROP CONSTRAINT "{k}";\n\n' for (k,) in keys)
+    return {
+        "ledger entries' INSERT + COMMIT as shipped": (setup, batches),
+        "ledger entries, no lot_id index": (f'DROP INDEX "{lot_index}";\n\n' + setup, batches),
+        "ledger entries, no foreign keys": (drop_keys + setup, batches),
+    }
+
+
+def callgrind_count(out: Path) -> int:
+    """The instruction total of a callgrind output file."""
+    text = out.read_text()
+    for line in text.splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no instruction total in {out}")
+
+
+def probe_callgrind(url: str, size: int, only: str = "") -> dict[str, float]:
+    """PostgreSQL instructions per row of each case (see the module's docstring)."""
+    bindir = subprocess.run(
+        ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dump = ["pg_dump", "--no-owner", *(f"-t{t}" for t in CALLGRIND_TABLES), url]
+    data_sql = subprocess.run(dump, capture_output=True, check=True).stdout
+    cases = {**_done_cases(url, size), **_ledger_cases(url, size // 4)}
+    cases = {name: case for name, case in cases.items() if only in name}
+    sizes = {name: size if name.startswith("done") else size // 4 for name in cases}
+    work = Path(tempfile.mkdtemp(prefix="crm-p14-pgsingle-"))
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    try:
+        os.chmod(work, 0o777)
+        data = work / "data"
+        run(
+            as_postgres(
+                [f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--no-sync", *_LOCALE]
+            )
+        )
+        port = str(57000 + os.getpid() % 1000)
+        options = f"-k {work} -p {port} -c listen_addresses='' -c fsync=off"
+        log = str(work / "server.log")
+        run(
+            as_postgres(
+                [f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start"]
+            )
+        )
+        try:
+            psql = ["psql", "-h", str(work), "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
+            run(as_postgres([*psql, "-c", "CREATE DATABASE bench"]))
+            run(as_postgres([*psql, "-d", "bench"]), input=data_sql)
+        finally:
+            run(as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-w", "stop"]))
+        results = {}
+        for name, (setup, batches) in cases.items():
+            counts = []
+            for n in (1, 2):
+                copy = work / "run"
+                run(["cp", "-a", str(data), str(copy)])
+                out = work / f"callgrind-{n}.out"
+                script = setup + "".join(batches[:n])
+                done = run(
+                    as_postgres(
+                        [
+                            "valgrind",
+                            "--tool=callgrind",
+                            "--toggle-collect=PortalRun",
+                            "--toggle-collect=CommitTransactionCommand",
+                            f"--callgrind-out-file={out}",
+                            f"{bindir}/postgres",
+                            "--single",
+                            "-j",
+                            "-D",
+                            str(copy),
+                            "-c",
+                            "fsync=off",
+                            "bench",
+                        ]
+                    ),
+                    input=script.encode(),
+                )
+                errors = [x for x in done.stdout.decode().splitlines() if "ERROR" in x]
+                assert not errors, (name, errors)
+                counts.append(callgrind_count(out))
+                shutil.rmtree(copy)
+            results[name] = (counts[1] - counts[0]) / sizes[name]
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _line(name: str, values: list[float]) -> str:
     runs = " ".join(f"{value:.1f}" for value in values)
     return f"  {name:<24} median {statistics.median(values):8.1f}   runs {runs}"
@@ -177,8 +397,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--only", choices=("lines", "bodies"))
+    parser.add_argument("--callgrind", action="store_true", help="instructions, see above")
+    parser.add_argument("--batch-size", type=int, default=500, help="with --callgrind")
+    parser.add_argument("--case", default="", help="with --callgrind: cases naming this")
     args = parser.parse_args()
     url = pg_url(db_name(DB_NAME))
+    if args.callgrind:
+        print("PostgreSQL instructions per row (callgrind, postgres --single):")
+        for name, value in probe_callgrind(url, args.batch_size, args.case).items():
+            print(f"  {name:<48} {value:12,.0f}")
+        return
     if args.only in (None, "lines"):
         print("order lines' COPY, µs of backend CPU per line (second half timed):")
         for name, values in probe_lines(url, args.rounds).items():

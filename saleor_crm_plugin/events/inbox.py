@@ -779,18 +779,32 @@ def _save_translated_done(rows: list[InboxEvent], now: datetime) -> None:
 
 @functools.cache
 def _translated_done_statement() -> str:
+    """The batch's ``done`` UPDATE of rows the worker translated, joined by id to per-row
+    arrays that are sub-selects (``unnest((SELECT %s::bigint[]), ...)``), not the bound
+    arrays themselves.
+
+    Why: with the arrays bound as constants (a custom plan: psycopg's first executions on a
+    connection, PostgreSQL's first five of a prepared statement, every execution when
+    ``DATABASE_PREPARE_THRESHOLD`` is off) the planner knew the batch's 500 rows and priced a
+    hash join over a sequential scan of the whole inbox below 500 primary key look-ups while
+    the table held fewer than ~20,000 rows: it read every row of the retention window to
+    update 500 (159k PostgreSQL instructions per row on an 8,000-row inbox, against 132k by
+    the primary key). A sub-select's value is unknown when planning, so every plan is the
+    one a generic plan already was, a nested loop of primary key look-ups, whatever the
+    table's size (docs/benchmarks.md, "The inbox's done UPDATE planned by the primary key").
+    The same rows and values: only where the arrays come from changed."""
     meta = InboxEvent._meta
     quote = connection.ops.quote_name
     column = {f.attname: quote(f.column) for f in meta.concrete_fields}
     types = {"issued_at": "timestamptz[]"}
-    arrays = ", ".join(f"%s::{types.get(name, 'text[]')}" for name in _TRANSLATED_COLUMNS)
+    arrays = ", ".join(f"(SELECT %s::{types.get(name, 'text[]')})" for name in _TRANSLATED_COLUMNS)
     names = ", ".join(_TRANSLATED_COLUMNS)
     assignments = ", ".join(f"{column[name]} = v.{name}" for name in _TRANSLATED_COLUMNS)
     return (
         f"UPDATE {quote(meta.db_table)} AS t SET {column['status']} = 'done', "
         f"{column['attempts']} = t.{column['attempts']} + 1, {column['last_error']} = '', "
         f"{column['processed_at']} = %s, {assignments} "
-        f"FROM unnest(%s::bigint[], {arrays}) AS v(id, {names}) "
+        f"FROM unnest((SELECT %s::bigint[]), {arrays}) AS v(id, {names}) "
         f"WHERE t.{quote(meta.pk.column)} = v.id"
     )
 

@@ -158,12 +158,24 @@ class LedgerEntry(models.Model):
     the pending one; a confirmation moves points from one to the other in one entry."""
 
     # Indexed by ``crm_ledger_account_sum_idx`` and ``crm_ledger_history_idx``, which lead
-    # with it (migration 0017).
+    # with it (migration 0017). Both keys without a database constraint (migration 0020):
+    # PostgreSQL checked each by one query per posted entry at commit, half of an entry's
+    # cost; entries are written only by the ledger for an account and lot it holds, and
+    # accounts and lots are never deleted (``PROTECT`` still refuses it, in Django).
     account = models.ForeignKey(
-        LoyaltyAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
+        LoyaltyAccount,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_index=False,
+        db_constraint=False,
     )
     lot = models.ForeignKey(
-        PointLot, null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
+        PointLot,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_constraint=False,
     )
     kind = models.CharField(max_length=16, choices=EntryKind.choices)
     source = models.CharField(max_length=32, choices=EntrySource.choices)
