@@ -158,24 +158,12 @@ class LedgerEntry(models.Model):
     the pending one; a confirmation moves points from one to the other in one entry."""
 
     # Indexed by ``crm_ledger_account_sum_idx`` and ``crm_ledger_history_idx``, which lead
-    # with it (migration 0017). Both keys without a database constraint (migration 0020):
-    # PostgreSQL checked each by one query per posted entry at commit, half of an entry's
-    # cost; entries are written only by the ledger for an account and lot it holds, and
-    # accounts and lots are never deleted (``PROTECT`` still refuses it, in Django).
+    # with it (migration 0017).
     account = models.ForeignKey(
-        LoyaltyAccount,
-        on_delete=models.PROTECT,
-        related_name="entries",
-        db_index=False,
-        db_constraint=False,
+        LoyaltyAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
     )
     lot = models.ForeignKey(
-        PointLot,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="entries",
-        db_constraint=False,
+        PointLot, null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
     )
     kind = models.CharField(max_length=16, choices=EntryKind.choices)
     source = models.CharField(max_length=32, choices=EntrySource.choices)
