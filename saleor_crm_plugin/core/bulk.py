@@ -572,8 +572,7 @@ def insert_rows(
                 _NEXT_IDS,
                 [meta.db_table, meta.pk.column, len(rows)],
             )
-            for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
-                row.pk = pk
+            _set_primary_keys(rows, meta, cursor.fetchall())
         columns = [meta.pk, *fields] if set_ids else fields
         names = ", ".join(quote(f.column) for f in columns)
         # Django's cursor wrapper has no copy(); the psycopg cursor under it does.
@@ -586,6 +585,37 @@ def insert_rows(
                 for values in zip(*by_column, strict=True):
                     copy.write_row(values)
     _mark_saved(rows)
+
+
+def _set_primary_keys(rows: list[Any], meta: Any, found: list[tuple[Any]]) -> None:
+    """``row.pk = pk`` for each row and ``(pk,)`` of ``found``, as a store in the row's
+    ``__dict__`` where that is what the assignment does: ``pk`` is ``Model``'s own property,
+    whose setter (``_set_pk_val``, a Python call per row) sets the primary key's attname and
+    those of parent links, and the model has no parents and keeps ``object``'s
+    ``__setattr__`` over Django's non-data descriptor (``_dict_settable``)."""
+    kinds = set(map(type, rows))
+    attname = meta.pk.attname
+    if len(found) == len(rows) and len(kinds) == 1 and _dict_settable(kinds.pop(), attname):
+        for values, (pk,) in zip(map(vars, rows), found):  # noqa: B905 - lengths checked
+            values[attname] = pk
+        return
+    for row, (pk,) in zip(rows, found, strict=True):
+        row.pk = pk
+
+
+@functools.cache
+def _dict_settable(cls: type, attname: str) -> bool:
+    """Whether ``row.pk = value`` on an instance of ``cls`` is ``row.__dict__[attname] =
+    value``: ``Model.pk`` itself, no parent links, ``object``'s ``__setattr__``, and
+    ``attname`` a field attribute of Django's own (non-data) descriptor class."""
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, models.Model)
+        and inspect.getattr_static(cls, "pk", None) is models.Model.pk
+        and not cls._meta.parents
+        and cls.__setattr__ is object.__setattr__
+        and type(inspect.getattr_static(cls, attname, None)) is DeferredAttribute
+    )
 
 
 def _mark_saved(rows: Sequence[Any]) -> None:
