@@ -257,6 +257,19 @@ class _Prepared(list):  # type: ignore[type-arg]
         self.known: dict[int, tuple[Sequence[Any], set[type]]] = {}
 
 
+def _known_kinds(by_column: Sequence[Sequence[Any]]) -> list[set[type] | None]:
+    """Per column of ``by_column`` (a ``prepared_columns`` answer), the kinds it recorded for
+    that very column object, else None: what ``_array_type`` and ``array_param`` take instead
+    of their own passes over the values (a Python set comprehension, then
+    ``set(map(type))``, per value of every array a batch's ``UPDATE``s bind)."""
+    known = by_column.known if type(by_column) is _Prepared else {}
+    found: list[set[type] | None] = []
+    for index, column in enumerate(by_column):
+        entry = known.get(index)
+        found.append(entry[1] if entry is not None and entry[0] is column else None)
+    return found
+
+
 def _primary_keys(rows: Sequence[Any]) -> list[Any]:
     """``[row.pk for row in rows]``: for rows of one model, its primary key's attname read by
     ``row_values`` (the ``pk`` property is a Python call of ``_get_pk_val`` per row)."""
@@ -356,9 +369,13 @@ _ARRAY_TYPES: dict[type, str] = {
 }
 
 
-def _array_type(values: list[Any], field: models.Field) -> str | None:
+def _array_type(
+    values: list[Any], field: models.Field, known: set[type] | None = None
+) -> str | None:
     """The array type for one column's values, or None when they are not all of one plain
-    type (naive datetimes, mixed types: those keep the per-row statement).
+    type (naive datetimes, mixed types: those keep the per-row statement). ``known``: the
+    column's kinds as ``prepared_columns`` recorded them (``_known_kinds``), instead of a
+    pass over the values.
 
     A JSON column's values count when they are all the text ``prepared_columns(...,
     json_text=True)`` made of them (lists and dicts, dumped by the field's encoder as
@@ -366,8 +383,16 @@ def _array_type(values: list[Any], field: models.Field) -> str | None:
     parses as the bound ``Jsonb`` parameter would be. Orders (``field_versions``) and the
     write-back queue (``items``) kept a statement per row for want of it."""
     if isinstance(field, models.JSONField):
-        kinds = set(map(type, values))
+        kinds = set(map(type, values)) if known is None else known
         return "jsonb[]" if kinds and kinds <= {str, _NONE} and str in kinds else None
+    if known is not None:
+        # Every datetime of a recorded column is aware (``prepared_columns`` checked it).
+        kinds = known - {_NONE}
+        if not kinds:
+            target = field.target_field if isinstance(field, models.ForeignKey) else field
+            plain = _PLAIN_TYPES.get(type(target))
+            return _ARRAY_TYPES.get(plain) if plain else None
+        return _ARRAY_TYPES.get(next(iter(kinds))) if len(kinds) == 1 else None
     kinds = _text_kinds({type(value) for value in values if value is not None})
     if not kinds:  # only NULLs: the field's own plain type says which
         target = field.target_field if isinstance(field, models.ForeignKey) else field
@@ -395,7 +420,8 @@ def _set_update(
     meta = model._meta
     arrays = [list(column) for column in by_column]
     fields = [*columns, meta.pk]
-    types = [_array_type(array, field) for array, field in zip(arrays, fields, strict=True)]
+    known = _known_kinds(by_column)
+    types = [_array_type(*item) for item in zip(arrays, fields, known, strict=True)]
     if None in types:
         return False
     quote = connection.ops.quote_name
@@ -408,7 +434,7 @@ def _set_update(
         + f") AS v({', '.join(names)}, pk) WHERE t.{quote(meta.pk.column)} = v.pk"
     )
     with server_bound_cursor() as cursor:
-        cursor.execute(sql, [array_param(array) for array in arrays])
+        cursor.execute(sql, list(map(array_param, arrays, known)))
     return True
 
 
@@ -468,7 +494,8 @@ def insert_ignoring_conflicts(model: type[models.Model], rows: list[Any]) -> Non
                     f.pre_save(row, add=True)  # auto_now and friends, as bulk_create does
         by_column = prepared_columns(rows, fields, json_text=True)
         arrays = [list(column) for column in by_column]
-        types = [_array_type(array, f) for array, f in zip(arrays, fields, strict=True)]
+        known = _known_kinds(by_column)
+        types = [_array_type(*item) for item in zip(arrays, fields, known, strict=True)]
         if None not in types:
             quote = connection.ops.quote_name
             sql = (
@@ -478,7 +505,7 @@ def insert_ignoring_conflicts(model: type[models.Model], rows: list[Any]) -> Non
                 "ON CONFLICT DO NOTHING"
             )
             with server_bound_cursor() as cursor:
-                cursor.execute(sql, [array_param(array) for array in arrays])
+                cursor.execute(sql, list(map(array_param, arrays, known)))
             _mark_saved(rows)
             return
     model.objects.bulk_create(rows, ignore_conflicts=True)
@@ -512,7 +539,8 @@ def upsert_rows(
     by_column = prepared_columns(rows, columns)
     if connection.vendor == "postgresql":
         arrays = [list(column) for column in by_column]
-        types = [_array_type(array, c) for array, c in zip(arrays, columns, strict=True)]
+        known = _known_kinds(by_column)
+        types = [_array_type(*item) for item in zip(arrays, columns, known, strict=True)]
         keys = set(zip(*arrays[: len(key)], strict=True))
         if None not in types and len(keys) == len(rows):
             sql = (
@@ -520,7 +548,7 @@ def upsert_rows(
                 f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in types)}) {conflict}"
             )
             with server_bound_cursor() as cursor:
-                cursor.execute(sql, [array_param(array) for array in arrays])
+                cursor.execute(sql, list(map(array_param, arrays, known)))
             return
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({names}) "
@@ -827,7 +855,7 @@ def _rows_text(texts: list[Sequence[str]]) -> str:
     return "".join(flat)
 
 
-def array_param(values: Sequence[Any]) -> str | list[Any]:
+def array_param(values: Sequence[Any], known: set[type] | None = None) -> str | list[Any]:
     """``values`` as the parameter of a PostgreSQL array cast (``%s::bigint[]``,
     ``%s::text[]``, ``%s::numeric[]``, ``%s::timestamptz[]``): the array's text literal when
     every value that is not None is an ``int``, a ``str``, a finite ``Decimal`` or an aware
@@ -846,9 +874,10 @@ def array_param(values: Sequence[Any]) -> str | list[Any]:
     before. String enums count as strings (``_text_kind``: their characters, which psycopg's
     ``str`` dumper sends too). Anything else (bools, NaN or infinite Decimals, naive
     datetimes, other subclasses, mixed types, a NUL character, which PostgreSQL text cannot
-    hold) goes to psycopg as a list, as before."""
+    hold) goes to psycopg as a list, as before. ``known``: the values' kinds as
+    ``prepared_columns`` recorded them (``_known_kinds``), instead of a pass over them."""
     values = list(values)
-    kinds = _text_kinds(set(map(type, values)))
+    kinds = _text_kinds(set(map(type, values))) if known is None else set(known)
     if kinds == {int}:
         return "{" + ",".join(map(str, values)) + "}"
     if kinds == {str}:
