@@ -259,9 +259,10 @@ class _Prepared(list):  # type: ignore[type-arg]
 
 def _known_kinds(by_column: Sequence[Sequence[Any]]) -> list[set[type] | None]:
     """Per column of ``by_column`` (a ``prepared_columns`` answer), the kinds it recorded for
-    that very column object, else None: what ``_array_type`` and ``array_param`` take instead
-    of their own passes over the values (a Python set comprehension, then
-    ``set(map(type))``, per value of every array a batch's ``UPDATE``s bind)."""
+    that very column object, else None: what ``array_param`` takes instead of its own
+    ``set(map(type))`` pass over the values of every array a batch's set-wise writes bind.
+    (``_array_type`` still makes its own pass: tests replace it to force the per-row
+    statements.)"""
     known = by_column.known if type(by_column) is _Prepared else {}
     found: list[set[type] | None] = []
     for index, column in enumerate(by_column):
@@ -369,13 +370,9 @@ _ARRAY_TYPES: dict[type, str] = {
 }
 
 
-def _array_type(
-    values: list[Any], field: models.Field, known: set[type] | None = None
-) -> str | None:
+def _array_type(values: list[Any], field: models.Field) -> str | None:
     """The array type for one column's values, or None when they are not all of one plain
-    type (naive datetimes, mixed types: those keep the per-row statement). ``known``: the
-    column's kinds as ``prepared_columns`` recorded them (``_known_kinds``), instead of a
-    pass over the values.
+    type (naive datetimes, mixed types: those keep the per-row statement).
 
     A JSON column's values count when they are all the text ``prepared_columns(...,
     json_text=True)`` made of them (lists and dicts, dumped by the field's encoder as
@@ -383,16 +380,8 @@ def _array_type(
     parses as the bound ``Jsonb`` parameter would be. Orders (``field_versions``) and the
     write-back queue (``items``) kept a statement per row for want of it."""
     if isinstance(field, models.JSONField):
-        kinds = set(map(type, values)) if known is None else known
+        kinds = set(map(type, values))
         return "jsonb[]" if kinds and kinds <= {str, _NONE} and str in kinds else None
-    if known is not None:
-        # Every datetime of a recorded column is aware (``prepared_columns`` checked it).
-        kinds = known - {_NONE}
-        if not kinds:
-            target = field.target_field if isinstance(field, models.ForeignKey) else field
-            plain = _PLAIN_TYPES.get(type(target))
-            return _ARRAY_TYPES.get(plain) if plain else None
-        return _ARRAY_TYPES.get(next(iter(kinds))) if len(kinds) == 1 else None
     kinds = _text_kinds({type(value) for value in values if value is not None})
     if not kinds:  # only NULLs: the field's own plain type says which
         target = field.target_field if isinstance(field, models.ForeignKey) else field
@@ -420,8 +409,7 @@ def _set_update(
     meta = model._meta
     arrays = [list(column) for column in by_column]
     fields = [*columns, meta.pk]
-    known = _known_kinds(by_column)
-    types = [_array_type(*item) for item in zip(arrays, fields, known, strict=True)]
+    types = [_array_type(array, field) for array, field in zip(arrays, fields, strict=True)]
     if None in types:
         return False
     quote = connection.ops.quote_name
@@ -434,7 +422,7 @@ def _set_update(
         + f") AS v({', '.join(names)}, pk) WHERE t.{quote(meta.pk.column)} = v.pk"
     )
     with server_bound_cursor() as cursor:
-        cursor.execute(sql, list(map(array_param, arrays, known)))
+        cursor.execute(sql, list(map(array_param, arrays, _known_kinds(by_column))))
     return True
 
 
@@ -494,8 +482,7 @@ def insert_ignoring_conflicts(model: type[models.Model], rows: list[Any]) -> Non
                     f.pre_save(row, add=True)  # auto_now and friends, as bulk_create does
         by_column = prepared_columns(rows, fields, json_text=True)
         arrays = [list(column) for column in by_column]
-        known = _known_kinds(by_column)
-        types = [_array_type(*item) for item in zip(arrays, fields, known, strict=True)]
+        types = [_array_type(array, f) for array, f in zip(arrays, fields, strict=True)]
         if None not in types:
             quote = connection.ops.quote_name
             sql = (
@@ -505,7 +492,7 @@ def insert_ignoring_conflicts(model: type[models.Model], rows: list[Any]) -> Non
                 "ON CONFLICT DO NOTHING"
             )
             with server_bound_cursor() as cursor:
-                cursor.execute(sql, list(map(array_param, arrays, known)))
+                cursor.execute(sql, list(map(array_param, arrays, _known_kinds(by_column))))
             _mark_saved(rows)
             return
     model.objects.bulk_create(rows, ignore_conflicts=True)
@@ -539,8 +526,7 @@ def upsert_rows(
     by_column = prepared_columns(rows, columns)
     if connection.vendor == "postgresql":
         arrays = [list(column) for column in by_column]
-        known = _known_kinds(by_column)
-        types = [_array_type(*item) for item in zip(arrays, columns, known, strict=True)]
+        types = [_array_type(array, c) for array, c in zip(arrays, columns, strict=True)]
         keys = set(zip(*arrays[: len(key)], strict=True))
         if None not in types and len(keys) == len(rows):
             sql = (
@@ -548,7 +534,7 @@ def upsert_rows(
                 f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in types)}) {conflict}"
             )
             with server_bound_cursor() as cursor:
-                cursor.execute(sql, list(map(array_param, arrays, known)))
+                cursor.execute(sql, list(map(array_param, arrays, _known_kinds(by_column))))
             return
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({names}) "
