@@ -257,6 +257,20 @@ class _Prepared(list):  # type: ignore[type-arg]
         self.known: dict[int, tuple[Sequence[Any], set[type]]] = {}
 
 
+def _known_kinds(by_column: Sequence[Sequence[Any]]) -> list[set[type] | None]:
+    """Per column of ``by_column`` (a ``prepared_columns`` answer), the kinds it recorded for
+    that very column object, else None: what ``array_param`` takes instead of its own
+    ``set(map(type))`` pass over the values of every array a batch's set-wise writes bind.
+    (``_array_type`` still makes its own pass: tests replace it to force the per-row
+    statements.)"""
+    known = by_column.known if type(by_column) is _Prepared else {}
+    found: list[set[type] | None] = []
+    for index, column in enumerate(by_column):
+        entry = known.get(index)
+        found.append(entry[1] if entry is not None and entry[0] is column else None)
+    return found
+
+
 def _primary_keys(rows: Sequence[Any]) -> list[Any]:
     """``[row.pk for row in rows]``: for rows of one model, its primary key's attname read by
     ``row_values`` (the ``pk`` property is a Python call of ``_get_pk_val`` per row)."""
@@ -408,7 +422,7 @@ def _set_update(
         + f") AS v({', '.join(names)}, pk) WHERE t.{quote(meta.pk.column)} = v.pk"
     )
     with server_bound_cursor() as cursor:
-        cursor.execute(sql, [array_param(array) for array in arrays])
+        cursor.execute(sql, list(map(array_param, arrays, _known_kinds(by_column))))
     return True
 
 
@@ -478,7 +492,7 @@ def insert_ignoring_conflicts(model: type[models.Model], rows: list[Any]) -> Non
                 "ON CONFLICT DO NOTHING"
             )
             with server_bound_cursor() as cursor:
-                cursor.execute(sql, [array_param(array) for array in arrays])
+                cursor.execute(sql, list(map(array_param, arrays, _known_kinds(by_column))))
             _mark_saved(rows)
             return
     model.objects.bulk_create(rows, ignore_conflicts=True)
@@ -520,7 +534,7 @@ def upsert_rows(
                 f"SELECT * FROM unnest({', '.join(f'%s::{t}' for t in types)}) {conflict}"
             )
             with server_bound_cursor() as cursor:
-                cursor.execute(sql, [array_param(array) for array in arrays])
+                cursor.execute(sql, list(map(array_param, arrays, _known_kinds(by_column))))
             return
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({names}) "
@@ -572,8 +586,7 @@ def insert_rows(
                 _NEXT_IDS,
                 [meta.db_table, meta.pk.column, len(rows)],
             )
-            for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
-                row.pk = pk
+            _set_primary_keys(rows, meta, cursor.fetchall())
         columns = [meta.pk, *fields] if set_ids else fields
         names = ", ".join(quote(f.column) for f in columns)
         # Django's cursor wrapper has no copy(); the psycopg cursor under it does.
@@ -586,6 +599,37 @@ def insert_rows(
                 for values in zip(*by_column, strict=True):
                     copy.write_row(values)
     _mark_saved(rows)
+
+
+def _set_primary_keys(rows: list[Any], meta: Any, found: list[tuple[Any]]) -> None:
+    """``row.pk = pk`` for each row and ``(pk,)`` of ``found``, as a store in the row's
+    ``__dict__`` where that is what the assignment does: ``pk`` is ``Model``'s own property,
+    whose setter (``_set_pk_val``, a Python call per row) sets the primary key's attname and
+    those of parent links, and the model has no parents and keeps ``object``'s
+    ``__setattr__`` over Django's non-data descriptor (``_dict_settable``)."""
+    kinds = set(map(type, rows))
+    attname = meta.pk.attname
+    if len(found) == len(rows) and len(kinds) == 1 and _dict_settable(kinds.pop(), attname):
+        for values, (pk,) in zip(map(vars, rows), found):  # noqa: B905 - lengths checked
+            values[attname] = pk
+        return
+    for row, (pk,) in zip(rows, found, strict=True):
+        row.pk = pk
+
+
+@functools.cache
+def _dict_settable(cls: type, attname: str) -> bool:
+    """Whether ``row.pk = value`` on an instance of ``cls`` is ``row.__dict__[attname] =
+    value``: ``Model.pk`` itself, no parent links, ``object``'s ``__setattr__``, and
+    ``attname`` a field attribute of Django's own (non-data) descriptor class."""
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, models.Model)
+        and inspect.getattr_static(cls, "pk", None) is models.Model.pk
+        and not cls._meta.parents
+        and cls.__setattr__ is object.__setattr__
+        and type(inspect.getattr_static(cls, attname, None)) is DeferredAttribute
+    )
 
 
 def _mark_saved(rows: Sequence[Any]) -> None:
@@ -797,7 +841,7 @@ def _rows_text(texts: list[Sequence[str]]) -> str:
     return "".join(flat)
 
 
-def array_param(values: Sequence[Any]) -> str | list[Any]:
+def array_param(values: Sequence[Any], known: set[type] | None = None) -> str | list[Any]:
     """``values`` as the parameter of a PostgreSQL array cast (``%s::bigint[]``,
     ``%s::text[]``, ``%s::numeric[]``, ``%s::timestamptz[]``): the array's text literal when
     every value that is not None is an ``int``, a ``str``, a finite ``Decimal`` or an aware
@@ -816,9 +860,10 @@ def array_param(values: Sequence[Any]) -> str | list[Any]:
     before. String enums count as strings (``_text_kind``: their characters, which psycopg's
     ``str`` dumper sends too). Anything else (bools, NaN or infinite Decimals, naive
     datetimes, other subclasses, mixed types, a NUL character, which PostgreSQL text cannot
-    hold) goes to psycopg as a list, as before."""
+    hold) goes to psycopg as a list, as before. ``known``: the values' kinds as
+    ``prepared_columns`` recorded them (``_known_kinds``), instead of a pass over them."""
     values = list(values)
-    kinds = _text_kinds(set(map(type, values)))
+    kinds = _text_kinds(set(map(type, values))) if known is None else set(known)
     if kinds == {int}:
         return "{" + ",".join(map(str, values)) + "}"
     if kinds == {str}:

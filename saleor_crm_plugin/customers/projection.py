@@ -18,6 +18,7 @@ Rules that make processing idempotent and independent of delivery order:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,11 +29,18 @@ from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter, itemgetter
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Max, Min, Sum
 from django.db.models.query_utils import DeferredAttribute
 
-from saleor_crm_plugin.core.bulk import InArray, row_values, update_rows, upsert_rows
+from saleor_crm_plugin.core.bulk import (
+    InArray,
+    array_param,
+    row_values,
+    server_bound_cursor,
+    update_rows,
+    upsert_rows,
+)
 from saleor_crm_plugin.core.heap import paused_gc
 from saleor_crm_plugin.core.privacy import email_hash
 from saleor_crm_plugin.core.rows import adopted_instance, init_receivers, new_instance
@@ -826,7 +834,19 @@ def _refresh_now(customer_ids: set[int]) -> None:
 
 def _refresh_chunk(ids: list[int]) -> None:
     """A constant number of queries for any number of customers: one aggregate, one read of
-    the current rows, then only the rows whose figures changed are written."""
+    the current rows, then only the rows whose figures changed are written.
+
+    On PostgreSQL all of it is one statement (``_refresh_statement``): the aggregate rows, the
+    current rows and the changed ones never come to Python. Building and reading them (three
+    ORM querysets, a converter call per aggregate value, an instance per changed row, the
+    upsert's and the update's arrays) was ~109 k instructions per drained event."""
+    if _SET_WISE_REFRESH and connection.vendor == "postgresql":
+        with server_bound_cursor() as cursor:
+            cursor.execute(
+                _refresh_statement(),
+                {"ids": array_param(ids), "non_sale": array_param(list(NON_SALE_STATUSES))},
+            )
+        return
     aggregates = (
         Order.objects.filter(InArray(F("customer_id"), ids))
         .exclude(status__in=NON_SALE_STATUSES)
@@ -897,6 +917,61 @@ def _refresh_chunk(ids: list[int]) -> None:
             ],
             ["order_count", "first_order_at", "last_order_at"],
         )
+
+
+# False: the statements and rows in Python, as on other backends (the tests compare the two).
+_SET_WISE_REFRESH = True
+
+
+@functools.cache
+def _refresh_statement() -> str:
+    """``_refresh_chunk``'s work as one PostgreSQL statement, made once (tables quoted by the
+    backend; the columns are the fields' own names): what the three reads and two writes
+    did, row for row.
+
+    ``wanted`` is the aggregate, with ``or ""``/``or Decimal(0)`` as ``COALESCE``. The upsert
+    proposes the rows with no current row or whose figures differ (``IS DISTINCT FROM``
+    compares as Python's ``!=`` of the values does, NULLs equal), in the aggregate's order
+    (the order ``upsert_rows`` took ids from the sequence); the delete removes the current
+    rows of a key the aggregate lacks; the customers' update writes those whose count,
+    first or last order (0/NULL without orders) differ. The writes touch disjoint rows, so
+    running them on one snapshot changes nothing."""
+    quote = connection.ops.quote_name
+    order, stats, customer = (
+        quote(model._meta.db_table) for model in (Order, CustomerChannelStats, Customer)
+    )
+    key = ("customer_id", "channel_id", "currency")
+    columns = ", ".join((*key, *_STATS_FIELDS))
+    joined = " AND ".join(f"s.{name} = w.{name}" for name in key)
+    return (
+        f"WITH wanted AS (SELECT customer_id, channel_id, currency, "
+        f"COALESCE(MAX(channel_slug), '') AS channel_slug, COUNT(id) AS order_count, "
+        f"COALESCE(SUM(total_charged), 0) AS total_spent, "
+        f"COALESCE(SUM(total_refunded), 0) AS total_refunded, "
+        f"MIN(created_at) AS first_order_at, MAX(created_at) AS last_order_at "
+        f"FROM {order} WHERE customer_id = ANY(%(ids)s::bigint[]) "
+        f"AND NOT (status = ANY(%(non_sale)s::text[])) "
+        f"GROUP BY customer_id, channel_id, currency), "
+        f"upserted AS (INSERT INTO {stats} ({columns}) "
+        f"SELECT {', '.join(f'w.{name}' for name in (*key, *_STATS_FIELDS))} FROM wanted w "
+        f"LEFT JOIN {stats} s ON {joined} "
+        f"WHERE s.id IS NULL OR ({', '.join(f's.{name}' for name in _STATS_FIELDS)}) "
+        f"IS DISTINCT FROM ({', '.join(f'w.{name}' for name in _STATS_FIELDS)}) "
+        f"ORDER BY w.customer_id, w.channel_id, w.currency "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
+        + ", ".join(f"{name} = EXCLUDED.{name}" for name in _STATS_FIELDS)
+        + " RETURNING 1), "
+        f"removed AS (DELETE FROM {stats} s WHERE s.customer_id = ANY(%(ids)s::bigint[]) "
+        f"AND NOT EXISTS (SELECT 1 FROM wanted w WHERE {joined}) RETURNING 1), "
+        f"totals AS (SELECT customer_id, SUM(order_count)::bigint AS order_count, "
+        f"MIN(first_order_at) AS first_order_at, MAX(last_order_at) AS last_order_at "
+        f"FROM wanted GROUP BY customer_id) "
+        f"UPDATE {customer} c SET order_count = COALESCE(t.order_count, 0), "
+        f"first_order_at = t.first_order_at, last_order_at = t.last_order_at "
+        f"FROM unnest(%(ids)s::bigint[]) AS i(id) LEFT JOIN totals t ON t.customer_id = i.id "
+        f"WHERE c.id = i.id AND (c.order_count, c.first_order_at, c.last_order_at) "
+        f"IS DISTINCT FROM (COALESCE(t.order_count, 0), t.first_order_at, t.last_order_at)"
+    )
 
 
 def _upsert_stats(rows: list[CustomerChannelStats]) -> None:
