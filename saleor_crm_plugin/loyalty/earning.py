@@ -25,7 +25,13 @@ from saleor_crm_plugin.core.rows import RowReader
 from saleor_crm_plugin.customers.models import Customer, Order
 from saleor_crm_plugin.events.types import CrmEvent, EventKind
 from saleor_crm_plugin.loyalty.config import ProgramConfig, program_config
-from saleor_crm_plugin.loyalty.ledger import Posting, customer_stub, flush, lock_accounts
+from saleor_crm_plugin.loyalty.ledger import (
+    Posting,
+    account_values,
+    customer_stub,
+    flush,
+    lock_accounts,
+)
 from saleor_crm_plugin.loyalty.models import (
     EntryKind,
     EntrySource,
@@ -336,7 +342,14 @@ def _process(
         postings = []
         for key, account in accounts.items():
             config = configs[key]
-            work = Posting(account, config, now, lots_loaded=lots.get(account.pk, []))
+            # ``lock_accounts`` has just read (or created) the row: what it holds is stored.
+            work = Posting(
+                account,
+                config,
+                now,
+                lots_loaded=lots.get(account.pk, []),
+                stored=account_values(account),
+            )
             if key in created:
                 _signup_bonus(work)
             book = _Book(histories.get(key, []), config)
