@@ -43,9 +43,11 @@ from saleor_crm_plugin.loyalty.models import (
 from saleor_crm_plugin.loyalty.rules import (
     OrderFacts,
     confirm_after,
+    eligible_amount,
     order_points,
+    points_of,
     reversal_target,
-    spend_after_refunds,
+    spend_of,
 )
 from saleor_crm_plugin.loyalty.tiers import TierStatus, tier_at
 
@@ -141,20 +143,49 @@ def _order_histories(
 
 
 class _Book:
-    """The order history of one account plus memoised tier arithmetic over it."""
+    """The order history of one account plus memoised tier arithmetic over it.
+
+    Each order's ``eligible_amount`` is computed once (``amount``): whether it earns, its
+    lot's points and its tier value were three computations of it per touched order. The
+    tier values (``contributions``) are computed on first use, so the book of an account
+    that is not locked (nothing to open) computes none."""
 
     def __init__(self, rows: list[OrderRow], config: ProgramConfig) -> None:
         self.rows = rows
         self.config = config
         self.by_id = {row.order_id: row for row in rows}
-        self.contributions = [(row.created_at, self._value(row)) for row in rows]
+        self._contributions: list[tuple[datetime, Decimal]] | None = None
+        self._amounts: dict[int, Decimal] = {}
         self._multipliers: dict[str, Decimal] = {}
+
+    @property
+    def contributions(self) -> list[tuple[datetime, Decimal]]:
+        if self._contributions is None:
+            self._contributions = [(row.created_at, self._value(row)) for row in self.rows]
+        return self._contributions
+
+    def amount(self, row: OrderRow) -> Decimal:
+        """``eligible_amount`` of one of the book's rows (by identity: the rows live as long
+        as the book)."""
+        amount = self._amounts.get(id(row))
+        if amount is None:
+            amount = self._amounts[id(row)] = eligible_amount(row.facts, self.config)
+        return amount
+
+    def points(self, row: OrderRow, multiplier: Decimal = Decimal(1)) -> tuple[int, int]:
+        """``order_points(row.facts, config, multiplier)``."""
+        return points_of(self.amount(row), self.config, multiplier)
+
+    def earns(self, row: OrderRow) -> bool:
+        """``_earns(row, config)``."""
+        base, _ = points_of(self.amount(row), self.config)
+        return base > 0 and not row.facts.fully_reversed
 
     def _value(self, row: OrderRow) -> Decimal:
         if self.config.tier_basis == "points":
-            base, _ = order_points(row.facts, self.config)
+            base, _ = self.points(row)
             return Decimal(base) - Decimal(reversal_target(base, row.facts, proportional=True))
-        return spend_after_refunds(row.facts, self.config)
+        return spend_of(row.facts, self.amount(row))
 
     def multiplier(self, row: OrderRow) -> Decimal:
         """The multiplier of the tier held just before the order was placed, from the other
@@ -165,7 +196,10 @@ class _Book:
                 cached = self.config.tiers[0].multiplier
             else:
                 before = [(t, v) for t, v in self.contributions if t < row.created_at]
-                cached = tier_at(row.created_at, before, self.config).tier.multiplier
+                if before:
+                    cached = tier_at(row.created_at, before, self.config).tier.multiplier
+                else:
+                    cached = _first_multiplier(self.config, row.created_at)
             self._multipliers[row.order_id] = cached
         return cached
 
@@ -173,12 +207,29 @@ class _Book:
         return tier_at(at, self.contributions, self.config)
 
     def first_earning(self) -> OrderRow | None:
-        return next((row for row in self.rows if _earns(row, self.config)), None)
+        return next((row for row in self.rows if self.earns(row)), None)
 
 
 def _earns(row: OrderRow, config: ProgramConfig) -> bool:
     base, _ = order_points(row.facts, config)
     return base > 0 and not row.facts.fully_reversed
+
+
+# ``tier_at(at, [], config).tier.multiplier`` by config (kept with it, compared by identity):
+# with no contribution the metric is zero at every instant, so the tier held is the same for
+# every ``at`` in every period kind, and a customer's first order asked it in full each time.
+_FIRST_MULTIPLIERS: dict[int, tuple[ProgramConfig, Decimal]] = {}
+
+
+def _first_multiplier(config: ProgramConfig, at: datetime) -> Decimal:
+    known = _FIRST_MULTIPLIERS.get(id(config))
+    if known is not None and known[0] is config:
+        return known[1]
+    if len(_FIRST_MULTIPLIERS) >= 64:
+        _FIRST_MULTIPLIERS.clear()
+    multiplier = tier_at(at, [], config).tier.multiplier
+    _FIRST_MULTIPLIERS[id(config)] = (config, multiplier)
+    return multiplier
 
 
 # -- event handler and replays ---------------------------------------------------------------
@@ -322,11 +373,13 @@ def _process(
         if not configs:
             return []
         wanted = {}
+        books = {}
         for key, config in configs.items():
             slug, currency, touched = by_account[key]
-            history = {row.order_id: row for row in histories.get(key, [])}
+            book = books[key] = _Book(histories.get(key, []), config)
+            history = book.by_id
             opens = not touch_only and any(
-                oid in history and _earns(history[oid], config) for oid in touched
+                oid in history and book.earns(history[oid]) for oid in touched
             )
             wanted[key] = ((key[0], key[1], slug, currency), opens)
         customers = {key[0]: customer_stub(key[0], members[key[0]]) for key in configs}
@@ -352,7 +405,7 @@ def _process(
             )
             if key in created:
                 _signup_bonus(work)
-            book = _Book(histories.get(key, []), config)
+            book = books[key]
             _reconcile(work, book, touched=by_account[key][2], reason=reason)
             postings.append(work)
         flush(postings)
@@ -374,7 +427,7 @@ def _reconcile(
     keys = {lot.key for lot in work.all_lots()}
     for order_id in sorted(touched):
         row = book.by_id.get(order_id)
-        if row is None or f"order:{order_id}" in keys or not _earns(row, config):
+        if row is None or f"order:{order_id}" in keys or not book.earns(row):
             continue
         lot = _open_order_lot(work, book, row)
         if lot is not None:
@@ -395,7 +448,7 @@ def _reconcile(
 
 def _open_order_lot(work: Posting, book: _Book, row: OrderRow) -> PointLot | None:
     multiplier = book.multiplier(row)
-    base, points = order_points(row.facts, work.config, multiplier)
+    base, points = book.points(row, multiplier)
     if points <= 0:
         return None
     key = f"order:{row.order_id}"
@@ -466,7 +519,7 @@ def _sync_lot(work: Posting, book: _Book, lot: PointLot, row: OrderRow) -> None:
     if lot.status == LotStatus.PENDING:
         if lot.proportional:
             multiplier = book.multiplier(row)
-            base, points = order_points(facts, work.config, multiplier)
+            base, points = book.points(row, multiplier)
             if points > 0 and points != lot.points:
                 work.post(
                     kind=EntryKind.PENDING,

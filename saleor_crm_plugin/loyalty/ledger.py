@@ -159,7 +159,9 @@ def lock_accounts(
         insert_ignoring_conflicts(
             LoyaltyAccount,
             [
-                LoyaltyAccount(
+                # ``new_instance``: what the constructor gives, without its per-field loop
+                new_instance(
+                    LoyaltyAccount,
                     customer_id=key[0],
                     channel_id=key[1],
                     channel_slug=wanted[key][0][2],
@@ -192,6 +194,9 @@ def _attach_customers(accounts: Iterable[LoyaltyAccount], known: Mapping[int, Cu
         known = {**known, **read}
     for account in accounts:
         _CUSTOMER_FIELD.set_cached_value(account, known[account.customer_id])
+
+
+_last_expiry: tuple[datetime | None, int, datetime | None] = (None, 0, None)
 
 
 @dataclass
@@ -347,9 +352,18 @@ class Posting:
         return lot, entry
 
     def expiry_for_new_lot(self) -> datetime | None:
-        if not self.config.expiry_months:
+        months = self.config.expiry_months
+        if not months:
             return None
-        return add_months(self.now, self.config.expiry_months)
+        # Every lot confirmed in a pass asks this with the pass's one ``now`` object: the last
+        # answer is kept with that very object (identity, not equality: equal instants in
+        # other zones fall in other months).
+        global _last_expiry
+        now, last_months, expires = _last_expiry
+        if now is not self.now or last_months != months:
+            expires = add_months(self.now, months)
+            _last_expiry = (self.now, months, expires)
+        return expires
 
     def pay_debt(self, lot: PointLot, entry: LedgerEntry) -> None:
         """Points reversed after they were spent are owed; new points cover them first."""

@@ -10,7 +10,7 @@ the old paths forced, and compares every stored loyalty row (ids replaced by nat
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +29,13 @@ from saleor_crm_plugin.loyalty.models import (
     PointLot,
     TierChange,
 )
+from saleor_crm_plugin.loyalty.rules import (
+    add_months,
+    order_points,
+    reversal_target,
+    spend_after_refunds,
+)
+from saleor_crm_plugin.loyalty.tiers import tier_at
 from tests.loyalty.builders import customer_event, days, order_event
 from tests.loyalty.test_earning import reset_loyalty_and_projection
 
@@ -198,9 +205,71 @@ def _old_relate(row: Any, fk: Any, value: Any) -> None:
     setattr(row, fk.name, value)
 
 
+class _OldBook:
+    """``earning._Book`` as it was (verbatim), with the two methods the pass now asks
+    answered by the old functions they replace (``_earns``, ``order_points``)."""
+
+    def __init__(self, rows: list[Any], config: Any) -> None:
+        self.rows = rows
+        self.config = config
+        self.by_id = {row.order_id: row for row in rows}
+        self.contributions = [(row.created_at, self._value(row)) for row in rows]
+        self._multipliers: dict[str, Decimal] = {}
+
+    def _value(self, row: Any) -> Decimal:
+        if self.config.tier_basis == "points":
+            base, _ = order_points(row.facts, self.config)
+            return Decimal(base) - Decimal(reversal_target(base, row.facts, proportional=True))
+        return spend_after_refunds(row.facts, self.config)
+
+    def multiplier(self, row: Any) -> Decimal:
+        cached = self._multipliers.get(row.order_id)
+        if cached is None:
+            if len(self.config.tiers) == 1:
+                cached = self.config.tiers[0].multiplier
+            else:
+                before = [(t, v) for t, v in self.contributions if t < row.created_at]
+                cached = tier_at(row.created_at, before, self.config).tier.multiplier
+            self._multipliers[row.order_id] = cached
+        return cached
+
+    def status(self, at: datetime) -> Any:
+        return tier_at(at, self.contributions, self.config)
+
+    def first_earning(self) -> Any:
+        return next((row for row in self.rows if _old_earns(row, self.config)), None)
+
+    def earns(self, row: Any) -> bool:
+        return _old_earns(row, self.config)
+
+    def points(self, row: Any, multiplier: Decimal = Decimal(1)) -> tuple[int, int]:
+        return order_points(row.facts, self.config, multiplier)
+
+
+def _old_earns(row: Any, config: Any) -> bool:
+    base, _ = order_points(row.facts, config)
+    return base > 0 and not row.facts.fully_reversed
+
+
+def _old_confirm_after(fulfilled_at: datetime | None, config: Any) -> datetime | None:
+    if fulfilled_at is None:
+        return None
+    return fulfilled_at + timedelta(days=config.return_window_days)
+
+
+def _old_expiry_for_new_lot(self: Any) -> datetime | None:
+    if not self.config.expiry_months:
+        return None
+    return add_months(self.now, self.config.expiry_months)
+
+
 def _force_old_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ledger, "relate", _old_relate)
     monkeypatch.setattr(earning, "account_values", lambda account: None)
+    monkeypatch.setattr(earning, "_Book", _OldBook)
+    monkeypatch.setattr(earning, "confirm_after", _old_confirm_after)
+    monkeypatch.setattr(ledger.Posting, "expiry_for_new_lot", _old_expiry_for_new_lot)
+    monkeypatch.setattr(ledger, "new_instance", lambda model, /, **values: model(**values))
 
 
 @pytest.mark.django_db
@@ -262,3 +331,25 @@ def test_relate_leaves_what_the_descriptor_leaves():
             assert fk.get_cached_value(new_row) is new_value
             assert fk.get_cached_value(old_row) is old_value
             assert state(new_value)[1:3] == state(old_value)[1:3]
+
+
+@pytest.mark.parametrize("period", ["lifetime", "calendar_year", "rolling_12_months"])
+def test_the_tier_of_an_empty_history_is_the_same_at_every_instant(period):
+    """What ``_first_multiplier`` memoises: ``tier_at(at, [], config)``'s tier for any ``at``,
+    over generated tier tables (thresholds of zero included, codes repeated)."""
+    from saleor_crm_plugin.loyalty.config import ProgramConfig, TierRule
+
+    rng = random.Random(period)
+    for _ in range(300):
+        tiers = tuple(
+            TierRule(rng.choice("abc"), "n", Decimal(rng.choice([0, 0, 5, 100])),
+                     Decimal(rng.choice(["1", "1.25", "2"])))
+            for _ in range(rng.randint(1, 4))
+        )  # fmt: skip
+        config = ProgramConfig(tier_period=period, tiers=tiers)
+        earning._FIRST_MULTIPLIERS.clear()
+        first = earning._first_multiplier(config, NOW)
+        for _ in range(5):
+            at = NOW + days(rng.uniform(-3000, 3000))
+            assert tier_at(at, [], config).tier.multiplier == first
+            assert earning._first_multiplier(config, at) is first
