@@ -276,7 +276,7 @@ def _force_old_paths(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_lean_pass_stores_what_the_old_pass_stored(monkeypatch, config):
     with override_settings(CRM_LOYALTY=CONFIGS[config]):
-        for seed in range(6):
+        for seed in range(4):
             chunks = _scenario(seed * 31 + len(config))
             _run(chunks, seed)
             new = _dump()
