@@ -15,13 +15,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from saleor_crm_plugin.core.bulk import InArray, any_of
-from saleor_crm_plugin.core.rows import RowReader
+from saleor_crm_plugin.core.rows import RowReader, select_rows
 from saleor_crm_plugin.customers.models import Customer, Order
 from saleor_crm_plugin.events.types import CrmEvent, EventKind
 from saleor_crm_plugin.loyalty.config import ProgramConfig, program_config
@@ -124,22 +125,57 @@ def _order_histories(
     of the customer: ``lock_accounts`` is handed them instead of joining the customer."""
     histories: dict[tuple[int, str], list[OrderRow]] = defaultdict(list)
     members: dict[int, str] = {}
-    rows = (
-        Order.objects.filter(InArray(F("customer_id"), customer_ids))
-        .order_by("customer_id", "channel_id", "created_at", "saleor_order_id")
-        .values_list(
-            "customer_id",
-            "channel_id",
-            "customer__saleor_user_id",
-            "customer__erased_at",
-            *_HISTORY_FIELDS,
+    rows: Iterable[Sequence[Any]]
+    if _RAW_HISTORIES and connection.vendor == "postgresql":
+        where, params = any_of("o.customer_id", list(customer_ids), "bigint")
+        rows = select_rows(_history_statement(where), params)
+    else:
+        rows = (
+            Order.objects.filter(InArray(F("customer_id"), customer_ids))
+            .order_by("customer_id", "channel_id", "created_at", "saleor_order_id")
+            .values_list(
+                "customer_id",
+                "channel_id",
+                "customer__saleor_user_id",
+                "customer__erased_at",
+                *_HISTORY_FIELDS,
+            )
         )
-    )
     for values in rows:
         histories[(values[0], values[1])].append(_row(values[4:]))
         if values[2] is not None and values[3] is None:
             members[values[0]] = values[2]
     return histories, members
+
+
+# The histories' statement written out (PostgreSQL): the queryset above, whose values every
+# batch reads for every customer it touches, cost more in Django's query building and
+# iteration (~45 k instructions per drained event) than in reading the rows. Same columns,
+# join, filter and order; read by ``select_rows`` as the queryset's cursor reads them (text
+# ``numeric``, the session's time zone). False: the queryset (tests compare the two).
+_RAW_HISTORIES = True
+_HISTORY_STATEMENTS: dict[str, str] = {}
+
+
+def _history_statement(where: str) -> str:
+    statement = _HISTORY_STATEMENTS.get(where)
+    if statement is None:
+        quote = connection.ops.quote_name
+        order, customer = Order._meta, Customer._meta
+        names = ", ".join(f"o.{quote(order.get_field(name).column)}" for name in _HISTORY_FIELDS)
+        statement = _HISTORY_STATEMENTS[where] = (
+            f"SELECT o.{quote(order.get_field('customer').column)}, "
+            f"o.{quote(order.get_field('channel_id').column)}, "
+            f"c.{quote(customer.get_field('saleor_user_id').column)}, "
+            f"c.{quote(customer.get_field('erased_at').column)}, {names} "
+            f"FROM {quote(order.db_table)} o LEFT OUTER JOIN {quote(customer.db_table)} c "
+            f"ON o.{quote(order.get_field('customer').column)} = c.{quote(customer.pk.column)} "
+            f"WHERE {where} ORDER BY o.{quote(order.get_field('customer').column)} ASC, "
+            f"o.{quote(order.get_field('channel_id').column)} ASC, "
+            f"o.{quote(order.get_field('created_at').column)} ASC, "
+            f"o.{quote(order.get_field('saleor_order_id').column)} ASC"
+        )
+    return statement
 
 
 class _Book:

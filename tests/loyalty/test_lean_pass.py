@@ -267,6 +267,7 @@ def _force_old_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ledger, "relate", _old_relate)
     monkeypatch.setattr(earning, "account_values", lambda account: None)
     monkeypatch.setattr(earning, "_Book", _OldBook)
+    monkeypatch.setattr(earning, "_RAW_HISTORIES", False)
     monkeypatch.setattr(earning, "confirm_after", _old_confirm_after)
     monkeypatch.setattr(ledger.Posting, "expiry_for_new_lot", _old_expiry_for_new_lot)
     monkeypatch.setattr(ledger, "new_instance", lambda model, /, **values: model(**values))
@@ -288,6 +289,41 @@ def test_lean_pass_stores_what_the_old_pass_stored(monkeypatch, config):
             reset_loyalty_and_projection()
             assert new["lots"], "the scenario earned nothing"
             assert new == old
+
+
+def _history_state(histories: dict[Any, list[Any]]) -> list[Any]:
+    """Every row's and facts' attributes with their types, in order."""
+    return [
+        (key, [(row.__dict__.keys() - {"facts"}, [(repr(v), type(v)) for k, v in sorted(
+            row.__dict__.items()) if k != "facts"], [(k, repr(v), type(v)) for k, v in sorted(
+            row.facts.__dict__.items())]) for row in rows])
+        for key, rows in sorted(histories.items())
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_history_statement_reads_what_the_queryset_read(monkeypatch):
+    """``_order_histories`` through its written statement and through the queryset, after
+    generated scenarios (guests, several channels, erased customers, null totals)."""
+    for seed in range(3):
+        for chunk in _scenario(seed):
+            for event in chunk:
+                projection.apply_event(event)
+    customers = list(Customer.objects.values_list("pk", flat=True))
+    Customer.objects.filter(pk=customers[0]).update(erased_at=NOW)
+    Customer.objects.filter(pk=customers[1]).update(saleor_user_id=None)
+    from saleor_crm_plugin.customers.models import Order
+
+    Order.objects.filter(pk__in=Order.objects.order_by("pk")[:3].values("pk")).update(
+        total_gross=None, total_net=None, channel_id="other", fulfilled_at=None
+    )
+    for ids in ([*customers, 10**9], customers[:2], customers[1:], [10**9]):
+        new = earning._order_histories(set(ids))
+        with monkeypatch.context() as patch:
+            patch.setattr(earning, "_RAW_HISTORIES", False)
+            old = earning._order_histories(set(ids))
+        assert _history_state(new[0]) == _history_state(old[0])
+        assert new[1] == old[1]
 
 
 @pytest.mark.django_db
