@@ -50,7 +50,7 @@ from saleor_crm_plugin.loyalty.rules import (
     reversal_target,
     spend_of,
 )
-from saleor_crm_plugin.loyalty.tiers import TierStatus, tier_at
+from saleor_crm_plugin.loyalty.tiers import TierStatus, held_tier, tier_at
 
 logger = logging.getLogger(__name__)
 _LOTS = RowReader(PointLot)
@@ -233,7 +233,7 @@ class _Book:
             else:
                 before = [(t, v) for t, v in self.contributions if t < row.created_at]
                 if before:
-                    cached = tier_at(row.created_at, before, self.config).tier.multiplier
+                    cached = held_tier(row.created_at, before, self.config)[0].multiplier
                 else:
                     cached = _first_multiplier(self.config, row.created_at)
             self._multipliers[row.order_id] = cached
@@ -680,20 +680,19 @@ def reverse_active(
     work.touch(lot)
 
 
-def _evaluate_tier(work: Posting, book: _Book, reason: str = "order") -> TierStatus:
-    status = book.status(work.now)
+def _evaluate_tier(work: Posting, book: _Book, reason: str = "order") -> None:
+    tier, metric = held_tier(work.now, book.contributions, book.config)
     account = work.account
-    if account.tier != status.tier.code:
+    if account.tier != tier.code:
         work.tier_change(
             from_tier=account.tier,
-            to_tier=status.tier.code,
-            metric=status.metric,
+            to_tier=tier.code,
+            metric=metric,
             reason=reason,
             changed_at=work.now,
         )
-        account.tier = status.tier.code
+        account.tier = tier.code
         account.tier_since = work.now
-    return status
 
 
 def lot_exists(key: str) -> bool:

@@ -263,7 +263,24 @@ def _old_expiry_for_new_lot(self: Any) -> datetime | None:
     return add_months(self.now, self.config.expiry_months)
 
 
+def _old_evaluate_tier(work: Any, book: Any, reason: str = "order") -> Any:
+    status = book.status(work.now)
+    account = work.account
+    if account.tier != status.tier.code:
+        work.tier_change(
+            from_tier=account.tier,
+            to_tier=status.tier.code,
+            metric=status.metric,
+            reason=reason,
+            changed_at=work.now,
+        )
+        account.tier = status.tier.code
+        account.tier_since = work.now
+    return status
+
+
 def _force_old_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(earning, "_evaluate_tier", _old_evaluate_tier)
     monkeypatch.setattr(ledger, "relate", _old_relate)
     monkeypatch.setattr(earning, "account_values", lambda account: None)
     monkeypatch.setattr(earning, "_Book", _OldBook)
@@ -389,3 +406,27 @@ def test_the_tier_of_an_empty_history_is_the_same_at_every_instant(period):
             at = NOW + days(rng.uniform(-3000, 3000))
             assert tier_at(at, [], config).tier.multiplier == first
             assert earning._first_multiplier(config, at) is first
+
+
+@pytest.mark.parametrize("period", ["lifetime", "calendar_year", "rolling_12_months"])
+def test_held_tier_is_tier_at_s_tier_and_metric(period):
+    from saleor_crm_plugin.loyalty.config import ProgramConfig, TierRule
+    from saleor_crm_plugin.loyalty.tiers import held_tier
+
+    rng = random.Random(period)
+    for _ in range(400):
+        tiers = tuple(
+            TierRule(rng.choice("abcd"), "n", Decimal(rng.choice([0, 0, 5, 100, 400])),
+                     Decimal(rng.choice(["1", "1.25", "2"])))
+            for _ in range(rng.randint(1, 4))
+        )  # fmt: skip
+        config = ProgramConfig(tier_period=period, tiers=tiers)
+        history = sorted(
+            (NOW - days(rng.uniform(-30, 900)), Decimal(rng.choice(["0", "12.5", "80", "300.10"])))
+            for _ in range(rng.randint(0, 12))
+        )
+        at = NOW + days(rng.uniform(-400, 400))
+        status = tier_at(at, history, config)
+        tier, metric = held_tier(at, history, config)
+        assert tier is status.tier
+        assert (repr(metric), type(metric)) == (repr(status.metric), type(status.metric))
