@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
-from django.db import IntegrityError, models, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, models, router, transaction
 
 from saleor_crm_plugin.core.bulk import any_of, insert_ignoring_conflicts, insert_rows, update_rows
 from saleor_crm_plugin.core.rows import RowReader, bare_instance, init_receivers, new_instance
@@ -60,6 +61,8 @@ ACCOUNT_FIELDS = (
     "tier_since",
     "last_activity_at",
 )
+# The columns ``flush`` writes of an account, read as one tuple (what was read, what is now).
+account_values = attrgetter(*ACCOUNT_FIELDS)
 
 
 def lock_account(
@@ -156,7 +159,9 @@ def lock_accounts(
         insert_ignoring_conflicts(
             LoyaltyAccount,
             [
-                LoyaltyAccount(
+                # ``new_instance``: what the constructor gives, without its per-field loop
+                new_instance(
+                    LoyaltyAccount,
                     customer_id=key[0],
                     channel_id=key[1],
                     channel_slug=wanted[key][0][2],
@@ -191,6 +196,9 @@ def _attach_customers(accounts: Iterable[LoyaltyAccount], known: Mapping[int, Cu
         _CUSTOMER_FIELD.set_cached_value(account, known[account.customer_id])
 
 
+_last_expiry: tuple[datetime | None, int, datetime | None] = (None, 0, None)
+
+
 @dataclass
 class Posting:
     """One unit of work on a locked account; ``finish`` (or ``flush``) writes it."""
@@ -205,6 +213,13 @@ class Posting:
     tier_changes: list[TierChange] = field(default_factory=list)
     dirty_lots: dict[int, PointLot] = field(default_factory=dict)
     initial: tuple[int, int, str] = (0, 0, "")
+    # ``account_values(account)`` as the account row stands in the database, when the caller
+    # knows it (``earning._process`` reads it just after locking): ``flush`` then leaves out
+    # the ``UPDATE`` of an account none of whose written columns changed. Most accounts of an
+    # inbox batch change nothing (an order's event that moves no point); writing them back
+    # unchanged cost Python an array element per column and PostgreSQL a new row version.
+    # None (any other caller): always written, as before.
+    stored: tuple[Any, ...] | None = None
 
     def __post_init__(self) -> None:
         self.initial = (self.account.balance, self.account.pending, self.account.tier)
@@ -224,7 +239,11 @@ class Posting:
         return any(lot.key == key for lot in self.all_lots())
 
     def new_lot(self, **fields: Any) -> PointLot:
-        lot = new_instance(PointLot, account=self.account, **fields)
+        if init_receivers(PointLot):
+            lot = new_instance(PointLot, account=self.account, **fields)
+        else:
+            lot = new_instance(PointLot, **fields)
+            relate(lot, _LOT_ACCOUNT, self.account)
         self.new_lots.append(lot)
         return lot
 
@@ -248,21 +267,24 @@ class Posting:
         staff_user_id: str = "",
         data: dict[str, Any] | None = None,
     ) -> LedgerEntry:
-        entry = new_instance(
-            LedgerEntry,
-            account=self.account,
-            lot=lot,
-            kind=kind,
-            source=source,
-            source_id=source_id,
-            points=points,
-            pending_points=pending,
-            reason=reason[:255],
-            idempotency_key=key,
-            staff_user_id=staff_user_id,
-            data=data or {},
-            created_at=self.now,
-        )
+        values = {
+            "kind": kind,
+            "source": source,
+            "source_id": source_id,
+            "points": points,
+            "pending_points": pending,
+            "reason": reason[:255],
+            "idempotency_key": key,
+            "staff_user_id": staff_user_id,
+            "data": data or {},
+            "created_at": self.now,
+        }
+        if init_receivers(LedgerEntry):
+            entry = new_instance(LedgerEntry, account=self.account, lot=lot, **values)
+        else:
+            entry = new_instance(LedgerEntry, **values)
+            relate(entry, _ENTRY_ACCOUNT, self.account)
+            relate(entry, _ENTRY_LOT, lot)
         self.new_entries.append(entry)
         self.account.balance += points
         self.account.pending += pending
@@ -272,10 +294,21 @@ class Posting:
         return entry
 
     def consumed(self, entry: LedgerEntry, lot: PointLot, points: int) -> None:
-        self.consumptions.append(new_instance(LotConsumption, entry=entry, lot=lot, points=points))
+        if init_receivers(LotConsumption):
+            row = new_instance(LotConsumption, entry=entry, lot=lot, points=points)
+        else:
+            row = new_instance(LotConsumption, points=points)
+            relate(row, _CONSUMPTION_ENTRY, entry)
+            relate(row, _CONSUMPTION_LOT, lot)
+        self.consumptions.append(row)
 
     def tier_change(self, **fields: Any) -> None:
-        self.tier_changes.append(new_instance(TierChange, account=self.account, **fields))
+        if init_receivers(TierChange):
+            row = new_instance(TierChange, account=self.account, **fields)
+        else:
+            row = new_instance(TierChange, **fields)
+            relate(row, _TIER_CHANGE_ACCOUNT, self.account)
+        self.tier_changes.append(row)
 
     def credit(
         self,
@@ -319,9 +352,18 @@ class Posting:
         return lot, entry
 
     def expiry_for_new_lot(self) -> datetime | None:
-        if not self.config.expiry_months:
+        months = self.config.expiry_months
+        if not months:
             return None
-        return add_months(self.now, self.config.expiry_months)
+        # Every lot confirmed in a pass asks this with the pass's one ``now`` object: the last
+        # answer is kept with that very object (identity, not equality: equal instants in
+        # other zones fall in other months).
+        global _last_expiry
+        now, last_months, expires = _last_expiry
+        if now is not self.now or last_months != months:
+            expires = add_months(self.now, months)
+            _last_expiry = (self.now, months, expires)
+        return expires
 
     def pay_debt(self, lot: PointLot, entry: LedgerEntry) -> None:
         """Points reversed after they were spent are owed; new points cover them first."""
@@ -386,6 +428,46 @@ class Posting:
         flush([self])
 
 
+_LOT_ACCOUNT = PointLot._meta.get_field("account")
+_ENTRY_ACCOUNT = LedgerEntry._meta.get_field("account")
+_ENTRY_LOT = LedgerEntry._meta.get_field("lot")
+_CONSUMPTION_ENTRY = LotConsumption._meta.get_field("entry")
+_CONSUMPTION_LOT = LotConsumption._meta.get_field("lot")
+_TIER_CHANGE_ACCOUNT = TierChange._meta.get_field("account")
+
+
+def relate(row: models.Model, fk: Any, value: models.Model | None) -> None:
+    """``setattr(row, fk.name, value)`` for a ``row`` just made by ``new_instance`` (no
+    related object cached yet), without the descriptor's three router calls: every new lot,
+    entry and consumption of a batch set one or two foreign keys that way, each a third of
+    what building the row cost. With no database router configured those calls answer from
+    the instances alone (``db_for_write`` with an instance hint: its ``_state.db``, else the
+    default alias; ``allow_relation``: the two aliases equal), which is what this does;
+    with a router, a value of another class or aliases that differ, the descriptor itself
+    runs (and decides, or raises, as it always did)."""
+    if value is None:
+        for own, _ in fk.related_fields:
+            row.__dict__[own.attname] = None
+        fk.set_cached_value(row, None)
+        return
+    state = row._state
+    other = value._state
+    if (
+        router.routers
+        or type(value) is not fk.related_model
+        or (state.db is not None and other.db is not None and state.db != other.db)
+    ):
+        setattr(row, fk.name, value)
+        return
+    if state.db is None:
+        state.db = other.db or DEFAULT_DB_ALIAS
+    if other.db is None:
+        other.db = state.db
+    ((own, target),) = fk.related_fields
+    row.__dict__[own.attname] = getattr(value, target.attname)
+    fk.set_cached_value(row, value)
+
+
 def flush(postings: Iterable[Posting]) -> None:
     """Write the work of many postings: a constant number of queries whatever their size."""
     postings = list(postings)
@@ -405,7 +487,9 @@ def flush(postings: Iterable[Posting]) -> None:
     dirty = [lot for p in postings for lot in p.dirty_lots.values() if id(lot) not in new_ids]
     if dirty:
         update_rows(PointLot, dirty, LOT_FIELDS)
-    accounts = [p.account for p in postings]
+    accounts = [
+        p.account for p in postings if p.stored is None or p.stored != account_values(p.account)
+    ]
     if accounts:
         update_rows(LoyaltyAccount, accounts, ACCOUNT_FIELDS)
     _insert(TierChange, [t for p in postings for t in p.tier_changes])
@@ -416,6 +500,8 @@ def flush(postings: Iterable[Posting]) -> None:
         p.new_lots, p.new_entries, p.consumptions, p.tier_changes = [], [], [], []
         p.dirty_lots = {}
         p.initial = (p.account.balance, p.account.pending, p.account.tier)
+        if p.stored is not None:
+            p.stored = account_values(p.account)
 
 
 # From this many rows on, COPY (two round trips: ids from the sequence, then the rows) costs

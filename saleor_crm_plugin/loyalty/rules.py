@@ -80,7 +80,15 @@ def order_points(
     facts: OrderFacts, config: ProgramConfig, multiplier: Decimal = Decimal(1)
 ) -> tuple[int, int]:
     """``(base points, points with the tier multiplier)`` the order earns before refunds."""
-    amount = eligible_amount(facts, config)
+    return points_of(eligible_amount(facts, config), config, multiplier)
+
+
+def points_of(
+    amount: Decimal, config: ProgramConfig, multiplier: Decimal = Decimal(1)
+) -> tuple[int, int]:
+    """``order_points`` of an order whose ``eligible_amount`` is ``amount``: a pass over an
+    account asks an order's points several times (does it earn, its lot, its tier value),
+    and the amount, most of the arithmetic, is the same each time."""
     if amount <= 0 or amount < config.min_order_amount:
         return 0, 0
     base = to_points(amount * config.points_per_unit, config.rounding)
@@ -106,6 +114,13 @@ def spend_after_refunds(facts: OrderFacts, config: ProgramConfig) -> Decimal:
     return eligible_amount(facts, config) * (1 - facts.refunded_share)
 
 
+def spend_of(facts: OrderFacts, amount: Decimal) -> Decimal:
+    """``spend_after_refunds`` of an order whose ``eligible_amount`` is ``amount``."""
+    if facts.fully_reversed:
+        return ZERO
+    return amount * (1 - facts.refunded_share)
+
+
 def add_months(at: datetime, months: int) -> datetime:
     month_index = at.month - 1 + months
     year = at.year + month_index // 12
@@ -117,4 +132,12 @@ def add_months(at: datetime, months: int) -> datetime:
 def confirm_after(fulfilled_at: datetime | None, config: ProgramConfig) -> datetime | None:
     if fulfilled_at is None:
         return None
-    return fulfilled_at + timedelta(days=config.return_window_days)
+    window = _WINDOWS.get(config.return_window_days)
+    if window is None:
+        window = _WINDOWS[config.return_window_days] = timedelta(days=config.return_window_days)
+    return fulfilled_at + window
+
+
+# ``timedelta(days=n)`` by ``n``: asked for every order lot of every pass (a return window is a
+# setting, so a handful of values at most; an ``int`` key makes the same value each time).
+_WINDOWS: dict[int, timedelta] = {}

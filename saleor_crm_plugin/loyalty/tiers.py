@@ -62,6 +62,26 @@ def tier_at(
 ) -> TierStatus:
     """The tier held at ``at`` given ``(time, value)`` contributions (orders), sorted by time.
     Contributions after ``at`` are ignored."""
+    held, metric, held_until = _held(at, history, config)
+    above = [t for t in config.tiers if t.threshold > held.threshold]
+    next_tier = above[0] if above else None
+    to_next = max(Decimal(0), next_tier.threshold - metric) if next_tier else Decimal(0)
+    return TierStatus(held, metric, next_tier, to_next, held_until)
+
+
+def held_tier(
+    at: datetime, history: Sequence[tuple[datetime, Decimal]], config: ProgramConfig
+) -> tuple[TierRule, Decimal]:
+    """``tier_at(...)``'s ``tier`` and ``metric`` alone: what the loyalty pass reads of it
+    for every account it reconciles and every order it opens a lot for, without the next
+    tier, the distance to it and the frozen ``TierStatus`` they would be built into."""
+    held, metric, _ = _held(at, history, config)
+    return held, metric
+
+
+def _held(
+    at: datetime, history: Sequence[tuple[datetime, Decimal]], config: ProgramConfig
+) -> tuple[TierRule, Decimal, datetime | None]:
     tiers = config.tiers
     ranks = _ranks(tiers)
     points = [(t, v) for t, v in history if t <= at]
@@ -84,10 +104,7 @@ def tier_at(
         metric, held, held_until = _rolling(at, points, tiers, ranks)
     if ranks[held.code] == 0:
         held_until = None
-    above = [t for t in tiers if t.threshold > held.threshold]
-    next_tier = above[0] if above else None
-    to_next = max(Decimal(0), next_tier.threshold - metric) if next_tier else Decimal(0)
-    return TierStatus(held, metric, next_tier, to_next, held_until)
+    return held, metric, held_until
 
 
 def _rolling(
