@@ -224,7 +224,7 @@ class FastPost:
         try:
             user_agent = request.META.get("HTTP_USER_AGENT")
             if user_agent is not None:
-                for user_agent_regex in settings.DISALLOWED_USER_AGENTS:
+                for user_agent_regex in _raw_attribute(settings, "_wrapped").DISALLOWED_USER_AGENTS:
                     if user_agent_regex.search(user_agent):
                         raise PermissionDenied("Forbidden user agent")
             _check_host(request)  # ``ALLOWED_HOSTS``: ``DisallowedHost`` answers 400
