@@ -127,16 +127,29 @@ def _insert_statement(vendor: str) -> tuple[str, tuple[models.Field[Any, Any], .
 
 
 def _execute_server_bound(
-    db: Any, sql: str, params: list[Any], *, fetch: bool = True, reuse: bool = False
+    db: Any,
+    sql: str,
+    params: list[Any],
+    *,
+    fetch: bool = True,
+    reuse: bool = False,
+    direct: bool = False,
 ) -> Any:
     """Run ``sql`` with server-side binding on Django's connection; the first row it returns
     when ``fetch``, else how many rows it wrote (the cursor's rowcount).
 
     ``reuse``: run it on a psycopg cursor kept for the connection (the acknowledgement's one
     INSERT per request) instead of a new one: a cursor and its adapters map cost ~1% of an
-    ack. A new connection (Django reconnects after ``CONN_MAX_AGE``) gets a new cursor."""
+    ack. A new connection (Django reconnects after ``CONN_MAX_AGE``) gets a new cursor.
+
+    ``direct`` (``sql`` is :func:`_raw_insert_statement`, not fetched): first through
+    :func:`_insert_prepared_directly`, the cursor only when that does not apply or fails."""
     db.ensure_connection()
     db.validate_no_broken_transaction()
+    if direct:
+        written = _insert_prepared_directly(db, params)
+        if written is not None:
+            return written
     if reuse:
         raw = db.connection
         cached = db.__dict__.get("_crm_ack_cursor")
@@ -175,12 +188,12 @@ def store_webhook(
         # CPU for the whole acknowledgement): the process's other request threads run
         # meanwhile (``core/gate.py``), as they do while a request waits on Saleor.
         with gate.released():
-            written = _insert_prepared_directly(db, params)
-            if written is None:  # not the plain autocommit case, or it failed: psycopg's way
-                written = _execute_server_bound(
-                    db, _raw_insert_statement(), params, fetch=False, reuse=True
+            inserted = (
+                _execute_server_bound(
+                    db, _raw_insert_statement(), params, fetch=False, reuse=True, direct=True
                 )
-            inserted = written == 1
+                == 1
+            )
     else:
         row = InboxEvent(
             dedupe_key=dedupe_key,
@@ -240,9 +253,7 @@ def _insert_prepared_directly(db: Any, params: list[Any]) -> int | None:
     what it always raised. The next call prepares again."""
     import psycopg
 
-    db.ensure_connection()  # as ``_execute_server_bound`` starts, in the same order
-    db.validate_no_broken_transaction()
-    raw = db.connection
+    raw = db.connection  # connected by ``_execute_server_bound``
     try:
         pgconn = raw.pgconn
         if (
