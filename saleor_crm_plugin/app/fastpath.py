@@ -48,6 +48,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest, get_script_name
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.middleware.common import CommonMiddleware
@@ -105,6 +106,49 @@ def _plain(response: Any) -> bool:
 def _log_error(request: HttpRequest, response: HttpResponseBase) -> None:
     """``get_response``'s ``django.request`` line for an answer of 400 or more."""
     log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+
+
+# ``settings._wrapped`` read in C, as ``conf.py`` reads it: ``LazySettings.__getattribute__``
+# is a Python method.
+_raw_attribute = object.__getattribute__
+# ``Host`` headers that ``request.get_host()`` accepted under the settings object in
+# ``_hosts_checked_under`` (the dict's insertion order is irrelevant: a membership set).
+_accepted_hosts: dict[str, None] = {}
+_hosts_checked_under: list[Any] = [None]
+_ACCEPTED_HOSTS_MAX = 64
+
+
+def _check_host(request: HttpRequest) -> None:
+    """``request.get_host()`` (``ALLOWED_HOSTS``, the ``DisallowedHost`` it raises), whose
+    answer for a request with a ``Host`` header and no ``X-Forwarded-Host`` depends only on
+    that header and the settings (``ALLOWED_HOSTS``, ``DEBUG``; ``USE_X_FORWARDED_HOST``
+    reads a header the request lacks): a header it accepted is remembered with the settings
+    object it read and accepted again without the split, regex and allow-list loop (~45k
+    instructions, 3% of an acknowledgement; a sender uses one or two ``Host`` values).
+    Refusals are not remembered (they raise and log each time, as before), the memory is
+    bounded (with ``ALLOWED_HOSTS = ["*"]`` any header is accepted) and forgotten when the
+    settings object changes or on ``setting_changed``."""
+    meta = request.META
+    host = meta.get("HTTP_HOST")
+    if host is None or "HTTP_X_FORWARDED_HOST" in meta:
+        request.get_host()
+        return
+    wrapped = _raw_attribute(settings, "_wrapped")
+    if host in _accepted_hosts and _hosts_checked_under[0] is wrapped:
+        return
+    request.get_host()
+    if _hosts_checked_under[0] is not wrapped or len(_accepted_hosts) >= _ACCEPTED_HOSTS_MAX:
+        _accepted_hosts.clear()
+        _hosts_checked_under[0] = wrapped
+    _accepted_hosts[host] = None
+
+
+def _forget_hosts(**kwargs: Any) -> None:
+    _accepted_hosts.clear()
+    _hosts_checked_under[0] = None
+
+
+setting_changed.connect(_forget_hosts)
 
 
 class FastPost:
@@ -180,10 +224,10 @@ class FastPost:
         try:
             user_agent = request.META.get("HTTP_USER_AGENT")
             if user_agent is not None:
-                for user_agent_regex in settings.DISALLOWED_USER_AGENTS:
+                for user_agent_regex in _raw_attribute(settings, "_wrapped").DISALLOWED_USER_AGENTS:
                     if user_agent_regex.search(user_agent):
                         raise PermissionDenied("Forbidden user agent")
-            request.get_host()  # ``ALLOWED_HOSTS``: ``DisallowedHost`` answers 400
+            _check_host(request)  # ``ALLOWED_HOSTS``: ``DisallowedHost`` answers 400
             response = self._view_response(request)
             if response.status_code == 404 or not _plain(response):
                 # Its slash redirect, or a response the header list is not prepared for:
@@ -205,7 +249,7 @@ class FastPost:
         set_script_prefix(get_script_name(environ))
         signals.request_started.send(sender=self._handler_class, environ=environ)
         request = self._request_class(environ)
-        set_urlconf(settings.ROOT_URLCONF)
+        set_urlconf(_raw_attribute(settings, "_wrapped").ROOT_URLCONF)
         response, common = chain(request)
         prepared = self._answers.get(id(response))
         if prepared is not None:

@@ -191,9 +191,12 @@ def test_a_subject_set_by_the_worker_is_found_for_erasure():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_acknowledgement_keeps_one_cursor_per_connection():
-    """The ack's INSERT runs on a psycopg cursor kept for the connection: the same rows and
-    answers as with a new cursor per call, and a new connection gets a new cursor."""
+def test_the_acknowledgement_keeps_one_cursor_per_connection(monkeypatch):
+    """The ack's INSERT runs on a psycopg cursor kept for the connection when it does not go
+    through libpq's prepared call (inside a transaction, prepares off, after a failure: the
+    direct way is switched off here): the same rows and answers as with a new cursor per
+    call, and a new connection gets a new cursor."""
+    monkeypatch.setattr(inbox, "_insert_prepared_directly", lambda db, params: None)
 
     def store(key: str) -> bool:
         return inbox.store_webhook(
