@@ -695,7 +695,9 @@ def _new_line(order: Order, snap: OrderLineSnapshot, receivers: bool | None = No
     values["quantity_refunded"] = snap.quantity_refunded or 0
     # caches the instance, as ``line.order = order`` would; its pk may come later (a new
     # order of a batch), which is why the batch reads ``line.order.pk`` when it writes.
-    _LINE_ORDER.set_cached_value(row, order)
+    # ``set_cached_value``'s store, without its Python call (as ``batch.point_lines_at_orders``
+    # and the GraphQL loaders read and write the relation cache).
+    row._state.fields_cache[_ORDER_CACHE] = order
     return row
 
 
@@ -755,6 +757,7 @@ _LINE_FACTS = (
     "sku",
 )
 _LINE_ORDER = OrderLine._meta.get_field("order")
+_ORDER_CACHE = _LINE_ORDER.cache_name  # ``line.order``'s key in the row's relation cache
 order_pk = attrgetter(Order._meta.pk.attname)  # ``order.pk`` without the property's call
 # A snapshot's or a line's facts, in ``_LINE_FACTS``'s order (a snapshot's attributes are a
 # tuple, a line's a list).

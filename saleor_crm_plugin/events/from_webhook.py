@@ -261,15 +261,21 @@ except ImportError:  # pragma: no cover - msgspec is a dependency; the fallback 
     msgspec = None  # type: ignore[assignment]
 
 _SELECTIVE_DECODE: Callable[[bytes | str], Any] | None = None
-_LineStruct: type | None = None
+_VARIANT_DECODE: Callable[[bytes], Any] | None = None
+_LineStruct: type | None = None  # the decoder's lines (``variant`` as raw text)
+_TypedLineStruct: type | None = None  # ``order_schema.Line`` (``variant`` decoded), read alike
 _QuantityStruct: type | None = None
+_RawText: type | None = None
 _MISSING: Any = object()
 if msgspec is not None:
     from saleor_crm_plugin.events import order_schema
 
-    _SELECTIVE_DECODE = msgspec.json.Decoder(order_schema.OrderBody).decode
-    _LineStruct = order_schema.Line
+    _SELECTIVE_DECODE = msgspec.json.Decoder(order_schema.SelectedOrderBody).decode
+    _VARIANT_DECODE = msgspec.json.Decoder(order_schema.VariantNode).decode
+    _LineStruct = order_schema.SelectedLine
+    _TypedLineStruct = order_schema.Line
     _QuantityStruct = order_schema.QuantityLine
+    _RawText = msgspec.Raw
     _MISSING = order_schema.MISSING
 
 
@@ -415,7 +421,7 @@ def parse_subscription_order(
         lines = tuple(
             [
                 _struct_line(line, refunded_by_line)
-                if type(line) is _LineStruct
+                if type(line) is _LineStruct or type(line) is _TypedLineStruct
                 else _subscription_line(line, refunded_by_line)
                 for line in data["lines"]
             ]
@@ -657,15 +663,18 @@ def _subscription_line(
 
 
 def _struct_line(data: Any, refunded_by_line: dict[str, int] | None) -> OrderLineSnapshot:
-    """``_subscription_line`` for a line msgspec decoded (``order_schema.Line``): the same
-    snapshot from the same values, read from slots. A node is None where the dict path had
-    a missing, null or empty node, and a missing field None where its ``.get`` gave None;
-    the floats ``_subscription_line`` checks are exact here (msgspec reads integer literals
-    beyond 64 bits as ints), so there is nothing to check."""
+    """``_subscription_line`` for a line msgspec decoded (``order_schema.SelectedLine``, or
+    ``order_schema.Line``): the same snapshot from the same values, read from slots. A node is
+    None where the dict path had a missing, null or empty node, and a missing field None where
+    its ``.get`` gave None; the floats ``_subscription_line`` checks are exact here (msgspec
+    reads integer literals beyond 64 bits as ints), so there is nothing to check. The variant
+    node's values come from ``_variant_facts`` (raw text, decoded once per distinct text)."""
     variant = data.variant
-    product = variant.product if variant is not None else None
-    category = product.category if product is not None else None
-    product_type = product.productType if product is not None else None
+    if type(variant) is _RawText:
+        key = bytes(variant)
+        facts = _VARIANT_FACTS.get(key) or _variant_facts(key)
+    else:
+        facts = _node_facts(variant)
     unit_price = data.unitPrice
     total_price = data.totalPrice
     amounts = _FLOAT_AMOUNTS
@@ -692,14 +701,17 @@ def _struct_line(data: Any, refunded_by_line: dict[str, int] | None) -> OrderLin
     refunded = None
     if refunded_by_line is not None:
         refunded = min(quantity, refunded_by_line.get(line_id, 0))
-    if product is not None:
-        product_id = product.id
-        product_slug = product.slug
-        attributes = (
-            None if product.attributes is None else _selected_attributes(product.attributes)
-        )
-    else:
-        product_id = product_slug = attributes = None
+    (
+        variant_id,
+        variant_sku,
+        product_id,
+        product_slug,
+        category_id,
+        category_slug,
+        type_id,
+        type_slug,
+        attributes,
+    ) = facts
     return new_line(  # OrderLineSnapshot's fields in declaration order
         line_id,
         data.productName or "",
@@ -708,17 +720,63 @@ def _struct_line(data: Any, refunded_by_line: dict[str, int] | None) -> OrderLin
         unit_gross,
         unit_net,
         total_gross,
-        (variant.id if variant is not None else None) or data.productVariantId,
+        variant_id or data.productVariantId,
         product_id,
         product_slug,
+        category_id,
+        category_slug,
+        type_id,
+        type_slug,
+        attributes,
+        data.productSku or variant_sku,
+        data.quantityFulfilled,
+        refunded,
+    )
+
+
+# A variant node's raw text -> ``_node_facts`` of it. The text of one variant is the same on
+# every line of every order that sells it (a shop's catalogue, not its orders, bounds the
+# distinct texts), and decoding it built four structs and six strings per line, a fifth of
+# a body's decode. The facts are a pure function of the text (a JSON value decodes alike
+# alone or inside the body) and hold only immutable values (strings, None, a tuple of
+# strings), so sharing them between snapshots is what building them again would give.
+_VARIANT_FACTS: dict[bytes, tuple[Any, ...]] = {}
+_VARIANT_FACTS_MAX = 20_000
+
+
+def _variant_facts(key: bytes) -> tuple[Any, ...]:
+    """``_node_facts`` of the variant node whose text is ``key``, decoded by the schema's
+    ``VariantNode`` (an error propagates, as the body's decode of that node would have
+    raised it: the selective path then gives up) and remembered."""
+    facts = _node_facts(_VARIANT_DECODE(key))  # type: ignore[misc]
+    if len(_VARIANT_FACTS) >= _VARIANT_FACTS_MAX:
+        _VARIANT_FACTS.clear()
+    _VARIANT_FACTS[key] = facts
+    return facts
+
+
+def _node_facts(variant: Any) -> tuple[Any, ...]:
+    """What a line's snapshot takes from its decoded variant node (``order_schema.LineVariant``
+    or None): the variant's id and SKU (the line's own ``productVariantId``/``productSku`` are
+    read besides them), the product's id and slug, its category's and type's ids and slugs,
+    and its selected attributes."""
+    if variant is None:
+        return (None, None, None, None, None, None, None, None, None)
+    product = variant.product
+    if product is None:
+        return (variant.id, variant.sku, None, None, None, None, None, None, None)
+    category = product.category
+    product_type = product.productType
+    return (
+        variant.id,
+        variant.sku,
+        product.id,
+        product.slug,
         category.id if category is not None else None,
         category.slug if category is not None else None,
         product_type.id if product_type is not None else None,
         product_type.slug if product_type is not None else None,
-        attributes,
-        data.productSku or (variant.sku if variant is not None else None),
-        data.quantityFulfilled,
-        refunded,
+        None if product.attributes is None else _selected_attributes(product.attributes),
     )
 
 

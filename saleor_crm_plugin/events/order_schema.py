@@ -189,3 +189,35 @@ class OrderBody(TypedDict, total=False):
     data: Any
     issuedAt: Any
     order: Order | None
+
+
+# What the worker's decoder actually reads: ``OrderBody`` with each line's ``variant`` node
+# kept as its raw JSON text (``msgspec.Raw``: checked as JSON, sliced, not built). A variant
+# node (its id and SKU, the product's id, slug, category, type and attributes: about a fifth
+# of a line's text) is the same text on every line of every order of that variant, so
+# ``from_webhook._variant_facts`` decodes each distinct text once, by ``VariantNode`` (the
+# very ``LineVariant`` schema above, so the keys read stay the ones declared there) and keeps
+# what the snapshot takes from it. ``SelectedLine`` is ``Line`` field for field (built from
+# it), only ``variant`` differs; a missing ``variant`` key reads as JSON ``null``, as the
+# typed field's default None did.
+NULL_RAW = msgspec.Raw(b"null")
+SelectedLine = msgspec.defstruct(
+    "SelectedLine",
+    [
+        (f.name, msgspec.Raw, NULL_RAW) if f.name == "variant" else (f.name, f.type, f.default)
+        for f in msgspec.structs.fields(Line)
+    ],
+    gc=False,
+    module=__name__,
+)
+VariantNode = LineVariant | None
+SelectedOrder = TypedDict(  # type: ignore[misc]
+    "SelectedOrder",
+    {**Order.__annotations__, "lines": list[SelectedLine] | None},  # type: ignore[valid-type]
+    total=False,
+)
+SelectedOrderBody = TypedDict(  # type: ignore[misc]
+    "SelectedOrderBody",
+    {**OrderBody.__annotations__, "order": SelectedOrder | None},  # type: ignore[valid-type]
+    total=False,
+)
