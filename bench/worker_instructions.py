@@ -9,7 +9,7 @@ inside the drain (``--toggle-collect`` on the ``exec`` that runs it), with a fix
 The count covers this Python process only, not PostgreSQL's backend.
 
     python -m bench.worker_instructions [--events 2000] [--batch-size 500] [--rebuild]
-        [--keep callgrind.out] [--as-worker]
+        [--keep callgrind.out] [--as-worker] [--shuffled]
 
 ``--as-worker`` counts what a running Celery worker spends per event. By default the count
 also holds work a worker does once: callgrind toggles collection at every entry to and exit
@@ -21,6 +21,12 @@ sources compiled) are partly counted, and so are parts of start-up's imports. Wi
 autodiscovery does at a worker's start), and the drain runs inside ``operator.call``, whose C
 function (``_operator_call``, called by nothing else here) is the toggle: exactly the drain is
 counted. The default stays, so the figures of rounds 1-8 can still be compared.
+
+``--shuffled`` drains the same deliveries in the order ``bench.ingest`` phase 2 sends them
+(shuffled, ``Random(7)``; a template of its own): an order's events then fall into different
+batches, as in a live stream, where the UCI order keeps them close together and lets a batch
+load each order once for several of its events (docs/benchmarks.md, "The drain's cost by
+batch size").
 
 To compare code versions, run it from each checkout with ``BENCH_DB_SUFFIX`` set alike: the
 template is shared (its state is the same whichever version built it) and only the drain
@@ -64,9 +70,20 @@ def _env(database_url: str, batch_size: int) -> dict[str, str]:
     }
 
 
-def _build_template(events: int, batch_size: int) -> None:
-    """The deliveries stored raw, the first ``WARM`` processed (natively, in a child)."""
-    url = recreate_database(TEMPLATE)
+def _template(shuffled: bool) -> str:
+    return TEMPLATE + "_shuf" if shuffled else TEMPLATE
+
+
+def _build_template(events: int, batch_size: int, shuffled: bool = False) -> None:
+    """The deliveries stored raw, the first ``WARM`` processed (natively, in a child); with
+    ``shuffled`` the drained ones in the order phase 2 of ``bench.ingest`` sends them."""
+    url = recreate_database(_template(shuffled))
+    order = (
+        f"import random\nrest = deliveries[{WARM}:]\nrandom.Random(7).shuffle(rest)\n"
+        f"deliveries[{WARM}:] = rest\n"
+        if shuffled
+        else ""
+    )
     code = (
         "import django; django.setup()\n"
         "from django.core.management import call_command\n"
@@ -74,15 +91,17 @@ def _build_template(events: int, batch_size: int) -> None:
         "from bench.worker_cpu import _store\n"
         "from bench.ack_cpu import _cached_deliveries\n"
         "from saleor_crm_plugin.events import inbox\n"
-        f"_store(_cached_deliveries({WARM + events}), 'raw')\n"
+        f"deliveries = _cached_deliveries({WARM + events})\n"
+        + order
+        + "_store(deliveries, 'raw')\n"
         f"inbox.process_pending(max_events={WARM})\n"
     )
     subprocess.run([sys.executable, "-c", code], env=_env(url, batch_size), check=True)
 
 
-def _template_holds(events: int) -> bool:
+def _template_holds(events: int, shuffled: bool = False) -> bool:
     try:
-        with psycopg.connect(pg_url(db_name(TEMPLATE))) as conn:
+        with psycopg.connect(pg_url(db_name(_template(shuffled)))) as conn:
             pending = conn.execute(
                 "SELECT count(*) FROM saleor_crm_plugin_inboxevent WHERE status = 'pending'"
             ).fetchone()
@@ -91,11 +110,11 @@ def _template_holds(events: int) -> bool:
     return bool(pending) and pending[0] >= events
 
 
-def _copy() -> str:
+def _copy(shuffled: bool = False) -> str:
     name = db_name(COPY)
     with psycopg.connect(pg_url("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{db_name(TEMPLATE)}"')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{db_name(_template(shuffled))}"')
     return pg_url(name)
 
 
@@ -110,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         help="import the task modules first and count exactly the drain",
     )
     parser.add_argument(
+        "--shuffled",
+        action="store_true",
+        help="drain the events in bench.ingest phase 2's shuffled order",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="also copy callgrind's output file here (for callgrind_annotate)",
@@ -117,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     _cached_deliveries(WARM + args.events)  # made natively, outside valgrind
-    if args.rebuild or not _template_holds(args.events):
-        _build_template(args.events, args.batch_size)
-    url = _copy()
+    if args.rebuild or not _template_holds(args.events, args.shuffled):
+        _build_template(args.events, args.batch_size, args.shuffled)
+    url = _copy(args.shuffled)
     start = (
         "import django; django.setup()\n"
         "from saleor_crm_plugin.events import inbox\n"
@@ -154,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     drained = int(re.search(r"drained (\d+)", stdout).group(1))  # type: ignore[union-attr]
     print(
         f"code: {Path(__file__).resolve().parent.parent}; drained {drained} events "
-        f"{'as a worker ' if args.as_worker else ''}"
+        f"{'as a worker ' if args.as_worker else ''}{'shuffled ' if args.shuffled else ''}"
         f"(batch {args.batch_size}): {total / drained / 1e6:.3f} M instructions per event "
         f"({total:,} in all)"
     )
