@@ -127,7 +127,39 @@ def callgrind_total(
         capture_output=True,
         text=True,
     )
+    return callgrind_count(out), result.stdout
+
+
+def callgrind_count(out: Path) -> int:
+    """The instruction total of a callgrind output file."""
     match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
     if match is None:
         raise SystemExit(f"no instruction total in {out}")
-    return int(match.group(1)), result.stdout
+    return int(match.group(1))
+
+
+def single_user_total(
+    bindir: str, datadir: Path, out: Path, script: str, toggles: tuple[str, ...]
+) -> int:
+    """PostgreSQL instructions of ``script`` run by ``postgres --single -j`` on ``datadir``
+    (database ``bench``, ``fsync=off``) under callgrind, counted only inside the ``toggles``
+    functions (the statements' execution, say, not the parsing of their literals). A
+    statement that fails fails the count: its ``ERROR`` would otherwise pass as a cheap
+    statement. ``bench.inbox_writes --callgrind`` and ``bench.worker_pg_probes --callgrind``
+    count their statements this way."""
+    command = [f"{bindir}/postgres", "--single", "-j", "-D", str(datadir), "-c", "fsync=off"]
+    valgrind = [
+        "valgrind",
+        "--tool=callgrind",
+        *(f"--toggle-collect={name}" for name in toggles),
+        f"--callgrind-out-file={out}",
+        *command,
+        "bench",
+    ]
+    result = subprocess.run(
+        as_postgres(valgrind), input=script, check=True, capture_output=True, text=True
+    )
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR:" in line]
+    if errors:
+        raise SystemExit(f"statements failed under callgrind: {errors[:3]}")
+    return callgrind_count(out)

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import as_postgres, pg_url, recreate_database
+from bench._common import as_postgres, pg_url, recreate_database, single_user_total
 from bench._http import process_cpu
 from bench.ack_cpu import API_URL, BROKER, CACHE, _cached_deliveries
 
@@ -358,30 +358,9 @@ def _callgrind(
             run(["cp", "-a", str(data), str(copy)])
             out = work / f"callgrind-{inserts}-{updates}.out"
             script = _single_script(deliveries, events, inserts, updates, size)
-            run(
-                as_postgres(
-                    [
-                        "valgrind",
-                        "--tool=callgrind",
-                        "--toggle-collect=ExecuteQuery",
-                        f"--callgrind-out-file={out}",
-                        f"{bindir}/postgres",
-                        "--single",
-                        "-j",
-                        "-D",
-                        str(copy),
-                        "-c",
-                        "fsync=off",
-                        "bench",
-                    ]
-                ),
-                input=script.encode(),
+            counts[inserts, updates] = single_user_total(
+                bindir, copy, out, script, ("ExecuteQuery",)
             )
-            text = out.read_text()
-            errors = [line for line in text.splitlines() if line.startswith("ERROR")]
-            assert not errors, errors
-            totals = [line for line in text.splitlines() if line.startswith("totals:")]
-            counts[inserts, updates] = int(totals[0].split()[1])
             if keep:
                 shutil.copy(out, Path(keep) / out.name)
             shutil.rmtree(copy)

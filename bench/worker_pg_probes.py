@@ -50,7 +50,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench._common import as_postgres, db_name, pg_url
+from bench._common import as_postgres, db_name, pg_url, single_user_total
 
 DB_NAME = os.environ.get("BENCH_WORKER_DB", "crm_bench_worker_cpu")
 LINES = "saleor_crm_plugin_orderline"
@@ -307,15 +307,6 @@ def _ledger_cases(url: str, size: int) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-def callgrind_count(out: Path) -> int:
-    """The instruction total of a callgrind output file."""
-    text = out.read_text()
-    for line in text.splitlines():
-        if line.startswith(("totals:", "summary:")):
-            return int(line.split()[1])
-    raise SystemExit(f"no instruction total in {out}")
-
-
 def probe_callgrind(url: str, size: int, only: str = "") -> dict[str, float]:
     """PostgreSQL instructions per row of each case (see the module's docstring)."""
     bindir = subprocess.run(
@@ -358,29 +349,8 @@ def probe_callgrind(url: str, size: int, only: str = "") -> dict[str, float]:
                 run(["cp", "-a", str(data), str(copy)])
                 out = work / f"callgrind-{n}.out"
                 script = setup + "".join(batches[:n])
-                done = run(
-                    as_postgres(
-                        [
-                            "valgrind",
-                            "--tool=callgrind",
-                            "--toggle-collect=PortalRun",
-                            "--toggle-collect=CommitTransactionCommand",
-                            f"--callgrind-out-file={out}",
-                            f"{bindir}/postgres",
-                            "--single",
-                            "-j",
-                            "-D",
-                            str(copy),
-                            "-c",
-                            "fsync=off",
-                            "bench",
-                        ]
-                    ),
-                    input=script.encode(),
-                )
-                errors = [x for x in done.stdout.decode().splitlines() if "ERROR" in x]
-                assert not errors, (name, errors)
-                counts.append(callgrind_count(out))
+                toggles = ("PortalRun", "CommitTransactionCommand")
+                counts.append(single_user_total(bindir, copy, out, script, toggles))
                 shutil.rmtree(copy)
             results[name] = (counts[1] - counts[0]) / sizes[name]
         return results
