@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -136,6 +137,35 @@ def callgrind_count(out: Path) -> int:
     if match is None:
         raise SystemExit(f"no instruction total in {out}")
     return int(match.group(1))
+
+
+def private_cluster(work: Path, sql: bytes, *extra: str) -> tuple[str, Path]:
+    """PostgreSQL's server directory (``pg_config --bindir``) and a stopped data directory
+    made in ``work`` (UTF-8, ``C.UTF-8`` as the benchmark databases, no fsync) whose
+    database ``bench`` holds ``sql`` and then each ``extra`` statement (a variant of the
+    schema to count, say): what :func:`single_user_total` runs on, copied per count so each
+    starts from the same pages. ``work`` must be writable by ``postgres``."""
+    bindir = subprocess.run(
+        ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    data = work / "data"
+    locale = ["-E", "UTF8", "--locale=C.UTF-8"]
+    run(as_postgres([f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--no-sync", *locale]))
+    port = str(56000 + os.getpid() % 1000)
+    options = f"-k {work} -p {port} -c listen_addresses='' -c fsync=off"
+    # With a log file: the server would otherwise hold the captured pipes open.
+    log = str(work / "server.log")
+    run(as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start"]))
+    try:
+        psql = ["psql", "-h", str(work), "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
+        run(as_postgres([*psql, "-c", "CREATE DATABASE bench"]))
+        run(as_postgres([*psql, "-d", "bench"]), input=sql)
+        for statement in extra:
+            run(as_postgres([*psql, "-d", "bench", "-c", statement]))
+    finally:
+        run(as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-w", "stop"]))
+    return bindir, data
 
 
 def single_user_total(

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import as_postgres, pg_url, recreate_database, single_user_total
+from bench._common import pg_url, private_cluster, recreate_database, single_user_total
 from bench._http import process_cpu
 from bench.ack_cpu import API_URL, BROKER, CACHE, _cached_deliveries
 
@@ -305,9 +305,6 @@ def _callgrind(
 
     from saleor_crm_plugin.events.models import InboxEvent
 
-    bindir = subprocess.run(
-        ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-    ).stdout.strip()
     ddl = subprocess.run(
         ["pg_dump", "--schema-only", "--no-owner", "-t", InboxEvent._meta.db_table, dump_url],
         capture_output=True,
@@ -318,40 +315,9 @@ def _callgrind(
     work = Path(tempfile.mkdtemp(prefix="crm-pgsingle-"))
     try:
         os.chmod(work, 0o777)
-        data = work / "data"
         run = functools.partial(subprocess.run, check=True, capture_output=True)
-        run(
-            as_postgres(
-                [
-                    f"{bindir}/initdb",
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                    "--locale=C.UTF-8",
-                ]
-            )
-        )
-        port = str(56000 + os.getpid() % 1000)
-        options = f"-k {work} -p {port} -c listen_addresses='' -c fsync=off"
-        # With a log file: the server would otherwise hold the captured pipes open.
-        log = str(work / "server.log")
-        run(
-            as_postgres(
-                [f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start"]
-            )
-        )
-        try:
-            psql = ["psql", "-h", str(work), "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
-            run(as_postgres([*psql, "-c", "CREATE DATABASE bench"]))
-            run(as_postgres([*psql, "-d", "bench"]), input=ddl.encode())
-            if extra_ddl:  # a variant of the schema to count, e.g. an index dropped
-                run(as_postgres([*psql, "-d", "bench", "-c", extra_ddl]))
-        finally:
-            run(as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-w", "stop"]))
+        extra = (extra_ddl,) if extra_ddl else ()  # a variant of the schema, e.g. an index dropped
+        bindir, data = private_cluster(work, ddl.encode(), *extra)
         counts = {}
         for inserts, updates in ((20, 0), (120, 0), (2 * size + 20, 1), (2 * size + 20, 2)):
             copy = work / f"run-{inserts}-{updates}"

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench._common import as_postgres, db_name, pg_url, single_user_total
+from bench._common import db_name, pg_url, private_cluster, single_user_total
 
 DB_NAME = os.environ.get("BENCH_WORKER_DB", "crm_bench_worker_cpu")
 LINES = "saleor_crm_plugin_orderline"
@@ -200,7 +200,6 @@ DONE_UPDATE = (
     'WHERE t."id" = v.id{extra}'
 )
 LEDGER = "saleor_crm_plugin_ledgerentry"
-_LOCALE = ("-E", "UTF8", "--locale=C.UTF-8")  # the benchmark database's
 # Tables a case loads into the private cluster (with what their foreign keys reference).
 CALLGRIND_TABLES = (
     INBOX,
@@ -309,9 +308,6 @@ def _ledger_cases(url: str, size: int) -> dict[str, tuple[str, list[str]]]:
 
 def probe_callgrind(url: str, size: int, only: str = "") -> dict[str, float]:
     """PostgreSQL instructions per row of each case (see the module's docstring)."""
-    bindir = subprocess.run(
-        ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-    ).stdout.strip()
     dump = ["pg_dump", "--no-owner", *(f"-t{t}" for t in CALLGRIND_TABLES), url]
     data_sql = subprocess.run(dump, capture_output=True, check=True).stdout
     cases = {**_done_cases(url, size), **_ledger_cases(url, size // 4)}
@@ -321,26 +317,7 @@ def probe_callgrind(url: str, size: int, only: str = "") -> dict[str, float]:
     run = functools.partial(subprocess.run, check=True, capture_output=True)
     try:
         os.chmod(work, 0o777)
-        data = work / "data"
-        run(
-            as_postgres(
-                [f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--no-sync", *_LOCALE]
-            )
-        )
-        port = str(57000 + os.getpid() % 1000)
-        options = f"-k {work} -p {port} -c listen_addresses='' -c fsync=off"
-        log = str(work / "server.log")
-        run(
-            as_postgres(
-                [f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start"]
-            )
-        )
-        try:
-            psql = ["psql", "-h", str(work), "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
-            run(as_postgres([*psql, "-c", "CREATE DATABASE bench"]))
-            run(as_postgres([*psql, "-d", "bench"]), input=data_sql)
-        finally:
-            run(as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-w", "stop"]))
+        bindir, data = private_cluster(work, data_sql)
         results = {}
         for name, (setup, batches) in cases.items():
             counts = []
