@@ -256,6 +256,27 @@ def _faster(converter: Any) -> Any:
     return converter
 
 
+def _converted(
+    rows: Sequence[Any], converters: list[tuple[int, list[Any]]], connection: Any
+) -> list[list[Any]]:
+    """``rows`` as lists with each converted column (a JSON column: the batch's lines, orders
+    and customers) run through its converters by one ``map`` over the rows: a C-level call
+    per value where a Python loop ran one per row and converter. Same converters on the same
+    values; only when values of two columns would both fail to convert may the error be the
+    other one (none does on what PostgreSQL returns)."""
+    table = list(map(list, rows))
+    count = len(table)
+    for index, pairs in converters:
+        column = [values[index] for values in table]
+        for converter, expression in pairs:
+            column = list(
+                map(converter, column, repeat(expression, count), repeat(connection, count))
+            )
+        for values, value in zip(table, column):  # noqa: B905 - one value per row
+            values[index] = value
+    return table
+
+
 class RowReader(Generic[M]):
     """``SELECT <every concrete column> FROM <table> [alias] WHERE ...`` of one model."""
 
@@ -469,9 +490,11 @@ class RowReader(Generic[M]):
         # Every row of one statement has the columns checked above, so the zips below need
         # no ``strict=True``: a keyword argument costs ``zip`` a parse of ~1k instructions,
         # per row (~45 rows a customer 360).
-        if plain and not converters:
-            # The common case (order pages, lines): ``bare_instance`` inlined, as the row's
-            # columns need no conversion.
+        if plain:
+            # The common case (order pages, lines): ``bare_instance`` inlined; a JSON column's
+            # converters run first, a column at a time (``_converted``).
+            if converters:
+                rows = _converted(rows, converters, connection)
             new = model.__new__
             names = _names_with(model, attnames, extra_names) if extra_names else attnames
             for row in rows:
@@ -488,8 +511,6 @@ class RowReader(Generic[M]):
                         setattr(instance, name, value)
                 result.append(instance)
             return result
-        if plain:
-            return self._build_converted(rows, attnames, converters, extra_names, connection)
         for row in rows:
             values = list(row[:width])
             for index, pairs in converters:
@@ -498,49 +519,6 @@ class RowReader(Generic[M]):
                     value = converter(value, column, connection)
                 values[index] = value
             instance = model.from_db(using, attnames, values)
-            for name, value in zip(extra_names, row[width:]):  # noqa: B905
-                setattr(instance, name, value)
-            result.append(instance)
-        return result
-
-    def _build_converted(
-        self,
-        rows: Sequence[Any],
-        attnames: list[str],
-        converters: list[tuple[int, list[Any]]],
-        extra_names: list[str],
-        connection: Any,
-    ) -> list[M]:
-        """``_build``'s instances of ``rows`` whose columns need converters (a JSON column:
-        the batch's lines, orders and customers) for a model without init receivers: each
-        converted column by one ``map`` over the rows (a C-level call per value where a
-        Python loop ran one per row and converter), then ``bare_instance`` inlined as for
-        rows without converters. Same converters on the same values, so the same instances,
-        ``__dict__`` order included (``_state`` first); only when values of two columns
-        would both fail to convert may the error be the other one (none does on what
-        PostgreSQL returns)."""
-        width = len(attnames)
-        model = self.model
-        using = self.using
-        count = len(rows)
-        table = [list(row[:width]) for row in rows] if extra_names else list(map(list, rows))
-        for index, pairs in converters:
-            column = [values[index] for values in table]
-            for converter, expression in pairs:
-                column = list(
-                    map(converter, column, repeat(expression, count), repeat(connection, count))
-                )
-            for values, value in zip(table, column):  # noqa: B905 - one value per row
-                values[index] = value
-        new = model.__new__
-        result: list[M] = []
-        for row, values in zip(rows, table):  # noqa: B905 - one list per row
-            instance = new(model)
-            state = ModelState()
-            state.adding = False
-            state.db = using
-            instance._state = state
-            instance.__dict__.update(zip(attnames, values))  # noqa: B905
             for name, value in zip(extra_names, row[width:]):  # noqa: B905
                 setattr(instance, name, value)
             result.append(instance)

@@ -1,5 +1,5 @@
 """``RowReader._build`` for rows with converted columns (the batch's lines, orders and
-customers: JSON columns) builds, column by column (``_build_converted``), the instances the
+customers: JSON columns) builds, column by column (``core.rows._converted``), the instances the
 row-by-row loop built (kept here verbatim as the oracle): same values of the same types, same
 ``__dict__`` order, same state; and ``_json_from_db``'s shortcut for ``[]``/``{}`` gives
 what Django's converter gives, a new object each time."""
